@@ -1,0 +1,5 @@
+"""The public engine API: load a model folder onto a wafer, then stream tokens as events."""
+from .engine import Engine, PromptTooLong, Stream
+from .events import Done, Stats, Token
+
+__all__ = ["Engine", "Stream", "Token", "Done", "Stats", "PromptTooLong"]

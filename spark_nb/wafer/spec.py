@@ -37,6 +37,13 @@ class WaferSpec:
     wafer_link_bytes_per_s: float = 1.2e12 / 8
     wafer_link_latency_s: float = 5e-6  # one Ethernet hop through a switch; assumption
     host_io_bytes_per_s: float = 1.2e12 / 8  # tokens in and logits out
+    host_io_latency_s: float = 5e-6  # one host round over Ethernet, like wafer_link_latency_s; assumption
+    # SRAM bytes a PE can read per cycle: two 32-bit reads from different banks (SDK docs, memory appendix).
+    # The 21 PB/s aggregate of WSE-3 works out at ~21 B/cycle/PE, so wider ports are possible: uncertain.
+    sram_read_bytes_per_cycle: int = 8
+    # fp32 FMACs for one exp / sigmoid / rsqrt: there is no transcendental unit, the SDK's math library evaluates
+    # a polynomial after range reduction; ~10 is an assumption.
+    transcendental_fmacs: int = 10
 
     @property
     def pes(self) -> int:

@@ -1,0 +1,236 @@
+"""Engine: tokenize -> prefill -> decode loop -> events, on the emulated wafer.
+
+    engine = Engine.load("path/to/model", wafer="wse3", dtype="int8")
+    for event in engine.stream("def add(a, b):", max_new_tokens=32):
+        ...                                   # Token events, then one Done with the request's Stats
+
+Every step runs the decoder's forward on the PE-tile layout (spark_nb.wafer.forward) and reports two clocks:
+the host time measured here and the wafer time the cycle model projects for the same computation.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..model import ModelConfig, Tokenizer, load_folder
+from ..wafer import forward as fw
+from ..wafer.cycles import decode_cycles, prefill_cycles
+from ..wafer.placement import Placement, place
+from ..wafer.spec import WaferSpec, get_spec
+from .events import Done, Stats, Token
+from .sampling import sample, validate
+
+DTYPES = ("int8", "fp32")
+DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
+PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
+
+
+class PromptTooLong(ValueError):
+    """The prompt does not fit the engine's context."""
+
+
+class Stream:
+    """The events of one request. Iterate it; `cancel()` (from any thread) ends it within one token."""
+
+    def __init__(self, events: Iterator, cancelled: threading.Event):
+        self._events = events
+        self._cancelled = cancelled
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> Token | Done:
+        return next(self._events)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def close(self) -> None:
+        self._events.close()
+
+
+class Engine:
+    def __init__(self, path: Path, config: ModelConfig, tokenizer: Tokenizer, weights, spec: WaferSpec,
+                 dtype: str, context: int):
+        self.path, self.config, self.tokenizer, self.dtype, self.context = path, config, tokenizer, dtype, context
+        self.spec = spec
+        self.placement: Placement = place(config, spec, dtype, context)  # raises if the model does not fit
+        self._model = fw.pack(weights, config, spec, dtype)
+        self._k_cache, self._v_cache = fw.kv_cache(config, context)
+        self._rotary = fw.rotary(config, context)
+        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context)
+        self._eps = np.float32(config.rms_norm_eps)
+        self._window = config.sliding_window or 0
+        self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
+        self._request = 0  # a new request supersedes an unfinished one (its stream ends as cancelled)
+        self._wafer_step_s = np.full(context + 1, np.nan)  # projected decode step time by context, filled lazily
+
+    @classmethod
+    def load(cls, path, wafer: str | WaferSpec = "wse3", dtype: str = "int8", context: int | None = None) -> "Engine":
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        spec = get_spec(wafer)
+        checkpoint = load_folder(path, dtype=dtype)
+        config = checkpoint.config
+        context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
+        if context < 2:
+            raise ValueError(f"context must be at least 2 tokens, got {context}")
+        return cls(checkpoint.path, config, checkpoint.tokenizer, checkpoint.weights, spec, dtype, context)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Engine({self.path.name}: {c.family}, {c.n_params / 1e6:.1f}M params, {self.dtype}, "
+                f"context {self.context}, on {self.spec.name} using {self.placement.pes_used:,} PEs)")
+
+    # -- the forward pass ------------------------------------------------------------------------------------
+
+    def _forward(self, ids: np.ndarray, start: int) -> np.ndarray:
+        """Run ids at positions start.. and return the final hidden states [T, d] (a view of scratch)."""
+        fw.forward(ids, start, self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
+                   self.config.head_dim, self._scratch)
+        return self._scratch.h[: len(ids)]
+
+    def _prefill(self, ids: np.ndarray, logits_out: np.ndarray | None) -> np.ndarray:
+        """Run the whole prompt in chunks; fill logits_out[T, vocab] if given; return the last position's logits."""
+        last = np.empty((1, self.config.vocab_size), np.float32)
+        for start in range(0, len(ids), PREFILL_CHUNK):
+            chunk = ids[start : start + PREFILL_CHUNK]
+            hidden = self._forward(chunk, start)
+            if logits_out is not None:
+                fw.lm_head(hidden, self._model, logits_out[start : start + len(chunk)])
+        if logits_out is not None:
+            return logits_out[-1]
+        fw.lm_head(hidden[-1:], self._model, last)
+        return last[0]
+
+    def _check_prompt(self, ids: Sequence[int]) -> np.ndarray:
+        if len(ids) == 0:
+            raise ValueError("the prompt is empty: give at least one token")
+        if len(ids) > self.context:
+            raise PromptTooLong(
+                f"the prompt has {len(ids)} tokens but the context holds {self.context}; shorten it, or load the "
+                f"model with a larger context (spark_nb.load(..., context=N), at most "
+                f"{self.config.max_position_embeddings})")
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}); got {ids.min()}..{ids.max()}")
+        return ids
+
+    def logits(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Logits [len(ids), vocab] float32 of a full causal forward over token_ids."""
+        ids = self._check_prompt(token_ids)
+        out = np.empty((len(ids), self.config.vocab_size), np.float32)
+        with self._lock:
+            self._request += 1
+            self._prefill(ids, out)
+        return out
+
+    # -- streaming -------------------------------------------------------------------------------------------
+
+    def encode(self, prompt: str | Sequence[int]) -> list[int]:
+        return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+
+    def stream(self, prompt: str | Sequence[int], max_new_tokens: int = 256, temperature: float = 0.0,
+               top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] | str | None = None) -> Stream:
+        """Generate from prompt (text or token ids), yielding Token events and a final Done.
+
+        Stops at an end-of-sequence token, at any of the `stop` strings (not included in the text), after
+        max_new_tokens, or at the end of the context. Arguments are checked here, before any compute.
+        """
+        ids = self._check_prompt(self.encode(prompt))
+        validate(temperature, top_p)
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        cancelled = threading.Event()
+        events = self._generate(ids, max_new_tokens, temperature, top_p, np.random.default_rng(seed), stops, cancelled)
+        return Stream(events, cancelled)
+
+    def _generate(self, ids, max_new_tokens, temperature, top_p, rng, stops, cancelled) -> Iterator[Token | Done]:
+        t0 = time.perf_counter()
+        with self._lock:
+            self._request += 1
+            request = self._request
+            logits = self._prefill(ids, None)
+        wafer_ttft = self._wafer_prefill_s(len(ids))
+        wafer_s = wafer_ttft
+        decoder = self.tokenizer.stream_decoder()
+        eos = set(self.tokenizer.eos_token_ids)
+        generated: list[int] = []
+        text, shown = "", 0  # all text so far; how much of it has been yielded
+        first_s = last_s = 0.0
+        reason = "length"
+        logits_row = np.empty((1, self.config.vocab_size), np.float32)
+        try:
+            while True:
+                token = sample(logits, temperature, top_p, rng)
+                if token in eos:
+                    reason = "eos"
+                    break
+                generated.append(token)
+                text += decoder.push(token)
+                hit = _find_stop(text, stops)
+                if hit >= 0:
+                    text, reason = text[:hit], "stop"
+                    break
+                last_s = time.perf_counter() - t0
+                if len(generated) == 1:
+                    first_s = last_s
+                safe = len(text) - _held_back(text, stops)  # don't show what may turn out to start a stop string
+                yield Token(text[shown:safe], (token,), last_s, wafer_s)
+                shown = safe
+                pos = len(ids) + len(generated) - 1  # where the token just chosen goes
+                if len(generated) >= max_new_tokens or pos >= self.context:
+                    break
+                if cancelled.is_set() or request != self._request:
+                    reason = "cancelled"
+                    break
+                with self._lock:
+                    hidden = self._forward(np.array([token], np.int64), pos)
+                    fw.lm_head(hidden, self._model, logits_row)
+                logits = logits_row[0]
+                wafer_s += self._wafer_decode_s(pos + 1)
+        except KeyboardInterrupt:
+            # The interrupt lands between two forward calls, so the engine is consistent: clean up, re-raise.
+            cancelled.set()
+            raise
+        if reason != "stop":
+            text += decoder.flush()
+        if shown < len(text):
+            yield Token(text[shown:], (), time.perf_counter() - t0, wafer_s)
+        n = len(generated)
+        total = time.perf_counter() - t0
+        wafer_first = wafer_ttft
+        stats = Stats(
+            prompt_tokens=len(ids), tokens=n, ttft_s=first_s, tok_per_s=_rate(n - 1, last_s - first_s),
+            total_s=total, wafer_ttft_s=wafer_first, wafer_tok_per_s=_rate(n - 1, wafer_s - wafer_first),
+            wafer_total_s=wafer_s, wafer=self.spec.name, dtype=self.dtype)
+        yield Done(text, tuple(generated), reason, stats)
+
+    # -- projected wafer time --------------------------------------------------------------------------------
+
+    def _wafer_prefill_s(self, prompt_tokens: int) -> float:
+        return prefill_cycles(self.placement, prompt_tokens).seconds
+
+    def _wafer_decode_s(self, context: int) -> float:
+        if np.isnan(self._wafer_step_s[context]):
+            self._wafer_step_s[context] = decode_cycles(self.placement, context).seconds
+        return float(self._wafer_step_s[context])
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if count > 0 and seconds > 0 else 0.0
+
+
+def _find_stop(text: str, stops: tuple[str, ...]) -> int:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else -1
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of text that is the start of a stop string."""
+    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)

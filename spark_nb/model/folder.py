@@ -1,0 +1,45 @@
+"""load_folder: a Hugging Face model folder -> Checkpoint (config, tokenizer, fp32 weights), every part checked.
+
+The cheap parts are read first (config.json, tokenizer.json) so that a wrong folder fails fast, before any
+weights are read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ModelConfig
+from .errors import ModelLoadError
+from .tokenizer import Tokenizer
+from .weights import DecoderWeights, load_decoder_weights
+
+DTYPES = ("fp32", "int8")  # int8: the engine quantizes the fp32 weights with quant.quantize_int8
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    config: ModelConfig
+    tokenizer: Tokenizer
+    weights: DecoderWeights  # always fp32
+    dtype: str  # the precision the engine should run in, one of DTYPES
+
+
+def load_folder(path: str | Path, dtype: str = "fp32") -> Checkpoint:
+    """Read and validate a model folder; raises ModelLoadError saying what is wrong and what to do."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model folder {path} does not exist; pass the folder that holds config.json")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is not a folder; pass the model folder that holds config.json, not a file")
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unsupported dtype {dtype!r}: choose one of {', '.join(map(repr, DTYPES))}")
+    config = ModelConfig.from_file(path / "config.json")
+    tokenizer = Tokenizer.from_folder(path, config)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ModelLoadError(
+            f"{path / 'tokenizer.json'} has {tokenizer.vocab_size} tokens but config.json's vocab_size is "
+            f"{config.vocab_size}: some token ids would have no embedding; the tokenizer belongs to another model"
+        )
+    weights = load_decoder_weights(path, config)
+    return Checkpoint(path=path, config=config, tokenizer=tokenizer, weights=weights, dtype=dtype)

@@ -1,0 +1,213 @@
+"""Tokenizer: a model folder's tokenizer.json, its special tokens and chat template, and streaming decode.
+
+The tokenization itself is the `tokenizers` library's (the same Rust code transformers uses). What this file adds
+is what transformers would otherwise supply: special tokens from tokenizer_config.json, the chat template
+rendered the way transformers renders it, and a detokenizer that streams text one token at a time.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+import jinja2.ext
+import tokenizers
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .config import ModelConfig
+from .errors import ModelLoadError
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"  # where transformers >= 4.43 saves the template
+# The named special tokens transformers passes to chat templates as strings
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+REPLACEMENT_CHAR = "\ufffd"  # what decoding yields for an incomplete UTF-8 sequence
+
+
+class Tokenizer:
+    def __init__(
+        self,
+        backend: tokenizers.Tokenizer,
+        special_tokens: dict[str, str] | None = None,
+        chat_template: str | None = None,
+        config: ModelConfig | None = None,
+    ):
+        self.backend = backend
+        self.special_tokens = dict(special_tokens or {})  # e.g. {"eos_token": "<|im_end|>"}
+        self.chat_template = chat_template
+        # Compiled now so that a broken template is a load error, not a surprise at the first prompt
+        self._compiled_template = _compile_chat_template(chat_template) if chat_template else None
+        self.eos_token_ids = self._eos_ids(config)
+        self.bos_token_id = self._bos_id(config)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, config: ModelConfig | None = None) -> "Tokenizer":
+        """tokenizer.json, plus tokenizer_config.json and chat_template.jinja when present."""
+        folder = Path(folder)
+        path = folder / TOKENIZER_FILE
+        if not path.exists():
+            raise ModelLoadError(
+                f"missing {path}: spark-nb needs the fast-tokenizer file; create it with "
+                "AutoTokenizer.from_pretrained(...).save_pretrained(folder)"
+            )
+        try:
+            backend = tokenizers.Tokenizer.from_file(str(path))
+        except Exception as err:  # the Rust side raises a bare Exception for malformed files
+            raise ModelLoadError(f"{path} cannot be read by the tokenizers library ({err}); re-export it") from None
+        settings = _read_json(folder / TOKENIZER_CONFIG_FILE)
+        special = {name: _token_text(settings[name]) for name in SPECIAL_TOKEN_NAMES if settings.get(name)}
+        return cls(backend, special, _find_chat_template(folder, settings), config)
+
+    # --- vocabulary ------------------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, added tokens included."""
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def _eos_ids(self, config: ModelConfig | None) -> tuple[int, ...]:
+        # config.json may list several (Llama 3 instruct ends turns with <|eot_id|>); the tokenizer's eos may differ.
+        ids = list(config.eos_token_ids) if config else []
+        eos = self.special_tokens.get("eos_token")
+        eos_id = self.token_to_id(eos) if eos else None
+        return tuple(dict.fromkeys(ids + ([eos_id] if eos_id is not None else [])))
+
+    def _bos_id(self, config: ModelConfig | None) -> int | None:
+        # The tokenizer's own bos is what the chat template writes, so it wins over config.json's.
+        bos = self.special_tokens.get("bos_token")
+        bos_id = self.token_to_id(bos) if bos else None
+        return bos_id if bos_id is not None else (config.bos_token_id if config else None)
+
+    # --- text <-> ids ----------------------------------------------------------------------------------------
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`; a chat template already writes bos and friends, so none are added by default."""
+        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def stream_decoder(self, skip_special_tokens: bool = True) -> "StreamDecoder":
+        """A detokenizer fed one token at a time; see `StreamDecoder`."""
+        return StreamDecoder(self, skip_special_tokens)
+
+    # --- chat template ---------------------------------------------------------------------------------------
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **extra) -> str:
+        """The prompt text for `messages` ([{"role": ..., "content": ...}]), as transformers would render it."""
+        if self._compiled_template is None:
+            raise ModelLoadError(
+                "this tokenizer has no chat_template (neither in tokenizer_config.json nor chat_template.jinja); "
+                "use a model folder with one, or build the prompt with encode()"
+            )
+        return self._compiled_template.render(
+            messages=messages,
+            tools=None,
+            documents=None,
+            add_generation_prompt=add_generation_prompt,
+            **{**self.special_tokens, **extra},
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Streaming detokenization
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class StreamDecoder:
+    """Turns a stream of token ids into text deltas whose concatenation is `decode(all ids)`.
+
+    A byte-level token can end in the middle of a UTF-8 character (an emoji spans up to four tokens), and some
+    decoders change a token's text depending on what precedes it (a leading-space marker is dropped at the start).
+    So each push decodes a short window: the tokens since the last emitted text (`read`) together with a few
+    already emitted ones before them (`prefix`) as context, and emits the part beyond the already emitted window
+    text. Text that ends in an incomplete character is held back until the next token completes it.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = True):
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
+        self.ids: list[int] = []
+        self.prefix = 0  # start of the context window
+        self.read = 0  # ids before this are emitted
+
+    def _decode(self, start: int, stop: int) -> str:
+        return self.tokenizer.decode(self.ids[start:stop], skip_special_tokens=self.skip_special_tokens)
+
+    def push(self, token_id: int) -> str:
+        """Add one token; return the newly completed text ('' while a character is still incomplete)."""
+        self.ids.append(int(token_id))
+        emitted = self._decode(self.prefix, self.read)
+        window = self._decode(self.prefix, len(self.ids))
+        if len(window) <= len(emitted) or window.endswith(REPLACEMENT_CHAR):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return window[len(emitted) :]
+
+    def flush(self) -> str:
+        """At the end of the stream: whatever is held back (an incomplete character decodes as U+FFFD)."""
+        emitted = self._decode(self.prefix, self.read)
+        window = self._decode(self.prefix, len(self.ids))
+        self.prefix = self.read = len(self.ids)
+        return window[len(emitted) :]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tokenizer_config.json and the chat template
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{path} is not valid JSON ({err}); re-export the tokenizer") from None
+
+
+def _token_text(token: str | dict) -> str:
+    # tokenizer_config.json writes a special token either as text or as a serialized AddedToken {"content": ...}
+    return token["content"] if isinstance(token, dict) else token
+
+
+def _find_chat_template(folder: Path, settings: dict) -> str | None:
+    if (folder / CHAT_TEMPLATE_FILE).exists():
+        return (folder / CHAT_TEMPLATE_FILE).read_text(encoding="utf-8")
+    template = settings.get("chat_template")
+    if isinstance(template, list):
+        # Several named templates (e.g. "default", "tool_use"); prompts for editing use the default one
+        named = {entry["name"]: entry["template"] for entry in template}
+        template = named.get("default")
+    return template
+
+
+def _raise_exception(message: str):
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
+    # Jinja's own tojson escapes HTML characters, which would change the prompt; transformers overrides it too
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+def _compile_chat_template(source: str) -> jinja2.Template:
+    # Templates come from model folders, i.e. from strangers: render them in a sandbox, with the same
+    # environment settings and helpers as transformers so that the prompt matches the one the model was trained on.
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as err:
+        raise ModelLoadError(f"the chat template does not parse ({err}, line {err.lineno}); fix the template") from None

@@ -1,0 +1,279 @@
+"""Decoder weights from a model folder's safetensors files, as validated fp32 NumPy arrays.
+
+A folder holds either `model.safetensors` or shards listed by `model.safetensors.index.json` (its `weight_map`
+names the shard of every tensor). Headers are read and checked first (truncation, dtypes, shapes against the
+config), then tensors are read one at a time and converted to fp32. Nothing is unpickled.
+
+numpy has no bfloat16, so safetensors' numpy framework cannot return bf16 tensors; those are read as raw bytes
+at the header's offsets and widened to fp32 by putting the 16 bits into the high half of a float32.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+
+from .config import ModelConfig
+from .errors import ModelLoadError
+
+SINGLE_FILE = "model.safetensors"
+SHARD_INDEX = "model.safetensors.index.json"
+
+# dtypes safetensors' numpy framework returns directly
+NUMPY_DTYPES = {"F64", "F32", "F16"}
+ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+# Tensors some exporters write that carry no weights (Llama's rotary inverse frequencies are recomputed)
+IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+@dataclass
+class LayerWeights:
+    attn_norm: np.ndarray  # [d]
+    wq: np.ndarray  # [n_heads*hd, d]
+    wk: np.ndarray  # [n_kv*hd, d]
+    wv: np.ndarray  # [n_kv*hd, d]
+    bq: np.ndarray | None  # [n_heads*hd]; Qwen2 only
+    bk: np.ndarray | None  # [n_kv*hd]
+    bv: np.ndarray | None  # [n_kv*hd]
+    wo: np.ndarray  # [d, n_heads*hd]
+    mlp_norm: np.ndarray  # [d]
+    w_gate: np.ndarray  # [ffn, d]
+    w_up: np.ndarray  # [ffn, d]
+    w_down: np.ndarray  # [d, ffn]
+
+
+@dataclass
+class DecoderWeights:
+    embed: np.ndarray  # [vocab, d]
+    final_norm: np.ndarray  # [d]
+    lm_head: np.ndarray  # [vocab, d]; the very same array as `embed` when the config ties them
+    layers: list[LayerWeights]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One safetensors file: its header, checked against the file's length
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    file: Path
+    dtype: str  # safetensors spelling: "F32", "BF16", ...
+    shape: tuple[int, ...]
+    begin: int  # absolute byte offsets in `file`
+    end: int
+
+
+def read_header(path: Path) -> dict[str, TensorEntry]:
+    """The tensors a safetensors file declares: 8-byte little-endian header length, then JSON, then data."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ModelLoadError(f"{path} is truncated ({size} bytes, less than a safetensors header); copy it again")
+        header_len = int.from_bytes(prefix, "little")
+        if 8 + header_len > size:
+            raise ModelLoadError(
+                f"{path} is truncated: its header claims {header_len} bytes but the file has {size} bytes in all; "
+                "the download or copy was interrupted, fetch the file again"
+            )
+        try:
+            header = json.loads(f.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ModelLoadError(f"{path} has a corrupt safetensors header ({err}); fetch the file again") from None
+    data_start = 8 + header_len
+    entries = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        itemsize = ITEMSIZE.get(info["dtype"])
+        if itemsize is not None and end - begin != itemsize * int(np.prod(shape)):
+            raise ModelLoadError(
+                f"{path} has a corrupt header: {name!r} spans {end - begin} bytes, but {info['dtype']}{list(shape)} "
+                f"needs {itemsize * int(np.prod(shape))}; fetch the file again"
+            )
+        entries[name] = TensorEntry(path, info["dtype"], shape, data_start + begin, data_start + end)
+    data_end = max((e.end for e in entries.values()), default=data_start)
+    if data_end > size:
+        raise ModelLoadError(
+            f"{path} is truncated: its header says the tensor data ends at byte {data_end} but the file has "
+            f"{size} bytes; the download or copy was interrupted, fetch the file again"
+        )
+    return entries
+
+
+def bf16_to_fp32(raw: np.ndarray) -> np.ndarray:
+    """Widen bfloat16 bit patterns (uint16) to float32: bf16 is the top half of a float32, so this is exact."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# All tensors of a folder, single file or shards
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class TensorStore:
+    """Every tensor of a model folder by name; headers are read up front, data on demand."""
+
+    def __init__(self, entries: dict[str, TensorEntry], source: Path):
+        self.entries = entries
+        self.source = source  # model.safetensors or the shard index, for messages
+        self._handles = {}  # Path -> safe_open, opened once per file
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "TensorStore":
+        folder = Path(folder)
+        single, index = folder / SINGLE_FILE, folder / SHARD_INDEX
+        if single.exists():
+            return cls(read_header(single), single)
+        if index.exists():
+            return cls(cls._sharded_entries(index), index)
+        pickled = (folder / "pytorch_model.bin").exists()
+        hint = " (pytorch_model.bin is a pickle, which spark-nb never loads)" if pickled else ""
+        raise ModelLoadError(
+            f"missing weights in {folder}: expected {SINGLE_FILE} or {SHARD_INDEX}{hint}; "
+            "re-save the model with save_pretrained, which writes safetensors"
+        )
+
+    @staticmethod
+    def _sharded_entries(index: Path) -> dict[str, TensorEntry]:
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise ModelLoadError(f"{index} is not a valid shard index ({err!r}); re-export the model folder") from None
+        entries, headers = {}, {}
+        for name, shard in weight_map.items():
+            if shard not in headers:
+                path = index.parent / shard
+                if not path.exists():
+                    raise ModelLoadError(
+                        f"{index} places {name!r} in shard {shard}, which is missing from {index.parent}; "
+                        "copy every shard the index lists"
+                    )
+                headers[shard] = read_header(path)
+            if name not in headers[shard]:
+                raise ModelLoadError(f"{index} places {name!r} in {shard}, but that shard has no such tensor")
+            entries[name] = headers[shard][name]
+        return entries
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.entries
+
+    def read(self, name: str) -> np.ndarray:
+        """The tensor as a C-contiguous float32 array."""
+        entry = self.entries[name]
+        if entry.dtype == "BF16":
+            with open(entry.file, "rb") as f:
+                f.seek(entry.begin)
+                raw = np.fromfile(f, dtype="<u2", count=(entry.end - entry.begin) // 2)
+            return bf16_to_fp32(raw).reshape(entry.shape)
+        if entry.dtype in NUMPY_DTYPES:
+            if entry.file not in self._handles:
+                self._handles[entry.file] = safe_open(str(entry.file), framework="numpy")
+            tensor = self._handles[entry.file].get_tensor(name)
+            return np.ascontiguousarray(tensor, dtype=np.float32)
+        raise ModelLoadError(
+            f"tensor {name!r} in {entry.file.name} is stored as {entry.dtype}; spark-nb reads F32, F16 and BF16 "
+            "checkpoints, so dequantize or convert the model first"
+        )
+
+    def close(self) -> None:
+        self._handles.clear()
+
+    def __enter__(self) -> "TensorStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The decoder: every Hugging Face name, its expected shape, and its checks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _DecoderReader:
+    """Reads named tensors, checking each against the shape the config implies and for NaN/inf."""
+
+    def __init__(self, store: TensorStore, config: ModelConfig):
+        self.store, self.config = store, config
+        self.consumed: set[str] = set()
+
+    def tensor(self, name: str, shape: tuple[int, ...], meaning: str) -> np.ndarray:
+        if name not in self.store:
+            raise ModelLoadError(
+                f"missing tensor {name!r} (shape {shape}: {meaning}) in {self.store.source}, the weights of a "
+                f"{self.config.family} model; "
+                "the checkpoint is incomplete or of another architecture, re-export it with save_pretrained"
+            )
+        entry = self.store.entries[name]
+        if entry.shape != shape:
+            raise ModelLoadError(
+                f"tensor {name!r} in {entry.file.name} has shape {entry.shape}, but config.json implies {shape} "
+                f"({meaning}); the weights and config.json belong to different models, keep them together"
+            )
+        self.consumed.add(name)
+        array = self.store.read(name)
+        if not np.isfinite(array).all():
+            n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            raise ModelLoadError(
+                f"tensor {name!r} in {entry.file.name} holds {n_nan} NaN and {n_inf} inf values; the checkpoint "
+                "is corrupt or was saved after training diverged, use an earlier checkpoint"
+            )
+        return array
+
+    def optional(self, name: str, shape: tuple[int, ...], meaning: str, required: bool) -> np.ndarray | None:
+        return self.tensor(name, shape, meaning) if required or name in self.store else None
+
+    def layer(self, i: int) -> LayerWeights:
+        c = self.config
+        d, f, q_out, kv_out = c.hidden_size, c.intermediate_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+        p = f"model.layers.{i}."
+        bias = c.attention_bias
+        return LayerWeights(
+            attn_norm=self.tensor(p + "input_layernorm.weight", (d,), "hidden_size"),
+            wq=self.tensor(p + "self_attn.q_proj.weight", (q_out, d), "n_heads*head_dim, hidden_size"),
+            wk=self.tensor(p + "self_attn.k_proj.weight", (kv_out, d), "n_kv_heads*head_dim, hidden_size"),
+            wv=self.tensor(p + "self_attn.v_proj.weight", (kv_out, d), "n_kv_heads*head_dim, hidden_size"),
+            bq=self.optional(p + "self_attn.q_proj.bias", (q_out,), "n_heads*head_dim", bias),
+            bk=self.optional(p + "self_attn.k_proj.bias", (kv_out,), "n_kv_heads*head_dim", bias),
+            bv=self.optional(p + "self_attn.v_proj.bias", (kv_out,), "n_kv_heads*head_dim", bias),
+            wo=self.tensor(p + "self_attn.o_proj.weight", (d, q_out), "hidden_size, n_heads*head_dim"),
+            mlp_norm=self.tensor(p + "post_attention_layernorm.weight", (d,), "hidden_size"),
+            w_gate=self.tensor(p + "mlp.gate_proj.weight", (f, d), "intermediate_size, hidden_size"),
+            w_up=self.tensor(p + "mlp.up_proj.weight", (f, d), "intermediate_size, hidden_size"),
+            w_down=self.tensor(p + "mlp.down_proj.weight", (d, f), "hidden_size, intermediate_size"),
+        )
+
+    def check_nothing_left(self) -> None:
+        # A tensor we do not read (an o_proj or MLP bias, say) would change the output: refuse rather than ignore.
+        left = sorted(n for n in self.store.entries if n not in self.consumed and not n.endswith(IGNORED_SUFFIXES))
+        if left:
+            shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+            raise ModelLoadError(
+                f"the weights hold tensors a {self.config.family} decoder in spark-nb does not use: {shown}; "
+                "the model has parts spark-nb does not implement (or config.json has too few layers)"
+            )
+
+
+def load_decoder_weights(folder: str | Path, config: ModelConfig) -> DecoderWeights:
+    """Read, check and convert to fp32 every decoder tensor of the model folder."""
+    with TensorStore.open(folder) as store:
+        reader = _DecoderReader(store, config)
+        vocab_by_d = (config.vocab_size, config.hidden_size)
+        embed = reader.tensor("model.embed_tokens.weight", vocab_by_d, "vocab_size, hidden_size")
+        layers = [reader.layer(i) for i in range(config.n_layers)]
+        final_norm = reader.tensor("model.norm.weight", (config.hidden_size,), "hidden_size")
+        if config.tie_word_embeddings:
+            # Some exporters still write the tied copy; it is the embedding by definition, so share one array.
+            reader.consumed.add("lm_head.weight")
+            lm_head = embed
+        else:
+            lm_head = reader.tensor("lm_head.weight", vocab_by_d, "vocab_size, hidden_size")
+        reader.check_nothing_left()
+    return DecoderWeights(embed=embed, final_norm=final_norm, lm_head=lm_head, layers=layers)

@@ -1,0 +1,198 @@
+"""The decoder forward pass, executed on the PE-tile layout.
+
+`pack()` cuts every weight matrix into the PE tiles its placement gives it (int8 with per-output-channel scales,
+or fp32 with unit scales) and stacks the layers; `forward()` then runs T tokens through the decoder in one numba
+call, reading top to bottom like the model's equations:
+
+    x = E[tokens]
+    for each layer:
+        h = rmsnorm(x);  q, k, v = h Wq + bq, h Wk + bk, h Wv + bv;  q, k = rope(q), rope(k)
+        x = x + attention(q, K ++ k, V ++ v) Wo
+        h = rmsnorm(x);  x = x + (silu(h Wg) * (h Wu)) Wd
+    h = rmsnorm(x)                          # logits = h W_lm, for the rows the caller wants
+
+Prefill and verification pass T tokens; decode passes one. Buffers are allocated once (`Scratch`), so the
+forward itself never allocates.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from ..model.quant import quantize_int8
+from .kernels import (
+    add_bias,
+    add_into,
+    causal_attention,
+    embed_rows,
+    rmsnorm,
+    rope,
+    store_kv,
+    swiglu,
+    tiled_matmul,
+)
+from .tiles import tile_shape, to_tiles
+
+
+class Layers(NamedTuple):
+    """Every layer's weights, stacked: field[l] is layer l. Matrices are PE tiles [L, gr, gc, tm, tn] with
+    per-output-row scales [L, rows]; q/k/v biases are zero for families without them."""
+
+    attn_norm: np.ndarray  # [L, d]
+    wq: np.ndarray
+    sq: np.ndarray
+    bq: np.ndarray  # [L, heads*hd]
+    wk: np.ndarray
+    sk: np.ndarray
+    bk: np.ndarray  # [L, kv_heads*hd]
+    wv: np.ndarray
+    sv: np.ndarray
+    bv: np.ndarray
+    wo: np.ndarray
+    so: np.ndarray
+    mlp_norm: np.ndarray  # [L, d]
+    w_gate: np.ndarray
+    s_gate: np.ndarray
+    w_up: np.ndarray
+    s_up: np.ndarray
+    w_down: np.ndarray
+    s_down: np.ndarray
+
+
+class Decoder(NamedTuple):
+    embed: np.ndarray  # tiles of E [vocab, d]
+    embed_scale: np.ndarray  # [vocab]
+    layers: Layers
+    final_norm: np.ndarray  # [d]
+    lm_head: np.ndarray  # tiles of W_lm [vocab, d]; the same array as embed when tied
+    lm_head_scale: np.ndarray  # [vocab]
+
+
+class Scratch(NamedTuple):
+    """Working buffers for up to max_tokens tokens in flight."""
+
+    x: np.ndarray  # [T, d] residual stream
+    h: np.ndarray  # [T, d] normed input of a block
+    q: np.ndarray  # [T, heads*hd]
+    k: np.ndarray  # [T, kv_heads*hd]
+    v: np.ndarray  # [T, kv_heads*hd]
+    att: np.ndarray  # [T, heads*hd] attention output
+    out: np.ndarray  # [T, d] output of a block, before the residual add
+    gate: np.ndarray  # [T, ffn]
+    up: np.ndarray  # [T, ffn]
+    scores: np.ndarray  # [heads, context]
+
+
+class Rotary(NamedTuple):
+    cos: np.ndarray  # [context, hd/2]
+    sin: np.ndarray
+
+
+def _tiled(w: np.ndarray, spec, dtype: str):
+    """A matrix [rows, cols] as (tiles, scale) in its PE tile shape."""
+    tm, tn = tile_shape(spec, *w.shape, dtype)
+    if dtype == "int8":
+        q, scale = quantize_int8(w)
+        return to_tiles(q, tm, tn), scale
+    return to_tiles(w.astype(np.float32), tm, tn), np.ones(w.shape[0], np.float32)
+
+
+def pack(weights, config, spec, dtype: str) -> Decoder:
+    """Cut a checkpoint's fp32 weights (spark_nb.model DecoderWeights) into PE tiles and stack the layers."""
+
+    def stacked(name):
+        pairs = [_tiled(getattr(layer, name), spec, dtype) for layer in weights.layers]
+        return np.stack([t for t, _ in pairs]), np.stack([s for _, s in pairs])
+
+    def bias(name, width):
+        rows = [getattr(layer, name) for layer in weights.layers]
+        return np.stack([np.zeros(width, np.float32) if b is None else b.astype(np.float32) for b in rows])
+
+    def vectors(name):
+        return np.stack([getattr(layer, name).astype(np.float32) for layer in weights.layers])
+
+    hd = config.head_dim
+    wq, sq = stacked("wq")
+    wk, sk = stacked("wk")
+    wv, sv = stacked("wv")
+    wo, so = stacked("wo")
+    w_gate, s_gate = stacked("w_gate")
+    w_up, s_up = stacked("w_up")
+    w_down, s_down = stacked("w_down")
+    layers = Layers(
+        vectors("attn_norm"), wq, sq, bias("bq", config.n_heads * hd), wk, sk, bias("bk", config.n_kv_heads * hd),
+        wv, sv, bias("bv", config.n_kv_heads * hd), wo, so, vectors("mlp_norm"),
+        w_gate, s_gate, w_up, s_up, w_down, s_down,
+    )
+    embed, embed_scale = _tiled(weights.embed, spec, dtype)
+    if weights.lm_head is weights.embed:
+        lm_head, lm_head_scale = embed, embed_scale
+    else:
+        lm_head, lm_head_scale = _tiled(weights.lm_head, spec, dtype)
+    return Decoder(embed, embed_scale, layers, weights.final_norm.astype(np.float32), lm_head, lm_head_scale)
+
+
+def scratch(config, max_tokens: int, context: int) -> Scratch:
+    d, hd, f = config.hidden_size, config.head_dim, config.intermediate_size
+    q, kv = config.n_heads * hd, config.n_kv_heads * hd
+
+    def buf(*shape):
+        return np.zeros(shape, np.float32)
+
+    return Scratch(
+        buf(max_tokens, d), buf(max_tokens, d), buf(max_tokens, q), buf(max_tokens, kv), buf(max_tokens, kv),
+        buf(max_tokens, q), buf(max_tokens, d), buf(max_tokens, f), buf(max_tokens, f), buf(config.n_heads, context),
+    )
+
+
+def rotary(config, context: int) -> Rotary:
+    angles = np.outer(np.arange(context, dtype=np.float64), config.rope_inv_freq())  # [context, hd/2]
+    return Rotary(np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32))
+
+
+def kv_cache(config, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and values of every layer: [L, kv_heads, context, hd] each."""
+    shape = (config.n_layers, config.n_kv_heads, context, config.head_dim)
+    return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+
+@njit(cache=True, nogil=True)
+def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s):
+    """Run tokens[T] at positions start.. through the decoder; leaves the final normed hidden states in s.h[:T]
+    and the new keys/values in the caches."""
+    T = tokens.shape[0]
+    x, h, q, k, v = s.x[:T], s.h[:T], s.q[:T], s.k[:T], s.v[:T]
+    att, out, gate, up = s.att[:T], s.out[:T], s.gate[:T], s.up[:T]
+    w = model.layers
+    embed_rows(tokens, model.embed, model.embed_scale, x)
+    for l in range(w.attn_norm.shape[0]):
+        # attention block
+        rmsnorm(x, w.attn_norm[l], eps, h)
+        tiled_matmul(h, w.wq[l], w.sq[l], q)
+        add_bias(q, w.bq[l])
+        tiled_matmul(h, w.wk[l], w.sk[l], k)
+        add_bias(k, w.bk[l])
+        tiled_matmul(h, w.wv[l], w.sv[l], v)
+        add_bias(v, w.bv[l])
+        rope(q, head_dim, rot.cos, rot.sin, start)
+        rope(k, head_dim, rot.cos, rot.sin, start)
+        store_kv(k, v, k_cache[l], v_cache[l], start)
+        causal_attention(q, k_cache[l], v_cache[l], start, window, s.scores, att)
+        tiled_matmul(att, w.wo[l], w.so[l], out)
+        add_into(x, out)
+        # SwiGLU block
+        rmsnorm(x, w.mlp_norm[l], eps, h)
+        tiled_matmul(h, w.w_gate[l], w.s_gate[l], gate)
+        tiled_matmul(h, w.w_up[l], w.s_up[l], up)
+        swiglu(gate, up)
+        tiled_matmul(gate, w.w_down[l], w.s_down[l], out)
+        add_into(x, out)
+    rmsnorm(x, model.final_norm, eps, h)
+
+
+@njit(cache=True, nogil=True)
+def lm_head(h, model, logits):
+    """logits[T, vocab] = h[T, d] W_lm."""
+    tiled_matmul(h, model.lm_head, model.lm_head_scale, logits)

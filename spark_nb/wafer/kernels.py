@@ -1,0 +1,172 @@
+"""Numba kernels that compute on the PE-tile layout.
+
+Each kernel fills a buffer the caller owns and allocates nothing, so a forward pass never touches the allocator.
+Activations are 2D [T, width] (T tokens in flight); heads are addressed as column blocks of width head_dim.
+`reference.py` holds a plain NumPy twin of every kernel; the tests hold them to each other. Every kernel runs as
+plain Python under NUMBA_DISABLE_JIT=1.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+JIT = dict(cache=True, nogil=True, fastmath=True)
+
+
+@njit(parallel=True, **JIT)
+def tiled_matmul(x, tiles, scale, y):
+    """y[T, m] = (x[T, n] @ W[m, n].T) * scale[m], with W held as PE tiles[gr, gc, tm, tn].
+
+    PE (r, c) holds W[r*tm:(r+1)*tm, c*tn:(c+1)*tn]. Slice c of x is broadcast down PE column c, every PE forms
+    its partial products, and the partial sums of PE row r are reduced along the row into y's slice r. Decode is
+    the T = 1 case. Where the time goes: this loop.
+    """
+    T, n = x.shape
+    m = y.shape[1]
+    gr, gc, tm, tn = tiles.shape
+    for r in prange(gr):
+        i0 = r * tm
+        rows = min(tm, m - i0)
+        for t in range(T):
+            for i in range(rows):
+                y[t, i0 + i] = 0.0
+        for c in range(gc):  # the reduction along PE row r
+            j0 = c * tn
+            cols = min(tn, n - j0)
+            tile = tiles[r, c]
+            for t in range(T):
+                x_slice = x[t, j0 : j0 + cols]  # what PE column c receives
+                for i in range(rows):
+                    w_row = tile[i, :cols]  # unit-stride slices let LLVM vectorise the dot product
+                    partial = np.float32(0.0)
+                    for j in range(cols):
+                        partial += np.float32(w_row[j]) * x_slice[j]
+                    y[t, i0 + i] += partial
+        for t in range(T):
+            for i in range(rows):
+                y[t, i0 + i] *= scale[i0 + i]
+
+
+@njit(**JIT)
+def embed_rows(tokens, tiles, scale, out):
+    """out[t] = W[tokens[t]] * scale[tokens[t]]: rows of a [vocab, d] matrix held as PE tiles."""
+    gr, gc, tm, tn = tiles.shape
+    d = out.shape[1]
+    for t in range(tokens.shape[0]):
+        token = tokens[t]
+        r, i = token // tm, token % tm
+        for c in range(gc):
+            j0 = c * tn
+            for j in range(min(tn, d - j0)):
+                out[t, j0 + j] = tiles[r, c, i, j] * scale[token]
+
+
+@njit(**JIT)
+def rmsnorm(x, weight, eps, out):
+    """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight."""
+    T, d = x.shape
+    for t in range(T):
+        ss = np.float32(0.0)
+        for j in range(d):
+            ss += x[t, j] * x[t, j]
+        inv = np.float32(1.0) / np.sqrt(ss / d + eps)
+        for j in range(d):
+            out[t, j] = x[t, j] * inv * weight[j]
+
+
+@njit(**JIT)
+def add_bias(y, bias):
+    """y[t] += bias."""
+    for t in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[t, j] += bias[j]
+
+
+@njit(**JIT)
+def add_into(x, y):
+    """x += y (the residual connection)."""
+    for t in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[t, j] += y[t, j]
+
+
+@njit(**JIT)
+def rope(x, head_dim, cos, sin, start):
+    """Rotate every head of x[T, heads*head_dim] in place, token t at position start + t.
+
+    Half-split convention (as Llama/Qwen/Mistral checkpoints): pairs (x[e], x[e + head_dim/2]).
+    cos, sin: [context, head_dim/2].
+    """
+    T, width = x.shape
+    half = head_dim // 2
+    for t in range(T):
+        pos = start + t
+        for h0 in range(0, width, head_dim):
+            for e in range(half):
+                a = x[t, h0 + e]
+                b = x[t, h0 + half + e]
+                x[t, h0 + e] = a * cos[pos, e] - b * sin[pos, e]
+                x[t, h0 + half + e] = b * cos[pos, e] + a * sin[pos, e]
+
+
+@njit(**JIT)
+def store_kv(k, v, k_cache, v_cache, start):
+    """Write the new keys and values k, v[T, kv_heads*head_dim] at positions start.. of the caches
+    [kv_heads, context, head_dim]."""
+    T = k.shape[0]
+    kv_heads, _, head_dim = k_cache.shape
+    for t in range(T):
+        for h in range(kv_heads):
+            for e in range(head_dim):
+                k_cache[h, start + t, e] = k[t, h * head_dim + e]
+                v_cache[h, start + t, e] = v[t, h * head_dim + e]
+
+
+@njit(parallel=True, **JIT)
+def causal_attention(q, k_cache, v_cache, start, window, scores, out):
+    """out[T, heads*head_dim]: each query head attends to positions [lo, start + t] of its kv head's cache.
+
+    Grouped-query attention: query head h reads kv head h // (heads / kv_heads). window > 0 limits attention to
+    the last `window` positions (Mistral's sliding window). scores: scratch [heads, context].
+    """
+    T = q.shape[0]
+    kv_heads, _, head_dim = k_cache.shape
+    heads = q.shape[1] // head_dim
+    group = heads // kv_heads
+    inv_sqrt = np.float32(1.0 / math.sqrt(head_dim))
+    for h in prange(heads):
+        kv = h // group
+        q0 = h * head_dim
+        for t in range(T):
+            pos = start + t
+            lo = max(0, pos - window + 1) if window > 0 else 0
+            best = -np.inf
+            for p in range(lo, pos + 1):
+                s = np.float32(0.0)
+                for e in range(head_dim):
+                    s += q[t, q0 + e] * k_cache[kv, p, e]
+                s *= inv_sqrt
+                scores[h, p] = s
+                best = max(best, s)
+            total = np.float32(0.0)
+            for p in range(lo, pos + 1):
+                w = np.exp(scores[h, p] - best)
+                scores[h, p] = w
+                total += w
+            for e in range(head_dim):
+                out[t, q0 + e] = 0.0
+            for p in range(lo, pos + 1):
+                w = scores[h, p] / total
+                for e in range(head_dim):
+                    out[t, q0 + e] += w * v_cache[kv, p, e]
+
+
+@njit(**JIT)
+def swiglu(gate, up):
+    """gate <- silu(gate) * up, in place."""
+    for t in range(gate.shape[0]):
+        for j in range(gate.shape[1]):
+            g = gate[t, j]
+            gate[t, j] = g / (np.float32(1.0) + np.exp(-g)) * up[t, j]

@@ -1,0 +1,54 @@
+"""Plain NumPy twins of the kernels in kernels.py: the same contracts, written as array expressions.
+
+The tests hold each kernel to its twin; nothing at run time calls these.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .tiles import from_tiles
+
+
+def tiled_matmul(x, tiles, scale, m):
+    gr, gc, tm, tn = tiles.shape
+    w = from_tiles(tiles, m, x.shape[1]).astype(np.float64)
+    return (x.astype(np.float64) @ w.T * scale[:m]).astype(np.float32)
+
+
+def embed_rows(tokens, tiles, scale, vocab, d):
+    return (from_tiles(tiles, vocab, d)[tokens] * scale[tokens, None]).astype(np.float32)
+
+
+def rmsnorm(x, weight, eps):
+    x64 = x.astype(np.float64)
+    return (x64 / np.sqrt((x64**2).mean(-1, keepdims=True) + eps) * weight).astype(np.float32)
+
+
+def rope(x, head_dim, cos, sin, start):
+    T = x.shape[0]
+    heads = x.reshape(T, -1, head_dim)
+    a, b = heads[..., : head_dim // 2], heads[..., head_dim // 2 :]
+    c, s = cos[start : start + T, None, :], sin[start : start + T, None, :]
+    return np.concatenate([a * c - b * s, b * c + a * s], axis=-1).reshape(x.shape)
+
+
+def causal_attention(q, k_cache, v_cache, start, window):
+    T = q.shape[0]
+    kv_heads, _, head_dim = k_cache.shape
+    heads = q.shape[1] // head_dim
+    out = np.zeros_like(q)
+    for h in range(heads):
+        kv = h // (heads // kv_heads)
+        for t in range(T):
+            pos = start + t
+            lo = max(0, pos - window + 1) if window > 0 else 0
+            qv = q[t, h * head_dim : (h + 1) * head_dim].astype(np.float64)
+            s = k_cache[kv, lo : pos + 1] @ qv / np.sqrt(head_dim)
+            p = np.exp(s - s.max())
+            out[t, h * head_dim : (h + 1) * head_dim] = (p / p.sum()) @ v_cache[kv, lo : pos + 1]
+    return out
+
+
+def swiglu(gate, up):
+    g = gate.astype(np.float64)
+    return (g / (1 + np.exp(-g)) * up).astype(np.float32)

@@ -1,0 +1,91 @@
+"""spark_nb.wafer.cycles and project(): monotonic behaviour of the cycle model, and config inputs.
+
+Properties that a mistake in the model would break: more context costs attention, a wider SIMD saves MAC cycles,
+a second wafer adds link time, prefill amortises weight reads, and the per-op breakdown adds up.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spark_nb.model.config import ModelConfig
+from spark_nb.wafer.cycles import decode_cycles, prefill_cycles
+from spark_nb.wafer.placement import place
+from spark_nb.wafer.project import project
+from spark_nb.wafer.spec import WSE3
+
+TINY = ModelConfig(family="llama", vocab_size=8192, hidden_size=256, intermediate_size=768, n_layers=8,
+                   n_heads=8, n_kv_heads=4, head_dim=32)
+TINY_JSON = {"architectures": ["LlamaForCausalLM"], "vocab_size": 8192, "hidden_size": 256,
+             "intermediate_size": 768, "num_hidden_layers": 8, "num_attention_heads": 8,
+             "num_key_value_heads": 4}
+
+
+@pytest.fixture(scope="module")
+def placed():
+    return place(TINY, WSE3, "fp16", context=2048)
+
+
+def test_ops_sum_to_total(placed):
+    for b in (decode_cycles(placed, 512), prefill_cycles(placed, 512)):
+        assert b.total_cycles == pytest.approx(sum(b.ops.values()))
+        assert b.seconds == pytest.approx(b.total_cycles / WSE3.clock_hz)
+        assert all(v > 0 for v in b.ops.values())
+    assert {"matvec.mac", "matvec.broadcast", "matvec.reduce", "attention", "norm", "rope", "swiglu",
+            "region_hops", "host_io", "lm_head", "task_overhead"} <= set(decode_cycles(placed, 512).ops)
+
+
+def test_more_context_costs_more_attention(placed):
+    short, long = decode_cycles(placed, 128), decode_cycles(placed, 2048)
+    assert long.ops["attention"] > short.ops["attention"]
+    assert long.ops["matvec.mac"] == short.ops["matvec.mac"]
+    with pytest.raises(ValueError):
+        decode_cycles(placed, 4096)
+
+
+def test_wider_simd_cuts_mac_cycles_until_sram_reads_bind():
+    # with plenty of SRAM bandwidth the MACs bind: doubling the SIMD halves them
+    fast_sram = WSE3.replace(sram_read_bytes_per_cycle=64)
+    narrow = decode_cycles(place(TINY, fast_sram, "fp16", 512)).ops["matvec.mac"]
+    wide = decode_cycles(place(TINY, fast_sram.replace(macs_per_cycle_fp16=16), "fp16", 512)).ops["matvec.mac"]
+    assert wide == pytest.approx(narrow / 2)
+    # with two 32-bit reads per cycle fp16 weights arrive at 4 per cycle: a SIMD wider than 4 gains nothing
+    a = decode_cycles(place(TINY, WSE3, "fp16", 512)).ops["matvec.mac"]
+    b = decode_cycles(place(TINY, WSE3.replace(macs_per_cycle_fp16=16), "fp16", 512)).ops["matvec.mac"]
+    assert a == b
+
+
+def test_a_second_wafer_adds_link_time():
+    one = decode_cycles(place(TINY, WSE3, "fp16", 512, n_wafers=1))
+    two = decode_cycles(place(TINY, WSE3, "fp16", 512, n_wafers=2))
+    assert "wafer_link" not in one.ops
+    assert two.ops["wafer_link"] >= WSE3.wafer_link_latency_s * WSE3.clock_hz
+    assert two.total_cycles > one.total_cycles
+
+
+def test_prefill_per_token_is_cheaper_than_decode_for_long_prompts(placed):
+    prefill = prefill_cycles(placed, 1024)
+    decode = decode_cycles(placed, 512)  # the average context of the prompt
+    assert prefill.total_cycles / 1024 < decode.total_cycles / 4
+    assert prefill_cycles(placed, 1).total_cycles < prefill.total_cycles
+
+
+def test_project_accepts_dict_path_and_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(TINY_JSON))
+    results = [project(c, wafer="mini", dtype="int8", context=256, prompt=128)
+               for c in (TINY_JSON, tmp_path / "config.json", str(tmp_path), ModelConfig.from_dict(TINY_JSON))]
+    for r in results[1:]:
+        assert r.decode_tok_per_s == results[0].decode_tok_per_s
+        assert r.ttft_s == results[0].ttft_s
+        assert r.pes_used == results[0].pes_used
+    r = results[0]
+    assert r.ttft_s == pytest.approx(r.prefill_breakdown.seconds + decode_cycles(r.placement, 128).seconds)
+    assert r.decode_tok_per_s == pytest.approx(1 / r.breakdown.seconds)
+    assert "tok/s" in str(r)
+
+
+def test_spark_nb_project_forwards():
+    import spark_nb
+
+    assert spark_nb.project(TINY, context=256, prompt=64).pes_used == project(TINY, context=256, prompt=64).pes_used
