@@ -11,11 +11,15 @@ __version__ = "0.1.0"
 __all__ = ["load", "project", "__version__"]
 
 
-def load(path, wafer="wse3", dtype="int8"):
-    """Load a Hugging Face model folder onto an emulated wafer and return an `Engine`."""
+def load(path, wafer="wse3", dtype="int8", context=None):
+    """Load a Hugging Face model folder onto an emulated wafer and return an `Engine`.
+
+    wafer: a preset ("wse3", "wse2", "mini") or a WaferSpec; dtype: "int8" (per-channel) or "fp32";
+    context: KV cache length (default: the model's, at most 2048).
+    """
     from .engine import Engine
 
-    return Engine.load(path, wafer=wafer, dtype=dtype)
+    return Engine.load(path, wafer=wafer, dtype=dtype, context=context)
 
 
 def project(config, wafer="wse3", n_wafers=1, dtype="fp16", context=1024, prompt=1024):

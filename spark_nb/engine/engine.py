@@ -135,11 +135,13 @@ class Engine:
         return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
 
     def stream(self, prompt: str | Sequence[int], max_new_tokens: int = 256, temperature: float = 0.0,
-               top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] | str | None = None) -> Stream:
+               top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] | str | None = None,
+               ignore_eos: bool = False) -> Stream:
         """Generate from prompt (text or token ids), yielding Token events and a final Done.
 
-        Stops at an end-of-sequence token, at any of the `stop` strings (not included in the text), after
-        max_new_tokens, or at the end of the context. Arguments are checked here, before any compute.
+        Stops at an end-of-sequence token (unless ignore_eos, as benchmarks want), at any of the `stop` strings
+        (not included in the text), after max_new_tokens, or at the end of the context. Arguments are checked
+        here, before any compute.
         """
         ids = self._check_prompt(self.encode(prompt))
         validate(temperature, top_p)
@@ -147,10 +149,12 @@ class Engine:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         cancelled = threading.Event()
-        events = self._generate(ids, max_new_tokens, temperature, top_p, np.random.default_rng(seed), stops, cancelled)
+        eos = frozenset() if ignore_eos else frozenset(self.tokenizer.eos_token_ids)
+        events = self._generate(ids, max_new_tokens, temperature, top_p, np.random.default_rng(seed), stops, eos,
+                                cancelled)
         return Stream(events, cancelled)
 
-    def _generate(self, ids, max_new_tokens, temperature, top_p, rng, stops, cancelled) -> Iterator[Token | Done]:
+    def _generate(self, ids, max_new_tokens, temperature, top_p, rng, stops, eos, cancelled) -> Iterator[Token | Done]:
         t0 = time.perf_counter()
         with self._lock:
             self._request += 1
@@ -159,7 +163,6 @@ class Engine:
         wafer_ttft = self._wafer_prefill_s(len(ids))
         wafer_s = wafer_ttft
         decoder = self.tokenizer.stream_decoder()
-        eos = set(self.tokenizer.eos_token_ids)
         generated: list[int] = []
         text, shown = "", 0  # all text so far; how much of it has been yielded
         first_s = last_s = 0.0

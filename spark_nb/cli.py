@@ -1,0 +1,140 @@
+"""spark-nb: the command line.
+
+    spark-nb demo [--model PATH]        stream tokens from a model on the emulated wafer, with live tok/s
+    spark-nb bench [--json] [--quick]   engine benchmark against transformers on the same weights
+    spark-nb warmup                     compile every numba kernel into the on-disk cache
+    spark-nb project CONFIG             project decode tok/s and TTFT on a wafer from a config alone
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WAFERS = ("wse3", "wse2", "mini")
+CACHE = Path.home() / ".cache" / "spark-nb"
+
+
+def _random_model(shape: str) -> Path:
+    """A random-weight model folder of a named shape, written once into the user cache."""
+    from .model.synthetic import write_random_model
+
+    folder = CACHE / f"random-{shape}"
+    if not (folder / "model.safetensors").exists():
+        write_random_model(folder, shape)
+    return folder
+
+
+def cmd_demo(args) -> int:
+    import spark_nb
+
+    if args.model:
+        folder = Path(args.model)
+    else:
+        folder = _random_model("llama-10m")
+        print("No --model given: using random weights in the llama-10m shape, so the text is noise; the speed is "
+              "real.\n", file=sys.stderr)
+    engine = spark_nb.load(folder, wafer=args.wafer, dtype=args.dtype)
+    print(engine, file=sys.stderr)
+    stream = engine.stream(args.prompt, max_new_tokens=args.max_tokens, temperature=args.temperature,
+                           seed=args.seed, ignore_eos=args.model is None)
+    for event in stream:
+        if hasattr(event, "stats"):
+            s = event.stats
+            print(f"\n\n[{event.reason}] {s.tokens} tokens | host: TTFT {s.ttft_s * 1e3:.1f} ms, "
+                  f"{s.tok_per_s:,.0f} tok/s | projected {s.wafer}: TTFT {s.wafer_ttft_s * 1e3:.2f} ms, "
+                  f"{s.wafer_tok_per_s:,.0f} tok/s", file=sys.stderr)
+        else:
+            print(event.text, end="", flush=True)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    result = bench.run(quick=args.quick, reference=not args.no_reference)
+    print(json.dumps(result, indent=2) if args.json else bench.format_table(result))
+    return 0
+
+
+def cmd_warmup(args) -> int:
+    """Compile the kernels for every dtype and both forward shapes (T = 1 and T > 1); numba caches them on disk,
+    and the cached code serves any model size."""
+    import spark_nb
+    from .model.synthetic import write_random_model
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_random_model(tmp, {"family": "qwen2", "vocab_size": 512})
+        for dtype in ("int8", "fp32"):
+            engine = spark_nb.load(folder, dtype=dtype, context=64)
+            engine.logits(list(range(8)))
+            for _ in engine.stream([1, 2, 3], max_new_tokens=2, ignore_eos=True):
+                pass
+    print(f"numba kernels compiled and cached in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_project(args) -> int:
+    import spark_nb
+    from .model.synthetic import SHAPES, config_dict
+
+    config = args.config
+    if config in SHAPES:
+        shape = dict(SHAPES[config])
+        config = config_dict(shape.pop("family"), **shape)
+    print(spark_nb.project(config, wafer=args.wafer, n_wafers=args.n_wafers, dtype=args.dtype,
+                           context=args.context, prompt=args.prompt))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spark-nb", description="Real-time AI code editing on an emulated wafer.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="stream tokens from a model on the emulated wafer, with live speed")
+    demo.add_argument("--model", help="a Hugging Face model folder (default: random weights, llama-10m shape)")
+    demo.add_argument("--prompt", default="def fibonacci(n):\n", help="prompt text")
+    demo.add_argument("--max-tokens", type=int, default=200)
+    demo.add_argument("--temperature", type=float, default=0.0)
+    demo.add_argument("--seed", type=int)
+    demo.add_argument("--wafer", choices=WAFERS, default="wse3")
+    demo.add_argument("--dtype", choices=("int8", "fp32"), default="int8")
+    demo.set_defaults(run=cmd_demo)
+
+    bench = sub.add_parser("bench", help="engine benchmark: prefill, TTFT, decode vs transformers and roofline")
+    bench.add_argument("--json", action="store_true", help="print the full result as JSON")
+    bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
+    bench.add_argument("--no-reference", action="store_true", help="skip transformers")
+    bench.set_defaults(run=cmd_bench)
+
+    warm = sub.add_parser("warmup", help="compile every numba kernel into the on-disk cache")
+    warm.set_defaults(run=cmd_warmup)
+
+    proj = sub.add_parser("project", help="project decode tok/s and TTFT on a wafer from a model config")
+    proj.add_argument("config", help="config.json, a model folder, or a shape name (llama-10m, qwen2.5-0.5b)")
+    proj.add_argument("--wafer", choices=WAFERS, default="wse3")
+    proj.add_argument("--n-wafers", type=int, default=1)
+    proj.add_argument("--dtype", choices=("fp16", "int8", "fp32"), default="fp16")
+    proj.add_argument("--context", type=int, default=1024)
+    proj.add_argument("--prompt", type=int, default=1024)
+    proj.set_defaults(run=cmd_project)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as err:  # ModelLoadError, PlacementError, PromptTooLong are ValueErrors
+        print(f"spark-nb {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
