@@ -12,7 +12,11 @@ call, reading top to bottom like the model's equations:
     h = rmsnorm(x)                          # logits = h W_lm, for the rows the caller wants
 
 Prefill and verification pass T tokens; decode passes one. Buffers are allocated once (`Scratch`), so the
-forward itself never allocates.
+forward itself never allocates. `forward` carries the kernels' flags (JIT): numba compiles a callee inside its
+caller with the caller's fastmath setting, and without it the dot products do not vectorise.
+
+Numba's on-disk cache of `forward` embeds the kernels but is keyed on this file alone: after editing kernels.py,
+delete spark_nb/wafer/__pycache__ (an installed release gets fresh files, so users never meet this).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from numba import njit
 
 from ..model.quant import quantize_int8
 from .kernels import (
+    JIT,
     add_bias,
     add_into,
     causal_attention,
@@ -158,7 +163,7 @@ def kv_cache(config, context: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
 
 
-@njit(cache=True, nogil=True)
+@njit(**JIT)
 def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s):
     """Run tokens[T] at positions start.. through the decoder; leaves the final normed hidden states in s.h[:T]
     and the new keys/values in the caches."""
@@ -192,7 +197,7 @@ def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, 
     rmsnorm(x, model.final_norm, eps, h)
 
 
-@njit(cache=True, nogil=True)
+@njit(**JIT)
 def lm_head(h, model, logits):
     """logits[T, vocab] = h[T, d] W_lm."""
     tiled_matmul(h, model.lm_head, model.lm_head_scale, logits)

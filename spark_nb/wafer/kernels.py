@@ -142,11 +142,13 @@ def causal_attention(q, k_cache, v_cache, start, window, scores, out):
         for t in range(T):
             pos = start + t
             lo = max(0, pos - window + 1) if window > 0 else 0
+            q_head = q[t, q0 : q0 + head_dim]
             best = -np.inf
             for p in range(lo, pos + 1):
+                k_row = k_cache[kv, p]
                 s = np.float32(0.0)
                 for e in range(head_dim):
-                    s += q[t, q0 + e] * k_cache[kv, p, e]
+                    s += q_head[e] * k_row[e]
                 s *= inv_sqrt
                 scores[h, p] = s
                 best = max(best, s)
@@ -155,12 +157,13 @@ def causal_attention(q, k_cache, v_cache, start, window, scores, out):
                 w = np.exp(scores[h, p] - best)
                 scores[h, p] = w
                 total += w
-            for e in range(head_dim):
-                out[t, q0 + e] = 0.0
+            o_head = out[t, q0 : q0 + head_dim]
+            o_head[:] = 0.0
             for p in range(lo, pos + 1):
                 w = scores[h, p] / total
+                v_row = v_cache[kv, p]
                 for e in range(head_dim):
-                    out[t, q0 + e] += w * v_cache[kv, p, e]
+                    o_head[e] += w * v_row[e]
 
 
 @njit(**JIT)
