@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from ..model import ModelConfig, Tokenizer, load_folder
@@ -67,7 +68,14 @@ class Engine:
         self._window = config.sliding_window or 0
         self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
         self._request = 0  # a new request supersedes an unfinished one (its stream ends as cancelled)
-        self._wafer_step_s = np.full(context + 1, np.nan)  # projected decode step time by context, filled lazily
+        # Projected decode step time is affine in the context (only attention grows with it; the cycle model's
+        # ceilings make it exact to ~0.1%), and evaluating the model costs milliseconds: take two points.
+        first, last = decode_cycles(self.placement, 1).seconds, decode_cycles(self.placement, context).seconds
+        self._wafer_step_base, self._wafer_step_slope = first, (last - first) / max(context - 1, 1)
+        self._token = np.zeros(1, np.int64)  # decode input and output buffers
+        self._logits = np.zeros((1, config.vocab_size), np.float32)
+        self.prefill_threads = numba.config.NUMBA_NUM_THREADS
+        self.decode_threads = self._fastest_decode_threads()
 
     @classmethod
     def load(cls, path, wafer: str | WaferSpec = "wse3", dtype: str = "int8", context: int | None = None) -> "Engine":
@@ -88,18 +96,44 @@ class Engine:
 
     # -- the forward pass ------------------------------------------------------------------------------------
 
-    def _forward(self, ids: np.ndarray, start: int) -> np.ndarray:
+    def _fastest_decode_threads(self) -> int:
+        """Threads for a decode step, by measurement on this machine and shape: each parallel region costs a few
+        microseconds to launch, which a small model's step cannot repay, while a large one is bandwidth-bound and
+        wants every core. Prefill always uses every core."""
+        if self.prefill_threads == 1:
+            return 1
+        pos = min(self.context - 1, 64)  # a scratch position: every request rewrites the cache from 0
+        best = {}
+        for threads in (1, self.prefill_threads):
+            self._decode_step(0, pos, threads)  # compiles or loads the kernels once
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                self._decode_step(0, pos, threads)
+                times.append(time.perf_counter() - t0)
+            best[threads] = min(times)
+        return min(best, key=best.get)
+
+    def _forward(self, ids: np.ndarray, start: int, threads: int) -> np.ndarray:
         """Run ids at positions start.. and return the final hidden states [T, d] (a view of scratch)."""
+        numba.set_num_threads(threads)  # per calling thread, so a worker thread sets its own
         fw.forward(ids, start, self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
                    self.config.head_dim, self._scratch)
         return self._scratch.h[: len(ids)]
+
+    def _decode_step(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
+        """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""
+        self._token[0] = token
+        hidden = self._forward(self._token, pos, threads or self.decode_threads)
+        fw.lm_head(hidden, self._model, self._logits)
+        return self._logits[0]
 
     def _prefill(self, ids: np.ndarray, logits_out: np.ndarray | None) -> np.ndarray:
         """Run the whole prompt in chunks; fill logits_out[T, vocab] if given; return the last position's logits."""
         last = np.empty((1, self.config.vocab_size), np.float32)
         for start in range(0, len(ids), PREFILL_CHUNK):
             chunk = ids[start : start + PREFILL_CHUNK]
-            hidden = self._forward(chunk, start)
+            hidden = self._forward(chunk, start, self.prefill_threads)
             if logits_out is not None:
                 fw.lm_head(hidden, self._model, logits_out[start : start + len(chunk)])
         if logits_out is not None:
@@ -167,7 +201,6 @@ class Engine:
         text, shown = "", 0  # all text so far; how much of it has been yielded
         first_s = last_s = 0.0
         reason = "length"
-        logits_row = np.empty((1, self.config.vocab_size), np.float32)
         try:
             while True:
                 token = sample(logits, temperature, top_p, rng)
@@ -193,9 +226,7 @@ class Engine:
                     reason = "cancelled"
                     break
                 with self._lock:
-                    hidden = self._forward(np.array([token], np.int64), pos)
-                    fw.lm_head(hidden, self._model, logits_row)
-                logits = logits_row[0]
+                    logits = self._decode_step(token, pos)
                 wafer_s += self._wafer_decode_s(pos + 1)
         except KeyboardInterrupt:
             # The interrupt lands between two forward calls, so the engine is consistent: clean up, re-raise.
@@ -220,9 +251,7 @@ class Engine:
         return prefill_cycles(self.placement, prompt_tokens).seconds
 
     def _wafer_decode_s(self, context: int) -> float:
-        if np.isnan(self._wafer_step_s[context]):
-            self._wafer_step_s[context] = decode_cycles(self.placement, context).seconds
-        return float(self._wafer_step_s[context])
+        return self._wafer_step_base + self._wafer_step_slope * (context - 1)
 
 
 def _rate(count: int, seconds: float) -> float:
