@@ -6,17 +6,20 @@ a second wafer adds link time, prefill amortises weight reads, and the per-op br
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from spark_nb.model.config import ModelConfig
 from spark_nb.wafer.cycles import decode_cycles, prefill_cycles
-from spark_nb.wafer.placement import place
+from spark_nb.wafer.placement import _try_place, place
 from spark_nb.wafer.project import project
-from spark_nb.wafer.spec import WSE3
+from spark_nb.wafer.spec import DTYPE_BYTES, MINI, WSE3
 
 TINY = ModelConfig(family="llama", vocab_size=8192, hidden_size=256, intermediate_size=768, n_layers=8,
                    n_heads=8, n_kv_heads=4, head_dim=32)
+QWEN_05B = ModelConfig(family="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, n_layers=24,
+                       n_heads=14, n_kv_heads=2, head_dim=64, tie_word_embeddings=True, attention_bias=True)
 TINY_JSON = {"architectures": ["LlamaForCausalLM"], "vocab_size": 8192, "hidden_size": 256,
              "intermediate_size": 768, "num_hidden_layers": 8, "num_attention_heads": 8,
              "num_key_value_heads": 4}
@@ -89,3 +92,36 @@ def test_spark_nb_project_forwards():
     import spark_nb
 
     assert spark_nb.project(TINY, context=256, prompt=64).pes_used == project(TINY, context=256, prompt=64).pes_used
+
+
+def test_spreading_the_kv_cache_cuts_attention_within_the_wafer():
+    spread = place(QWEN_05B, WSE3, "fp16", context=1024)
+    least = _try_place(QWEN_05B, WSE3, "fp16", 1024, 1, spread=False)
+    a, b = decode_cycles(spread), decode_cycles(least)
+    share = lambda x: x.ops["attention"] / x.total_cycles  # noqa: E731
+    assert share(a) < share(b) / 2 and a.total_cycles < b.total_cycles
+    assert b.ops["matvec.mac"] == a.ops["matvec.mac"]  # the same tiles
+    assert least.pes_used < spread.pes_used <= WSE3.pes
+    # independent arithmetic: the bytes need ceil(1024 x 2 heads x 64 x 2 x 2 B / budget) PEs, in 2 columns
+    kv_bytes = 1024 * 2 * 64 * 2 * DTYPE_BYTES["fp16"]
+    assert least.kv[0].gr == math.ceil(math.ceil(kv_bytes / WSE3.weight_budget_per_pe) / 2)
+    kv = spread.kv[0]
+    assert kv.gr > least.kv[0].gr
+    # per PE, the spread cache's score MACs (or its K reads, whichever binds) take no longer than the slowest
+    # matvec's MACs (or weight reads) of the layer
+    p, g, hd, R = math.ceil(1024 / kv.gr), 14 / 2, 64, WSE3.sram_read_bytes_per_cycle
+    scores = max(p * g * hd / WSE3.macs_per_cycle_fp16, p * hd * 2 / R)
+    slowest_mac = max(max(m.tm * m.tn / WSE3.macs_per_cycle_fp16, m.tm * m.tn * 2 / R)
+                      for m in spread.matrices if m.layer == 0)
+    assert scores <= slowest_mac
+
+
+def test_without_spare_pes_the_kv_cache_falls_back_to_the_least():
+    # TINY at context 2048: 2048 x 4 heads x 32 x 2 x 2 B = 1 MiB of KV per layer
+    least = math.ceil(math.ceil(2048 * 4 * 32 * 2 * 2 / WSE3.weight_budget_per_pe) / 4)  # PEs per head
+    roomy = place(TINY, WSE3, "fp16", context=2048)
+    assert roomy.kv[0].gr > least  # spread where the wafer has room
+    narrow = MINI.replace(mesh_cols=36)  # 864 PEs: the least cache fits beside the weights, the spread one does not
+    p = place(TINY, narrow, "fp16", context=2048)
+    assert p.pes_used <= narrow.pes < roomy.pes_used
+    assert all(k.gr == k.gr_for_bytes == least for k in p.kv)

@@ -26,6 +26,9 @@ down it, p = ceil(c / gr) per PE, g = n_heads / n_kv query heads per KV head, hd
     reduce   = span h + B g (hd + 2)                partial outputs with their max and sum (flash-decoding
                                                     rescale), fp32, pipelined down the column
     overhead = 5 T
+The local phases fall as 1 / gr and the span terms grow with gr, so spreading the cache helps only so far:
+placement.py gives each layer's cache the gr (per KV head) at which this is no slower than the layer's slowest
+matvec, computed with `attention_phases` and `matvec_phases` below, when the wafer has the PEs to spare.
 
 Elementwise ops work on the PEs that hold the vector: RMSNorm on the top row of the matrix it feeds (tn values
 per PE): B (2 tn + X) / m32 + 2 gc h (sum of squares reduced along the row, the scale sent back); RoPE on the
@@ -48,7 +51,9 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..model.config import ModelConfig
 from .placement import PARTIAL_BYTES, KVPlacement, MatrixPlacement, Placement
+from .spec import DTYPE_BYTES, WaferSpec
 
 WIRE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 2}  # activations on the fabric; int8 is weight-only
 ROPE_FMACS = 4  # per element: 2 for the rotation, 2 for advancing cos/sin one position by angle addition
@@ -79,42 +84,62 @@ class Breakdown:
         return "\n".join(lines)
 
 
+def wavelets(spec: WaferSpec, dtype: str, n: float) -> int:
+    """Wavelets that carry n activations of `dtype` (WIRE_BYTES each)."""
+    return math.ceil(n * WIRE_BYTES[dtype] / spec.wavelet_bytes)
+
+
+def matvec_phases(spec: WaferSpec, dtype: str, tm: int, tn: int, gc: int, span: int, B: int) -> dict[str, float]:
+    """broadcast, mac and reduce cycles of one matvec on a grid of tm x tn tiles (module docstring)."""
+    m, b = spec.macs_per_cycle(dtype), DTYPE_BYTES[dtype]
+    return {
+        "broadcast": span * spec.hop_cycles + B * wavelets(spec, dtype, tn),
+        "mac": max(B * tm * tn / m, tm * tn * b / spec.sram_read_bytes_per_cycle),
+        "reduce": gc * spec.hop_cycles + B * tm,
+    }
+
+
+def attention_phases(spec: WaferSpec, config: ModelConfig, dtype: str, context: float, pes_per_head: int,
+                     span: int, B: int) -> dict[str, float]:
+    """q_in, scores, softmax, values and reduce cycles of attention over `context` positions striped across
+    `pes_per_head` PEs per KV head (module docstring). The local phases shrink as 1 / pes_per_head; the reduce of
+    the partial outputs down the column grows with its span: placement.py spreads the cache to balance the two."""
+    m, m32, b = spec.macs_per_cycle(dtype), spec.macs_per_cycle("fp32"), DTYPE_BYTES[dtype]
+    g, hd = config.n_heads / config.n_kv_heads, config.head_dim
+    p = math.ceil(context / pes_per_head)  # positions per PE
+    kv_read = p * hd * b / spec.sram_read_bytes_per_cycle  # one head's K (or V) for p positions
+    return {
+        "q_in": span * spec.hop_cycles + B * wavelets(spec, dtype, (g + 2) * hd),  # q of the group, new k and v
+        "scores": max(B * p * g * hd / m, kv_read),
+        "softmax": B * p * g * (spec.transcendental_fmacs + 1) / m32,  # exp and running sum
+        "values": max(B * p * g * hd / m, kv_read),  # weighted sum of V
+        "reduce": span * spec.hop_cycles + B * g * (hd + 2),  # partial outputs, max and sum, down the column
+    }
+
+
 class _Model:
     """The per-op costs for one placement; every method returns a Counter of op -> cycles for B tokens."""
 
     def __init__(self, p: Placement):
         self.p, self.s, self.cfg = p, p.spec, p.config
-        self.m = self.s.macs_per_cycle(p.dtype)
         self.m32 = self.s.macs_per_cycle("fp32")
         self.a = WIRE_BYTES[p.dtype]
         self.b = self.p.matrices[0].dtype_bytes
 
     def wavelets(self, n: float) -> int:
-        return math.ceil(n * self.a / self.s.wavelet_bytes)
+        return wavelets(self.s, self.p.dtype, n)
 
     def matvec(self, m: MatrixPlacement, B: int, lm_head: bool = False) -> Counter:
         s = self.s
-        phases = {
-            "broadcast": m.span * s.hop_cycles + B * self.wavelets(m.tn),
-            "mac": max(B * m.tm * m.tn / self.m, m.tm * m.tn * self.b / s.sram_read_bytes_per_cycle),
-            "reduce": m.gc * s.hop_cycles + B * m.tm,
-        }
+        phases = matvec_phases(s, self.p.dtype, m.tm, m.tn, m.gc, m.span, B)
         ops = Counter({"task_overhead": 3 * s.task_overhead_cycles})
         for phase, cycles in phases.items():
             ops["lm_head" if lm_head else f"matvec.{phase}"] += cycles
         return ops
 
     def attention(self, kv: KVPlacement, context: float, B: int) -> Counter:
-        s, cfg = self.s, self.cfg
-        g, hd = cfg.n_heads / cfg.n_kv_heads, cfg.head_dim
-        p = math.ceil(context / kv.gr)  # positions per PE
-        kv_read = p * hd * self.b / s.sram_read_bytes_per_cycle  # one head's K (or V) for p positions
-        cycles = (kv.span * s.hop_cycles + B * self.wavelets((g + 2) * hd)  # q of the group, new k and v in
-                  + max(B * p * g * hd / self.m, kv_read)  # scores
-                  + B * p * g * (s.transcendental_fmacs + 1) / self.m32  # softmax: exp and running sum
-                  + max(B * p * g * hd / self.m, kv_read)  # weighted sum of V
-                  + kv.span * s.hop_cycles + B * g * (hd + 2))  # partial outputs reduced down the column
-        return Counter({"attention": cycles, "task_overhead": 5 * s.task_overhead_cycles})
+        cycles = sum(attention_phases(self.s, self.cfg, self.p.dtype, context, kv.gr, kv.span, B).values())
+        return Counter({"attention": cycles, "task_overhead": 5 * self.s.task_overhead_cycles})
 
     def elementwise(self, op: str, per_pe: float, B: int, hops: int = 0) -> Counter:
         return Counter({op: B * per_pe / self.m32 + hops * self.s.hop_cycles,

@@ -2,24 +2,30 @@
 
 Blocks. A weight matrix W[rows, cols] (Hugging Face orientation [out, in]) is cut by `tile_shape` into a
 gr x gc grid of tm x tn tiles, one tile per PE: x enters at the top of PE column c, partial sums of tile row r
-leave along PE row r. The KV cache of a layer is a grid too: one PE column per KV head, enough PEs down the
-column to hold `context` positions of that head's k and v (ceil(bytes / weight budget) PEs in all, rounded up
-to whole columns). Norm weights and biases sit on the PEs of the matrix they feed and take no PEs of their own.
+leave along PE row r. The KV cache of a layer is a grid too: one PE column per KV head, its `context` positions
+striped round-robin down the column. Norm weights and biases sit on the PEs of the matrix they feed and take no
+PEs of their own.
 
-Folding. A grid taller than the space left on the mesh is folded into bands of `band_rows` grid rows placed
-side by side: grid row r of a band-folded block is at mesh (row0 + r % band_rows, col0 + (r // band_rows) * gc).
-The vocabulary matrices are always folded (151,936 / 64 = 2,374 tile rows against a 762-row mesh).
+KV spread. The fewest PEs that hold a layer's cache (ceil(bytes / weight budget), in whole columns) leave each
+PE hundreds of positions, so a few PEs would do all of attention's MACs. Like a compiler with PEs to spare, each
+layer's cache gets max(PEs its bytes need, PEs that make decode attention no slower than the layer's slowest
+matvec) per head (`kv_pes_per_head`, which costs both with cycles.py's formulas: the same per-PE MAC and
+SRAM-read rates, plus the reduction of partial softmax sums down the column, hops and wavelets), all layers
+alike, within an even share of the PEs the weights leave free; if that does not pack, the minimum.
 
-Packing, with one skyline packer used twice: grids go down in order, each where it sits highest (smallest
-mesh row), the leftmost on ties, folded into more, shorter bands if it fits nowhere as it is.
-1. A layer's blocks (wq wk wv kv wo w_gate w_up w_down) are packed, tallest first and column by column, into
-   a region of height mesh_rows / k; the k that fits the most regions on a wafer and still packs step 2 wins.
-   All layers share the region's shape.
-2. A wafer's items are packed in model order: embedding, the layer regions, lm_head. So layers fill the wafer
-   in rows of regions, left to right, top to bottom, each layer's KV next to its attention matrices.
+Folding. A grid can be folded into bands of `band_rows` grid rows placed side by side: grid row r of a folded
+block is at mesh (row0 + r % band_rows, col0 + (r // band_rows) * gc); the last band may be shorter.
 
-Several wafers: layers are split in order, balanced by PEs; the embedding lives on wafer 0, the lm_head on the
-last. A tied model stores its [vocab, d] matrix once, as the lm_head; the token lookup reads it there.
+Packing. Blocks go down one at a time in model order (embedding; per layer wq wk wv kv wo w_gate w_up w_down;
+lm_head) on a skyline (the first free row of every mesh column): each takes the fold and spot whose top ends
+lowest, then that bury the fewest free PEs beneath it, then the fewest bands; folds no wider than a third of the
+mesh are tried first, so blocks stay compact and broadcast spans short.
+
+Several wafers: the blocks are split in order, balanced by PEs (KV included); a block that does not fit its
+wafer moves, with all after it, to the next (a layer may straddle two wafers; the cycle model charges the link).
+If the balanced split does not pack, each wafer is filled as far as it goes. The embedding is on wafer 0, the
+lm_head on the last. A tied model stores its [vocab, d] matrix once, as the lm_head; the token lookup reads it
+there. A model that does not fit raises PlacementError naming the fewest wafers that do place it (tried).
 
 Mesh codes (`Placement.mesh`): FREE (0) an unused PE; l + 1 a weight tile of layer l; -(l + 1) the KV cache of
 layer l; EMBEDDING_CODE and LM_HEAD_CODE the vocabulary matrices.
@@ -130,6 +136,7 @@ class KVPlacement(_Grid):
     wafer: int
     origin: tuple[int, int]
     band_rows: int
+    gr_for_bytes: int = 0  # PEs per KV head its bytes need; gr is more where the cache is spread for speed
 
     @property
     def sram_bytes(self) -> int:
@@ -196,7 +203,9 @@ class Placement:
         lines = [
             f"{model_name(self.config)} in {self.dtype} on {wafers}, context {self.context}: "
             f"{self.pes_used:,} of {capacity:,} PEs ({100 * self.pes_used / capacity:.1f}%), "
-            f"{self.sram_bytes_used / 1e9:.2f} of {self.n_wafers * self.spec.sram_bytes / 1e9:.1f} GB SRAM",
+            f"{self.sram_bytes_used / 1e9:.2f} of {self.n_wafers * self.spec.sram_bytes / 1e9:.1f} GB SRAM; "
+            f"KV cache on {self.kv[0].pes:,} PEs per layer "
+            f"({self.kv[0].gr_for_bytes * self.kv[0].gc:,} hold its bytes)",
             f"{'layer':>9} {'wafer':>5} {'PEs':>10} {'SRAM MB':>10} {'% wafer':>8}",
         ]
         for r in self.report():
@@ -233,8 +242,8 @@ def _matrix(spec, dtype, name, layer, rows, cols, vectors=()) -> MatrixPlacement
                            vectors=tuple(v for v, _ in vectors), vector_bytes=vector_bytes)
 
 
-def _layer_blocks(config: ModelConfig, spec: WaferSpec, dtype: str, context: int, layer: int) -> list:
-    """wq wk wv kv wo w_gate w_up w_down of one layer, unplaced, in packing order."""
+def _layer_matrices(config: ModelConfig, spec: WaferSpec, dtype: str, layer: int) -> list[MatrixPlacement]:
+    """wq wk wv wo w_gate w_up w_down of one layer, unplaced."""
     d, f, hd = config.hidden_size, config.intermediate_size, config.head_dim
     nq, nkv = config.n_heads * hd, config.n_kv_heads * hd
     bias = config.attention_bias
@@ -242,15 +251,10 @@ def _layer_blocks(config: ModelConfig, spec: WaferSpec, dtype: str, context: int
     def m(name, rows, cols, *vectors):
         return _matrix(spec, dtype, name, layer, rows, cols, vectors)
 
-    kv_bytes = context * nkv * 2 * DTYPE_BYTES[dtype]
-    per_head = math.ceil(math.ceil(kv_bytes / spec.weight_budget_per_pe) / config.n_kv_heads)
-    kv = KVPlacement(layer=layer, bytes=kv_bytes, gr=per_head, gc=config.n_kv_heads, wafer=-1, origin=(-1, -1),
-                     band_rows=per_head)
     return [
         m("wq", nq, d, ("input_layernorm", d), *([("q_proj.bias", nq)] if bias else [])),
         m("wk", nkv, d, *([("k_proj.bias", nkv)] if bias else [])),
         m("wv", nkv, d, *([("v_proj.bias", nkv)] if bias else [])),
-        kv,
         m("wo", d, nq),
         m("w_gate", f, d, ("post_attention_layernorm", d)),
         m("w_up", f, d),
@@ -258,66 +262,118 @@ def _layer_blocks(config: ModelConfig, spec: WaferSpec, dtype: str, context: int
     ]
 
 
+def _kv_bytes(config: ModelConfig, dtype: str, context: int) -> int:
+    return context * config.n_kv_heads * config.head_dim * 2 * DTYPE_BYTES[dtype]
+
+
+def kv_pes_per_head(config: ModelConfig, spec: WaferSpec, dtype: str, context: int,
+                    matrices: list[MatrixPlacement]) -> tuple[int, int]:
+    """(PEs per KV head its bytes need, PEs per KV head that make decode attention no slower than the layer's
+    slowest matvec), the second never below the first.
+
+    Costs come from cycles.py's formulas for one token, with unfolded grids (span = grid rows): the matvec's
+    broadcast + mac + reduce, and attention's local phases (which fall as 1 / PEs) plus its q broadcast and
+    reduce of partial outputs down the column (which grow with PEs). Where no spread reaches the matvec, the
+    fastest spread is taken."""
+    from .cycles import attention_phases, matvec_phases  # cycles.py imports this module
+
+    least = math.ceil(math.ceil(_kv_bytes(config, dtype, context) / spec.weight_budget_per_pe) / config.n_kv_heads)
+    slowest = max(sum(matvec_phases(spec, dtype, m.tm, m.tn, m.gc, m.gr, 1).values()) for m in matrices)
+    best, best_cycles = least, math.inf
+    for n in range(least, max(least, min(context, spec.mesh_rows)) + 1):
+        cycles = sum(attention_phases(spec, config, dtype, context, n, n, 1).values())
+        if cycles <= slowest:
+            return least, n
+        if cycles < best_cycles:
+            best, best_cycles = n, cycles
+    return least, best
+
+
+def _kv(config: ModelConfig, dtype: str, context: int, layer: int, per_head: int, least: int) -> KVPlacement:
+    return KVPlacement(layer=layer, bytes=_kv_bytes(config, dtype, context), gr=per_head, gc=config.n_kv_heads,
+                       wafer=-1, origin=(-1, -1), band_rows=per_head, gr_for_bytes=least)
+
+
 # ---------------------------------------------------------------------------------------------- packing
 
-def _skyline(shapes: list[tuple[int, int, bool]], rows: int, cols: int, leftmost: bool = False):
-    """Place (gr, gc, foldable) grids in order on a rows x cols area: each where it sits highest, leftmost on ties
-    (or, with `leftmost`, in the leftmost column where it fits, highest there); a foldable grid that fits nowhere
-    is folded into more, shorter bands. -> [(row, col, band_rows)], or None when one fits nowhere."""
-    top = np.zeros(cols, dtype=np.int64)  # first free row of every column
-    spots = []
-    for gr, gc, foldable in shapes:
-        spot = None
-        for bands in range(max(1, math.ceil(gr / rows)), gr + 1 if foldable else 2):
+def _window_max(a: np.ndarray, w: int) -> np.ndarray:
+    """max(a[i:i + w]) for every i, [len(a) - w + 1], by doubling (O(n log w))."""
+    out, span = a, 1
+    while 2 * span <= w:
+        out = np.maximum(out[:-span], out[span:])  # out[i] = max(a[i:i + 2 span])
+        span *= 2
+    n = len(a) - w + 1
+    return np.maximum(out[:n], out[w - span:w - span + n])
+
+
+class _Skyline:
+    """The first free row of every mesh column of one wafer; blocks go on top, one at a time."""
+
+    def __init__(self, spec: WaferSpec):
+        self.rows, self.cols = spec.mesh_rows, spec.mesh_cols
+        self.top = np.zeros(self.cols, dtype=np.int64)  # [mesh_cols]
+
+    def put(self, gr: int, gc: int) -> tuple[int, int, int] | None:
+        """Place a gr x gc grid, folded into bands no wider than a third of the mesh if it fits so (compact
+        blocks keep broadcast spans short), else as wide as need be. -> (row, col, band_rows), or None."""
+        return self._put(gr, gc, self.cols // 3) or self._put(gr, gc, self.cols)
+
+    def _put(self, gr: int, gc: int, max_width: int) -> tuple[int, int, int] | None:
+        """The fold and spot whose top ends lowest, then that bury the fewest free PEs under the block, then with
+        the fewest bands, then the leftmost. The last band may be shorter; the PEs under it stay free."""
+        top, rows = self.top, self.rows
+        csum = np.concatenate([[0], np.cumsum(top)])  # [cols + 1]
+        best, seen = None, set()
+        for bands in range(max(1, math.ceil(gr / rows)), min(gr, max(1, max_width // gc)) + 1):
             band_rows = math.ceil(gr / bands)
-            width = math.ceil(gr / band_rows) * gc  # a fold that leaves no empty band
-            if width > cols:
-                break
-            rows_under = np.lib.stride_tricks.sliding_window_view(top, width).max(axis=1)  # [cols - width + 1]
-            fits = np.flatnonzero(rows_under + band_rows <= rows)
-            if fits.size:
-                col = int(fits[0] if leftmost else fits[np.argmin(rows_under[fits])])
-                spot = (int(rows_under[col]), col, band_rows)
-                top[col:col + width] = rows_under[col] + band_rows
-                break
-        if spot is None:
+            bands = math.ceil(gr / band_rows)  # a fold that leaves no empty band
+            width = bands * gc
+            if band_rows in seen or width > self.cols:
+                continue
+            seen.add(band_rows)
+            under = _window_max(top, width)  # [cols - width + 1] the row a block at each column would sit on
+            fits = np.flatnonzero(under + band_rows <= rows)
+            if not fits.size:
+                continue
+            buried = width * under[fits] - (csum[fits + width] - csum[fits])  # free PEs left under the block
+            j = np.lexsort((fits, buried, under[fits]))[0]
+            key = (int(under[fits[j]]) + band_rows, int(buried[j]), bands, int(fits[j]))
+            if best is None or key < best[0]:
+                best = (key, int(under[fits[j]]), band_rows, width)
+        if best is None:
             return None
-        spots.append(spot)
-    return spots
+        (_, _, bands, col), row, band_rows, width = best
+        last = gr - (bands - 1) * band_rows  # grid rows in the last band
+        top[col:col + width - gc] = row + band_rows
+        top[col + width - gc:col + width] = row + last
+        return row, col, band_rows
 
 
-def _layer_regions(blocks: list, spec: WaferSpec) -> list[tuple[int, int, list]]:
-    """Pack one layer's blocks, tallest first, column by column into a region of height mesh_rows / k, for
-    k = 1..8: [(height, width, [(row, col, band_rows)] in block order)], the most regions per wafer first."""
-    order = sorted(range(len(blocks)), key=lambda i: -blocks[i].gr)
-    shapes = [(blocks[i].gr, blocks[i].gc, True) for i in order]
-    regions = []
-    for k in range(1, 9):
-        spots = _skyline(shapes, spec.mesh_rows // k, spec.mesh_cols, leftmost=True)
-        if spots is None:
-            continue
-        height = max(r + band_rows for r, _, band_rows in spots)
-        width = max(c + math.ceil(gr / band_rows) * gc for (r, c, band_rows), (gr, gc, _) in zip(spots, shapes))
-        key = ((spec.mesh_rows // height) * (spec.mesh_cols // width), -height * width)
-        regions.append((key, height, width, [spots[order.index(i)] for i in range(len(blocks))]))
-    return [region[1:] for region in sorted(regions, key=lambda r: r[0], reverse=True)]
-
-
-def _pack(items: list[list], spec: WaferSpec, wafer: int, region) -> list | None:
-    """Skyline-pack a wafer's items in order: a vocabulary matrix as itself (foldable), a layer as its region."""
-    height, width, inside = region
-    shapes = [(height, width, False) if len(item) > 1 else (item[0].gr, item[0].gc, True) for item in items]
-    spots = _skyline(shapes, spec.mesh_rows, spec.mesh_cols)
-    if spots is None:
-        return None
-    placed = []
-    for item, (row, col, band_rows) in zip(items, spots):
-        if len(item) == 1:
-            placed.append(dataclasses.replace(item[0], wafer=wafer, origin=(row, col), band_rows=band_rows))
-            continue
-        for block, (r, c, b) in zip(item, inside):
-            placed.append(dataclasses.replace(block, wafer=wafer, origin=(row + r, col + c), band_rows=b))
-    return placed
+def _pack(items: list[list], spec: WaferSpec, n_wafers: int, planned: list[int]) -> list | None:
+    """Place items (lists of blocks, in model order) wafer by wafer: wafer w takes the items planned for it
+    and any that did not fit on wafer w - 1; an item that does not fit moves, whole, to the next wafer.
+    -> placed blocks, or None when the last wafer runs out."""
+    placed, queue = [], list(range(len(items)))
+    for w in range(n_wafers):
+        sky, spill = _Skyline(spec), []
+        for i in queue:
+            if spill or (planned[i] > w and w < n_wafers - 1):
+                spill.append(i)
+                continue
+            saved, blocks = sky.top.copy(), []
+            for block in items[i]:
+                spot = sky.put(block.gr, block.gc)
+                if spot is None:
+                    break
+                row, col, band_rows = spot
+                blocks.append(dataclasses.replace(block, wafer=w, origin=(row, col), band_rows=band_rows))
+            if len(blocks) < len(items[i]) or (i == len(items) - 1 and w < n_wafers - 1):
+                sky.top = saved
+                spill.append(i)  # the lm_head goes on the last wafer
+                continue
+            placed += blocks
+        queue = spill
+    return None if queue else placed
 
 
 def _split(loads: list[int], n_wafers: int) -> list[int]:
@@ -329,6 +385,36 @@ def _split(loads: list[int], n_wafers: int) -> list[int]:
     return wafers
 
 
+def _try_place(config: ModelConfig, spec: WaferSpec, dtype: str, context: int, n_wafers: int,
+               spread: bool = True) -> Placement | None:
+    d, vocab = config.hidden_size, config.vocab_size
+    matrices = [_layer_matrices(config, spec, dtype, layer) for layer in range(config.n_layers)]
+    least, want = kv_pes_per_head(config, spec, dtype, context, matrices[0])
+    lm_head = _matrix(spec, dtype, "lm_head", None, vocab, d, [("norm", d)])
+    embedding = None if config.tie_word_embeddings else _matrix(spec, dtype, "embedding", None, vocab, d)
+    vocab_pes = lm_head.pes + (embedding.pes if embedding else 0)
+    weights = vocab_pes + sum(m.pes for ms in matrices for m in ms)
+    # KV spread: as far as `want`, within an even share of the free PEs; the minimum if that does not pack
+    free = n_wafers * spec.pes - weights - config.n_layers * config.n_kv_heads * least
+    spreads = [least + max(0, min(want - least, free // (config.n_layers * config.n_kv_heads)))] if spread else []
+    for per_head in dict.fromkeys(spreads + [least]):
+        layers = [ms[:3] + [_kv(config, dtype, context, l, per_head, least)] + ms[3:]
+                  for l, ms in enumerate(matrices)]  # wq wk wv kv wo w_gate w_up w_down
+        items = ([[embedding]] if embedding else []) + [[b] for layer in layers for b in layer] + [[lm_head]]
+        loads = [sum(b.pes for b in item) for item in items]
+        if sum(loads) > n_wafers * spec.pes:
+            continue
+        # balanced by PEs; failing that, each wafer filled as far as it goes
+        placed = (_pack(items, spec, n_wafers, _split(loads, n_wafers))
+                  or _pack(items, spec, n_wafers, [0] * len(items)))
+        if placed is not None:
+            return Placement(config=config, spec=spec, dtype=dtype, context=context, n_wafers=n_wafers,
+                             matrices=tuple(b for b in placed if isinstance(b, MatrixPlacement)),
+                             kv=tuple(sorted((b for b in placed if isinstance(b, KVPlacement)),
+                                             key=lambda k: k.layer)))
+    return None
+
+
 def place(config: ModelConfig, spec: WaferSpec | str, dtype: str, context: int, n_wafers: int = 1) -> Placement:
     """Place a model's weights and KV cache (for `context` positions) on `n_wafers` wafers, or raise PlacementError."""
     config, spec = ModelConfig.coerce(config), get_spec(spec)
@@ -336,43 +422,28 @@ def place(config: ModelConfig, spec: WaferSpec | str, dtype: str, context: int, 
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}")
     if context < 1 or n_wafers < 1:
         raise ValueError(f"context and n_wafers must be >= 1, got context={context}, n_wafers={n_wafers}")
-    d, vocab = config.hidden_size, config.vocab_size
-    layers = [_layer_blocks(config, spec, dtype, context, layer) for layer in range(config.n_layers)]
-    lm_head = _matrix(spec, dtype, "lm_head", None, vocab, d, [("norm", d)])
-    embedding = None if config.tie_word_embeddings else _matrix(spec, dtype, "embedding", None, vocab, d)
-
-    # items in order: [embedding], layer 0 .. layer L-1, lm_head; each a list of blocks
-    items = ([[embedding]] if embedding else []) + layers + [[lm_head]]
-    loads = [sum(b.pes for b in item) for item in items]
-    wafers = _split(loads, n_wafers)
-    wafers[0], wafers[-1] = 0, n_wafers - 1  # the embedding (or layer 0) on the first wafer, lm_head on the last
-    needed = sum(loads)
-    if needed > n_wafers * spec.pes:
-        raise PlacementError(_too_big(config, spec, dtype, context, n_wafers, needed, items, ""))
-
-    # every layer has the same shapes, so the same region; the first region shape that packs every wafer wins
-    packed = []
-    for region in _layer_regions(layers[0], spec):
-        packed = [_pack([item for item, iw in zip(items, wafers) if iw == w], spec, w, region)
-                  for w in range(n_wafers)]
-        if None not in packed:
-            break
-    else:
-        w = packed.index(None) if packed else 0
-        share = sum(b.pes for item, iw in zip(items, wafers) if iw == w for b in item)
-        raise PlacementError(_too_big(config, spec, dtype, context, n_wafers, needed, items,
-                                      f" (wafer {w} gets {share:,} PEs and its packing leaves no room)"))
-    placed = [block for blocks in packed for block in blocks]
-    return Placement(config=config, spec=spec, dtype=dtype, context=context, n_wafers=n_wafers,
-                     matrices=tuple(b for b in placed if isinstance(b, MatrixPlacement)),
-                     kv=tuple(sorted((b for b in placed if isinstance(b, KVPlacement)), key=lambda k: k.layer)))
+    placement = _try_place(config, spec, dtype, context, n_wafers)
+    if placement is None:
+        raise PlacementError(_too_big(config, spec, dtype, context, n_wafers))
+    return placement
 
 
-def _too_big(config, spec, dtype, context, n_wafers, needed, items, why) -> str:
-    nbytes = sum(b.sram_bytes for item in items for b in item)
+def _too_big(config, spec, dtype, context, n_wafers) -> str:
+    """What the model needs, what is there, and fixes that work: the fewest wafers that place it (tried)."""
+    d, vocab, nbytes = config.hidden_size, config.vocab_size, DTYPE_BYTES[dtype]
+    matrices = [m for layer in range(config.n_layers) for m in _layer_matrices(config, spec, dtype, layer)]
+    matrices += [_matrix(spec, dtype, "lm_head", None, vocab, d)] * (1 if config.tie_word_embeddings else 2)
+    least = math.ceil(math.ceil(_kv_bytes(config, dtype, context) / spec.weight_budget_per_pe) / config.n_kv_heads)
+    needed = sum(m.pes for m in matrices) + config.n_layers * config.n_kv_heads * least
+    sram = config.n_params * nbytes + config.n_layers * _kv_bytes(config, dtype, context)
+    least_wafers = max(n_wafers + 1, math.ceil(needed / spec.pes))
+    # a block wider than the mesh fits no number of wafers: stop looking well past the PE count
+    more = next((n for n in range(least_wafers, 2 * least_wafers + 4)
+                 if _try_place(config, spec, dtype, context, n, spread=False) is not None), None)
+    packing = "" if needed > n_wafers * spec.pes else " (the PE count fits, but not their packing)"
     wafers = f"{n_wafers} x {spec.name} have" if n_wafers > 1 else f"{spec.name} has"
-    more = max(n_wafers + 1, math.ceil(needed / spec.pes))
-    fixes = [f"n_wafers={more}"] + ([f"dtype='int8'"] if dtype != "int8" else []) + ["a smaller context"]
-    return (f"{model_name(config)} in {dtype} needs {needed:,} PEs ({nbytes / 1e9:.1f} GB of SRAM) for weights "
+    fixes = ([f"n_wafers={more}"] if more else []) + ([f"dtype='int8'"] if dtype != "int8" else [])
+    fixes += ["a smaller context"]
+    return (f"{model_name(config)} in {dtype} needs {needed:,} PEs ({sram / 1e9:.1f} GB of SRAM) for weights "
             f"and KV cache at context {context}; {wafers} {n_wafers * spec.pes:,} PEs "
-            f"({n_wafers * spec.sram_bytes / 1e9:.1f} GB){why}: use {', '.join(fixes[:-1])} or {fixes[-1]}")
+            f"({n_wafers * spec.sram_bytes / 1e9:.1f} GB){packing}: use {', '.join(fixes[:-1])} or {fixes[-1]}")

@@ -8,6 +8,7 @@ reduced along PE row r.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -15,37 +16,54 @@ from .spec import DTYPE_BYTES, WaferSpec
 
 SIMD = 16  # tile widths are multiples of this so a tile row is whole vectors on the host
 ROW_ALIGN = 8
+MAX_SIDE = 512  # longest tile side searched (tm and tn)
+# Narrowest tile (unless the matrix is narrower): the host runs the same tiles, and a tile row is the dot product
+# it vectorises; rows of 32 floats waste most of each step on loop overhead.
+MIN_WIDTH = 128
+BUFFER_BYTES = 4  # per tile row and column: an fp32 x slice (tn) and fp32 partial sums (tm) beside the tile
 
 
 def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
+def tile_bytes(tm: int, tn: int, dtype: str) -> int:
+    """SRAM one PE spends on a tm x tn tile: the weights and their working buffers."""
+    return tm * tn * DTYPE_BYTES[dtype] + BUFFER_BYTES * (tm + tn)
+
+
+@lru_cache(maxsize=4096)
 def tile_shape(spec: WaferSpec, rows: int, cols: int, dtype: str) -> tuple[int, int]:
-    """The (tm, tn) tile of a rows x cols matrix: the largest that fits one PE's weight budget together with its
-    working buffers (an fp32 x slice of tn and fp32 partial sums of tm), then shrunk so the ragged edge is small.
+    """The (tm, tn) tile of a rows x cols matrix, tm a multiple of 8 and tn of 16, that fits one PE's weight
+    budget with its working buffers (`tile_bytes`) in the fewest PEs.
+
+    Every candidate tm in 8, 16 .. min(512, round_up(rows, 8)) and tn in 16, 32 .. min(512, round_up(cols, 16))
+    that fits (at least MIN_WIDTH wide where any such fits) is evened out: the same number of tiles, spread evenly (a 896-wide matrix gets 4 tiles of 224
+    rather than 4 of 256, so ragged edges are small). The evened tile with the fewest tiles wins; on ties the one
+    with rows closest to half as long as they are wide (long rows vectorise on the host, short columns keep the
+    reduction along the PE row short), then the larger. For a large matrix this is the largest-area tile: it fills
+    >= 90% of the budget (see tests/test_tiles.py).
     """
     nbytes = DTYPE_BYTES[dtype]
     budget = spec.weight_budget_per_pe
-    best = None
-    for log_m in range(3, 12):
-        for log_n in range(4, 13):
-            tm, tn = 1 << log_m, 1 << log_n
-            if tm * tn * nbytes + 4 * (tm + tn) > budget:
-                continue
-            # largest area; then rows about half as long as they are wide (long rows vectorise, short columns
-            # keep the reduction along the PE row short)
-            key = (tm * tn, -abs(log_n - log_m - 1))
-            if best is None or key > best[0]:
-                best = (key, tm, tn)
-    if best is None:
-        raise ValueError(f"a PE of {spec.sram_per_pe} bytes cannot hold even an 8 x 16 {dtype} tile")
-    _, tm, tn = best
-    tm = min(tm, _round_up(rows, ROW_ALIGN))
-    tn = min(tn, _round_up(cols, SIMD))
-    # Same number of tiles, spread evenly, so a 896-wide matrix gets 4 tiles of 224 rather than 4 of 256.
-    gr, gc = math.ceil(rows / tm), math.ceil(cols / tn)
-    return _round_up(math.ceil(rows / gr), ROW_ALIGN), _round_up(math.ceil(cols / gc), SIMD)
+    tm = np.arange(ROW_ALIGN, min(MAX_SIDE, _round_up(rows, ROW_ALIGN)) + 1, ROW_ALIGN)[:, None]  # [M, 1]
+    tn = np.arange(SIMD, min(MAX_SIDE, _round_up(cols, SIMD)) + 1, SIMD)[None, :]  # [1, N]
+    fits = tm * tn * nbytes + BUFFER_BYTES * (tm + tn) <= budget  # [M, N]
+    wide = fits & (tn >= min(MIN_WIDTH, tn.max()))
+    if wide.any():  # a PE too small for wide tiles still gets narrow ones
+        fits = wide
+    if not fits.any():
+        raise ValueError(f"a PE's weight budget of {budget} bytes cannot hold even an {ROW_ALIGN} x {SIMD} "
+                         f"{dtype} tile with its buffers")
+    tm, tn = np.broadcast_arrays(tm, tn)
+    tm, tn = tm[fits], tn[fits]  # [K] candidates that fit
+    gr, gc = -(-rows // tm), -(-cols // tn)  # tiles per candidate
+    tm = -(-(-(-rows // gr)) // ROW_ALIGN) * ROW_ALIGN  # evened: round_up(ceil(rows / gr), 8) <= tm, so still fits
+    tn = -(-(-(-cols // gc)) // SIMD) * SIMD
+    count = -(-rows // tm) * -(-cols // tn)
+    aspect = np.abs(np.log2(tn / tm) - 1.0)  # 0 when tn == 2 tm
+    best = np.lexsort((-tm * tn, aspect, count))[0]  # fewest tiles, then aspect, then area
+    return int(tm[best]), int(tn[best])
 
 
 def to_tiles(w: np.ndarray, tm: int, tn: int) -> np.ndarray:
