@@ -1,0 +1,303 @@
+"""Every numba kernel in spark_nb/wafer/kernels.py against its NumPy twin in reference.py, and the whole forward
+against a decoder composed of the twins.
+
+Shapes are ragged (rows and columns not multiples of the tile) and the tiles' padding is filled with garbage, so a
+kernel that reads past a ragged edge fails; output buffers start as NaN, so one that forgets to overwrite fails.
+The `check_*` functions are plain functions so that test_every_kernel_runs_without_jit can run them again in a
+subprocess under NUMBA_DISABLE_JIT=1, where each kernel is plain Python.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spark_nb.model import DecoderWeights, LayerWeights, ModelConfig, quantize_int8
+from spark_nb.model.synthetic import config_dict
+from spark_nb.wafer import forward as fw
+from spark_nb.wafer import kernels as k
+from spark_nb.wafer import reference as ref
+from spark_nb.wafer.spec import WSE3
+from spark_nb.wafer.tiles import to_tiles
+
+GARBAGE = {"fp32": np.float32(1e4), "int8": np.int8(127)}  # fills tile padding: reading it ruins the result
+SMALL_PE = WSE3.replace(name="small-pe", sram_per_pe=2048)  # tiles of ~16 x 16: many per matrix, ragged edges
+
+
+def assert_close(actual, expected, rtol=3e-5):
+    """fp32 kernels (fastmath, fp32 accumulation) against float64 twins: relative to the result's magnitude."""
+    expected = np.asarray(expected)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def nan(*shape):
+    return np.full(shape, np.nan, np.float32)
+
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def tiled(rng, rows, cols, tm, tn, dtype):
+    """Random W[rows, cols] as (tiles with garbage in the padding, per-row scale)."""
+    w = randn(rng, rows, cols)
+    if dtype == "int8":
+        w, scale = quantize_int8(w)
+    else:
+        scale = (0.5 + rng.random(rows)).astype(np.float32)  # not ones, so a misapplied scale shows
+    padded = np.full((-(-rows // tm) * tm, -(-cols // tn) * tn), GARBAGE[dtype])
+    padded[:rows, :cols] = w
+    return to_tiles(padded, tm, tn), scale
+
+
+# -- one check per kernel ----------------------------------------------------------------------------------------
+
+
+def check_tiled_matmul(rng, T, m, n, tm, tn, dtype):
+    x = randn(rng, T, n)
+    tiles, scale = tiled(rng, m, n, tm, tn, dtype)
+    y = nan(T, m)
+    k.tiled_matmul(x, tiles, scale, y)
+    assert_close(y, ref.tiled_matmul(x, tiles, scale, m), rtol=1e-4 if dtype == "int8" else 3e-5)
+
+
+def check_embed_rows(rng, vocab, d, tm, tn, dtype):
+    tiles, scale = tiled(rng, vocab, d, tm, tn, dtype)
+    tokens = np.array([0, vocab - 1, 3 % vocab, vocab - 1, vocab // 2], np.int64)
+    out = nan(len(tokens), d)
+    k.embed_rows(tokens, tiles, scale, out)
+    np.testing.assert_array_equal(out, ref.embed_rows(tokens, tiles, scale, vocab, d))
+
+
+def check_rmsnorm(rng, T, d):
+    x, weight = randn(rng, T, d) * 3, randn(rng, d)
+    out = nan(T, d)
+    k.rmsnorm(x, weight, np.float32(1e-5), out)
+    assert_close(out, ref.rmsnorm(x, weight, 1e-5))
+
+
+def check_add(rng, T, d):
+    x, y, bias = randn(rng, T, d), randn(rng, T, d), randn(rng, d)
+    expected = x + y + bias
+    k.add_into(x, y)
+    k.add_bias(x, bias)
+    assert_close(x, expected)
+
+
+def check_rope(rng, T, heads, head_dim, start):
+    context = start + T + 3
+    angles = rng.random((context, head_dim // 2)) * 6.3
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    x = randn(rng, T, heads * head_dim)
+    expected = ref.rope(x, head_dim, cos, sin, start)
+    k.rope(x, head_dim, cos, sin, start)
+    assert_close(x, expected)
+
+
+def check_store_kv(rng, T, kv_heads, head_dim, start):
+    context = start + T + 2
+    key, value = randn(rng, T, kv_heads * head_dim), randn(rng, T, kv_heads * head_dim)
+    k_cache, v_cache = nan(kv_heads, context, head_dim), nan(kv_heads, context, head_dim)
+    k.store_kv(key, value, k_cache, v_cache, start)
+    for cache, new in ((k_cache, key), (v_cache, value)):
+        np.testing.assert_array_equal(cache[:, start : start + T], new.reshape(T, kv_heads, head_dim).swapaxes(0, 1))
+        assert np.isnan(cache[:, :start]).all() and np.isnan(cache[:, start + T :]).all()  # nothing else written
+
+
+def check_causal_attention(rng, T, heads, kv_heads, head_dim, start, window):
+    context = start + T + 3  # cache positions past start + T hold garbage that must not be read
+    q = randn(rng, T, heads * head_dim)
+    k_cache, v_cache = randn(rng, kv_heads, context, head_dim), randn(rng, kv_heads, context, head_dim)
+    k_cache[:, start + T :], v_cache[:, start + T :] = 1e4, np.nan
+    scores = nan(heads, context)
+    out = nan(T, heads * head_dim)
+    k.causal_attention(q, k_cache, v_cache, start, window, scores, out)
+    assert_close(out, ref.causal_attention(q, k_cache, v_cache, start, window))
+
+
+def check_swiglu(rng, T, f):
+    gate, up = randn(rng, T, f) * 4, randn(rng, T, f)
+    expected = ref.swiglu(gate, up)
+    k.swiglu(gate, up)
+    assert_close(gate, expected)
+
+
+# -- the whole forward against a decoder made of the twins --------------------------------------------------------
+
+
+def tiny_decoder(rng, family="qwen2", dtype="int8", spec=SMALL_PE, **sizes):
+    """A random decoder (random norms and biases) packed into PE tiles, without a model folder."""
+    config = ModelConfig.from_dict(config_dict(family, **sizes))
+    d, f, hd, vocab = config.hidden_size, config.intermediate_size, config.head_dim, config.vocab_size
+    q, kv = config.n_heads * hd, config.n_kv_heads * hd
+
+    def w(*shape):
+        return randn(rng, *shape) * 0.2
+
+    def bias(n):
+        return w(n) if config.attention_bias else None
+
+    layers = [LayerWeights(attn_norm=1 + w(d), wq=w(q, d), wk=w(kv, d), wv=w(kv, d), bq=bias(q), bk=bias(kv),
+                           bv=bias(kv), wo=w(d, q), mlp_norm=1 + w(d), w_gate=w(f, d), w_up=w(f, d), w_down=w(d, f))
+              for _ in range(config.n_layers)]
+    embed = w(vocab, d)
+    weights = DecoderWeights(embed=embed, final_norm=1 + w(d), layers=layers,
+                             lm_head=embed if config.tie_word_embeddings else w(vocab, d))
+    return config, fw.pack(weights, config, spec, dtype)
+
+
+def reference_forward(tokens, start, model, config, k_cache, v_cache, rot, window):
+    """fw.forward written with the twins; returns the final hidden states and updates the caches."""
+    d, f, hd, vocab = config.hidden_size, config.intermediate_size, config.head_dim, config.vocab_size
+    q_width, kv_width = config.n_heads * hd, config.n_kv_heads * hd
+    w, eps, T = model.layers, config.rms_norm_eps, len(tokens)
+    x = ref.embed_rows(tokens, model.embed, model.embed_scale, vocab, d)
+    for l in range(config.n_layers):
+        h = ref.rmsnorm(x, w.attn_norm[l], eps)
+        q = ref.tiled_matmul(h, w.wq[l], w.sq[l], q_width) + w.bq[l]
+        key = ref.tiled_matmul(h, w.wk[l], w.sk[l], kv_width) + w.bk[l]
+        value = ref.tiled_matmul(h, w.wv[l], w.sv[l], kv_width) + w.bv[l]
+        q, key = ref.rope(q, hd, rot.cos, rot.sin, start), ref.rope(key, hd, rot.cos, rot.sin, start)
+        k_cache[l][:, start : start + T] = key.reshape(T, -1, hd).swapaxes(0, 1)
+        v_cache[l][:, start : start + T] = value.reshape(T, -1, hd).swapaxes(0, 1)
+        att = ref.causal_attention(q, k_cache[l], v_cache[l], start, window)
+        x = x + ref.tiled_matmul(att, w.wo[l], w.so[l], d)
+        h = ref.rmsnorm(x, w.mlp_norm[l], eps)
+        gate = ref.swiglu(ref.tiled_matmul(h, w.w_gate[l], w.s_gate[l], f), ref.tiled_matmul(h, w.w_up[l], w.s_up[l], f))
+        x = x + ref.tiled_matmul(gate, w.w_down[l], w.s_down[l], d)
+    return ref.rmsnorm(x, model.final_norm, eps)
+
+
+def check_forward(rng, family, dtype, prompt, steps, window=0, **sizes):
+    """A prompt in one call, then `steps` single-token calls through the cache: hidden states, caches and logits."""
+    config, model = tiny_decoder(rng, family, dtype, **sizes)
+    context = prompt + steps
+    rot = fw.rotary(config, context)
+    ours_k, ours_v = fw.kv_cache(config, context)
+    twin_k, twin_v = fw.kv_cache(config, context)
+    s = fw.scratch(config, prompt, context)
+    eps = np.float32(config.rms_norm_eps)
+    tokens = rng.integers(0, config.vocab_size, context)
+    calls = [(0, tokens[:prompt])] + [(prompt + i, tokens[prompt + i : prompt + i + 1]) for i in range(steps)]
+    for start, ids in calls:
+        fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s)
+        expected = reference_forward(ids, start, model, config, twin_k, twin_v, rot, window)
+        assert_close(s.h[: len(ids)], expected, rtol=2e-4)
+        logits = nan(len(ids), config.vocab_size)
+        fw.lm_head(s.h[: len(ids)], model, logits)
+        assert_close(logits, ref.tiled_matmul(expected, model.lm_head, model.lm_head_scale, config.vocab_size),
+                     rtol=2e-4)
+    assert_close(ours_k, twin_k, rtol=2e-4)
+    assert_close(ours_v, twin_v, rtol=2e-4)
+
+
+# -- pytest ------------------------------------------------------------------------------------------------------
+
+TESTED = {"tiled_matmul", "embed_rows", "rmsnorm", "add_bias", "add_into", "rope", "store_kv", "causal_attention",
+          "swiglu"}
+
+
+def test_every_kernel_is_tested():
+    """A kernel added to kernels.py needs a check here (and a twin in reference.py where it computes)."""
+    kernels = {name for name, obj in vars(k).items()
+               if callable(obj) and getattr(obj, "__module__", None) == k.__name__ and not inspect.isclass(obj)}
+    assert kernels == TESTED
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+@pytest.mark.parametrize("T, m, n, tm, tn", [
+    (1, 37, 50, 8, 16),  # decode: ragged in both directions
+    (5, 64, 48, 16, 16),  # exact multiples
+    (3, 7, 20, 8, 32),  # one tile row, shorter than the tile; one ragged tile column
+    (4, 130, 33, 40, 16),  # many columns of one wide padded tile each
+])
+def test_tiled_matmul(dtype, T, m, n, tm, tn):
+    check_tiled_matmul(np.random.default_rng(T * m + n), T, m, n, tm, tn, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+@pytest.mark.parametrize("vocab, d, tm, tn", [(45, 50, 8, 16), (64, 32, 16, 32), (300, 24, 48, 16)])
+def test_embed_rows(dtype, vocab, d, tm, tn):
+    check_embed_rows(np.random.default_rng(vocab), vocab, d, tm, tn, dtype)
+
+
+@pytest.mark.parametrize("T, d", [(1, 64), (6, 37)])
+def test_rmsnorm(T, d):
+    check_rmsnorm(np.random.default_rng(d), T, d)
+
+
+def test_add_bias_and_residual():
+    check_add(np.random.default_rng(0), 3, 29)
+
+
+@pytest.mark.parametrize("T, heads, head_dim, start", [(1, 4, 16, 0), (5, 3, 8, 11), (2, 2, 64, 100)])
+def test_rope(T, heads, head_dim, start):
+    check_rope(np.random.default_rng(start), T, heads, head_dim, start)
+
+
+@pytest.mark.parametrize("T, kv_heads, head_dim, start", [(1, 2, 16, 9), (4, 1, 8, 0), (3, 3, 8, 5)])
+def test_store_kv(T, kv_heads, head_dim, start):
+    check_store_kv(np.random.default_rng(start), T, kv_heads, head_dim, start)
+
+
+@pytest.mark.parametrize("T, heads, kv_heads, head_dim, start, window", [
+    (6, 4, 4, 16, 0, 0),  # prefill, multi-head
+    (5, 4, 2, 16, 7, 0),  # grouped query, a chunk after 7 cached positions
+    (1, 6, 2, 8, 20, 0),  # decode, 3 query heads per kv head
+    (4, 4, 1, 8, 9, 5),  # multi-query, sliding window shorter than the context
+    (6, 4, 2, 16, 3, 4),  # window inside a prefill chunk
+    (1, 4, 2, 16, 30, 1),  # a window of one: attend to yourself only
+])
+def test_causal_attention(T, heads, kv_heads, head_dim, start, window):
+    check_causal_attention(np.random.default_rng(start + window), T, heads, kv_heads, head_dim, start, window)
+
+
+@pytest.mark.parametrize("T, f", [(1, 160), (4, 37)])
+def test_swiglu(T, f):
+    check_swiglu(np.random.default_rng(f), T, f)
+
+
+@pytest.mark.parametrize("family, dtype, window", [("qwen2", "int8", 0), ("llama", "fp32", 0), ("mistral", "int8", 5)])
+def test_forward_matches_the_twins(family, dtype, window):
+    sizes = dict(hidden_size=48, intermediate_size=80, num_attention_heads=4, num_key_value_heads=2, vocab_size=200,
+                 tie_word_embeddings=family == "qwen2", max_position_embeddings=64)
+    check_forward(np.random.default_rng(1), family, dtype, prompt=9, steps=3, window=window, **sizes)
+
+
+# Runs every check at tiny sizes: under NUMBA_DISABLE_JIT=1 each kernel is a Python loop over numpy scalars.
+NO_JIT_SCRIPT = """
+import numpy as np
+from spark_nb.wafer import forward, kernels
+import test_kernels as t
+
+assert not hasattr(kernels.tiled_matmul, "py_func") and not hasattr(forward.forward, "py_func"), "JIT is on"
+rng = np.random.default_rng(0)
+for dtype in ("fp32", "int8"):
+    t.check_tiled_matmul(rng, 2, 13, 20, 8, 16, dtype)
+    t.check_embed_rows(rng, 21, 20, 8, 16, dtype)
+t.check_rmsnorm(rng, 2, 13)
+t.check_add(rng, 2, 5)
+t.check_rope(rng, 2, 2, 8, 3)
+t.check_store_kv(rng, 2, 2, 8, 3)
+t.check_causal_attention(rng, 3, 4, 2, 8, 4, 3)
+t.check_swiglu(rng, 2, 9)
+sizes = dict(hidden_size=16, intermediate_size=24, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+             vocab_size=40, max_position_embeddings=16)
+t.check_forward(rng, "qwen2", "int8", prompt=3, steps=2, window=2, **sizes)
+print("no-jit ok")
+"""
+
+
+def test_every_kernel_runs_without_jit():
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    tests = Path(__file__).parent
+    result = subprocess.run([sys.executable, "-c", NO_JIT_SCRIPT], cwd=tests, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no-jit ok" in result.stdout
