@@ -25,7 +25,6 @@ import datetime
 import gc
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time

@@ -7,7 +7,6 @@ the fp32 model.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 
 import spark_nb
 from spark_nb.engine import engine as engine_module
-from spark_nb.model import dequantize, load_folder, quantize_int8
+from spark_nb.model import load_folder
 from spark_nb.wafer import forward as fw
 from spark_nb.wafer.spec import WSE3
 
@@ -27,16 +26,18 @@ PROMPT = 'def add(a, b):\n    """Sum."""\n    return a + b\n'
 STEPS = 32
 FP32_ATOL = 1e-4
 
-# int8 weights against the fp32 model. Errors are measured per position in units of that position's logit spread
-# (std over the vocab), so the bound does not depend on how peaked a random model happens to be. Measured on these
-# checkpoints (25-token prompt + 32 greedy tokens = 57 positions):
-#     llama   rms 0.026  max 0.120  top-1 0.95     qwen2   rms 0.016  max 0.075  top-1 1.00
-#     mistral rms 0.025  max 0.146  top-1 0.89     (top-1 is the noisiest: random models have close runners-up)
-# The bounds leave 2x margin or more. Real layout bugs land far outside them (test_int8_tolerance_catches_layout_bugs
-# on llama): lm_head scales shifted by one row give rms 0.23, top-1 0.37; one layer's q scales shifted, rms 0.16,
+# int8 weights and activations (W8A8: x quantized per PE column slice) against the fp32 model. Errors are measured
+# per position in units of that position's logit spread (std over the vocab), so the bound does not depend on how
+# peaked a random model happens to be. Measured on these checkpoints (25-token prompt + 32 greedy tokens = 57
+# positions), with weight-only int8 in brackets:
+#     llama   rms 0.037 (0.026)  max 0.19 (0.12)   top-1 0.95     qwen2 rms 0.023 (0.016)  max 0.11 (0.075)  top-1 0.98
+#     mistral rms 0.037 (0.025)  max 0.20 (0.15)   top-1 0.89     (top-1 is the noisiest: random models have close
+#     runners-up)
+# The bounds leave 2x margin. Real layout bugs land far outside them (test_int8_tolerance_catches_layout_bugs on
+# llama): lm_head scales shifted by one row give rms 0.23, top-1 0.37; one layer's q scales shifted, rms 0.16,
 # max 1.4; a transposed tile, rms 1.3, top-1 0.02.
-INT8_RMS = 0.06  # root-mean-square of |Δlogit| / std
-INT8_MAX = 0.30  # largest |Δlogit| / std at any position
+INT8_RMS = 0.08  # root-mean-square of |Δlogit| / std
+INT8_MAX = 0.40  # largest |Δlogit| / std at any position
 INT8_TOP1 = 0.80  # fraction of positions whose argmax agrees
 
 
@@ -65,17 +66,6 @@ def int8_errors(ours: np.ndarray, ref: np.ndarray) -> dict:
 
 def within_int8_tolerance(e: dict) -> bool:
     return e["rms"] <= INT8_RMS and e["max"] <= INT8_MAX and e["top1"] >= INT8_TOP1
-
-
-def dequantized_copy(model):
-    """The model with every weight matrix replaced by its int8 round trip: what the int8 engine computes with."""
-    model = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in model.parameters():  # a tied embedding is one parameter, quantized once
-            if p.ndim == 2:
-                q, scale = quantize_int8(p.numpy())
-                p.copy_(torch.from_numpy(dequantize(q, scale)))
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -178,19 +168,10 @@ def test_many_ragged_tiles_match_transformers(request, greedy, family):
 # -- int8 ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_int8_equals_transformers_on_dequantized_weights(request, greedy, family):
-    """The int8 path computes exactly with the int8 weights: transformers on the same rounded weights agrees to
-    fp32 accuracy, in a full forward and through the cached greedy decode."""
-    folder, model = request.getfixturevalue(family)
-    ids, _, _ = greedy(family)
-    rounded = dequantized_copy(model)
-    tokens = torch_greedy(rounded, ids)
-    engine = spark_nb.load(folder, dtype="int8")
-    np.testing.assert_allclose(engine.logits(ids + tokens), torch_logits(rounded, ids + tokens), rtol=0,
-                               atol=FP32_ATOL)
-    done = list(engine.stream(ids, max_new_tokens=STEPS, ignore_eos=True))[-1]
-    assert list(done.token_ids) == tokens
+# The int8 path quantizes activations too (per PE column slice, see spark_nb/wafer/kernels.py), so it is not
+# transformers-on-rounded-weights to fp32 accuracy: its exact arithmetic is held to the NumPy twins, which emulate
+# the same quantization (tests/test_kernels.py::test_forward_matches_the_twins), and its distance from the fp32
+# model to the tolerance below.
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import threading
 
-import numpy as np
 import pytest
 
 import spark_nb

@@ -63,8 +63,23 @@ def check_tiled_matmul(rng, T, m, n, tm, tn, dtype):
     x = randn(rng, T, n)
     tiles, scale = tiled(rng, m, n, tm, tn, dtype)
     y = nan(T, m)
-    k.tiled_matmul(x, tiles, scale, y)
+    k.tiled_matmul(x, tiles, scale, y, k.quantized(T, n + tn))
     assert_close(y, ref.tiled_matmul(x, tiles, scale, m), rtol=1e-4 if dtype == "int8" else 3e-5)
+
+
+def check_quantize_slices(rng, T, n, tn):
+    x = randn(rng, T, n) * np.float32(3.0)
+    x[0, :tn] = 0.0  # an all-zero slice keeps scale 1
+    q = k.quantized(T, n + tn)
+    q.values[:] = 99  # garbage: the padding past n must come back as zeros
+    k.quantize_slices(x, tn, q)
+    values, scales, sums = ref.quantize_slices(x, tn)
+    slices = scales.shape[1]
+    np.testing.assert_array_equal(q.values[:, :n], values)
+    np.testing.assert_array_equal(q.values[:, n : slices * tn], 0)
+    np.testing.assert_array_equal(q.scales[:, :slices], scales)
+    np.testing.assert_array_equal(q.sums[:, :slices], sums)
+    assert np.abs(values.astype(np.float32) * np.repeat(scales, tn, axis=1)[:, :n] - x).max() <= scales.max() / 2
 
 
 def check_embed_rows(rng, vocab, d, tm, tn, dtype):
@@ -190,7 +205,7 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, **sizes):
         expected = reference_forward(ids, start, model, config, twin_k, twin_v, rot, window)
         assert_close(s.h[: len(ids)], expected, rtol=2e-4)
         logits = nan(len(ids), config.vocab_size)
-        fw.lm_head(s.h[: len(ids)], model, logits)
+        fw.lm_head(s.h[: len(ids)], model, logits, s.quant)
         assert_close(logits, ref.tiled_matmul(expected, model.lm_head, model.lm_head_scale, config.vocab_size),
                      rtol=2e-4)
     assert_close(ours_k, twin_k, rtol=2e-4)
@@ -199,7 +214,7 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, **sizes):
 
 # -- pytest ------------------------------------------------------------------------------------------------------
 
-TESTED = {"tiled_matmul", "embed_rows", "rmsnorm", "add_bias", "add_into", "rope", "store_kv", "causal_attention",
+TESTED = {"quantize_slices", "quantized", "tiled_matmul", "embed_rows", "rmsnorm", "add_bias", "add_into", "rope", "store_kv", "causal_attention",
           "swiglu"}
 
 
@@ -218,9 +233,16 @@ def test_every_kernel_is_tested():
     (5, 64, 48, 16, 16),  # exact multiples
     (3, 7, 20, 8, 32),  # one tile row, shorter than the tile; one ragged tile column
     (4, 130, 33, 40, 16),  # many columns of one wide padded tile each
+    (1, 37, 300, 8, 64),  # int8 tile rows of whole 64-byte vectors: the vpdpbusd path where the host has VNNI
+    (3, 100, 256, 24, 128),  # the same, exact multiples, several tokens
 ])
 def test_tiled_matmul(dtype, T, m, n, tm, tn):
     check_tiled_matmul(np.random.default_rng(T * m + n), T, m, n, tm, tn, dtype)
+
+
+@pytest.mark.parametrize("T, n, tn", [(1, 50, 16), (3, 300, 64), (2, 64, 64)])
+def test_quantize_slices(T, n, tn):
+    check_quantize_slices(np.random.default_rng(n), T, n, tn)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
@@ -282,7 +304,9 @@ assert not hasattr(kernels.tiled_matmul, "py_func") and not hasattr(forward.forw
 rng = np.random.default_rng(0)
 for dtype in ("fp32", "int8"):
     t.check_tiled_matmul(rng, 2, 13, 20, 8, 16, dtype)
+    t.check_tiled_matmul(rng, 1, 9, 70, 8, 64, dtype)
     t.check_embed_rows(rng, 21, 20, 8, 16, dtype)
+t.check_quantize_slices(rng, 2, 70, 64)
 t.check_rmsnorm(rng, 2, 13)
 t.check_add(rng, 2, 5)
 t.check_rope(rng, 2, 2, 8, 3)

@@ -16,6 +16,11 @@ LARGE = [(8192, 8192), (28672, 8192), (8192, 28672), (128256, 8192), (14336, 409
 DTYPES = ["int8", "fp16", "fp32"]
 
 
+def vector(dtype):
+    """Tile widths are whole 64-byte host vectors: 64 int8, 32 fp16, 16 fp32 elements."""
+    return 64 // DTYPE_BYTES[dtype]
+
+
 def fill(spec, tm, tn, dtype):
     return (tm * tn * DTYPE_BYTES[dtype] + 4 * (tm + tn)) / spec.weight_budget_per_pe
 
@@ -26,8 +31,9 @@ def test_every_tile_fits_its_budget_with_buffers_and_keeps_the_host_alignment(sp
     for rows, cols in SHAPES:
         tm, tn = tile_shape(spec, rows, cols, dtype)
         assert tm * tn * DTYPE_BYTES[dtype] + 4 * (tm + tn) <= spec.weight_budget_per_pe, (rows, cols)
-        assert tm % 8 == 0 and tn % 16 == 0
-        assert 8 <= tm <= min(512, -(-rows // 8) * 8) and 16 <= tn <= min(512, -(-cols // 16) * 16)
+        v = vector(dtype)
+        assert tm % 8 == 0 and tn % v == 0
+        assert 8 <= tm <= min(512, -(-rows // 8) * 8) and v <= tn <= min(512, -(-cols // v) * v)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -42,10 +48,11 @@ def test_no_more_tiles_than_the_best_power_of_two_tile(dtype):
     # the tile the previous version chose: the largest power-of-two area that fits, then clamped and evened out
     budget, nbytes = WSE3.weight_budget_per_pe, DTYPE_BYTES[dtype]
     for rows, cols in SHAPES:
+        v = vector(dtype)
         fits = [(tm, tn) for tm in (2 ** k for k in range(3, 10)) for tn in (2 ** k for k in range(4, 10))
-                if tm * tn * nbytes + 4 * (tm + tn) <= budget]
+                if tm * tn * nbytes + 4 * (tm + tn) <= budget and tn >= v]
         tm, tn = max(fits, key=lambda t: t[0] * t[1])
-        tm, tn = min(tm, -(-rows // 8) * 8), min(tn, -(-cols // 16) * 16)
+        tm, tn = min(tm, -(-rows // 8) * 8), min(tn, -(-cols // v) * v)
         pow2 = math.ceil(rows / tm) * math.ceil(cols / tn)
         tm, tn = tile_shape(WSE3, rows, cols, dtype)
         assert math.ceil(rows / tm) * math.ceil(cols / tn) <= pow2, (rows, cols)
@@ -55,10 +62,10 @@ def test_the_fewest_tiles_by_brute_force():
     spec, budget = MINI, MINI.weight_budget_per_pe
     for rows, cols in [(200, 700), (896, 896), (37, 1000), (4864, 896)]:
         for dtype in DTYPES:
-            fitting = [(tm, tn) for tm in range(8, 513, 8) for tn in range(16, 513, 16)
+            fitting = [(tm, tn) for tm in range(8, 513, 8) for tn in range(vector(dtype), 513, vector(dtype))
                        if tm * tn * DTYPE_BYTES[dtype] + 4 * (tm + tn) <= budget]
             # tiles at least 128 wide (or as wide as the matrix) are preferred wherever one fits
-            wide = [(tm, tn) for tm, tn in fitting if tn >= min(128, -(-cols // 16) * 16)]
+            wide = [(tm, tn) for tm, tn in fitting if tn >= min(128, -(-cols // vector(dtype)) * vector(dtype))]
             least = min(math.ceil(rows / tm) * math.ceil(cols / tn) for tm, tn in (wide or fitting))
             tm, tn = tile_shape(spec, rows, cols, dtype)
             assert math.ceil(rows / tm) * math.ceil(cols / tn) == least, (rows, cols, dtype)
@@ -71,7 +78,7 @@ def test_padding_is_less_than_one_tile_per_edge(dtype):
         gr, gc = math.ceil(rows / tm), math.ceil(cols / tn)
         assert gr * tm - rows < tm and gc * tn - cols < tn
         # evened out: the ragged edge is within the alignment of each tile, not most of a tile
-        assert gr * tm - rows < 8 * gr and gc * tn - cols < 16 * gc
+        assert gr * tm - rows < 8 * gr and gc * tn - cols < vector(dtype) * gc
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (7, 30), (37, 100), (130, 257), (224, 896)])

@@ -125,7 +125,7 @@ class Engine:
         """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""
         self._token[0] = token
         hidden = self._forward(self._token, pos, threads or self.decode_threads)
-        fw.lm_head(hidden, self._model, self._logits)
+        fw.lm_head(hidden, self._model, self._logits, self._scratch.quant)
         return self._logits[0]
 
     def _prefill(self, ids: np.ndarray, logits_out: np.ndarray | None) -> np.ndarray:
@@ -135,10 +135,10 @@ class Engine:
             chunk = ids[start : start + PREFILL_CHUNK]
             hidden = self._forward(chunk, start, self.prefill_threads)
             if logits_out is not None:
-                fw.lm_head(hidden, self._model, logits_out[start : start + len(chunk)])
+                fw.lm_head(hidden, self._model, logits_out[start : start + len(chunk)], self._scratch.quant)
         if logits_out is not None:
             return logits_out[-1]
-        fw.lm_head(hidden[-1:], self._model, last)
+        fw.lm_head(hidden[-1:], self._model, last, self._scratch.quant)
         return last[0]
 
     def _check_prompt(self, ids: Sequence[int]) -> np.ndarray:

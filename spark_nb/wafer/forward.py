@@ -28,6 +28,7 @@ from numba import njit
 from ..model.quant import quantize_int8
 from .kernels import (
     JIT,
+    Quantized,
     add_bias,
     add_into,
     causal_attention,
@@ -36,6 +37,7 @@ from .kernels import (
     rope,
     store_kv,
     swiglu,
+    quantized,
     tiled_matmul,
 )
 from .tiles import tile_shape, to_tiles
@@ -88,6 +90,7 @@ class Scratch(NamedTuple):
     gate: np.ndarray  # [T, ffn]
     up: np.ndarray  # [T, ffn]
     scores: np.ndarray  # [heads, context]
+    quant: Quantized  # the input of an int8 matrix, quantized per PE column slice
 
 
 class Rotary(NamedTuple):
@@ -149,6 +152,7 @@ def scratch(config, max_tokens: int, context: int) -> Scratch:
     return Scratch(
         buf(max_tokens, d), buf(max_tokens, d), buf(max_tokens, q), buf(max_tokens, kv), buf(max_tokens, kv),
         buf(max_tokens, q), buf(max_tokens, d), buf(max_tokens, f), buf(max_tokens, f), buf(config.n_heads, context),
+        quantized(max_tokens, max(d, q, f) + 512),  # + the widest tile's padding
     )
 
 
@@ -175,29 +179,29 @@ def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, 
     for l in range(w.attn_norm.shape[0]):
         # attention block
         rmsnorm(x, w.attn_norm[l], eps, h)
-        tiled_matmul(h, w.wq[l], w.sq[l], q)
+        tiled_matmul(h, w.wq[l], w.sq[l], q, s.quant)
         add_bias(q, w.bq[l])
-        tiled_matmul(h, w.wk[l], w.sk[l], k)
+        tiled_matmul(h, w.wk[l], w.sk[l], k, s.quant)
         add_bias(k, w.bk[l])
-        tiled_matmul(h, w.wv[l], w.sv[l], v)
+        tiled_matmul(h, w.wv[l], w.sv[l], v, s.quant)
         add_bias(v, w.bv[l])
         rope(q, head_dim, rot.cos, rot.sin, start)
         rope(k, head_dim, rot.cos, rot.sin, start)
         store_kv(k, v, k_cache[l], v_cache[l], start)
         causal_attention(q, k_cache[l], v_cache[l], start, window, s.scores, att)
-        tiled_matmul(att, w.wo[l], w.so[l], out)
+        tiled_matmul(att, w.wo[l], w.so[l], out, s.quant)
         add_into(x, out)
         # SwiGLU block
         rmsnorm(x, w.mlp_norm[l], eps, h)
-        tiled_matmul(h, w.w_gate[l], w.s_gate[l], gate)
-        tiled_matmul(h, w.w_up[l], w.s_up[l], up)
+        tiled_matmul(h, w.w_gate[l], w.s_gate[l], gate, s.quant)
+        tiled_matmul(h, w.w_up[l], w.s_up[l], up, s.quant)
         swiglu(gate, up)
-        tiled_matmul(gate, w.w_down[l], w.s_down[l], out)
+        tiled_matmul(gate, w.w_down[l], w.s_down[l], out, s.quant)
         add_into(x, out)
     rmsnorm(x, model.final_norm, eps, h)
 
 
 @njit(**JIT)
-def lm_head(h, model, logits):
+def lm_head(h, model, logits, quant):
     """logits[T, vocab] = h[T, d] W_lm."""
-    tiled_matmul(h, model.lm_head, model.lm_head_scale, logits)
+    tiled_matmul(h, model.lm_head, model.lm_head_scale, logits, quant)

@@ -4,15 +4,134 @@ Each kernel fills a buffer the caller owns and allocates nothing, so a forward p
 Activations are 2D [T, width] (T tokens in flight); heads are addressed as column blocks of width head_dim.
 `reference.py` holds a plain NumPy twin of every kernel; the tests hold them to each other. Every kernel runs as
 plain Python under NUMBA_DISABLE_JIT=1.
+
+int8 weights meet int8 activations, as on a PE that receives its x slice quantized: each slice of x (one per PE
+column) gets its own scale, the products are summed exactly in integers, then scaled. On hosts with AVX-512 VNNI
+the dot products run on `vpdpbusd` (64 multiply-adds per instruction); elsewhere the same integer sums are formed
+exactly in float32 (|sum| <= 512 * 127 * 127 < 2**24), so every host computes the same numbers.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
+import llvmlite.binding
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import config, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 JIT = dict(cache=True, nogil=True, fastmath=True)
+
+
+# vpdpbusd when the host has it and numba compiles (under NUMBA_DISABLE_JIT an intrinsic cannot run)
+HOST_VNNI = bool(llvmlite.binding.get_host_cpu_features().get("avx512vnni")) and not config.DISABLE_JIT
+
+
+class Quantized(NamedTuple):
+    """x as the PEs of a tiled matrix receive it: cut into slices of tn and quantized to int8, one scale each."""
+
+    values: np.ndarray  # int8 [T, slices * tn], zero past the matrix's width
+    scales: np.ndarray  # float32 [T, slices]
+    sums: np.ndarray  # int32 [T, slices]: sum of each slice's values (see _dot4_vnni)
+
+
+def quantized(tokens: int, width: int) -> Quantized:
+    """Buffers for quantizing up to `tokens` rows of x for any matrix at most `width` wide (tiles included)."""
+    slices = width  # at most one slice per element: generous and tiny
+    return Quantized(np.zeros((tokens, width), np.int8), np.zeros((tokens, slices), np.float32),
+                     np.zeros((tokens, slices), np.int32))
+
+
+@njit(**JIT)
+def quantize_slices(x, tn, q):
+    """q.values[t, c*tn + j] = round(x[t, c*tn + j] / q.scales[t, c]), scale = max|slice| / 127."""
+    T, n = x.shape
+    slices = -(-n // tn)
+    for t in range(T):
+        for c in range(slices):
+            j0 = c * tn
+            cols = min(tn, n - j0)
+            peak = np.float32(0.0)
+            for j in range(cols):
+                peak = max(peak, abs(x[t, j0 + j]))
+            scale = peak / np.float32(127.0) if peak > 0 else np.float32(1.0)
+            inv = np.float32(1.0) / scale
+            total = np.int32(0)
+            for j in range(cols):
+                v = np.int8(np.rint(x[t, j0 + j] * inv))
+                q.values[t, j0 + j] = v
+                total += np.int32(v)
+            for j in range(cols, tn):
+                q.values[t, j0 + j] = 0
+            q.scales[t, c] = scale
+            q.sums[t, c] = total
+
+
+@intrinsic
+def _vpdpbusd4(typingctx, w_addr, row_bytes, x_addr, n):
+    """Four rows of int8 weights (row_bytes apart) against n int8 values of x, n a multiple of 64, as
+    (sum (w + 128) * x) per row: vpdpbusd multiplies unsigned by signed bytes, so each weight's sign bit is
+    flipped (w ^ 0x80 == w + 128 as an unsigned byte) and the caller subtracts 128 * sum(x)."""
+    sig = types.UniTuple(types.int32, 4)(types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        w_base, stride, x_base, n = args
+        i32, intp = ir.IntType(32), context.get_value_type(types.intp)
+        v16 = ir.VectorType(i32, 16)  # 64 bytes
+        module = builder.module
+        dot = cgutils.get_or_insert_function(module, ir.FunctionType(v16, [v16, v16, v16]),
+                                             "llvm.x86.avx512.vpdpbusd.512")
+        total = cgutils.get_or_insert_function(module, ir.FunctionType(i32, [v16]), "llvm.vector.reduce.add.v16i32")
+        flip = ir.Constant(v16, [-0x7F7F7F80] * 16)  # 0x80808080
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(v16, [0] * 16)) for _ in range(4)]
+        with cgutils.for_range(builder, builder.udiv(n, ir.Constant(intp, 64))) as loop:
+            offset = builder.mul(loop.index, ir.Constant(intp, 64))
+            xv = builder.load(builder.inttoptr(builder.add(x_base, offset), v16.as_pointer()), align=1)
+            for row, acc in enumerate(accs):
+                addr = builder.add(builder.add(w_base, builder.mul(stride, ir.Constant(intp, row))), offset)
+                wv = builder.load(builder.inttoptr(addr, v16.as_pointer()), align=1)
+                builder.store(builder.call(dot, [builder.load(acc), builder.xor(wv, flip), xv]), acc)
+        sums = [builder.call(total, [builder.load(acc)]) for acc in accs]
+        return context.make_tuple(builder, signature.return_type, sums)
+
+    return sig, codegen
+
+
+@njit(**JIT)
+def _dot4_vnni(tile, i, xq, x_sum):
+    """Exact integer dot products of tile rows i..i+3 with xq (a whole slice of tn values)."""
+    tn = tile.shape[1]
+    p0, p1, p2, p3 = _vpdpbusd4(tile[i].ctypes.data, tn, xq.ctypes.data, tn)
+    bias = 128 * x_sum
+    return np.float32(p0 - bias), np.float32(p1 - bias), np.float32(p2 - bias), np.float32(p3 - bias)
+
+
+@njit(**JIT)
+def _dot4_widened(tile, i, xq, x_sum):
+    """The same sums as _dot4_vnni, formed in float32: exact, since |sum| < 2**24."""
+    w0, w1, w2, w3 = tile[i], tile[i + 1], tile[i + 2], tile[i + 3]
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for j in range(tile.shape[1]):
+        xj = np.float32(xq[j])
+        a0 += np.float32(w0[j]) * xj
+        a1 += np.float32(w1[j]) * xj
+        a2 += np.float32(w2[j]) * xj
+        a3 += np.float32(w3[j]) * xj
+    return a0, a1, a2, a3
+
+
+if HOST_VNNI:
+
+    @njit(**JIT)
+    def _dot4_int8(tile, i, xq, x_sum):
+        if tile.shape[1] % 64 == 0:  # whole 64-byte vectors: tile_shape makes int8 tiles so
+            return _dot4_vnni(tile, i, xq, x_sum)
+        return _dot4_widened(tile, i, xq, x_sum)
+
+else:
+    _dot4_int8 = _dot4_widened
 
 
 @njit(**JIT)
@@ -31,7 +150,7 @@ def _dot4(tile, i, x_slice, cols):
 
 
 @njit(parallel=True, **JIT)
-def tiled_matmul(x, tiles, scale, y):
+def _matmul_float(x, tiles, scale, y):
     """y[T, m] = (x[T, n] @ W[m, n].T) * scale[m], with W held as PE tiles[gr, gc, tm, tn].
 
     PE (r, c) holds W[r*tm:(r+1)*tm, c*tn:(c+1)*tn]. Slice c of x is broadcast down PE column c, every PE forms
@@ -65,6 +184,58 @@ def tiled_matmul(x, tiles, scale, y):
                 y[t, row + 2] = a2 * scale[row + 2]
             if row + 3 < m:
                 y[t, row + 3] = a3 * scale[row + 3]
+
+
+@njit(parallel=True, **JIT)
+def _matmul_int8(x, tiles, scale, y, q):
+    """_matmul_float for int8 tiles: x is quantized per PE column slice first, then the dot products are exact
+    integer sums, scaled by the slice's scale and the output row's scale."""
+    T, n = x.shape
+    m = y.shape[1]
+    gr, gc, tm, tn = tiles.shape
+    quantize_slices(x, tn, q)
+    groups = tm // 4
+    for g in prange(gr * groups):
+        r, i = g // groups, 4 * (g % groups)
+        row = r * tm + i
+        if row >= m:
+            continue
+        for t in range(T):
+            a0 = a1 = a2 = a3 = np.float32(0.0)
+            for c in range(gc):  # the reduction along PE row r
+                xq = q.values[t, c * tn : (c + 1) * tn]
+                p0, p1, p2, p3 = _dot4_int8(tiles[r, c], i, xq, q.sums[t, c])
+                x_scale = q.scales[t, c]
+                a0 += p0 * x_scale
+                a1 += p1 * x_scale
+                a2 += p2 * x_scale
+                a3 += p3 * x_scale
+            y[t, row] = a0 * scale[row]
+            if row + 1 < m:
+                y[t, row + 1] = a1 * scale[row + 1]
+            if row + 2 < m:
+                y[t, row + 2] = a2 * scale[row + 2]
+            if row + 3 < m:
+                y[t, row + 3] = a3 * scale[row + 3]
+
+
+def tiled_matmul(x, tiles, scale, y, q):
+    """y[T, m] = (x[T, n] @ W[m, n].T) * scale[m], W held as PE tiles; q: Quantized buffers for int8 tiles.
+
+    In numba code the choice between the int8 and the float kernel is made once, at compile time, by the tiles'
+    dtype (see the overload below); this body is what runs under NUMBA_DISABLE_JIT.
+    """
+    if tiles.dtype == np.int8:
+        _matmul_int8(x, tiles, scale, y, q)
+    else:
+        _matmul_float(x, tiles, scale, y)
+
+
+@overload(tiled_matmul, jit_options=JIT)
+def _tiled_matmul_by_dtype(x, tiles, scale, y, q):
+    if tiles.dtype == types.int8:
+        return lambda x, tiles, scale, y, q: _matmul_int8(x, tiles, scale, y, q)
+    return lambda x, tiles, scale, y, q: _matmul_float(x, tiles, scale, y)
 
 
 @njit(**JIT)

@@ -442,7 +442,7 @@ def _too_big(config, spec, dtype, context, n_wafers) -> str:
                  if _try_place(config, spec, dtype, context, n, spread=False) is not None), None)
     packing = "" if needed > n_wafers * spec.pes else " (the PE count fits, but not their packing)"
     wafers = f"{n_wafers} x {spec.name} have" if n_wafers > 1 else f"{spec.name} has"
-    fixes = ([f"n_wafers={more}"] if more else []) + ([f"dtype='int8'"] if dtype != "int8" else [])
+    fixes = ([f"n_wafers={more}"] if more else []) + (["dtype='int8'"] if dtype != "int8" else [])
     fixes += ["a smaller context"]
     return (f"{model_name(config)} in {dtype} needs {needed:,} PEs ({sram / 1e9:.1f} GB of SRAM) for weights "
             f"and KV cache at context {context}; {wafers} {n_wafers * spec.pes:,} PEs "

@@ -9,9 +9,29 @@ import numpy as np
 from .tiles import from_tiles
 
 
+def quantize_slices(x, tn):
+    """x[T, n] cut into slices of tn, each quantized to int8 with scale max|slice| / 127: (values [T, n] int8,
+    scales [T, slices], sums [T, slices]), computed in float32 as the kernel does."""
+    T, n = x.shape
+    slices = -(-n // tn)
+    values = np.zeros((T, n), np.int8)
+    scales = np.zeros((T, slices), np.float32)
+    for c in range(slices):
+        part = x[:, c * tn : (c + 1) * tn].astype(np.float32)
+        peak = np.abs(part).max(axis=1)
+        scales[:, c] = np.where(peak > 0, peak / np.float32(127.0), np.float32(1.0))
+        values[:, c * tn : (c + 1) * tn] = np.rint(part * (np.float32(1.0) / scales[:, c : c + 1]))
+    sums = np.stack([values[:, c * tn : (c + 1) * tn].astype(np.int64).sum(1) for c in range(slices)], axis=1)
+    return values, scales, sums
+
+
 def tiled_matmul(x, tiles, scale, m):
+    """x @ W.T * scale; for int8 tiles x is first quantized per PE column slice, as the int8 kernel does."""
     gr, gc, tm, tn = tiles.shape
     w = from_tiles(tiles, m, x.shape[1]).astype(np.float64)
+    if tiles.dtype == np.int8:
+        values, scales, _ = quantize_slices(x, tn)
+        x = values * np.repeat(scales.astype(np.float64), tn, axis=1)[:, : x.shape[1]]
     return (x.astype(np.float64) @ w.T * scale[:m]).astype(np.float32)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .spec import DTYPE_BYTES, WaferSpec
 
-SIMD = 16  # tile widths are multiples of this so a tile row is whole vectors on the host
+VECTOR_BYTES = 64  # tile rows are whole 64-byte vectors on the host (16 fp32, 32 fp16, 64 int8: vpdpbusd's width)
 ROW_ALIGN = 8
 MAX_SIDE = 512  # longest tile side searched (tm and tn)
 # Narrowest tile (unless the matrix is narrower): the host runs the same tiles, and a tile row is the dot product
@@ -34,10 +34,11 @@ def tile_bytes(tm: int, tn: int, dtype: str) -> int:
 
 @lru_cache(maxsize=4096)
 def tile_shape(spec: WaferSpec, rows: int, cols: int, dtype: str) -> tuple[int, int]:
-    """The (tm, tn) tile of a rows x cols matrix, tm a multiple of 8 and tn of 16, that fits one PE's weight
+    """The (tm, tn) tile of a rows x cols matrix, tm a multiple of 8 and tn of 64 bytes, that fits one PE's weight
     budget with its working buffers (`tile_bytes`) in the fewest PEs.
 
-    Every candidate tm in 8, 16 .. min(512, round_up(rows, 8)) and tn in 16, 32 .. min(512, round_up(cols, 16))
+    Every candidate tm in 8, 16 .. min(512, round_up(rows, 8)) and tn in v, 2v .. min(512, round_up(cols, v)),
+    v = 64 bytes of elements,
     that fits (at least MIN_WIDTH wide where any such fits) is evened out: the same number of tiles, spread evenly (a 896-wide matrix gets 4 tiles of 224
     rather than 4 of 256, so ragged edges are small). The evened tile with the fewest tiles wins; on ties the one
     with rows closest to half as long as they are wide (long rows vectorise on the host, short columns keep the
@@ -45,21 +46,22 @@ def tile_shape(spec: WaferSpec, rows: int, cols: int, dtype: str) -> tuple[int, 
     >= 90% of the budget (see tests/test_tiles.py).
     """
     nbytes = DTYPE_BYTES[dtype]
+    simd = VECTOR_BYTES // nbytes
     budget = spec.weight_budget_per_pe
     tm = np.arange(ROW_ALIGN, min(MAX_SIDE, _round_up(rows, ROW_ALIGN)) + 1, ROW_ALIGN)[:, None]  # [M, 1]
-    tn = np.arange(SIMD, min(MAX_SIDE, _round_up(cols, SIMD)) + 1, SIMD)[None, :]  # [1, N]
+    tn = np.arange(simd, min(MAX_SIDE, _round_up(cols, simd)) + 1, simd)[None, :]  # [1, N]
     fits = tm * tn * nbytes + BUFFER_BYTES * (tm + tn) <= budget  # [M, N]
     wide = fits & (tn >= min(MIN_WIDTH, tn.max()))
     if wide.any():  # a PE too small for wide tiles still gets narrow ones
         fits = wide
     if not fits.any():
-        raise ValueError(f"a PE's weight budget of {budget} bytes cannot hold even an {ROW_ALIGN} x {SIMD} "
+        raise ValueError(f"a PE's weight budget of {budget} bytes cannot hold even an {ROW_ALIGN} x {simd} "
                          f"{dtype} tile with its buffers")
     tm, tn = np.broadcast_arrays(tm, tn)
     tm, tn = tm[fits], tn[fits]  # [K] candidates that fit
     gr, gc = -(-rows // tm), -(-cols // tn)  # tiles per candidate
     tm = -(-(-(-rows // gr)) // ROW_ALIGN) * ROW_ALIGN  # evened: round_up(ceil(rows / gr), 8) <= tm, so still fits
-    tn = -(-(-(-cols // gc)) // SIMD) * SIMD
+    tn = -(-(-(-cols // gc)) // simd) * simd
     count = -(-rows // tm) * -(-cols // tn)
     aspect = np.abs(np.log2(tn / tm) - 1.0)  # 0 when tn == 2 tm
     best = np.lexsort((-tm * tn, aspect, count))[0]  # fewest tiles, then aspect, then area

@@ -5,7 +5,7 @@ import ast
 import random
 import tokenize
 
-from .base import (EditTask, Family, Text, apply_edits, is_docstring, multiline_string_lines, reindent,
+from .base import (Family, Text, apply_edits, is_docstring, multiline_string_lines, reindent,
                    tokens)
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
