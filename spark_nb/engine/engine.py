@@ -19,7 +19,7 @@ import numpy as np
 
 from ..model import ModelConfig, Tokenizer, load_folder
 from ..wafer import forward as fw
-from ..wafer.cycles import decode_cycles, prefill_cycles
+from ..wafer.cycles import decode_cycles, first_token_cycles
 from ..wafer.placement import Placement, place
 from ..wafer.spec import WaferSpec, get_spec
 from .events import Done, Stats, Token
@@ -194,8 +194,7 @@ class Engine:
             self._request += 1
             request = self._request
             logits = self._prefill(ids, None)
-        wafer_ttft = self._wafer_prefill_s(len(ids))
-        wafer_s = wafer_ttft
+        wafer_ttft = wafer_s = self._wafer_ttft_s(len(ids))
         decoder = self.tokenizer.stream_decoder()
         generated: list[int] = []
         text, shown = "", 0  # all text so far; how much of it has been yielded
@@ -238,17 +237,16 @@ class Engine:
             yield Token(text[shown:], (), time.perf_counter() - t0, wafer_s)
         n = len(generated)
         total = time.perf_counter() - t0
-        wafer_first = wafer_ttft
         stats = Stats(
             prompt_tokens=len(ids), tokens=n, ttft_s=first_s, tok_per_s=_rate(n - 1, last_s - first_s),
-            total_s=total, wafer_ttft_s=wafer_first, wafer_tok_per_s=_rate(n - 1, wafer_s - wafer_first),
+            total_s=total, wafer_ttft_s=wafer_ttft, wafer_tok_per_s=_rate(n - 1, wafer_s - wafer_ttft),
             wafer_total_s=wafer_s, wafer=self.spec.name, dtype=self.dtype)
         yield Done(text, tuple(generated), reason, stats)
 
     # -- projected wafer time --------------------------------------------------------------------------------
 
-    def _wafer_prefill_s(self, prompt_tokens: int) -> float:
-        return prefill_cycles(self.placement, prompt_tokens).seconds
+    def _wafer_ttft_s(self, prompt_tokens: int) -> float:
+        return first_token_cycles(self.placement, prompt_tokens).seconds
 
     def _wafer_decode_s(self, context: int) -> float:
         return self._wafer_step_base + self._wafer_step_slope * (context - 1)

@@ -251,3 +251,14 @@ def prefill_cycles(placement: Placement, prompt: int) -> Breakdown:
     steps = math.ceil(prompt / B) - 1
     ops = fill + Counter({op: steps * cycles for op, cycles in slowest.items()})
     return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz, tokens=prompt)
+
+
+def first_token_cycles(placement: Placement, prompt: int) -> Breakdown:
+    """Time to first token: the prompt's prefill (which runs every prompt token through every layer), then the
+    lm_head and argmax of the last position and the token's trip to the host, as a decode step does them. The
+    layers do not run again: the first token comes out of the prefill."""
+    ops = Counter(prefill_cycles(placement, prompt).ops)
+    step = decode_cycles(placement, prompt).ops
+    for op in ("lm_head", "host_io"):
+        ops[op] += step.get(op, 0)
+    return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz, tokens=prompt)
