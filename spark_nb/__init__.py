@@ -4,11 +4,13 @@
     engine = spark_nb.load("path/to/hf-model-folder", wafer="wse3", dtype="int8")
     for event in engine.stream("def add(a, b):", max_new_tokens=32):
         print(event.text, end="")
+
+    result = spark_nb.edit(code, "add docstrings")    # the built-in model; result.ok, result.code, result.error
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["load", "project", "__version__"]
+__all__ = ["load", "edit", "project", "__version__"]
 
 
 def load(path, wafer="wse3", dtype="int8", context=None):
@@ -20,6 +22,15 @@ def load(path, wafer="wse3", dtype="int8", context=None):
     from .engine import Engine
 
     return Engine.load(path, wafer=wafer, dtype=dtype, context=context)
+
+
+def edit(code, instruction, **options):
+    """Edit one cell as instructed and guard the result; returns an `EditResult` (code, original, ok, error, stats,
+    text). Options: model (an Engine, a folder, or None for the built-in model), max_new_tokens, temperature, seed,
+    context (earlier cells), speculative, wafer, dtype, family. See `spark_nb.edits.edit`."""
+    from .edits import edit as _edit
+
+    return _edit(code, instruction, **options)
 
 
 def project(config, wafer="wse3", n_wafers=1, dtype="fp16", context=1024, prompt=1024):

@@ -2,6 +2,7 @@
 
     spark-nb demo [--model PATH]        stream tokens from a model on the emulated wafer, with live tok/s
     spark-nb bench [--json] [--quick]   engine benchmark against transformers on the same weights
+    spark-nb eval [--model PATH]        edit-model evaluation per family on the test split (table or --json)
     spark-nb warmup                     compile every numba kernel into the on-disk cache
     spark-nb project CONFIG             project decode tok/s and TTFT on a wafer from a config alone
 """
@@ -60,6 +61,16 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .train import evaluate
+
+    log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
+    result = evaluate.run(args.model, data=args.data, split=args.split, limit=args.limit, log=log,
+                          wafer=args.wafer, dtype=args.dtype, max_new_tokens=args.max_tokens)
+    print(json.dumps(result, indent=2) if args.json else evaluate.format_table(result))
+    return 0
+
+
 def cmd_warmup(args) -> int:
     """Compile the kernels for every dtype and both forward shapes (T = 1 and T > 1); numba caches them on disk,
     and the cached code serves any model size."""
@@ -110,6 +121,18 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
     bench.add_argument("--no-reference", action="store_true", help="skip transformers")
     bench.set_defaults(run=cmd_bench)
+
+    ev = sub.add_parser("eval", help="evaluate an edit model per family on held-out edit tasks")
+    ev.add_argument("--model", help="a model folder (default: the built-in model)")
+    ev.add_argument("--data", default="artifacts/train/data", help="data folder from `python -m spark_nb.train "
+                    "data` (default artifacts/train/data)")
+    ev.add_argument("--split", default="test", choices=("test", "validation"))
+    ev.add_argument("--limit", type=int, help="at most N tasks per family")
+    ev.add_argument("--max-tokens", type=int, help="generated tokens per edit (default: enough to rewrite the cell)")
+    ev.add_argument("--wafer", choices=WAFERS, default="wse3")
+    ev.add_argument("--dtype", choices=("int8", "fp32"), default="int8")
+    ev.add_argument("--json", action="store_true", help="print the full result as JSON")
+    ev.set_defaults(run=cmd_eval)
 
     warm = sub.add_parser("warmup", help="compile every numba kernel into the on-disk cache")
     warm.set_defaults(run=cmd_warmup)

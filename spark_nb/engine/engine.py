@@ -3,6 +3,8 @@
     engine = Engine.load("path/to/model", wafer="wse3", dtype="int8")
     for event in engine.stream("def add(a, b):", max_new_tokens=32):
         ...                                   # Token events, then one Done with the request's Stats
+    session = engine.session()                # incremental: feed(ids) -> next-token logits, for drivers that
+    logits = session.feed(prompt_ids)         # interleave generated and fed tokens (spark_nb.edits)
 
 Every step runs the decoder's forward on the PE-tile layout (spark_nb.wafer.forward) and reports two clocks:
 the host time measured here and the wafer time the cycle model projects for the same computation.
@@ -128,26 +130,29 @@ class Engine:
         fw.lm_head(hidden, self._model, self._logits, self._scratch.quant)
         return self._logits[0]
 
-    def _prefill(self, ids: np.ndarray, logits_out: np.ndarray | None) -> np.ndarray:
-        """Run the whole prompt in chunks; fill logits_out[T, vocab] if given; return the last position's logits."""
+    def _prefill(self, ids: np.ndarray, logits_out: np.ndarray | None, start: int = 0) -> np.ndarray:
+        """Run ids at positions start.. in chunks; fill logits_out[T, vocab] if given; return the last position's
+        logits."""
         last = np.empty((1, self.config.vocab_size), np.float32)
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            chunk = ids[start : start + PREFILL_CHUNK]
-            hidden = self._forward(chunk, start, self.prefill_threads)
+        for offset in range(0, len(ids), PREFILL_CHUNK):
+            chunk = ids[offset : offset + PREFILL_CHUNK]
+            hidden = self._forward(chunk, start + offset, self.prefill_threads)
             if logits_out is not None:
-                fw.lm_head(hidden, self._model, logits_out[start : start + len(chunk)], self._scratch.quant)
+                fw.lm_head(hidden, self._model, logits_out[offset : offset + len(chunk)], self._scratch.quant)
         if logits_out is not None:
             return logits_out[-1]
         fw.lm_head(hidden[-1:], self._model, last, self._scratch.quant)
         return last[0]
 
-    def _check_prompt(self, ids: Sequence[int]) -> np.ndarray:
+    def _check_prompt(self, ids: Sequence[int], start: int = 0) -> np.ndarray:
+        """ids as an int64 array, once they are known to fit the context after `start` tokens and the vocab."""
         if len(ids) == 0:
             raise ValueError("the prompt is empty: give at least one token")
-        if len(ids) > self.context:
+        if start + len(ids) > self.context:
+            held = f"{start} tokens already in the cache and " if start else ""
             raise PromptTooLong(
-                f"the prompt has {len(ids)} tokens but the context holds {self.context}; shorten it, or load the "
-                f"model with a larger context (spark_nb.load(..., context=N), at most "
+                f"the prompt has {held}{len(ids)} tokens but the context holds {self.context}; shorten it, or load "
+                f"the model with a larger context (spark_nb.load(..., context=N), at most "
                 f"{self.config.max_position_embeddings})")
         ids = np.asarray(ids, dtype=np.int64)
         if ids.min() < 0 or ids.max() >= self.config.vocab_size:
@@ -162,6 +167,14 @@ class Engine:
             self._request += 1
             self._prefill(ids, out)
         return out
+
+    def session(self) -> "Session":
+        """Start an incremental request: `Session.feed(ids)` runs ids after everything fed so far and returns the
+        next-token logits. For drivers that interleave generated and fed tokens (the built-in edit format feeds
+        each input line after the model asks for it). Starting one supersedes an unfinished stream or session."""
+        with self._lock:
+            self._request += 1
+            return Session(self, self._request)
 
     # -- streaming -------------------------------------------------------------------------------------------
 
@@ -250,6 +263,47 @@ class Engine:
 
     def _wafer_decode_s(self, context: int) -> float:
         return self._wafer_step_base + self._wafer_step_slope * (context - 1)
+
+
+class Session:
+    """One incremental request on an Engine (from `Engine.session()`): the KV cache holds everything fed so far.
+
+        s = engine.session()
+        logits = s.feed(prompt_ids)          # prefill
+        logits = s.feed([token])             # one decode step
+        logits = s.feed(line_ids)            # several tokens at once (chunked like prefill)
+
+    `wafer_s` accumulates the projected wafer time: the first feed as time to first token, every later token as
+    one decode step (several fed tokens are charged one step each, an upper bound). A newer request on the same
+    engine supersedes this one: its next feed raises `Superseded`.
+    """
+
+    def __init__(self, engine: Engine, request: int):
+        self.engine, self._request = engine, request
+        self.pos = 0  # tokens in the cache
+        self.wafer_s = 0.0
+
+    def feed(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Run token_ids at positions pos.. and return the last one's next-token logits [vocab] (a copy)."""
+        e = self.engine
+        ids = e._check_prompt(token_ids, self.pos)
+        with e._lock:
+            if e._request != self._request:
+                raise Superseded("a newer request started on this engine; start a new session")
+            if len(ids) == 1:
+                logits = e._decode_step(int(ids[0]), self.pos).copy()
+            else:
+                logits = e._prefill(ids, None, self.pos)
+        if self.pos == 0:
+            self.wafer_s += e._wafer_ttft_s(len(ids))
+        else:
+            self.wafer_s += sum(e._wafer_decode_s(p + 1) for p in range(self.pos, self.pos + len(ids)))
+        self.pos += len(ids)
+        return logits
+
+
+class Superseded(RuntimeError):
+    """A session was used after a newer request started on its engine."""
 
 
 def _rate(count: int, seconds: float) -> float:

@@ -1,0 +1,11 @@
+"""Edits: prompts per model family, the driver for one edit, and the guard that decides whether it applies.
+
+    from spark_nb.edits import edit, check
+    result = edit(code, "add docstrings")      # EditResult(code, original, ok, error, stats, text, ...)
+"""
+from __future__ import annotations
+
+from .edit import BUILTIN, EditResult, edit, family_hint, get_engine
+from .guard import check, parse_error
+
+__all__ = ["edit", "EditResult", "check", "parse_error", "family_hint", "get_engine", "BUILTIN"]

@@ -1,0 +1,215 @@
+"""spark_nb.edit: one edit of one cell, guarded.
+
+    result = spark_nb.edit("def f(x):\n    return x*2\n", "add a docstring")
+    result.ok, result.code, result.error, result.stats
+
+The built-in model is driven token by token through the line-aligned edit format (`EditDecoder`): the model
+generates only what changes plus one control token per line, and the driver feeds each input line when the model
+asks for it (an `Engine.session()` feeds several tokens, then generation continues). Instruct checkpoints get their
+chat template and the code comes from the answer's first fenced block. Either way the guard decides `ok`.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import guard, prompt
+
+__all__ = ["edit", "EditResult", "BUILTIN", "get_engine"]
+
+BUILTIN = Path(__file__).resolve().parent.parent / "models" / "builtin"
+_ENGINES: dict[tuple, Any] = {}  # (resolved path, wafer, dtype) -> Engine: loading the same model twice reuses it
+
+
+@dataclass(frozen=True)
+class EditResult:
+    code: str  # the edited cell when ok, else the original, untouched
+    original: str
+    ok: bool
+    error: str | None  # why not ok: a parse error with its line, a semantic change, no code in the answer, ...
+    stats: Any  # the engine's Stats of the generation (tokens counts generated tokens only)
+    text: str  # raw model output: the edit-format tokens as text, or the chat answer
+    proposed: str | None = None  # what the model produced before the guard (None when nothing usable came out)
+    family_hint: str | None = None  # a guess at the edit family from the instruction's words
+    fed_tokens: int = 0  # input-line tokens the driver fed (built-in format), reported apart from generated ones
+    style: str = ""  # "edit" (built-in format) or "chat"
+    options: dict = field(default_factory=dict)  # speculative, temperature, seed, max_new_tokens as requested
+
+    @property
+    def changed(self) -> bool:
+        return self.ok and self.code != self.original
+
+
+def get_engine(model=None, wafer="wse3", dtype="int8"):
+    """An Engine for `model`: an Engine (returned as is), a model folder, or None for the built-in model."""
+    if model is not None and not isinstance(model, (str, Path)):
+        return model
+    path = Path(model) if model is not None else BUILTIN
+    if model is None and not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"the built-in model is not installed ({path} is missing). Train and export one with "
+            "`python -m spark_nb.train data|fit|export --out spark_nb/models/builtin` (needs the [train] extra), or "
+            "pass model=PATH to any model folder (the built-in format or an instruct checkpoint with a chat template)")
+    key = (str(path.resolve()), wafer if isinstance(wafer, str) else id(wafer), dtype)
+    if key not in _ENGINES:
+        from ..engine import Engine
+
+        _ENGINES[key] = Engine.load(path, wafer=wafer, dtype=dtype)
+    return _ENGINES[key]
+
+
+def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None = None, temperature: float = 0.0,
+         seed: int | None = None, context=(), speculative: bool = True, wafer="wse3", dtype: str = "int8",
+         family: str | None = None) -> EditResult:
+    """Edit one cell as instructed and guard the result.
+
+    model: an Engine, a model folder, or None (the built-in model). max_new_tokens: generated tokens (default:
+    enough to rewrite the cell twice over). context: earlier cells, oldest first. speculative: accepted and
+    recorded (drafting from the cell itself comes with the speed work). family: the edit family when known (an
+    evaluation knows it): turns on the guard's semantic check for refactor families.
+    Returns an EditResult; `ok` is False (and `code` the original) when the result does not parse, changes the
+    code's meaning under a known refactor family, or the model gave no usable output.
+    """
+    from ..engine.sampling import validate
+
+    validate(temperature, 1.0)
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    engine = get_engine(model, wafer, dtype)
+    context = [context] if isinstance(context, str) else list(context)
+    kind = prompt.style(engine.tokenizer)
+    drive = _drive_edit if kind == "edit" else _drive_chat
+    proposed, text, stats, fed, error = drive(engine, code, instruction, context, max_new_tokens, temperature, seed)
+    if proposed is not None:
+        ok, error = guard.check(code, proposed, family)
+    else:
+        ok = False
+    options = dict(speculative=speculative, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
+    return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=stats, text=text,
+                      proposed=proposed, family_hint=family_hint(instruction), fed_tokens=fed, style=kind,
+                      options=options)
+
+
+# -- the built-in format ---------------------------------------------------------------------------------------
+
+
+def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature, seed):
+    """Generate under the edit format's constraints; returns (code or None, raw text, Stats, fed tokens, error)."""
+    from ..engine.engine import PromptTooLong
+    from ..train.format import FormatError
+
+    fmt = prompt.edit_format(engine.tokenizer)
+    ids = fmt.prompt_ids(instruction, code, context)
+    dec = fmt.decoder(code)
+    if max_new_tokens is None:
+        max_new_tokens = 2 * sum(len(x) for x in dec.line_ids) + 2 * len(dec.lines) + 64
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    session = engine.session()
+    generated: list[int] = []
+    error = None
+    first_s = last_s = 0.0
+    try:
+        logits = session.feed(ids)
+        while not dec.done:
+            if len(generated) >= max_new_tokens:
+                error = f"the edit was not finished within max_new_tokens={max_new_tokens}"
+                break
+            logits = np.array(logits, dtype=np.float32)  # a private copy to mask
+            logits[dec.banned_ids()] = -np.inf  # only what the format allows here: the output is always well formed
+            token = _sample(logits, temperature, rng)
+            generated.append(token)
+            last_s = time.perf_counter() - t0
+            first_s = first_s or last_s
+            feed = dec.push(token)
+            if dec.done:
+                break
+            logits = session.feed([token] + feed)
+    except PromptTooLong as err:
+        error = f"the cell and its edit do not fit the model's context: {err}"
+    except FormatError as err:  # only a model outside the constraints (a fake one) gets here
+        error = f"the model broke the edit format: {err}"
+    text = fmt.decode_text(generated)
+    stats = _stats(engine, len(ids), len(generated), first_s, last_s, time.perf_counter() - t0,
+                   getattr(session, "wafer_s", 0.0),
+                   engine._wafer_ttft_s(len(ids)) if hasattr(engine, "_wafer_ttft_s") else 0.0)
+    return (dec.result() if dec.done and error is None else None), text, stats, dec.n_fed, error
+
+
+def _sample(logits, temperature, rng) -> int:
+    from ..engine.sampling import sample
+
+    return sample(logits, temperature, 1.0, rng)
+
+
+def _stats(engine, prompt_tokens, n, first_s, last_s, total_s, wafer_s, wafer_ttft_s):
+    from ..engine.engine import _rate
+    from ..engine.events import Stats
+
+    spec = getattr(engine, "spec", None)
+    return Stats(prompt_tokens=prompt_tokens, tokens=n, ttft_s=first_s, tok_per_s=_rate(n - 1, last_s - first_s),
+                 total_s=total_s, wafer_ttft_s=wafer_ttft_s, wafer_tok_per_s=_rate(n - 1, wafer_s - wafer_ttft_s),
+                 wafer_total_s=wafer_s, wafer=getattr(spec, "name", ""), dtype=getattr(engine, "dtype", ""))
+
+
+# -- instruct checkpoints ----------------------------------------------------------------------------------------
+
+
+def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature, seed):
+    text_prompt = prompt.chat_prompt(engine.tokenizer, code, instruction, context)
+    if max_new_tokens is None:
+        max_new_tokens = 2 * len(engine.tokenizer.encode(code)) + 128
+    stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    text, done = "", None
+    for event in stream:
+        if hasattr(event, "stats"):
+            done = event
+            break
+        text += event.text
+        if prompt.block_closed(text):
+            stream.cancel()  # the cell is complete: the rest of the answer is prose
+    text = done.text if done is not None else text
+    proposed = prompt.extract_code(text)
+    error = None
+    if proposed is None:
+        error = ("the answer has no complete fenced code block" + (" (it was cut off at max_new_tokens="
+                 f"{max_new_tokens})" if done is not None and done.reason == "length" else ""))
+    elif not code.endswith("\n") and proposed.endswith("\n"):
+        proposed = proposed[:-1]
+    return proposed, text, done.stats if done is not None else None, 0, error
+
+
+# -- family hint ---------------------------------------------------------------------------------------------------
+
+_HINTS = [  # first match wins; words, not the training paraphrases, so it also reads a user's own phrasing
+    ("fix_syntax_error", r"syntax"),
+    ("fix_misspelt_name", r"typo|misspel|misspelt|undefined name|nameerror"),
+    ("add_docstrings", r"docstring|document"),
+    ("add_type_hints", r"type hint|annotat|typing|\bhints?\b|\btypes?\b"),
+    ("add_comments", r"comment"),
+    ("add_error_handling", r"error handling|exception|try\b|except|handle error"),
+    ("print_to_logging", r"logging|\blogger\b|\blog\b"),
+    ("remove_debug", r"debug|print|breakpoint|pdb"),
+    ("sort_imports", r"import"),
+    ("to_fstring", r"f-?string"),
+    ("comprehension_to_loop", r"(comprehension|listcomp).*\b(to|into|as)\b.*loop|unroll|explicit loop"),
+    ("loop_to_comprehension", r"comprehension|listcomp"),
+    ("extract_constant", r"constant|magic number"),
+    ("wrap_main", r"\bmain\b|__main__"),
+    ("rename_function", r"rename.*(function|method|def\b)|(function|method).*(rename|call it|name)"),
+    ("rename_variable", r"rename|call it|should be called|\bname\b"),
+]
+
+
+def family_hint(instruction: str) -> str | None:
+    """A cheap guess at the edit family from keywords; informative only (the guard never relies on it)."""
+    low = instruction.lower()
+    for name, pattern in _HINTS:
+        if re.search(pattern, low):
+            return name
+    return None

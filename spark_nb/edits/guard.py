@@ -1,0 +1,68 @@
+"""The edit guard: a result replaces the cell only when it parses, and, for a pure refactor whose family is known,
+when it means the same as the original.
+
+    ok, error = check(original, result, family="rename_variable")
+
+"Means the same" is the family's `semantic_key` (spark_nb.train.families): the AST after normalising away exactly
+what that family may change (docstrings, annotations, the renamed name, ...). Families that change behaviour on
+purpose (fix a syntax error, add error handling) are only checked for parsing.
+"""
+from __future__ import annotations
+
+import ast
+import warnings
+
+__all__ = ["check", "parse_error"]
+
+
+def parse_error(code: str) -> str | None:
+    """None when code parses, else "line N: message" (with the column and the offending line when known)."""
+    try:
+        with warnings.catch_warnings():  # invalid escape sequences etc. are the cell's business, not an error
+            warnings.simplefilter("ignore")
+            ast.parse(code)
+    except SyntaxError as err:
+        where = f"line {err.lineno}" if err.lineno else "somewhere"
+        if err.lineno and err.offset:
+            where += f", column {err.offset}"
+        text = (err.text or "").strip()
+        return f"does not parse: {where}: {err.msg}" + (f" ({text!r})" if text else "")
+    except ValueError as err:  # e.g. source with NUL bytes
+        return f"does not parse: {err}"
+    return None
+
+
+def _family(family):
+    if family is None or not isinstance(family, str):
+        return family
+    from ..train.families import FAMILIES  # the families need only ast and the standard library
+
+    if family not in FAMILIES:
+        raise ValueError(f"unknown edit family {family!r}: choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[family]
+
+
+def semantics_preserved(original: str, result: str, family) -> bool | None:
+    """True / False for a refactor family when both sides parse; None when it does not apply."""
+    fam = _family(family)
+    if fam is None or not fam.refactor:
+        return None
+    try:
+        return fam.semantic_key(original) == fam.semantic_key(result)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+
+
+def check(original: str, result: str, family=None) -> tuple[bool, str | None]:
+    """(ok, error): ok only when result parses and, for a refactor family, keeps the original's semantics.
+
+    family: a family name or `Family`, or None (unknown: the parse check alone).
+    """
+    error = parse_error(result)
+    if error:
+        return False, error
+    fam = _family(family)
+    if semantics_preserved(original, result, fam) is False:
+        return False, (f"changes what the code does: {fam.name} may only change what it is about, but the "
+                       f"result's AST differs from the original's beyond that")
+    return True, None
