@@ -13,6 +13,19 @@ __version__ = "0.1.0"
 __all__ = ["load", "edit", "project", "__version__"]
 
 
+def load_ipython_extension(shell):
+    """`%load_ext spark_nb`: registers %%spark and %spark (imported only now: the package stays light)."""
+    from .notebook import load_ipython_extension as _load
+
+    _load(shell)
+
+
+def unload_ipython_extension(shell):
+    from .notebook import unload_ipython_extension as _unload
+
+    _unload(shell)
+
+
 def load(path, wafer="wse3", dtype="int8", context=None):
     """Load a Hugging Face model folder onto an emulated wafer and return an `Engine`.
 

@@ -65,13 +65,14 @@ def get_engine(model=None, wafer="wse3", dtype="int8"):
 
 def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None = None, temperature: float = 0.0,
          seed: int | None = None, context=(), speculative: bool = True, wafer="wse3", dtype: str = "int8",
-         family: str | None = None) -> EditResult:
+         family: str | None = None, on_token=None) -> EditResult:
     """Edit one cell as instructed and guard the result.
 
     model: an Engine, a model folder, or None (the built-in model). max_new_tokens: generated tokens (default:
     enough to rewrite the cell twice over). context: earlier cells, oldest first. speculative: accepted and
     recorded (drafting from the cell itself comes with the speed work). family: the edit family when known (an
-    evaluation knows it): turns on the guard's semantic check for refactor families.
+    evaluation knows it): turns on the guard's semantic check for refactor families. on_token: called after
+    every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for live views.
     Returns an EditResult; `ok` is False (and `code` the original) when the result does not parse, changes the
     code's meaning under a known refactor family, or the model gave no usable output.
     """
@@ -84,7 +85,9 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
     context = [context] if isinstance(context, str) else list(context)
     kind = prompt.style(engine.tokenizer)
     drive = _drive_edit if kind == "edit" else _drive_chat
-    proposed, text, stats, fed, error = drive(engine, code, instruction, context, max_new_tokens, temperature, seed)
+    on_token = on_token or (lambda *progress: None)
+    proposed, text, stats, fed, error = drive(engine, code, instruction, context, max_new_tokens, temperature, seed,
+                                              on_token)
     if proposed is not None:
         ok, error = guard.check(code, proposed, family)
     else:
@@ -98,7 +101,7 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
 # -- the built-in format ---------------------------------------------------------------------------------------
 
 
-def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature, seed):
+def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature, seed, on_token):
     """Generate under the edit format's constraints; returns (code or None, raw text, Stats, fed tokens, error)."""
     from ..engine.engine import PromptTooLong
     from ..train.format import FormatError
@@ -127,6 +130,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
             last_s = time.perf_counter() - t0
             first_s = first_s or last_s
             feed = dec.push(token)
+            on_token(dec.partial(), len(generated), last_s, getattr(session, "wafer_s", 0.0))
             if dec.done:
                 break
             logits = session.feed([token] + feed)
@@ -160,17 +164,19 @@ def _stats(engine, prompt_tokens, n, first_s, last_s, total_s, wafer_s, wafer_tt
 # -- instruct checkpoints ----------------------------------------------------------------------------------------
 
 
-def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature, seed):
+def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature, seed, on_token):
     text_prompt = prompt.chat_prompt(engine.tokenizer, code, instruction, context)
     if max_new_tokens is None:
         max_new_tokens = 2 * len(engine.tokenizer.encode(code)) + 128
     stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    text, done = "", None
+    text, done, n = "", None, 0
     for event in stream:
         if hasattr(event, "stats"):
             done = event
             break
         text += event.text
+        n += 1
+        on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
         if prompt.block_closed(text):
             stream.cancel()  # the cell is complete: the rest of the answer is prose
     text = done.text if done is not None else text

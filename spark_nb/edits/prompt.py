@@ -83,3 +83,9 @@ def extract_code(text: str) -> str | None:
 def block_closed(text: str) -> bool:
     """True once text holds a complete fenced block (a chat driver can stop generating there)."""
     return extract_code(text) is not None
+
+
+def open_block(text: str, code: str) -> str:
+    """While an answer streams: the code written so far inside its first fence (the original until one opens)."""
+    m = _OPEN.search(text)
+    return text[m.end():] if m else code

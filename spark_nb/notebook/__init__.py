@@ -1,0 +1,25 @@
+"""The notebook extension: %%spark / %spark magics, the stream view and the live charts.
+
+    %load_ext spark_nb
+"""
+from __future__ import annotations
+
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(shell) -> None:
+    from .magics import SparkMagics
+
+    magics = SparkMagics(shell)
+    shell.register_magics(magics)
+    if magics.session not in shell.configurables:
+        shell.configurables.append(magics.session)  # so %config Spark lists and sets it
+
+
+def unload_ipython_extension(shell) -> None:
+    from .magics import SparkMagics
+
+    for name in ("line", "cell"):
+        shell.magics_manager.magics[name].pop("spark", None)
+    shell.configurables[:] = [c for c in shell.configurables if type(c).__name__ != "Spark"]
+    shell.magics_manager.registry.pop(SparkMagics.__name__, None)

@@ -1,0 +1,108 @@
+// LiveChart: two hand-drawn SVG panels. Left: tok/s through the current stream (x: seconds). Right: per request,
+// TTFT (ms) and decode tok/s. Host-measured (solid) and wafer-projected (dashed) side by side, log y axes.
+const NS = "http://www.w3.org/2000/svg";
+const HOST = "#d9480f", WAFER = "#1971c2";
+const W = 340, H = 190, M = { l: 52, r: 10, t: 24, b: 34 };
+
+function el(tag, attrs, parent, text) {
+  const n = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+  if (text !== undefined) n.textContent = text;
+  if (parent) parent.appendChild(n);
+  return n;
+}
+
+function fmt(v) {
+  if (v >= 1e6) return (v / 1e6).toFixed(v >= 1e7 ? 0 : 1) + "M";
+  if (v >= 1e3) return (v / 1e3).toFixed(v >= 1e4 ? 0 : 1) + "k";
+  if (v >= 1) return v.toFixed(v >= 10 ? 0 : 1);
+  return v.toPrecision(1);
+}
+
+// A panel with a linear x axis and a log y axis spanning every positive value given.
+function panel(svg, x0, title, xlabel, ylabel, xmax, values) {
+  const g = el("g", { transform: `translate(${x0},0)` }, svg);
+  const pos = values.filter((v) => v > 0);
+  let lo = Math.floor(Math.log10(pos.length ? Math.min(...pos) : 1));
+  let hi = Math.ceil(Math.log10(pos.length ? Math.max(...pos) : 10));
+  if (hi <= lo) hi = lo + 1;
+  const iw = W - M.l - M.r, ih = H - M.t - M.b;
+  const sx = (x) => M.l + (xmax > 0 ? (x / xmax) * iw : 0);
+  const sy = (v) => M.t + ih - ((Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo)) * ih;
+  el("text", { x: M.l, y: 14, class: "spark-chart-title" }, g, title);
+  el("line", { x1: M.l, y1: M.t + ih, x2: M.l + iw, y2: M.t + ih, class: "spark-axis" }, g);
+  el("line", { x1: M.l, y1: M.t, x2: M.l, y2: M.t + ih, class: "spark-axis" }, g);
+  for (let e = lo; e <= hi; e++) {
+    const y = sy(10 ** e);
+    el("line", { x1: M.l, y1: y, x2: M.l + iw, y2: y, class: "spark-grid" }, g);
+    el("text", { x: M.l - 4, y: y + 3, "text-anchor": "end", class: "spark-tick" }, g, fmt(10 ** e));
+  }
+  el("text", { x: M.l + iw / 2, y: H - 4, "text-anchor": "middle", class: "spark-label" }, g, xlabel);
+  el("text", { x: 10, y: M.t + ih / 2, "text-anchor": "middle", class: "spark-label",
+    transform: `rotate(-90 10 ${M.t + ih / 2})` }, g, ylabel);
+  return { g, sx, sy, iw, ih };
+}
+
+function polyline(p, pts, color, dashed) {
+  if (!pts.length) return;
+  el("polyline", { points: pts.map(([x, y]) => `${p.sx(x).toFixed(1)},${p.sy(y).toFixed(1)}`).join(" "),
+    fill: "none", stroke: color, "stroke-width": 1.8, "stroke-dasharray": dashed ? "5 3" : "" }, p.g);
+  const [x, y] = pts[pts.length - 1];
+  el("circle", { cx: p.sx(x), cy: p.sy(y), r: 2.5, fill: color }, p.g);
+}
+
+function legend(svg, x, y) {
+  const g = el("g", { transform: `translate(${x},${y})` }, svg);
+  el("line", { x1: 0, y1: 0, x2: 18, y2: 0, stroke: HOST, "stroke-width": 2 }, g);
+  el("text", { x: 22, y: 4, class: "spark-tick" }, g, "host (measured)");
+  el("line", { x1: 120, y1: 0, x2: 138, y2: 0, stroke: WAFER, "stroke-width": 2, "stroke-dasharray": "5 3" }, g);
+  el("text", { x: 142, y: 4, class: "spark-tick" }, g, "wafer (projected)");
+}
+
+function draw(model, root) {
+  const stream = model.get("stream") || [];
+  const reqs = model.get("requests") || [];
+  root.replaceChildren();
+  const svg = el("svg", { width: 2 * W, height: H + 18, viewBox: `0 0 ${2 * W} ${H + 18}`, class: "spark-chart" });
+  root.appendChild(svg);
+  // Left: this request's stream.
+  const tmax = stream.length ? stream[stream.length - 1][0] : 1;
+  const left = panel(svg, 0, "decode speed, this request", "time since request start (s)", "tok/s", tmax,
+    stream.flatMap((p) => [p[1], p[2]]));
+  polyline(left, stream.map((p) => [p[0], p[1]]), HOST, false);
+  polyline(left, stream.map((p) => [p[0], p[2]]), WAFER, true);
+  if (!stream.length) el("text", { x: M.l + 8, y: M.t + 20, class: "spark-tick" }, left.g, "waiting for tokens…");
+  // Right: TTFT per request, host and wafer bars side by side (ms, log), rolling history.
+  const right = panel(svg, W, "time to first token, per request", "request (rolling history)", "TTFT (ms)",
+    Math.max(reqs.length, 1), reqs.flatMap((r) => [r.ttft_ms, r.wafer_ttft_ms]));
+  const bw = right.iw / Math.max(reqs.length, 1);
+  reqs.forEach((r, i) => {
+    const x = M.l + i * bw, base = M.t + right.ih, w = Math.max(bw / 2 - 2, 1);
+    const bar = (v, dx, color, label) => {
+      const y = right.sy(v);
+      const b = el("rect", { x: x + dx, y, width: w, height: Math.max(base - y, 0.5), fill: color }, right.g);
+      el("title", {}, b, `#${i + 1} ${r.label}: ${label} TTFT ${v.toPrecision(3)} ms; decode ${label === "host" ?
+        fmt(r.tok_per_s) : fmt(r.wafer_tok_per_s)} tok/s`);
+    };
+    bar(r.ttft_ms, 1, HOST, "host");
+    bar(r.wafer_ttft_ms, 1 + w + 1, WAFER, "wafer");
+  });
+  if (!reqs.length) el("text", { x: M.l + 8, y: M.t + 20, class: "spark-tick" }, right.g, "no finished requests yet");
+  legend(svg, M.l, H + 10);
+}
+
+function render({ model, el: root }) {
+  root.classList.add("spark-charts");
+  let pending = false;
+  const redraw = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; draw(model, root); });
+  };
+  draw(model, root);
+  model.on("change:stream", redraw);
+  model.on("change:requests", redraw);
+  return () => { model.off("change:stream", redraw); model.off("change:requests", redraw); };
+}
+
+export default { render };

@@ -1,0 +1,236 @@
+"""%%spark and %spark: a thin layer over `Spark` (settings, engine, history) and `LiveEdit` (the stream view)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from . import context as ctx
+from .session import Spark
+from .view import LiveEdit, stats_line, unified_diff
+
+__all__ = ["SparkMagics"]
+
+COMMANDS = ("status", "load", "warmup", "history", "stats", "config")
+
+
+@magics_class
+class SparkMagics(Magics):
+    def __init__(self, shell, spark: Spark | None = None):
+        super().__init__(shell)
+        self.session = spark or Spark(parent=shell)
+
+    @magic_arguments()
+    @argument("instruction", nargs="*", help="What to change; `{name}` is replaced by that variable's value.")
+    @argument("--preview", action="store_true", help="Show the edit without applying it.")
+    @argument("--new", action="store_true", help="Insert the result as a new cell below instead of replacing.")
+    @argument("--force", action="store_true", help="Apply even when the result does not parse.")
+    @argument("--model", help="Model folder, or 'builtin' (default: the Spark.model setting).")
+    @argument("--max-tokens", type=int, help="At most this many generated tokens.")
+    @argument("--temperature", type=float, help="Sampling temperature (0: greedy).")
+    @argument("--seed", type=int, help="Sampling seed.")
+    @argument("--wafer", help="Wafer preset to emulate: wse3, wse2, mini.")
+    @argument("--no-context", action="store_true", help="Send the cell alone: no earlier cells, no names.")
+    @line_cell_magic
+    def spark(self, line, cell=None):
+        """Edit the cell with the AI model, streaming the edit on the emulated wafer.
+
+        As a cell magic, %%spark INSTRUCTION edits the cell's body. The edit streams into a view (changed lines
+        marked, live tok/s and TTFT for this machine and the projected wafer), then shows the diff and the
+        guard's verdict. When the result parses the cell is replaced by it (the original stays in
+        `%spark history`); a result that does not parse is never applied unless --force.
+
+        As a line magic: %spark status | load PATH [--wafer W] | warmup | history | stats | config
+
+        Examples
+        --------
+        %%spark add docstrings
+        def area(r):
+            return 3.14159 * r * r
+
+        %%spark --preview rename {old} to {new}          (uses the variables old and new)
+        %%spark --new --model path/to/model convert the loop to a comprehension
+        %spark load path/to/model --wafer wse2
+        %spark history
+        %config Spark.model = "path/to/model"            (settings: %spark config)
+        """
+        if cell is None:
+            return self._line(line)
+        args = parse_argstring(self.spark, line)
+        return self._edit(args, cell)
+
+    # -- %%spark ---------------------------------------------------------------------------------------------------
+
+    def _edit(self, args, cell: str):
+        if args.preview and args.new:
+            raise UsageError("--preview and --new exclude each other: --preview applies nothing")
+        if args.max_tokens is not None and args.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+        if args.temperature is not None and not 0 <= args.temperature <= 10:
+            raise UsageError(f"--temperature must lie in [0, 10], got {args.temperature}")
+        if args.wafer is not None:
+            from ..wafer.spec import get_spec
+
+            try:
+                get_spec(args.wafer)
+            except (KeyError, ValueError) as err:
+                raise UsageError(f"--wafer: {err}") from None
+        ns = self.shell.user_ns
+        instruction = ctx.interpolate(" ".join(args.instruction).strip().strip("'\""), ns)
+        if not instruction:
+            raise UsageError("give an instruction: %%spark add docstrings")
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the code to edit below the %%spark line")
+        try:
+            engine = self.session.engine_for(args.model, args.wafer)
+        except Exception as err:  # no model, a bad folder, a model that does not fit: one message
+            self.session.record(instruction, cell, None, "error", str(err))
+            print(f"spark: cannot load the model: {err}", file=sys.stderr)
+            return None
+        context = () if args.no_context else ctx.collect(
+            cell, ns.get("In", [])[:-1], ns, self.session.context_tokens, _counter(engine))
+        widgets = getattr(self.shell, "kernel", None) is not None
+        live = LiveEdit(instruction, cell, widgets=widgets, history=[r.result for r in self.session.history
+                                                                      if r.stats is not None],
+                        interval=self.session.throttle_s)
+        live.show()
+        try:
+            result = self.session.edit(cell, instruction, model=args.model, wafer=args.wafer,
+                                     max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
+                                     context=context, on_token=live.update)
+        except KeyboardInterrupt:  # generation stopped between two tokens: keep the partial view, the cell as is
+            live.finish(None, "cancelled")
+            self.session.record(instruction, cell, None, "cancelled", "interrupted")
+            raise
+        except Exception as err:
+            live.finish(None, "error")
+            self.session.record(instruction, cell, None, "error", str(err))
+            print(f"spark: the edit failed: {err}", file=sys.stderr)
+            return None
+        usable = result.ok or (args.force and result.proposed is not None)
+        if args.preview:
+            applied = "preview (not applied)"
+        elif not usable:
+            applied = "not applied, the cell is unchanged"
+        else:
+            applied = "inserted below" if args.new else "replaced the cell"
+            if not result.ok:
+                applied += " (--force)"
+            self.shell.set_next_input(result.code if result.ok else result.proposed, replace=not args.new)
+        live.finish(result, applied)
+        self.session.record(instruction, cell, result, applied, result.error)
+        return None
+
+    # -- %spark ----------------------------------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("command", choices=COMMANDS, help="What to do.")
+    @argument("path", nargs="?", help="For load: a model folder or 'builtin'.")
+    @argument("--wafer", help="For load: the wafer preset.")
+    def _line_args(self, line):
+        """%spark status | load PATH [--wafer W] | warmup | history | stats | config"""
+
+    def _line(self, line):
+        if not line.strip():
+            raise UsageError(f"%spark needs a command: one of {', '.join(COMMANDS)} (%%spark INSTRUCTION edits "
+                             "a cell)")
+        args = parse_argstring(self._line_args, line)
+        if (args.command == "load") != (args.path is not None):
+            raise UsageError("%spark load takes a PATH (a model folder or 'builtin'); other commands take none")
+        getattr(self, f"_cmd_{args.command}")(args)
+
+    def _cmd_load(self, args):
+        t0 = time.perf_counter()
+        try:
+            engine = self.session.load(args.path, args.wafer)
+        except Exception as err:
+            print(f"spark: cannot load {args.path}: {err}", file=sys.stderr)
+            return
+        print(f"loaded in {time.perf_counter() - t0:.1f} s: {engine!r}")
+
+    def _cmd_status(self, args):
+        s = self.session
+        print(f"model: {s.model}   wafer: {s.wafer}   dtype: {s.dtype}")
+        try:
+            engine = s.engine_for()
+        except Exception as err:
+            print(f"engine: not loaded ({err})")
+        else:
+            print(f"engine: {engine!r}")
+            placement = getattr(engine, "placement", None)
+            if placement is not None:
+                print(placement.summary())
+        print(f"numba cache: {_numba_cache()}")
+        print(f"requests this session: {len(s.history)}")
+
+    def _cmd_warmup(self, args):
+        t0 = time.perf_counter()
+        try:
+            result = self.session.edit("x = 1\n", "warm up", max_tokens=4)
+        except Exception as err:
+            print(f"spark: warmup failed: {err}", file=sys.stderr)
+            return
+        print(f"warm in {time.perf_counter() - t0:.2f} s (kernels compiled or loaded from the numba cache); "
+              f"{stats_line(result.stats)}")
+
+    def _cmd_history(self, args):
+        if not self.session.history:
+            print("no requests yet")
+            return
+        for i, r in enumerate(self.session.history, 1):
+            print(f"[{i}] %%spark {r.instruction}  ->  {r.applied}")
+            if r.stats is not None:
+                print("    " + stats_line(r.stats))
+            if r.result is None:
+                print(f"    {r.error}")
+                continue
+            result = r.result.proposed if r.result.proposed is not None else r.original
+            print(unified_diff(r.original, result).rstrip("\n") or "    (no change)")
+            if r.error:
+                print(f"    guard: {r.error}")
+
+    def _cmd_stats(self, args):
+        done = [r.result for r in self.session.history if r.stats is not None]
+        if not done:
+            print("no finished requests yet")
+            return
+        if getattr(self.shell, "kernel", None) is not None:
+            from IPython.display import display
+
+            from .charts import LiveChart, request_point
+
+            display(LiveChart(requests=[request_point(r) for r in done], title="all requests"))
+            return
+        print(f"{'#':>3} {'tokens':>6} {'host TTFT ms':>12} {'host tok/s':>10} {'wafer TTFT ms':>13} "
+              f"{'wafer tok/s':>11}")
+        for i, r in enumerate(done, 1):
+            s = r.stats
+            print(f"{i:>3} {s.tokens:>6} {s.ttft_s * 1e3:>12.1f} {s.tok_per_s:>10.1f} {s.wafer_ttft_s * 1e3:>13.3f} "
+                  f"{s.wafer_tok_per_s:>11,.0f}")
+
+    def _cmd_config(self, args):
+        s = self.session
+        for name, trait in sorted(s.traits(config=True).items()):
+            print(f"Spark.{name} = {getattr(s, name)!r}    # {trait.help}")
+        print("change with: %config Spark.NAME = VALUE  (or c.Spark.NAME in ipython_config.py)")
+
+
+def _counter(engine):
+    tok = getattr(engine, "tokenizer", None)
+    if tok is None or not hasattr(tok, "encode"):
+        return None
+    return lambda text: len(tok.encode(text))
+
+
+def _numba_cache() -> str:
+    """Where numba caches the compiled kernels, and how many are there."""
+    import spark_nb
+
+    root = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(spark_nb.__file__).parent)
+    files = list(root.rglob("*.nbi"))
+    return f"{len(files)} cached kernel indexes under {root}" if files else f"empty ({root}): first use compiles"

@@ -1,0 +1,95 @@
+"""The object the magics drive: settings as `config=True` traitlets, the loaded engine, history.
+
+    spark = Spark(parent=shell)             # c.Spark.model = "path/to/model" in ipython_config.py also works
+    result = spark.edit(code, "add docstrings", on_token=view.update)   # an EditResult, recorded in history
+
+Edits go through `spark_nb.edit`, whose `on_token(partial_code, tokens, host_s, wafer_s)` runs after every
+generated token, so a view can show the edit while it is being made.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from traitlets import Float, Int, Unicode, validate
+from traitlets.config import Configurable
+
+from ..edits import EditResult, edit, get_engine
+
+__all__ = ["Spark", "Request"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One %%spark request as history keeps it."""
+
+    instruction: str
+    original: str
+    result: EditResult | None  # None when the request failed before generating (its error says why)
+    applied: str  # "replaced", "inserted", "preview", "not applied", "cancelled", "error"
+    error: str | None = None
+    when: float = 0.0
+
+    @property
+    def stats(self):
+        return self.result.stats if self.result is not None else None
+
+
+class Spark(Configurable):
+    """Settings and state of the notebook extension (one per shell)."""
+
+    model = Unicode("builtin", help="Model folder, or 'builtin' for the built-in model.").tag(config=True)
+    wafer = Unicode("wse3", help="Wafer preset the engine emulates: wse3, wse2, mini.").tag(config=True)
+    dtype = Unicode("int8", help="Weight dtype on the wafer: int8 or fp32.").tag(config=True)
+    max_tokens = Int(0, help="Generated tokens per edit; 0: enough to rewrite the cell twice.").tag(config=True)
+    temperature = Float(0.0, help="Sampling temperature; 0 is greedy.").tag(config=True)
+    seed = Int(-1, help="Sampling seed; -1 for none.").tag(config=True)
+    context_tokens = Int(512, help="Token budget for earlier cells and names sent with the cell.").tag(config=True)
+    throttle_s = Float(0.05, help="Seconds between widget updates while streaming (at most 20 per second).").tag(
+        config=True)
+
+    @validate("dtype")
+    def _check_dtype(self, proposal):
+        if proposal["value"] not in ("int8", "fp32"):
+            raise ValueError(f"dtype must be int8 or fp32, got {proposal['value']!r}")
+        return proposal["value"]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.history: list[Request] = []
+
+    # -- the engine ----------------------------------------------------------------------------------------------
+
+    def engine_for(self, model: str | None = None, wafer: str | None = None):
+        """The Engine for `model` ('builtin' or a folder; default: the `model` setting), cached across requests."""
+        model = model or self.model
+        path = None if model == "builtin" else Path(model).expanduser()
+        if path is not None and not (path / "config.json").exists():
+            raise FileNotFoundError(f"no model folder at {path} (it needs a config.json); pass --model PATH to a "
+                                    "Hugging Face model folder, or --model builtin")
+        return get_engine(path, wafer or self.wafer, self.dtype)
+
+    def load(self, model: str, wafer: str | None = None):
+        """Load `model` and make it the default."""
+        engine = self.engine_for(model, wafer)
+        self.model = model
+        if wafer:
+            self.wafer = wafer
+        return engine
+
+    # -- one request ---------------------------------------------------------------------------------------------
+
+    def edit(self, code: str, instruction: str, *, model=None, wafer=None, max_tokens=None, temperature=None,
+             seed=None, context=(), on_token=None) -> EditResult:
+        engine = self.engine_for(model, wafer)
+        max_tokens = max_tokens if max_tokens is not None else (self.max_tokens or None)
+        temperature = self.temperature if temperature is None else temperature
+        seed = seed if seed is not None else (None if self.seed < 0 else self.seed)
+        return edit(code, instruction, model=engine, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
+                    context=context, on_token=on_token)
+
+    def record(self, instruction, original, result, applied, error=None) -> Request:
+        req = Request(instruction, original, result, applied, error, time.time())
+        self.history.append(req)
+        return req

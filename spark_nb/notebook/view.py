@@ -1,0 +1,192 @@
+"""The stream view: the edit appearing while the cell runs, then its diff, verdict and stats.
+
+    live = LiveEdit(instruction, code, widgets=True)   # widgets=False: plain text (terminal IPython, no frontend)
+    live.show()
+    result = spark.edit(code, instruction, on_token=live.update)
+    live.finish(result, applied="replaced")
+
+`StreamView` holds only traits (its ESM and CSS are view.js / view.css beside this file). `LiveEdit` keeps the
+latest state in plain Python on every token and copies it into the widgets at most every `interval` seconds, in
+one message per widget (`hold_sync`), so a fast stream costs a few messages a second, never one per token; the
+first token is always sent at once.
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+import time
+from pathlib import Path
+
+import anywidget
+import traitlets as t
+
+from .charts import LiveChart, request_point
+
+__all__ = ["StreamView", "LiveEdit", "line_marks", "unified_diff", "text_report"]
+
+HERE = Path(__file__).parent
+
+
+class StreamView(anywidget.AnyWidget):
+    _esm = HERE / "view.js"
+    _css = HERE / "view.css"
+
+    instruction = t.Unicode("").tag(sync=True)
+    original = t.Unicode("").tag(sync=True)
+    code = t.Unicode("").tag(sync=True)  # the edit so far (unvisited input lines included), then the result
+    marks = t.List(t.Unicode()).tag(sync=True)  # per line of `code`: "" unchanged, "changed" against the original
+    status = t.Unicode("waiting").tag(sync=True)  # waiting, streaming, done, cancelled, error
+    tokens = t.Int(0).tag(sync=True)
+    elapsed_s = t.Float(0.0).tag(sync=True)
+    tok_per_s = t.Float(0.0).tag(sync=True)  # host, measured over the last update interval
+    ttft_s = t.Float(0.0).tag(sync=True)
+    wafer_tok_per_s = t.Float(0.0).tag(sync=True)  # projected for the wafer
+    wafer_ttft_s = t.Float(0.0).tag(sync=True)
+    diff = t.Unicode("").tag(sync=True)  # unified diff at the end
+    verdict = t.Unicode("").tag(sync=True)  # the guard's verdict and what was done with the result
+    ok = t.Bool(False).tag(sync=True)
+    summary = t.Unicode("").tag(sync=True)  # final stats, one line
+
+
+def line_marks(original: str, code: str) -> list[str]:
+    """Per line of `code`: "" where it matches the original, "changed" where it was replaced or inserted."""
+    a, b = original.splitlines(), code.splitlines()
+    marks = ["changed"] * len(b)
+    for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        marks[block.b : block.b + block.size] = [""] * block.size
+    return marks
+
+
+def unified_diff(original: str, code: str) -> str:
+    lines = difflib.unified_diff(original.splitlines(keepends=True), code.splitlines(keepends=True),
+                                 "cell (before)", "cell (after)")
+    return "".join(ln if ln.endswith("\n") else ln + "\n" for ln in lines)
+
+
+def _verdict(result, applied: str) -> str:
+    if result is None:
+        return f"{applied}"
+    if result.ok and result.code == result.original:
+        return "parses, no change"
+    if result.ok:
+        return f"parses: {applied}"
+    return f"{applied}: {result.error}"
+
+
+def stats_line(stats) -> str:
+    if stats is None:
+        return ""
+    return (f"{stats.tokens} tokens | host: TTFT {stats.ttft_s * 1e3:.1f} ms, {stats.tok_per_s:.1f} tok/s | "
+            f"wafer {stats.wafer or '?'} (projected): TTFT {stats.wafer_ttft_s * 1e3:.3f} ms, "
+            f"{stats.wafer_tok_per_s:,.0f} tok/s")
+
+
+def text_report(instruction: str, original: str, result, applied: str) -> str:
+    """The plain-text form of a finished request: what the widget shows at the end."""
+    out = [f"%%spark {instruction}"]
+    if result is not None:
+        out.append(stats_line(result.stats))
+        shown = result.proposed if result.proposed is not None else result.code
+        diff = unified_diff(original, shown)
+        out.append(diff.rstrip("\n") if diff else "(no change)")
+    out.append(_verdict(result, applied))
+    return "\n".join(x for x in out if x) + "\n"
+
+
+class LiveEdit:
+    """Drives a StreamView and a LiveChart (or plain text) through one request; see the module docstring."""
+
+    def __init__(self, instruction: str, original: str, *, widgets: bool, history=(), interval: float = 0.05,
+                 clock=time.perf_counter, out=None):
+        self.instruction, self.original, self.widgets = instruction, original, widgets
+        self.interval, self.clock, self.out = interval, clock, out or sys.stdout
+        self.state = dict(code=original, tokens=0, host_s=0.0, wafer_s=0.0)
+        self._ttft = self._wafer_ttft = None
+        self._last_flush = None  # clock time of the last sync (None: send the first token at once)
+        self._prev = (0, 0.0, 0.0)  # tokens, host_s, wafer_s at the last sync: live rates are over that span
+        self.flushes = 0
+        self.handle = None
+        if widgets:
+            self.view = StreamView(instruction=instruction, original=original, code=original,
+                                   marks=[""] * len(original.splitlines()))
+            self.chart = LiveChart(requests=[request_point(r) for r in history if r is not None])
+
+    # -- showing -------------------------------------------------------------------------------------------------
+
+    def _bundle(self, text: str) -> dict:
+        from ipywidgets import VBox
+
+        if not hasattr(self, "box"):
+            self.box = VBox([self.view, self.chart])
+        return {"text/plain": text, "application/vnd.jupyter.widget-view+json": {
+            "version_major": 2, "version_minor": 0, "model_id": self.box.model_id}}
+
+    def show(self) -> None:
+        if self.widgets:
+            from IPython.display import display
+
+            self.handle = display(self._bundle(f"%%spark {self.instruction} (streaming)"), raw=True,
+                                  display_id=True)
+
+    # -- streaming -----------------------------------------------------------------------------------------------
+
+    def update(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
+        """Called per token: keeps the state; syncs when `interval` has passed since the last sync."""
+        self.state.update(code=code, tokens=tokens, host_s=host_s, wafer_s=wafer_s)
+        if self._ttft is None:
+            self._ttft, self._wafer_ttft = host_s, wafer_s
+        now = self.clock()
+        if self._last_flush is None or now - self._last_flush >= self.interval:
+            self._last_flush = now
+            self.flush()
+
+    def flush(self, status: str = "streaming") -> None:
+        if not self.widgets:
+            return
+        s = self.state
+        n0, h0, w0 = self._prev
+        n, h, w = s["tokens"], s["host_s"], s["wafer_s"]
+        host_rate = (n - n0) / (h - h0) if n > n0 and h > h0 and n0 else 0.0  # no rate until a span after token 1
+        wafer_rate = (n - n0) / (w - w0) if n > n0 and w > w0 and n0 else 0.0
+        self._prev = (n, h, w)
+        self.flushes += 1
+        with self.view.hold_sync():
+            self.view.code = s["code"]
+            self.view.marks = line_marks(self.original, s["code"])
+            self.view.status = status
+            self.view.tokens = n
+            self.view.elapsed_s = h
+            self.view.ttft_s = self._ttft or 0.0
+            self.view.wafer_ttft_s = self._wafer_ttft or 0.0
+            if host_rate:
+                self.view.tok_per_s, self.view.wafer_tok_per_s = host_rate, wafer_rate
+        if host_rate:
+            self.chart.stream = self.chart.stream + [[round(h, 4), host_rate, wafer_rate]]
+
+    # -- the end -------------------------------------------------------------------------------------------------
+
+    def finish(self, result, applied: str) -> str:
+        """Show the final state; returns the plain-text report (printed in text mode)."""
+        report = text_report(self.instruction, self.original, result, applied)
+        if not self.widgets:
+            print(report, end="", file=self.out)
+            return report
+        stats = result.stats if result is not None else None
+        status = {"cancelled": "cancelled", "error": "error"}.get(applied, "done")
+        if result is not None and result.proposed is not None:
+            self.state["code"] = result.proposed
+        self.flush(status)
+        with self.view.hold_sync():
+            shown = result.proposed if result is not None and result.proposed is not None else self.original
+            self.view.diff = unified_diff(self.original, shown)
+            self.view.verdict = _verdict(result, applied)
+            self.view.ok = bool(result is not None and result.ok)
+            self.view.summary = stats_line(stats)
+            if stats is not None:
+                self.view.tok_per_s, self.view.ttft_s = stats.tok_per_s, stats.ttft_s
+                self.view.wafer_tok_per_s, self.view.wafer_ttft_s = stats.wafer_tok_per_s, stats.wafer_ttft_s
+        if stats is not None:
+            self.chart.requests = self.chart.requests + [request_point(result)]
+        if self.handle is not None:
+            self.handle.update(self._bundle(report), raw=True)
+        return report

@@ -1,0 +1,249 @@
+"""%%spark / %spark in a real IPython shell (globalipapp), with a random-weight model folder carrying the built-in
+edit tokenizer and scripted engines that drive the real EditDecoder path with known outputs."""
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+
+from spark_nb.edits.prompt import edit_format
+from spark_nb.model import Tokenizer
+from spark_nb.model.synthetic import write_random_model
+from spark_nb.notebook import context as ctx
+from spark_nb.notebook.magics import SparkMagics
+from spark_nb.train import tokenizer as T
+
+CODE = "def double(x):\n    return x*2\n"
+GOOD = "def double(x):\n    return x * 2\n"
+
+
+@pytest.fixture(scope="module")
+def edit_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("edit-model")
+    write_random_model(folder, {"family": "llama", "vocab_size": 512, "max_position_embeddings": 512})
+    texts = inspect.getsource(inspect).splitlines() + [CODE, GOOD]
+    T.save_tokenizer(T.train_tokenizer(texts, vocab_size=512), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(edit_folder):
+    return Tokenizer.from_folder(edit_folder)
+
+
+class ScriptedEngine:
+    """Duck-typed engine: after the prompt, generates `tokens` in order; records the prompt."""
+
+    def __init__(self, tokenizer, tokens):
+        self.tokenizer, self.tokens, self.prompts = tokenizer, tokens, []
+
+    def session(self):
+        return _Session(self)
+
+
+class _Session:
+    def __init__(self, engine):
+        self.engine, self.it, self.wafer_s = engine, None, 0.0
+
+    def feed(self, ids):
+        if self.it is None:
+            self.engine.prompts.append(list(ids))
+            self.it = iter(self.engine.tokens)
+        self.wafer_s += 1e-4 * len(ids)
+        logits = np.zeros(self.engine.tokenizer.vocab_size, np.float32)
+        logits[next(self.it)] = 1.0
+        return logits
+
+
+def script(tokenizer, ops):
+    fmt = edit_format(tokenizer)
+    out = []
+    for name, text in ops:
+        out.append(getattr(fmt, name))
+        out += fmt.text_ids(text) if text else []
+    return out
+
+
+def replace_second_line(tokenizer, text):
+    return script(tokenizer, [("line", None), ("keep", None), ("line", None), ("replace", text), ("end", None)])
+
+
+@pytest.fixture
+def ip(monkeypatch):
+    shell = start_ipython() or __import__("IPython").get_ipython()
+    shell.run_line_magic("load_ext", "spark_nb")
+    magics = shell.magics_manager.registry["SparkMagics"]
+    magics.session.history.clear()
+    calls = []
+    monkeypatch.setattr(shell, "set_next_input", lambda text, replace=False: calls.append((text, replace)))
+    shell.calls, shell.spark_magics = calls, magics
+    yield shell
+    shell.run_line_magic("unload_ext", "spark_nb")
+
+
+def use(ip, monkeypatch, engine):
+    monkeypatch.setattr(ip.spark_magics.session, "engine_for", lambda *a, **k: engine)
+
+
+def test_perfect_edit_replaces_the_cell(ip, monkeypatch, tokenizer, capsys):
+    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
+    ip.run_cell_magic("spark", "--no-context format the expression", CODE)
+    assert ip.calls == [(GOOD, True)]
+    out = capsys.readouterr().out
+    assert "+    return x * 2" in out and "-    return x*2" in out and "replaced the cell" in out
+    assert "tok/s" in out and "TTFT" in out and "wafer" in out  # the plain-text fallback carries the stats
+    (req,) = ip.spark_magics.session.history
+    assert req.original == CODE and req.result.code == GOOD and req.result.stats.tokens > 0
+
+
+def test_unparsable_result_is_never_applied(ip, monkeypatch, tokenizer, capsys):
+    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return (x * 2\n")))
+    ip.run_cell_magic("spark", "--no-context break it", CODE)
+    assert ip.calls == []
+    out = capsys.readouterr().out
+    assert "not applied" in out and "does not parse" in out
+    ip.spark_magics.session.engine_for = lambda *a, **k: ScriptedEngine(
+        tokenizer, replace_second_line(tokenizer, "    return (x * 2\n"))
+    ip.run_cell_magic("spark", "--no-context --force break it", CODE)
+    assert ip.calls == [("def double(x):\n    return (x * 2\n", True)]
+
+
+def test_preview_and_new(ip, monkeypatch, tokenizer, capsys):
+    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
+    ip.run_cell_magic("spark", "--preview --no-context fmt", CODE)
+    assert ip.calls == [] and "preview" in capsys.readouterr().out
+    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
+    ip.run_cell_magic("spark", "--new --no-context fmt", CODE)
+    assert ip.calls == [(GOOD, False)]
+    ip.run_line_magic("spark", "history")
+    out = capsys.readouterr().out
+    assert "[1] %%spark fmt  ->  preview" in out and "[2] %%spark fmt  ->  inserted below" in out
+    ip.run_line_magic("spark", "stats")
+    assert "host TTFT ms" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("line, cell, message", [
+    ("--max-tokens 0 fix", CODE, "at least 1"),
+    ("--temperature -1 fix", CODE, "temperature"),
+    ("--wafer nosuch fix", CODE, "--wafer"),
+    ("--preview --new fix", CODE, "exclude"),
+    ("--max-tokens many fix", CODE, "invalid int"),
+    ("", CODE, "instruction"),
+    ("fix it", "  \n", "empty"),
+])
+def test_usage_errors(ip, line, cell, message):
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("spark", line, cell)
+    assert ip.calls == []
+
+
+def test_line_commands(ip, capsys):
+    with pytest.raises(UsageError, match="invalid choice"):
+        ip.run_line_magic("spark", "nonsense")
+    with pytest.raises(UsageError, match="needs a command"):
+        ip.run_line_magic("spark", "")
+    with pytest.raises(UsageError, match="PATH"):
+        ip.run_line_magic("spark", "load")
+    ip.run_line_magic("spark", "config")
+    assert "Spark.model = 'builtin'" in capsys.readouterr().out
+    ip.run_line_magic("config", "Spark.max_tokens = 7")
+    assert ip.spark_magics.session.max_tokens == 7
+    ip.run_line_magic("spark", "load /no/such/model")
+    assert "cannot load /no/such/model" in capsys.readouterr().err
+    ip.run_line_magic("spark", "history")
+    assert "no requests yet" in capsys.readouterr().out
+
+
+def test_missing_model_is_one_message(ip, capsys):
+    ip.run_cell_magic("spark", "--model /no/such/folder add docs", CODE)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no model folder at /no/such/folder" in err
+    assert ip.calls == []
+
+
+def test_real_engine_on_random_model(ip, edit_folder, capsys):
+    """The whole path with a real Engine: a random model may produce anything; only what parses is applied."""
+    ip.run_cell_magic("spark", f"--model {edit_folder} --wafer mini --max-tokens 12 --seed 0 tidy", CODE)
+    out = capsys.readouterr().out
+    (req,) = ip.spark_magics.session.history
+    assert req.result is not None and req.result.stats.tokens >= 1 and "%%spark tidy" in out
+    if ip.calls:
+        assert req.result.ok and ast.parse(ip.calls[0][0])
+    else:
+        assert "not applied" in out or "no change" in out
+    ip.run_line_magic("spark", f"load {edit_folder}")
+    ip.run_line_magic("spark", "status")
+    out = capsys.readouterr().out
+    assert "loaded in" in out and "engine: Engine(" in out and "numba cache" in out
+
+
+def test_interpolation_reaches_the_model(ip, monkeypatch, tokenizer):
+    engine = ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n"))
+    use(ip, monkeypatch, engine)
+    ip.user_ns["newname"] = "twice"
+    ip.run_cell_magic("spark", "--no-context rename double to {newname} not {missing} nor {'a': 1}", CODE)
+    (req,) = ip.spark_magics.session.history
+    assert req.instruction == "rename double to twice not {missing} nor {'a': 1}"
+    fmt = edit_format(tokenizer)
+    assert engine.prompts[0] == fmt.prompt_ids(req.instruction, CODE, [])
+
+
+def test_context_is_sent(ip, monkeypatch, tokenizer):
+    engine = ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n"))
+    use(ip, monkeypatch, engine)
+    ip.user_ns["In"] = ["", "import math\n", "%timeit 1\n", "factor = 3\n", "<current>"]
+    ip.user_ns["factor"] = 3
+    cell = "def double(x):\n    return x*factor\n"
+    ip.run_cell_magic("spark", "fmt", cell)
+    expected = ctx.collect(cell, ip.user_ns["In"][:-1], ip.user_ns, 512, lambda s: len(tokenizer.encode(s)))
+    assert expected == ["import math\n", "factor = 3\n", "# names in the notebook\n# factor: int\n"]
+    assert engine.prompts[0] == edit_format(tokenizer).prompt_ids("fmt", cell, expected)
+
+
+# -- context.py against independent expectations -------------------------------------------------------------------
+
+
+def _expected_names(code, ns):
+    """Independently: every Name node read in the code, via NodeVisitor, that the namespace holds."""
+    found = []
+
+    class V(ast.NodeVisitor):
+        def visit_Name(self, node):
+            if not isinstance(node.ctx, ast.Store):
+                found.append(node.id)
+
+    V().visit(ast.parse(code))
+    return {n for n in found if n in ns and not n.startswith("_") and not hasattr(builtins, n)}
+
+
+def test_names_used_matches_ast():
+    import os
+
+    ns = dict(os=os, data=[1, 2, 3], scale=lambda v, k=2: v * k, arr=np.zeros((3, 2)), unused=1, _private=2,
+              len=len, Thing=ValueError)
+    code = ("import json\nout = [scale(v) for v in data]\nprint(len(out), os.path.join('a', 'b'))\n"
+            "y = arr.sum() + _private\nraise Thing(json)\n")
+    got = ctx.names_used(code, ns)
+    assert set(got) == _expected_names(code, ns) == {"scale", "data", "os", "arr", "Thing"}
+    assert got["data"] == "list (len 3)" and got["arr"] == "ndarray 3 x 2 float64" and got["os"] == "module os"
+    assert got["scale"] == "function(v, k=2)"
+    assert ctx.names_used("def f(:\n    data", ns) == {"data": "list (len 3)"}  # unparsable: identifiers
+
+
+def test_collect_respects_budget_and_strips_magics():
+    history = ["", "a = 1\n", "%%bash\necho hi\n", "!ls\nb = 2\n", "c = 3\n"]
+    assert ctx.earlier_cells(history) == ["a = 1\n", "b = 2\n", "c = 3\n"]
+    count = lambda s: len(s)  # noqa: E731  a character is a token here
+    assert ctx.collect("x\n", history, {}, budget=12, count=count) == ["b = 2\n", "c = 3\n"]  # newest that fit
+    assert ctx.collect("x\n", history, {}, budget=0, count=count) == []
+
+
+def test_interpolate():
+    ns = {"a": 1, "name": "total"}
+    assert ctx.interpolate("use {name} and {a}", ns) == "use total and 1"
+    assert ctx.interpolate("keep {missing}, {a + 1}, {{a}}, {'k': v}, {", ns) == "keep {missing}, {a + 1}, {1}, {'k': v}, {"
