@@ -5,6 +5,7 @@
     spark-nb eval [--model PATH]        edit-model evaluation per family on the test split (table or --json)
     spark-nb warmup                     compile every numba kernel into the on-disk cache
     spark-nb project CONFIG             project decode tok/s and TTFT on a wafer from a config alone
+    spark-nb install-kernel [--user]    install the "Python 3 (spark)" Jupyter kernel (magics preloaded)
 """
 from __future__ import annotations
 
@@ -102,6 +103,15 @@ def cmd_project(args) -> int:
     return 0
 
 
+def cmd_install_kernel(args) -> int:
+    from .notebook.kernelspec import install_kernel_spec
+
+    prefix = sys.prefix if args.sys_prefix else args.prefix
+    path = install_kernel_spec(args.name, user=prefix is None, prefix=prefix)
+    print(f"installed kernelspec {args.name!r} (Python 3 (spark), {sys.executable}) in {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spark-nb", description="Real-time AI code editing on an emulated wafer.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -145,6 +155,14 @@ def parser() -> argparse.ArgumentParser:
     proj.add_argument("--context", type=int, default=1024)
     proj.add_argument("--prompt", type=int, default=1024)
     proj.set_defaults(run=cmd_project)
+
+    kern = sub.add_parser("install-kernel", help='install the "Python 3 (spark)" Jupyter kernel, magics preloaded')
+    where = kern.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for this user (the default)")
+    where.add_argument("--sys-prefix", action="store_true", help="in this environment (sys.prefix), e.g. a venv")
+    where.add_argument("--prefix", metavar="PATH", help="under PATH/share/jupyter/kernels")
+    kern.add_argument("--name", default="spark", help="kernel name (default: spark)")
+    kern.set_defaults(run=cmd_install_kernel)
     return p
 
 
