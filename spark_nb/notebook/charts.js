@@ -19,8 +19,9 @@ function fmt(v) {
   return v.toPrecision(1);
 }
 
-// A panel with a linear x axis and a log y axis spanning every positive value given.
-function panel(svg, x0, title, xlabel, ylabel, xmax, values) {
+// A panel with a linear x axis (ticks at 0, xmax/2, xmax when xticks) and a log y axis spanning every positive
+// value given.
+function panel(svg, x0, title, xlabel, ylabel, xmax, values, xticks = false) {
   const g = el("g", { transform: `translate(${x0},0)` }, svg);
   const pos = values.filter((v) => v > 0);
   let lo = Math.floor(Math.log10(pos.length ? Math.min(...pos) : 1));
@@ -36,6 +37,12 @@ function panel(svg, x0, title, xlabel, ylabel, xmax, values) {
     const y = sy(10 ** e);
     el("line", { x1: M.l, y1: y, x2: M.l + iw, y2: y, class: "spark-grid" }, g);
     el("text", { x: M.l - 4, y: y + 3, "text-anchor": "end", class: "spark-tick" }, g, fmt(10 ** e));
+  }
+  if (xticks) {
+    for (const f of [0, 0.5, 1]) {
+      el("text", { x: sx(f * xmax), y: M.t + ih + 12, "text-anchor": "middle", class: "spark-tick" }, g,
+        (f * xmax).toFixed(xmax >= 10 ? 0 : xmax >= 1 ? 1 : 2));
+    }
   }
   el("text", { x: M.l + iw / 2, y: H - 4, "text-anchor": "middle", class: "spark-label" }, g, xlabel);
   el("text", { x: 10, y: M.t + ih / 2, "text-anchor": "middle", class: "spark-label",
@@ -68,7 +75,7 @@ function draw(model, root) {
   // Left: this request's stream.
   const tmax = stream.length ? stream[stream.length - 1][0] : 1;
   const left = panel(svg, 0, "decode speed, this request", "time since request start (s)", "tok/s", tmax,
-    stream.flatMap((p) => [p[1], p[2]]));
+    stream.flatMap((p) => [p[1], p[2]]), stream.length > 0);
   polyline(left, stream.map((p) => [p[0], p[1]]), HOST, false);
   polyline(left, stream.map((p) => [p[0], p[2]]), WAFER, true);
   if (!stream.length) el("text", { x: M.l + 8, y: M.t + 20, class: "spark-tick" }, left.g, "waiting for tokens…");
