@@ -13,6 +13,7 @@ exactly in float32 (|sum| <= 512 * 127 * 127 < 2**24), so every host computes th
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import llvmlite.binding
@@ -25,8 +26,10 @@ from numba.extending import intrinsic, overload
 JIT = dict(cache=True, nogil=True, fastmath=True)
 
 
-# vpdpbusd when the host has it and numba compiles (under NUMBA_DISABLE_JIT an intrinsic cannot run)
-HOST_VNNI = bool(llvmlite.binding.get_host_cpu_features().get("avx512vnni")) and not config.DISABLE_JIT
+# vpdpbusd when the host has it and numba compiles (under NUMBA_DISABLE_JIT an intrinsic cannot run);
+# SPARK_NB_NO_VNNI=1 takes the portable path anyway (tests compare the two)
+HOST_VNNI = (bool(llvmlite.binding.get_host_cpu_features().get("avx512vnni")) and not config.DISABLE_JIT
+             and os.environ.get("SPARK_NB_NO_VNNI") != "1")
 
 
 class Quantized(NamedTuple):
