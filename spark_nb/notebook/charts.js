@@ -1,5 +1,5 @@
-// LiveChart: two hand-drawn SVG panels. Left: tok/s through the current stream (x: seconds). Right: per request,
-// TTFT (ms) and decode tok/s. Host-measured (solid) and wafer-projected (dashed) side by side, log y axes.
+// LiveChart: two hand-drawn SVG panels. Left: tok/s through the current stream (x: seconds), or, with no stream in
+// flight, decode tok/s per request. Right: per request, TTFT (ms) and decode tok/s. Host-measured (solid) and wafer-projected (dashed) side by side, log y axes.
 const NS = "http://www.w3.org/2000/svg";
 const HOST = "#d9480f", WAFER = "#1971c2";
 const W = 340, H = 190, M = { l: 52, r: 10, t: 24, b: 34 };
@@ -72,13 +72,21 @@ function draw(model, root) {
   root.replaceChildren();
   const svg = el("svg", { width: 2 * W, height: H + 18, viewBox: `0 0 ${2 * W} ${H + 18}`, class: "spark-chart" });
   root.appendChild(svg);
-  // Left: this request's stream.
-  const tmax = stream.length ? stream[stream.length - 1][0] : 1;
-  const left = panel(svg, 0, "decode speed, this request", "time since request start (s)", "tok/s", tmax,
-    stream.flatMap((p) => [p[1], p[2]]), stream.length > 0);
-  polyline(left, stream.map((p) => [p[0], p[1]]), HOST, false);
-  polyline(left, stream.map((p) => [p[0], p[2]]), WAFER, true);
-  if (!stream.length) el("text", { x: M.l + 8, y: M.t + 20, class: "spark-tick" }, left.g, "waiting for tokens…");
+  // Left: this request's stream while one runs; otherwise decode tok/s per request across the history.
+  if (stream.length || !reqs.length) {
+    const tmax = stream.length ? stream[stream.length - 1][0] : 1;
+    const left = panel(svg, 0, "decode speed, this request", "time since request start (s)", "tok/s", tmax,
+      stream.flatMap((p) => [p[1], p[2]]), stream.length > 0);
+    polyline(left, stream.map((p) => [p[0], p[1]]), HOST, false);
+    polyline(left, stream.map((p) => [p[0], p[2]]), WAFER, true);
+    if (!stream.length) el("text", { x: M.l + 8, y: M.t + 20, class: "spark-tick" }, left.g, "waiting for tokens…");
+  } else {
+    const n = reqs.length;
+    const left = panel(svg, 0, "decode speed, per request", "request (rolling history)", "tok/s", Math.max(n - 1, 1),
+      reqs.flatMap((r) => [r.tok_per_s, r.wafer_tok_per_s]));
+    polyline(left, reqs.map((r, i) => [i, r.tok_per_s]), HOST, false);
+    polyline(left, reqs.map((r, i) => [i, r.wafer_tok_per_s]), WAFER, true);
+  }
   // Right: TTFT per request, host and wafer bars side by side (ms, log), rolling history.
   const right = panel(svg, W, "time to first token, per request", "request (rolling history)", "TTFT (ms)",
     Math.max(reqs.length, 1), reqs.flatMap((r) => [r.ttft_ms, r.wafer_ttft_ms]));
