@@ -203,7 +203,7 @@ class Placement:
         lines = [
             f"{model_name(self.config)} in {self.dtype} on {wafers}, context {self.context}: "
             f"{self.pes_used:,} of {capacity:,} PEs ({100 * self.pes_used / capacity:.1f}%), "
-            f"{self.sram_bytes_used / 1e9:.2f} of {self.n_wafers * self.spec.sram_bytes / 1e9:.1f} GB SRAM; "
+            f"{_bytes(self.sram_bytes_used)} of {_bytes(self.n_wafers * self.spec.sram_bytes)} SRAM; "
             f"KV cache on {self.kv[0].pes:,} PEs per layer "
             f"({self.kv[0].gr_for_bytes * self.kv[0].gc:,} hold its bytes)",
             f"{'layer':>9} {'wafer':>5} {'PEs':>10} {'SRAM MB':>10} {'% wafer':>8}",
@@ -444,6 +444,11 @@ def _too_big(config, spec, dtype, context, n_wafers) -> str:
     wafers = f"{n_wafers} x {spec.name} have" if n_wafers > 1 else f"{spec.name} has"
     fixes = ([f"n_wafers={more}"] if more else []) + (["dtype='int8'"] if dtype != "int8" else [])
     fixes += ["a smaller context"]
-    return (f"{model_name(config)} in {dtype} needs {needed:,} PEs ({sram / 1e9:.1f} GB of SRAM) for weights "
+    return (f"{model_name(config)} in {dtype} needs {needed:,} PEs ({_bytes(sram)} of SRAM) for weights "
             f"and KV cache at context {context}; {wafers} {n_wafers * spec.pes:,} PEs "
-            f"({n_wafers * spec.sram_bytes / 1e9:.1f} GB){packing}: use {', '.join(fixes[:-1])} or {fixes[-1]}")
+            f"({_bytes(n_wafers * spec.sram_bytes)}){packing}: use {', '.join(fixes[:-1])} or {fixes[-1]}")
+
+
+def _bytes(n: float) -> str:
+    """A byte count for people: GB above 1 GB, else MB (the mini wafer holds 36 MiB)."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
