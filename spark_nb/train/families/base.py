@@ -140,6 +140,14 @@ def tokens(text: str) -> list[tokenize.TokenInfo]:
     return list(tokenize.generate_tokens(io.StringIO(text).readline))
 
 
+def tokens_or_none(text: str) -> list[tokenize.TokenInfo] | None:
+    """tokens(text), or None for text the tokenizer rejects (a family then does not apply)."""
+    try:
+        return tokens(text)
+    except (tokenize.TokenError, SyntaxError):
+        return None
+
+
 def multiline_string_lines(text: str) -> set[int]:
     """1-based lines that lie *inside* a multi-line string token (after its first line): re-indenting
     them would change the string's value."""

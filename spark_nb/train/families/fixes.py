@@ -5,7 +5,7 @@ import ast
 import builtins
 import tokenize
 
-from .base import Family, Text, all_identifiers, apply_edits, is_ident, parses, tokens
+from .base import Family, Text, all_identifiers, apply_edits, is_ident, parses, tokens_or_none
 
 _COMMON_BUILTINS = ("len", "range", "isinstance", "print", "str", "int", "list", "dict", "enumerate", "sorted",
                     "min", "max", "getattr", "setattr", "hasattr", "tuple", "set", "open", "zip", "repr")
@@ -36,9 +36,8 @@ class FixSyntaxError(Family):
 
     def make(self, text, rng):
         t = Text(text)
-        try:
-            toks = tokens(text)
-        except (tokenize.TokenError, SyntaxError):
+        toks = tokens_or_none(text)
+        if toks is None:
             return None
         cands = []
         for i, tk in enumerate(toks):

@@ -6,7 +6,7 @@ import random
 import tokenize
 
 from .base import (Family, Text, apply_edits, is_docstring, multiline_string_lines, reindent,
-                   tokens)
+                   tokens, tokens_or_none)
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -169,9 +169,8 @@ class AddComments(Family):
 
     def make(self, text, rng):
         t = Text(text)
-        try:
-            toks = tokens(text)
-        except (tokenize.TokenError, SyntaxError):
+        toks = tokens_or_none(text)
+        if toks is None:
             return None
         edits = []
         n_words = 0

@@ -6,7 +6,7 @@ import builtins
 import re
 import tokenize
 
-from .base import SCOPES, Family, Text, all_identifiers, apply_edits, is_ident, tokens
+from .base import SCOPES, Family, Text, all_identifiers, apply_edits, is_ident, tokens_or_none
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _BUILTINS = set(dir(builtins))
@@ -266,9 +266,8 @@ class RenameFunction(Family):
         old = fn.name
         if old.startswith("__"):
             return None
-        try:
-            toks = tokens(text)
-        except (tokenize.TokenError, SyntaxError):
+        toks = tokens_or_none(text)
+        if toks is None:
             return None
         if any(tk.type == tokenize.STRING and re.search(rf"\b{re.escape(old)}\b", tk.string) for tk in toks):
             return None
