@@ -40,7 +40,8 @@ def load(path, wafer="wse3", dtype="int8", context=None):
 def edit(code, instruction, **options):
     """Edit one cell as instructed and guard the result; returns an `EditResult` (code, original, ok, error, stats,
     text). Options: model (an Engine, a folder, or None for the built-in model), max_new_tokens, temperature, seed,
-    context (earlier cells), speculative, wafer, dtype, family. See `spark_nb.edits.edit`."""
+    context (earlier cells), speculative, wafer, dtype, family, on_token (live progress), cancel (a
+    threading.Event that stops it). See `spark_nb.edits.edit`."""
     from .edits import edit as _edit
 
     return _edit(code, instruction, **options)

@@ -10,6 +10,7 @@ import inspect
 import json
 import random
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -236,6 +237,25 @@ def test_unfinished_edit_is_an_error(edit_tokenizer):
     r = edit(code, "make it so", model=ScriptedEngine(edit_tokenizer, identity_script(edit_tokenizer)),
              max_new_tokens=3)
     assert not r.ok and r.code == code and "max_new_tokens=3" in r.error and r.proposed is None
+
+
+def test_cancel_stops_after_the_current_token(edit_tokenizer):
+    """A Stop set from the live hook (as another thread would) ends generation at once; nothing is proposed."""
+    code = "a = 1\nb = 2\nc = 3\n"
+    engine = ScriptedEngine(edit_tokenizer, identity_script(edit_tokenizer))
+    stop, seen = threading.Event(), []
+
+    def on_token(partial, n, host_s, wafer_s):
+        seen.append(n)
+        if n == 3:
+            stop.set()
+
+    r = edit(code, "keep", model=engine, on_token=on_token, cancel=stop)
+    assert r.stopped and not r.ok and r.code == code and r.proposed is None and r.error == "stopped after 3 tokens"
+    assert seen == [1, 2, 3] and r.stats.tokens == 3
+    done = edit(code, "keep", model=ScriptedEngine(edit_tokenizer, identity_script(edit_tokenizer)),
+                cancel=threading.Event())
+    assert done.ok and not done.stopped and done.code == code
 
 
 def test_edit_on_a_real_engine(edit_folder):

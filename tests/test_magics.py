@@ -196,11 +196,12 @@ def test_interpolation_reaches_the_model(ip, monkeypatch, tokenizer):
 def test_context_is_sent(ip, monkeypatch, tokenizer):
     engine = ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n"))
     use(ip, monkeypatch, engine)
-    ip.user_ns["In"] = ["", "import math\n", "%timeit 1\n", "factor = 3\n", "<current>"]
+    typed = ["", "import math\n", "%timeit 1\n", "factor = 3\n", "<current>"]  # IPython's `In` holds these transformed
+    monkeypatch.setattr(ip.history_manager, "input_hist_raw", typed)
     ip.user_ns["factor"] = 3
     cell = "def double(x):\n    return x*factor\n"
     ip.run_cell_magic("spark", "fmt", cell)
-    expected = ctx.collect(cell, ip.user_ns["In"][:-1], ip.user_ns, 512, lambda s: len(tokenizer.encode(s)))
+    expected = ctx.collect(cell, typed[:-1], ip.user_ns, 512, lambda s: len(tokenizer.encode(s)))
     assert expected == ["import math\n", "factor = 3\n", "# names in the notebook\n# factor: int\n"]
     assert engine.prompts[0] == edit_format(tokenizer).prompt_ids("fmt", cell, expected)
 

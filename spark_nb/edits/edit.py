@@ -11,6 +11,7 @@ chat template and the code comes from the answer's first fenced block. Either wa
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class EditResult:
     fed_tokens: int = 0  # input-line tokens the driver fed (built-in format), reported apart from generated ones
     style: str = ""  # "edit" (built-in format) or "chat"
     options: dict = field(default_factory=dict)  # speculative, temperature, seed, max_new_tokens as requested
+    stopped: bool = False  # `cancel` ended generation before the edit was complete
 
     @property
     def changed(self) -> bool:
@@ -65,14 +67,16 @@ def get_engine(model=None, wafer="wse3", dtype="int8"):
 
 def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None = None, temperature: float = 0.0,
          seed: int | None = None, context=(), speculative: bool = True, wafer="wse3", dtype: str = "int8",
-         family: str | None = None, on_token=None) -> EditResult:
+         family: str | None = None, on_token=None, cancel=None) -> EditResult:
     """Edit one cell as instructed and guard the result.
 
     model: an Engine, a model folder, or None (the built-in model). max_new_tokens: generated tokens (default:
     enough to rewrite the cell twice over). context: earlier cells, oldest first. speculative: accepted and
     recorded (drafting from the cell itself comes with the speed work). family: the edit family when known (an
     evaluation knows it): turns on the guard's semantic check for refactor families. on_token: called after
-    every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for live views.
+    every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for live views. cancel: a
+    threading.Event (anything with is_set()); once set, generation ends after the current token and the result
+    is not ok, its error says "stopped". Safe to set from another thread: that is how a Stop button works.
     Returns an EditResult; `ok` is False (and `code` the original) when the result does not parse, changes the
     code's meaning under a known refactor family, or the model gave no usable output.
     """
@@ -86,8 +90,9 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
     kind = prompt.style(engine.tokenizer)
     drive = _drive_edit if kind == "edit" else _drive_chat
     on_token = on_token or (lambda *progress: None)
+    cancel = cancel or threading.Event()
     proposed, text, stats, fed, error = drive(engine, code, instruction, context, max_new_tokens, temperature, seed,
-                                              on_token)
+                                              on_token, cancel)
     if proposed is not None:
         ok, error = guard.check(code, proposed, family)
     else:
@@ -95,13 +100,13 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
     options = dict(speculative=speculative, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=stats, text=text,
                       proposed=proposed, family_hint=family_hint(instruction), fed_tokens=fed, style=kind,
-                      options=options)
+                      options=options, stopped=proposed is None and cancel.is_set())
 
 
 # -- the built-in format ---------------------------------------------------------------------------------------
 
 
-def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature, seed, on_token):
+def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature, seed, on_token, cancel):
     """Generate under the edit format's constraints; returns (code or None, raw text, Stats, fed tokens, error)."""
     from ..engine.engine import PromptTooLong
     from ..train.format import FormatError
@@ -132,6 +137,9 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
             feed = dec.push(token)
             on_token(dec.partial(), len(generated), last_s, getattr(session, "wafer_s", 0.0))
             if dec.done:
+                break
+            if cancel.is_set():
+                error = f"stopped after {len(generated)} tokens"
                 break
             logits = session.feed([token] + feed)
     except PromptTooLong as err:
@@ -164,12 +172,12 @@ def _stats(engine, prompt_tokens, n, first_s, last_s, total_s, wafer_s, wafer_tt
 # -- instruct checkpoints ----------------------------------------------------------------------------------------
 
 
-def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature, seed, on_token):
+def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature, seed, on_token, cancel):
     text_prompt = prompt.chat_prompt(engine.tokenizer, code, instruction, context)
     if max_new_tokens is None:
         max_new_tokens = 2 * len(engine.tokenizer.encode(code)) + 128
     stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-    text, done, n = "", None, 0
+    text, done, n, stopped = "", None, 0, False
     for event in stream:
         if hasattr(event, "stats"):
             done = event
@@ -179,10 +187,15 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
         on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
         if prompt.block_closed(text):
             stream.cancel()  # the cell is complete: the rest of the answer is prose
+        elif cancel.is_set():
+            stream.cancel()
+            stopped = True
     text = done.text if done is not None else text
-    proposed = prompt.extract_code(text)
+    proposed = None if stopped else prompt.extract_code(text)
     error = None
-    if proposed is None:
+    if stopped:
+        error = f"stopped after {n} tokens"
+    elif proposed is None:
         error = ("the answer has no complete fenced code block" + (" (it was cut off at max_new_tokens="
                  f"{max_new_tokens})" if done is not None and done.reason == "length" else ""))
     elif not code.endswith("\n") and proposed.endswith("\n"):

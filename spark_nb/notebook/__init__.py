@@ -9,16 +9,22 @@ __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 def load_ipython_extension(shell) -> None:
     from .magics import SparkMagics
+    from .run import async_cells
 
     magics = SparkMagics(shell)
     shell.register_magics(magics)
+    if getattr(shell, "kernel", None) is not None and async_cells not in shell.input_transformers_post:
+        shell.input_transformers_post.append(async_cells)  # %%spark streams on a worker thread: Stop works
     if magics.session not in shell.configurables:
         shell.configurables.append(magics.session)  # so %config Spark lists and sets it
 
 
 def unload_ipython_extension(shell) -> None:
     from .magics import SparkMagics
+    from .run import async_cells
 
+    if async_cells in shell.input_transformers_post:
+        shell.input_transformers_post.remove(async_cells)
     for name in ("line", "cell"):
         shell.magics_manager.magics[name].pop("spark", None)
     shell.configurables[:] = [c for c in shell.configurables if type(c).__name__ != "Spark"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from IPython.core.error import UsageError
@@ -11,10 +12,11 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import context as ctx
+from .run import EditRun
 from .session import Spark
 from .view import LiveEdit, stats_line, unified_diff
 
-__all__ = ["SparkMagics"]
+__all__ = ["SparkMagics", "spark_async"]
 
 COMMANDS = ("status", "load", "warmup", "history", "stats", "config")
 
@@ -64,9 +66,43 @@ class SparkMagics(Magics):
         args = parse_argstring(self.spark, line)
         return self._edit(args, cell)
 
-    # -- %%spark ---------------------------------------------------------------------------------------------------
+    # -- %%spark ----------------------------------------------------------------------------------------------------
 
     def _edit(self, args, cell: str):
+        """%%spark where the shell runs it synchronously (terminal IPython): generation in this thread."""
+        run, result = self._start(args, cell), None
+        if run is not None:
+            with self._reported(run):
+                result = run.blocking()
+        return None if result is None else self._conclude(run, args, result)
+
+    async def edit_async(self, line: str, cell: str):
+        """%%spark in a kernel (see `run.async_cells`): generation on a worker thread, Stop and Redirect live."""
+        args = parse_argstring(self.spark, line)
+        run, result = self._start(args, cell), None
+        if run is not None:
+            run.live.enable_controls()
+            with self._reported(run):
+                result = await run.threaded()
+        return None if result is None else self._conclude(run, args, result)
+
+    @contextmanager
+    def _reported(self, run: EditRun):
+        """An interrupt or a failure during generation ends in the view and the history; the cell stays as is.
+        An interrupt (stopped between two tokens) propagates; a failure is one message on stderr."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            run.live.finish(None, "cancelled")
+            self.session.record(run.live.instruction, run.cell, None, "cancelled", "interrupted")
+            raise
+        except Exception as err:
+            run.live.finish(None, "error")
+            self.session.record(run.live.instruction, run.cell, None, "error", str(err))
+            print(f"spark: the edit failed: {err}", file=sys.stderr)
+
+    def _start(self, args, cell: str) -> EditRun | None:
+        """Check the request, load the model, gather context and show the view; None when it cannot start."""
         if args.preview and args.new:
             raise UsageError("--preview and --new exclude each other: --preview applies nothing")
         if args.max_tokens is not None and args.max_tokens < 1:
@@ -93,27 +129,21 @@ class SparkMagics(Magics):
             print(f"spark: cannot load the model: {err}", file=sys.stderr)
             return None
         context = () if args.no_context else ctx.collect(
-            cell, ns.get("In", [])[:-1], ns, self.session.context_tokens, _counter(engine))
+            cell, _earlier_cells(self.shell), ns, self.session.context_tokens, _counter(engine))
         widgets = getattr(self.shell, "kernel", None) is not None
         live = LiveEdit(instruction, cell, widgets=widgets, history=[r.result for r in self.session.history
                                                                       if r.stats is not None],
                         interval=self.session.throttle_s)
         live.show()
-        try:
-            result = self.session.edit(cell, instruction, model=args.model, wafer=args.wafer,
-                                     max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
-                                     context=context, on_token=live.update)
-        except KeyboardInterrupt:  # generation stopped between two tokens: keep the partial view, the cell as is
-            live.finish(None, "cancelled")
-            self.session.record(instruction, cell, None, "cancelled", "interrupted")
-            raise
-        except Exception as err:
-            live.finish(None, "error")
-            self.session.record(instruction, cell, None, "error", str(err))
-            print(f"spark: the edit failed: {err}", file=sys.stderr)
-            return None
+        options = dict(model=args.model, wafer=args.wafer, max_tokens=args.max_tokens,
+                       temperature=args.temperature, seed=args.seed, context=context)
+        return EditRun(self.session, live, cell, instruction, options)
+
+    def _conclude(self, run: EditRun, args, result) -> None:
         usable = result.ok or (args.force and result.proposed is not None)
-        if args.preview:
+        if result.stopped:
+            applied = "stopped, the cell is unchanged"
+        elif args.preview:
             applied = "preview (not applied)"
         elif not usable:
             applied = "not applied, the cell is unchanged"
@@ -122,9 +152,8 @@ class SparkMagics(Magics):
             if not result.ok:
                 applied += " (--force)"
             self.shell.set_next_input(result.code if result.ok else result.proposed, replace=not args.new)
-        live.finish(result, applied)
-        self.session.record(instruction, cell, result, applied, result.error)
-        return None
+        run.live.finish(result, applied)
+        self.session.record(run.live.instruction, run.cell, result, applied, result.error)
 
     # -- %spark ----------------------------------------------------------------------------------------------------
 
@@ -218,6 +247,21 @@ class SparkMagics(Magics):
         for name, trait in sorted(s.traits(config=True).items()):
             print(f"Spark.{name} = {getattr(s, name)!r}    # {trait.help}")
         print("change with: %config Spark.NAME = VALUE  (or c.Spark.NAME in ipython_config.py)")
+
+
+async def spark_async(line: str, cell: str):
+    """What a `%%spark` cell runs in a kernel (`run.async_cells` rewrites the cell to await this)."""
+    from IPython import get_ipython
+
+    return await get_ipython().magics_manager.registry[SparkMagics.__name__].edit_async(line, cell)
+
+
+def _earlier_cells(shell) -> list[str]:
+    """The cells run before this one as typed (IPython's `In` holds them transformed: magics as calls)."""
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    if history is None:
+        history = shell.user_ns.get("In", [])
+    return list(history[:-1])
 
 
 def _counter(engine):

@@ -27,7 +27,7 @@ class Request:
     instruction: str
     original: str
     result: EditResult | None  # None when the request failed before generating (its error says why)
-    applied: str  # "replaced", "inserted", "preview", "not applied", "cancelled", "error"
+    applied: str  # "replaced the cell", "inserted below", "preview", "not applied", "stopped", "cancelled", "error"
     error: str | None = None
     when: float = 0.0
 
@@ -81,13 +81,13 @@ class Spark(Configurable):
     # -- one request ---------------------------------------------------------------------------------------------
 
     def edit(self, code: str, instruction: str, *, model=None, wafer=None, max_tokens=None, temperature=None,
-             seed=None, context=(), on_token=None) -> EditResult:
+             seed=None, context=(), on_token=None, cancel=None) -> EditResult:
         engine = self.engine_for(model, wafer)
         max_tokens = max_tokens if max_tokens is not None else (self.max_tokens or None)
         temperature = self.temperature if temperature is None else temperature
         seed = seed if seed is not None else (None if self.seed < 0 else self.seed)
         return edit(code, instruction, model=engine, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
-                    context=context, on_token=on_token)
+                    context=context, on_token=on_token, cancel=cancel)
 
     def record(self, instruction, original, result, applied, error=None) -> Request:
         req = Request(instruction, original, result, applied, error, time.time())

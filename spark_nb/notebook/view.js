@@ -20,11 +20,28 @@ function render({ model, el }) {
   const host = text("span", "spark-metric spark-host");
   const wafer = text("span", "spark-metric spark-wafer");
   head.append(status, title, host, wafer);
+  // Stop and Redirect: shown while streaming where the kernel handles them during the stream (`controls`).
+  const controls = text("div", "spark-controls");
+  const stop = text("button", "spark-stop", "Stop");
+  const redirect = document.createElement("input");
+  redirect.className = "spark-redirect";
+  redirect.placeholder = "redirect: a new instruction, then Enter";
+  const go = text("button", "spark-redirect-go", "Redirect");
+  controls.append(stop, redirect, go);
+  stop.addEventListener("click", () => model.send({ event: "stop" }));
+  function sendRedirect() {
+    const instruction = redirect.value.trim();
+    if (!instruction) return;
+    model.send({ event: "redirect", instruction });
+    redirect.value = "";
+  }
+  go.addEventListener("click", sendRedirect);
+  redirect.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); sendRedirect(); } });
   const code = text("pre", "spark-code");
   const diff = text("pre", "spark-diff");
   const verdict = text("div", "spark-verdict");
   const summary = text("div", "spark-summary");
-  el.append(head, code, verdict, diff, summary);
+  el.append(head, controls, code, verdict, diff, summary);
 
   function drawHead() {
     const s = model.get("status");
@@ -36,6 +53,7 @@ function render({ model, el }) {
       + ` · ${model.get("tokens")} tok`;
     wafer.textContent = `wafer (projected): ${rate(model.get("wafer_tok_per_s"))} tok/s · TTFT `
       + `${(wttft * 1e3).toFixed(3)} ms`;
+    controls.style.display = model.get("controls") && s === "streaming" ? "" : "none";
   }
 
   function drawCode() {
@@ -65,7 +83,7 @@ function render({ model, el }) {
 
   drawHead(); drawCode(); drawEnd();
   const events = [
-    ["change:status change:instruction change:tokens change:tok_per_s change:ttft_s change:wafer_tok_per_s "
+    ["change:status change:controls change:instruction change:tokens change:tok_per_s change:ttft_s change:wafer_tok_per_s "
       + "change:wafer_ttft_s", drawHead],
     ["change:code change:marks", drawCode],
     ["change:diff change:verdict change:ok change:summary", drawEnd],

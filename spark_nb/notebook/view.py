@@ -5,10 +5,12 @@
     result = spark.edit(code, instruction, on_token=live.update)
     live.finish(result, applied="replaced")
 
-`StreamView` holds only traits (its ESM and CSS are view.js / view.css beside this file). `LiveEdit` keeps the
-latest state in plain Python on every token and copies it into the widgets at most every `interval` seconds, in
-one message per widget (`hold_sync`), so a fast stream costs a few messages a second, never one per token; the
-first token is always sent at once.
+`StreamView` holds only traits (its ESM and CSS are view.js / view.css beside this file); its Stop button and
+redirect box send messages that `LiveEdit` hands to `on_stop()` / `on_redirect(instruction)`. `LiveEdit` keeps
+the latest state in plain Python on every token and copies it into the widgets at most every `interval` seconds,
+in one message per widget (`hold_sync`), so a fast stream costs a few messages a second, never one per token; the
+first token is always sent at once. When the tokens come from a worker thread, the worker calls `record` (state
+only) and the event loop calls `flush_if_changed` every `interval`: widgets are only touched from one thread.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class StreamView(anywidget.AnyWidget):
     verdict = t.Unicode("").tag(sync=True)  # the guard's verdict and what was done with the result
     ok = t.Bool(False).tag(sync=True)
     summary = t.Unicode("").tag(sync=True)  # final stats, one line
+    controls = t.Bool(False).tag(sync=True)  # show Stop and Redirect while streaming (the kernel can act on them)
 
 
 def line_marks(original: str, code: str) -> list[str]:
@@ -100,8 +103,11 @@ class LiveEdit:
                  clock=time.perf_counter, out=None):
         self.instruction, self.original, self.widgets = instruction, original, widgets
         self.interval, self.clock, self.out = interval, clock, out or sys.stdout
-        self.state = dict(code=original, tokens=0, host_s=0.0, wafer_s=0.0)
+        self.state = dict(code=original, tokens=0, host_s=0.0, wafer_s=0.0)  # replaced whole: one thread writes
+        self._flushed_state = None
         self._ttft = self._wafer_ttft = None
+        self.on_stop = lambda: None
+        self.on_redirect = lambda instruction: None
         self._last_flush = None  # clock time of the last sync (None: send the first token at once)
         self._prev = (0, 0.0, 0.0)  # tokens, host_s, wafer_s at the last sync: live rates are over that span
         self.flushes = 0
@@ -110,6 +116,20 @@ class LiveEdit:
             self.view = StreamView(instruction=instruction, original=original, code=original,
                                    marks=[""] * len(original.splitlines()))
             self.chart = LiveChart(requests=[request_point(r) for r in history if r is not None])
+            self.view.on_msg(self._on_msg)
+
+    def _on_msg(self, widget, content, buffers) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("event") == "stop":
+            self.on_stop()
+        elif content.get("event") == "redirect" and str(content.get("instruction", "")).strip():
+            self.on_redirect(str(content["instruction"]))
+
+    def enable_controls(self) -> None:
+        """Show Stop and Redirect: only where their messages are handled while the edit streams."""
+        if self.widgets:
+            self.view.controls = True
 
     # -- showing -------------------------------------------------------------------------------------------------
 
@@ -130,20 +150,35 @@ class LiveEdit:
 
     # -- streaming -----------------------------------------------------------------------------------------------
 
-    def update(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
-        """Called per token: keeps the state; syncs when `interval` has passed since the last sync."""
-        self.state.update(code=code, tokens=tokens, host_s=host_s, wafer_s=wafer_s)
+    def record(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
+        """Called per token (from any one thread): keeps the latest state, touches no widget."""
         if self._ttft is None:
             self._ttft, self._wafer_ttft = host_s, wafer_s
+        self.state = dict(code=code, tokens=tokens, host_s=host_s, wafer_s=wafer_s)
+
+    def update(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
+        """Called per token in the thread that owns the widgets: records, and syncs when `interval` has passed
+        since the last sync."""
+        self.record(code, tokens, host_s, wafer_s)
         now = self.clock()
         if self._last_flush is None or now - self._last_flush >= self.interval:
             self._last_flush = now
             self.flush()
 
+    def flush_if_changed(self) -> None:
+        """Sync when a token arrived since the last sync (the event loop calls this every `interval`)."""
+        if self.state is not self._flushed_state:
+            self.flush()
+
+    def restart(self, instruction: str) -> None:
+        """A redirect: the next tokens come from a new generation (its counts and clocks start at 0)."""
+        self.instruction = f"{self.instruction} → {instruction}"
+        self._prev = (0, 0.0, 0.0)
+
     def flush(self, status: str = "streaming") -> None:
         if not self.widgets:
             return
-        s = self.state
+        s = self._flushed_state = self.state
         n0, h0, w0 = self._prev
         n, h, w = s["tokens"], s["host_s"], s["wafer_s"]
         host_rate = (n - n0) / (h - h0) if n > n0 and h > h0 and n0 else 0.0  # no rate until a span after token 1
@@ -151,6 +186,7 @@ class LiveEdit:
         self._prev = (n, h, w)
         self.flushes += 1
         with self.view.hold_sync():
+            self.view.instruction = self.instruction
             self.view.code = s["code"]
             self.view.marks = line_marks(self.original, s["code"])
             self.view.status = status
@@ -173,8 +209,10 @@ class LiveEdit:
             return report
         stats = result.stats if result is not None else None
         status = {"cancelled": "cancelled", "error": "error"}.get(applied, "done")
+        if result is not None and result.stopped:
+            status = "stopped"
         if result is not None and result.proposed is not None:
-            self.state["code"] = result.proposed
+            self.state = {**self.state, "code": result.proposed}
         self.flush(status)
         with self.view.hold_sync():
             shown = result.proposed if result is not None and result.proposed is not None else self.original

@@ -1,0 +1,183 @@
+"""Stop, Redirect and interrupt while `%%spark` streams, in a real kernel driven over the Jupyter protocol.
+
+The kernel runs a scripted engine (the real EditDecoder path; 40 ms per token, a script that never finishes by
+itself) so the timing is in the test's hands. The widget's buttons are what the frontend would send: comm
+messages to the StreamView. What must hold: the messages take effect *while* the cell runs (the kernel is busy),
+generation ends within a token or two of them, a stopped or interrupted cell is never replaced, and a redirect
+continues from the partial edit with the new instruction and applies only a result that parses.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import queue
+import textwrap
+import time
+
+import pytest
+
+from spark_nb.train import tokenizer as T
+
+jupyter_client = pytest.importorskip("jupyter_client")
+pytest.importorskip("ipykernel")
+
+pytestmark = pytest.mark.slow
+
+CELL = "def f(x):\n    return x\n"
+
+SETUP = textwrap.dedent('''
+    import time, numpy as np
+    from spark_nb.model import Tokenizer
+    from spark_nb.edits.prompt import edit_format
+    %load_ext spark_nb
+
+    class Slow:
+        """Each session plays the next script of `queue` (`head` when it is empty), then repeats `tail` forever;
+        one token per 40 ms. Records every prompt and the time of every feed."""
+        def __init__(self, tokenizer, head, tail):
+            self.tokenizer, self.head, self.tail = tokenizer, head, tail
+            self.queue, self.prompts, self.feeds = [], [], []
+        def session(self):
+            engine = self
+            script = iter(self.queue.pop(0) if self.queue else self.head)
+            class S:
+                wafer_s, fed = 0.0, False
+                def feed(s, ids):
+                    if not s.fed:
+                        engine.prompts.append(list(ids))
+                        s.fed = True
+                    engine.feeds.append(time.time())
+                    time.sleep(0.04)
+                    logits = np.zeros(engine.tokenizer.vocab_size, np.float32)
+                    logits[next(script, engine.tail)] = 1.0
+                    return logits
+            return S()
+
+    tok = Tokenizer.from_folder({folder!r})
+    fmt = edit_format(tok)
+    head = [fmt.line, fmt.keep, fmt.line, fmt.replace] + fmt.text_ids("    return x + 1\\n")
+    engine = Slow(tok, head, fmt.text_ids("#")[0])
+    get_ipython().magics_manager.registry["SparkMagics"].session.engine_for = lambda *a, **k: engine
+''')
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tok")
+    T.save_tokenizer(T.train_tokenizer(inspect.getsource(inspect).splitlines() + [CELL], vocab_size=512), folder)
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    reply = kc.execute_interactive(SETUP.format(folder=str(folder)), timeout=120)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    yield km, kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def _stream(kc, code):
+    """Run code; return (msg_id, a function that reads iopub until `until(view_state)` holds, giving the view's
+    comm id and merged state)."""
+    msg_id = kc.execute(code)
+    state, comm = {}, {}
+
+    def read(until, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                msg = kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            content = msg["content"]
+            if msg["msg_type"] == "comm_open" and "instruction" in content.get("data", {}).get("state", {}):
+                comm["id"] = content["comm_id"]
+                state.update(content["data"]["state"])
+            elif msg["msg_type"] == "comm_msg" and content.get("comm_id") == comm.get("id"):
+                state.update(content["data"].get("state", {}))
+            if comm and until(state):
+                return comm["id"], state
+        raise AssertionError(f"timed out; view state {state}")
+
+    return msg_id, read
+
+
+def _send(kc, comm_id, content):
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id,
+                                                      "data": {"method": "custom", "content": content}}))
+    return time.time()
+
+
+def _reply(kc, msg_id):
+    while True:
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+
+
+def _user(kc, expr):
+    reply = kc.execute_interactive("", user_expressions={"v": expr}, timeout=30)
+    return ast.literal_eval(reply["content"]["user_expressions"]["v"]["data"]["text/plain"])
+
+
+def _feeds_after(kc, t):
+    return _user(kc, f"sum(when > {t!r} for when in engine.feeds)")
+
+
+def test_stop_button_ends_the_stream_and_keeps_the_cell(kernel):
+    km, kc = kernel
+    msg_id, read = _stream(kc, "%%spark --no-context add one\n" + CELL)
+    comm_id, state = read(lambda s: s.get("status") == "streaming" and "return x + 1\n##" in s.get("code", ""))
+    assert state["controls"] is True
+    sent = _send(kc, comm_id, {"event": "stop"})
+    _, state = read(lambda s: s.get("status") not in ("waiting", "streaming"))
+    reply = _reply(kc, msg_id)
+    assert reply["content"]["status"] == "ok"
+    assert reply["content"]["payload"] == []  # no set_next_input: the cell stays as it was
+    assert state["status"] == "stopped"
+    assert "return x + 1" in state["code"]  # the partial edit stays visible
+    assert _feeds_after(kc, sent) <= 2  # within one token (a second may be in flight when the message lands)
+
+
+def test_redirect_continues_from_the_partial_edit(kernel):
+    km, kc = kernel
+    _user(kc, "engine.queue.extend([head, [fmt.line, fmt.keep] * 3 + [fmt.end]]) or 0")
+    msg_id, read = _stream(kc, "%%spark --no-context add one\n" + CELL)
+    comm_id, _ = read(lambda s: s.get("status") == "streaming" and "return x + 1\n#" in s.get("code", ""))
+    _send(kc, comm_id, {"event": "redirect", "instruction": "keep it as it is now"})
+    _, state = read(lambda s: s.get("status") not in ("waiting", "streaming"))
+    reply = _reply(kc, msg_id)
+    assert reply["content"]["status"] == "ok"
+    (payload,) = reply["content"]["payload"]
+    applied = payload["text"]
+    assert payload["replace"] is True and applied.startswith("def f(x):\n    return x + 1\n#")
+    ast.parse(applied)
+    assert state["status"] == "done" and "keep it as it is now" in state["instruction"]
+    second = _user(kc, "tok.decode(engine.prompts[-1])")
+    assert "keep it as it is now" in second and "return x + 1" in second  # the new prompt holds the partial edit
+    history = _user(kc, "[(r.instruction, r.original) for r in "
+                        "get_ipython().magics_manager.registry['SparkMagics'].session.history[-1:]]")
+    assert history[0][1] == CELL and history[0][0] == "add one → keep it as it is now"
+
+
+def test_interrupt_stops_within_a_token_and_the_next_request_works(kernel):
+    km, kc = kernel
+    msg_id, read = _stream(kc, "%%spark --no-context add one\n" + CELL)
+    read(lambda s: s.get("status") == "streaming" and "return x + 1\n##" in s.get("code", ""))
+    sent = time.time()
+    km.interrupt_kernel()
+    _, state = read(lambda s: s.get("status") not in ("waiting", "streaming"))
+    reply = _reply(kc, msg_id)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    assert reply["content"].get("payload", []) == []
+    assert state["status"] == "cancelled" and "return x + 1" in state["code"]
+    assert _feeds_after(kc, sent) <= 2
+    # the next request on the same kernel works: a script that finishes, applied
+    _user(kc, "engine.queue.append([fmt.line, fmt.keep, fmt.line, fmt.keep, fmt.end]) or 0")
+    msg_id, read = _stream(kc, "%%spark --no-context tidy\n" + CELL)
+    read(lambda s: s.get("status") not in ("waiting", "streaming"))
+    reply = _reply(kc, msg_id)
+    assert reply["content"]["status"] == "ok"
+    (payload,) = reply["content"]["payload"]
+    assert payload["text"] == CELL
