@@ -258,6 +258,31 @@ def test_cancel_stops_after_the_current_token(edit_tokenizer):
     assert done.ok and not done.stopped and done.code == code
 
 
+def test_stopped_mid_line_settles_on_the_decisions_made(edit_tokenizer):
+    """`settled` (where a redirect continues from) applies finished decisions and leaves a line being rewritten
+    as it was, so it parses whenever the original did."""
+    code = "a = 1\nb = 2\nc = 3"
+    script = edit_script(edit_tokenizer, [(T.LINE, None), (T.REPLACE, "a = 10\n"), (T.LINE, None),
+                                          (T.REPLACE, "b = 20 + (1")])
+    stop = threading.Event()
+    r = edit(code, "bump", model=ScriptedEngine(edit_tokenizer, script), cancel=stop,
+             on_token=lambda partial, n, *_: "(1" in partial and stop.set())
+    assert r.stopped and r.settled == "a = 10\nb = 2\nc = 3"  # no final newline, as typed
+
+
+def test_instruction_words_turn_on_the_semantic_guard(edit_tokenizer):
+    """Asked for a docstring, a model that renames the function is refused (the AST differs beyond docstrings);
+    family="" checks parsing alone, and an instruction with no known words gets the parse check only."""
+    code = "def area(w, h):\n    return w * h\n"
+    renamed = edit_script(edit_tokenizer, [(T.LINE, None), (T.REPLACE, "def size(w, h):\n"), (T.END, None)])
+    engine = ScriptedEngine(edit_tokenizer, renamed)
+    refused = edit(code, "add a docstring", model=engine)
+    assert not refused.ok and refused.code == code and "changes what the code does" in refused.error
+    assert refused.proposed == "def size(w, h):\n    return w * h\n"
+    assert edit(code, "add a docstring", model=engine, family="").ok
+    assert edit(code, "make it better", model=engine).ok
+
+
 def test_edit_on_a_real_engine(edit_folder):
     engine = Engine.load(edit_folder, dtype="fp32", context=512)
     code = "def f(x):\n    return x * 2\n"

@@ -41,6 +41,7 @@ class EditResult:
     style: str = ""  # "edit" (built-in format) or "chat"
     options: dict = field(default_factory=dict)  # speculative, temperature, seed, max_new_tokens as requested
     stopped: bool = False  # `cancel` ended generation before the edit was complete
+    settled: str | None = None  # when stopped: the decisions made so far applied, a line being written left out
 
     @property
     def changed(self) -> bool:
@@ -72,8 +73,9 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
 
     model: an Engine, a model folder, or None (the built-in model). max_new_tokens: generated tokens (default:
     enough to rewrite the cell twice over). context: earlier cells, oldest first. speculative: accepted and
-    recorded (drafting from the cell itself comes with the speed work). family: the edit family when known (an
-    evaluation knows it): turns on the guard's semantic check for refactor families. on_token: called after
+    recorded (drafting from the cell itself comes with the speed work). family: the edit family, for the guard's
+    semantic check on refactor families (an evaluation knows it); None guesses it from the instruction's words
+    (`family_hint`: "add a docstring" may then not rename anything), "" checks parsing alone. on_token: called after
     every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for live views. cancel: a
     threading.Event (anything with is_set()); once set, generation ends after the current token and the result
     is not ok, its error says "stopped". Safe to set from another thread: that is how a Stop button works.
@@ -91,16 +93,17 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
     drive = _drive_edit if kind == "edit" else _drive_chat
     on_token = on_token or (lambda *progress: None)
     cancel = cancel or threading.Event()
-    proposed, text, stats, fed, error = drive(engine, code, instruction, context, max_new_tokens, temperature, seed,
-                                              on_token, cancel)
+    proposed, text, stats, fed, error, settled = drive(engine, code, instruction, context, max_new_tokens,
+                                                       temperature, seed, on_token, cancel)
     if proposed is not None:
-        ok, error = guard.check(code, proposed, family)
+        ok, error = guard.check(code, proposed, family_hint(instruction) if family is None else (family or None))
     else:
         ok = False
+    stopped = proposed is None and cancel.is_set()
     options = dict(speculative=speculative, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=stats, text=text,
                       proposed=proposed, family_hint=family_hint(instruction), fed_tokens=fed, style=kind,
-                      options=options, stopped=proposed is None and cancel.is_set())
+                      options=options, stopped=stopped, settled=settled if stopped else None)
 
 
 # -- the built-in format ---------------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
             if dec.done:
                 break
             if cancel.is_set():
-                error = f"stopped after {len(generated)} tokens"
+                error = f"stopped after {_tokens(len(generated))}"
                 break
             logits = session.feed([token] + feed)
     except PromptTooLong as err:
@@ -150,7 +153,11 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
     stats = _stats(engine, len(ids), len(generated), first_s, last_s, time.perf_counter() - t0,
                    getattr(session, "wafer_s", 0.0),
                    engine._wafer_ttft_s(len(ids)) if hasattr(engine, "_wafer_ttft_s") else 0.0)
-    return (dec.result() if dec.done and error is None else None), text, stats, dec.n_fed, error
+    return (dec.result() if dec.done and error is None else None), text, stats, dec.n_fed, error, dec.settled()
+
+
+def _tokens(n: int) -> str:
+    return f"{n} token" + ("" if n == 1 else "s")
 
 
 def _sample(logits, temperature, rng) -> int:
@@ -194,13 +201,13 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
     proposed = None if stopped else prompt.extract_code(text)
     error = None
     if stopped:
-        error = f"stopped after {n} tokens"
+        error = f"stopped after {_tokens(n)}"
     elif proposed is None:
         error = ("the answer has no complete fenced code block" + (" (it was cut off at max_new_tokens="
                  f"{max_new_tokens})" if done is not None and done.reason == "length" else ""))
     elif not code.endswith("\n") and proposed.endswith("\n"):
         proposed = proposed[:-1]
-    return proposed, text, done.stats if done is not None else None, 0, error
+    return proposed, text, done.stats if done is not None else None, 0, error, None
 
 
 # -- family hint ---------------------------------------------------------------------------------------------------
@@ -226,7 +233,7 @@ _HINTS = [  # first match wins; words, not the training paraphrases, so it also 
 
 
 def family_hint(instruction: str) -> str | None:
-    """A cheap guess at the edit family from keywords; informative only (the guard never relies on it)."""
+    """A cheap guess at the edit family from keywords: the guard's semantic check when no family is given."""
     low = instruction.lower()
     for name, pattern in _HINTS:
         if re.search(pattern, low):

@@ -31,6 +31,10 @@ class LiveChart(anywidget.AnyWidget):
     def _rolling(self, proposal):
         return list(proposal["value"])[-HISTORY:]
 
+    def __repr__(self) -> str:  # the text/plain of the display: what a terminal or a saved notebook shows
+        return (f"LiveChart({self.title or 'requests'}: {len(self.requests)} requests, host-measured and "
+                "projected-wafer TTFT and tok/s)")
+
 
 def request_point(result) -> dict:
     """A request's point for the history panel, from an EditResult (or anything with `.stats`)."""

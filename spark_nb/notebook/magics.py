@@ -146,7 +146,7 @@ class SparkMagics(Magics):
         elif args.preview:
             applied = "preview (not applied)"
         elif not usable:
-            applied = "not applied, the cell is unchanged"
+            applied = "not applied, the cell is unchanged" + (" (--force applies it)" if result.proposed else "")
         else:
             applied = "inserted below" if args.new else "replaced the cell"
             if not result.ok:

@@ -10,8 +10,8 @@ numba kernels release the GIL) while the cell awaits, and ipykernel (7.4+) dispa
 await, so the view's Stop and Redirect reach `stop()` and `redirect()` while tokens stream. The view is synced
 from the event loop, every `interval` seconds; the worker only records the latest state.
 
-Redirect ends the current generation after its token and starts a new one from the partial edit (edited lines
-so far plus the rest of the cell) with the new instruction. The result is always judged against the cell as it
+Redirect ends the current generation after its token and starts a new one from the partial edit (the lines
+decided so far plus the rest of the cell; a line being rewritten stays as it was) with the new instruction. The result is always judged against the cell as it
 was: the guard parses it, the diff is against the original, and nothing is applied until it is done.
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ class EditRun:
                 if instruction is None:
                     return self._against_cell(result)
                 self.cancel.clear()
-            base = self.live.state["code"]  # the partial edit: where the new instruction takes over
+            base = result.settled or base  # the partial edit (a line being written left as it was)
             self.instructions.append(instruction)
             self.live.restart(instruction)
 

@@ -56,6 +56,9 @@ def export(checkpoint, folder, dtype: str = "fp32", data_dir=None, log=print) ->
                 "final_losses": losses}
     (folder / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     (folder / "README.md").write_text(model_card(cfg, training, manifest, stats))
+    for path in folder.iterdir():  # safetensors writes 0600: a model shipped in a package must be readable by all
+        if path.is_file():
+            path.chmod(0o644)
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     log(f"exported {n_params(model) / 1e6:.2f}M parameters ({dtype}) to {folder}: {size / 1e6:.1f} MB")
     return folder

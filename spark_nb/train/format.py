@@ -256,6 +256,15 @@ class EditDecoder:
             text = text[:-1]
         return text
 
+    def settled(self) -> str:
+        """The code with every finished decision applied and the rest as it was: a text being written is left out
+        and the input line it would replace stays (where a redirected edit continues from)."""
+        if self.done:
+            return self.result()
+        pending = [self.lines[self.i - 1]] if self.state == "op" or self.text_kind == "replace" else []
+        text = "".join(self.out + pending + self.lines[self.i:])
+        return text[:-1] if self.missing_newline and text.endswith("\n") else text
+
     def partial(self) -> str:
         """Code so far, the text being generated, then the input lines not reached yet (for streaming views)."""
         cur = self.fmt.decode_text(self.text) if self.text else ""

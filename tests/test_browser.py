@@ -1,0 +1,144 @@
+"""A user in JupyterLab: %%spark cells run in headless Chromium (Debian's, driven by playwright-core from
+tests/browser/lab.mjs) against a real server and kernel with the built-in model.
+
+What must hold: an edit streams into the view and replaces the cell with code that parses (or, when it does not
+parse, leaves it as typed); Stop, clicked while streaming, ends the edit and leaves the cell exactly as typed;
+Redirect, typed while streaming, continues from the partial edit and applies only code that parses. Screenshots are kept in artifacts/browser/.
+
+Needs /usr/bin/chromium, node and `npm ci` in tests/browser (.ci/run installs all three and sets
+SPARK_NB_REQUIRE_BROWSER=1, which turns a missing piece into a failure instead of a skip).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent / "browser"
+SHOTS = ROOT / "artifacts" / "browser"
+
+pytestmark = pytest.mark.slow
+
+FIRST = "def celsius_to_fahrenheit(celsius):\n    return celsius * 9 / 5 + 32"
+LONG = "\n".join(
+    f"def step_{i}(values, factor):\n    result = []\n    for v in values:\n        result.append(v * factor + {i})\n"
+    f"    return result\n" for i in range(12))
+
+
+# Cell 0. The first edit runs the built-in model; Stop and Redirect get `--model slow` (tests/slow_engine.py, 40 ms
+# a token, endless until stopped or redirected), so the button is always clicked mid-stream.
+SETUP = """%load_ext spark_nb
+import sys
+sys.path.insert(0, {tests!r})
+from slow_engine import SlowEngine
+from spark_nb.edits.prompt import edit_format
+from spark_nb.model import Tokenizer
+from spark_nb.edits import BUILTIN
+
+tok = Tokenizer.from_folder(BUILTIN)
+fmt = edit_format(tok)
+head = [fmt.line, fmt.keep, fmt.line, fmt.replace] + fmt.text_ids("    result = []  # collected here\\n") + [fmt.insert]
+slow = SlowEngine(tok, head, fmt.text_ids("\\n")[0])
+slow.queue += [head, head, [fmt.line, fmt.keep] * 100 + [fmt.end]]  # stop: endless; redirect: endless, then a finish
+slow.serve(get_ipython(), "slow")"""
+
+
+def _missing() -> str | None:
+    if not Path("/usr/bin/chromium").exists():
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (HERE / "node_modules" / "playwright-core").exists():
+        return "playwright-core is not installed (npm ci --prefix tests/browser)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    reason = _missing()
+    if reason:
+        if os.environ.get("SPARK_NB_REQUIRE_BROWSER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("lab")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (SETUP.format(tests=str(Path(__file__).parent)),
+                                                           "%%spark add a docstring\n" + FIRST,
+                                                           "%%spark --model slow add docstrings\n" + LONG,
+                                                           "%%spark --model slow add comments\n" + LONG)]
+    nbformat.write(nb, root / "check.ipynb")
+    nbformat.write(nb, root / "check.ipynb.typed")  # what the user typed, to compare the saved notebook with
+    news = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no "Jupyter news?" toast over the cells
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+           "--IdentityProvider.token=tok", f"--ServerApp.root_dir={root}",
+           f"--LabApp.user_settings_dir={root / 'settings'}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(root / "lab.log", "w")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token=tok", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("JupyterLab did not start: " + (root / "lab.log").read_text()[-2000:])
+    yield url, root
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_edit_stop_and_redirect_in_jupyterlab(lab):
+    url, root = lab
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(["node", str(HERE / "lab.mjs"), f"{url}/?token=tok", "check.ipynb", str(SHOTS)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "error" not in seen, f"{seen}\n{(root / 'lab.log').read_text()[-3000:]}"
+    assert seen["page_errors"] == []
+
+    typed = [c.source for c in nbformat.read(root / "check.ipynb.typed", 4).cells]
+    saved = [c.source for c in nbformat.read(root / "check.ipynb", 4).cells]  # saved by the browser at the end
+    assert saved[len(typed):] in ([], [""])  # Shift+Enter on the last cell adds an empty one, nothing else
+
+    edit = seen["steps"]["edit"]
+    assert edit["status"] == "done", edit
+    if edit["verdict"].startswith("parses: replaced"):  # applied: the cell is now the edited code
+        assert saved[1] != typed[1] and "%%spark" not in saved[1]
+        ast.parse(saved[1])
+    else:  # a result that does not parse, or no change: the cell stays exactly as typed
+        assert saved[1] == typed[1], edit
+
+    stop = seen["steps"]["stop"]
+    assert stop["status"] == "stopped", stop
+    assert saved[2] == typed[2]  # the cell as typed, %%spark line included
+    assert stop["partial"].strip()  # what was streamed stays visible
+
+    redirect = seen["steps"]["redirect"]  # the slow engine rewrote line 2, then the redirect kept every line
+    assert redirect["status"] == "done" and "→ add type hints" in redirect["title"], redirect
+    assert redirect["verdict"].startswith("parses: replaced"), redirect
+    assert saved[3] == LONG.replace("    result = []\n", "    result = []  # collected here\n", 1)
+    for name in ("edit-done", "stopped", "redirected", "notebook"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000
