@@ -69,6 +69,10 @@ def cmd_eval(args) -> int:
     result = evaluate.run(args.model, data=args.data, split=args.split, limit=args.limit, log=log,
                           wafer=args.wafer, dtype=args.dtype, max_new_tokens=args.max_tokens)
     print(json.dumps(result, indent=2) if args.json else evaluate.format_table(result))
+    if args.card:
+        from .edits import BUILTIN
+
+        print(f"wrote the table into {evaluate.write_card(args.model or BUILTIN, result)}", file=sys.stderr)
     return 0
 
 
@@ -142,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--wafer", choices=WAFERS, default="wse3")
     ev.add_argument("--dtype", choices=("int8", "fp32"), default="int8")
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
+    ev.add_argument("--card", action="store_true", help="also write the table into the model's card (README.md)")
     ev.set_defaults(run=cmd_eval)
 
     warm = sub.add_parser("warmup", help="compile every numba kernel into the on-disk cache")

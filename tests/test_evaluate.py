@@ -71,3 +71,20 @@ def test_cli_eval_on_a_data_folder(edit_folder, tasks, tmp_path, capsys):
     assert result["split"] == "test" and 1 <= result["tasks"] <= 4
     assert result["all"]["ok"] <= result["all"]["parse"] or result["all"]["ok"] == 0  # ok implies parse
     assert cli.main(["eval", "--data", str(tmp_path / "missing"), "--model", str(edit_folder)]) == 2
+
+
+def test_card_gets_the_table_between_its_markers(edit_folder, tasks, tmp_path, capsys):
+    from spark_nb.train.export import EVAL_BEGIN, EVAL_END
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in edit_folder.iterdir():
+        (model / f.name).write_bytes(f.read_bytes())
+    (model / "README.md").write_text(f"# card\n\n## Metrics\n\n{EVAL_BEGIN}\nnot yet\n{EVAL_END}\n\n## Limits\n")
+    write_jsonl(tasks[:2], tmp_path / "test.jsonl")
+    for _ in range(2):  # twice: the section is replaced, not appended
+        assert cli.main(["eval", "--model", str(model), "--data", str(tmp_path), "--limit", "1", "--max-tokens",
+                         "4", "--card"]) == 0
+    card = (model / "README.md").read_text()
+    assert card.count(EVAL_BEGIN) == 1 and "not yet" not in card and card.endswith("## Limits\n")
+    assert "| family | kind | n | parse |" in card and "Targets:" in card

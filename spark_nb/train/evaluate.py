@@ -340,3 +340,19 @@ def run(model=None, data="artifacts/train/data", split: str = "test", limit: int
     result = evaluate(model, load_tasks(data, split), limit=limit, log=log, **options)
     result["split"], result["data"] = split, str(data)
     return result
+
+
+def write_card(folder, result: dict) -> Path:
+    """Put the table into the model card (README.md of the model folder), between the markers export left."""
+    from .export import EVAL_BEGIN, EVAL_END
+
+    card = Path(folder) / "README.md"
+    text = card.read_text()
+    if EVAL_BEGIN not in text or EVAL_END not in text:
+        raise ValueError(f"{card} has no {EVAL_BEGIN} ... {EVAL_END} section (was it written by export?)")
+    head, rest = text.split(EVAL_BEGIN, 1)
+    tail = rest.split(EVAL_END, 1)[1]
+    body = (f"`spark-nb eval` on the {result['split']} split ({result['tasks']} tasks, files never trained on; "
+            "greedy, int8 on the emulated wse3):\n\n" + format_table(result))
+    card.write_text(f"{head}{EVAL_BEGIN}\n{body}\n{EVAL_END}{tail}")
+    return card
