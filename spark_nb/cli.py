@@ -1,6 +1,6 @@
 """spark-nb: the command line.
 
-    spark-nb demo [--model PATH]        stream tokens from a model on the emulated wafer, with live tok/s
+    spark-nb demo [--model PATH]        the built-in model edits a sample cell (or stream from PATH), with tok/s
     spark-nb bench [--json] [--quick]   engine benchmark against transformers on the same weights
     spark-nb eval [--model PATH]        edit-model evaluation per family on the test split (table or --json)
     spark-nb warmup                     compile every numba kernel into the on-disk cache
@@ -17,41 +17,55 @@ import time
 from pathlib import Path
 
 WAFERS = ("wse3", "wse2", "mini")
-CACHE = Path.home() / ".cache" / "spark-nb"
 
-
-def _random_model(shape: str) -> Path:
-    """A random-weight model folder of a named shape, written once into the user cache."""
-    from .model.synthetic import write_random_model
-
-    folder = CACHE / f"random-{shape}"
-    if not (folder / "model.safetensors").exists():
-        write_random_model(folder, shape)
-    return folder
+DEMO_CELL = """def moving_average(values, window):
+    result = []
+    for i in range(len(values) - window + 1):
+        result.append(sum(values[i:i + window]) / window)
+    return result
+"""
 
 
 def cmd_demo(args) -> int:
     import spark_nb
 
-    if args.model:
-        folder = Path(args.model)
-    else:
-        folder = _random_model("llama-10m")
-        print("No --model given: using random weights in the llama-10m shape, so the text is noise; the speed is "
-              "real.\n", file=sys.stderr)
-    engine = spark_nb.load(folder, wafer=args.wafer, dtype=args.dtype)
+    if args.model is None:
+        return _demo_edit(args)
+    engine = spark_nb.load(Path(args.model), wafer=args.wafer, dtype=args.dtype)
     print(engine, file=sys.stderr)
     stream = engine.stream(args.prompt, max_new_tokens=args.max_tokens, temperature=args.temperature,
-                           seed=args.seed, ignore_eos=args.model is None)
+                           seed=args.seed)
     for event in stream:
         if hasattr(event, "stats"):
-            s = event.stats
-            print(f"\n\n[{event.reason}] {s.tokens} tokens | host: TTFT {s.ttft_s * 1e3:.1f} ms, "
-                  f"{s.tok_per_s:,.0f} tok/s | projected {s.wafer}: TTFT {s.wafer_ttft_s * 1e3:.2f} ms, "
-                  f"{s.wafer_tok_per_s:,.0f} tok/s", file=sys.stderr)
+            print(f"\n\n[{event.reason}] {_speed(event.stats)}", file=sys.stderr)
         else:
             print(event.text, end="", flush=True)
     return 0
+
+
+def _demo_edit(args) -> int:
+    """The built-in model edits a sample cell, streaming its changed lines as they are written."""
+    import spark_nb
+    from .notebook.view import unified_diff
+
+    print(f"%%spark {args.instruction}\n{DEMO_CELL}", file=sys.stderr)
+
+    def progress(partial, tokens, host_s, wafer_s):
+        print(f"\r{tokens} tokens, {host_s * 1e3:.0f} ms", end="", file=sys.stderr, flush=True)
+
+    result = spark_nb.edit(DEMO_CELL, args.instruction, wafer=args.wafer, dtype=args.dtype,
+                           temperature=args.temperature, seed=args.seed, on_token=progress)
+    print("\n", file=sys.stderr)
+    shown = result.proposed if result.proposed is not None else DEMO_CELL
+    print(unified_diff(DEMO_CELL, shown) or "(no change)")
+    print("parses: would replace the cell" if result.ok else f"not applied: {result.error}")
+    print(_speed(result.stats), file=sys.stderr)
+    return 0
+
+
+def _speed(s) -> str:
+    return (f"{s.tokens} tokens | host: TTFT {s.ttft_s * 1e3:.1f} ms, {s.tok_per_s:,.0f} tok/s | projected "
+            f"{s.wafer}: TTFT {s.wafer_ttft_s * 1e3:.2f} ms, {s.wafer_tok_per_s:,.0f} tok/s")
 
 
 def cmd_bench(args) -> int:
@@ -121,8 +135,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="stream tokens from a model on the emulated wafer, with live speed")
-    demo.add_argument("--model", help="a Hugging Face model folder (default: random weights, llama-10m shape)")
-    demo.add_argument("--prompt", default="def fibonacci(n):\n", help="prompt text")
+    demo.add_argument("--model", help="a Hugging Face model folder to stream --prompt from (default: the built-in "
+                      "model edits a sample cell as --instruction says)")
+    demo.add_argument("--instruction", default="add a docstring", help="for the built-in model's edit")
+    demo.add_argument("--prompt", default="def fibonacci(n):\n", help="prompt text (with --model)")
     demo.add_argument("--max-tokens", type=int, default=200)
     demo.add_argument("--temperature", type=float, default=0.0)
     demo.add_argument("--seed", type=int)

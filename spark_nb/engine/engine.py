@@ -294,12 +294,36 @@ class Session:
                 logits = e._decode_step(int(ids[0]), self.pos).copy()
             else:
                 logits = e._prefill(ids, None, self.pos)
-        if self.pos == 0:
-            self.wafer_s += e._wafer_ttft_s(len(ids))
-        else:
-            self.wafer_s += sum(e._wafer_decode_s(p + 1) for p in range(self.pos, self.pos + len(ids)))
-        self.pos += len(ids)
+        self._advance(len(ids))
         return logits
+
+    def verify(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Run token_ids at positions pos.. like `feed`, and return the logits after every one of them [T, vocab]:
+        one multi-token forward checks a whole speculative draft. `rewind` then drops a rejected tail."""
+        e = self.engine
+        ids = e._check_prompt(token_ids, self.pos)
+        logits = np.empty((len(ids), e.config.vocab_size), np.float32)
+        with e._lock:
+            if e._request != self._request:
+                raise Superseded("a newer request started on this engine; start a new session")
+            e._prefill(ids, logits, self.pos)
+        self._advance(len(ids))
+        return logits
+
+    def rewind(self, pos: int) -> None:
+        """Keep only the first `pos` tokens: attention never reads past the position it runs at, and what is fed
+        next overwrites the rest of the cache."""
+        if not 0 < pos <= self.pos:
+            raise ValueError(f"can rewind to 1..{self.pos} tokens, not {pos}")
+        self.pos = pos
+
+    def _advance(self, n: int) -> None:
+        e = self.engine
+        if self.pos == 0:
+            self.wafer_s += e._wafer_ttft_s(n)
+        else:  # every token fed costs one decode step, rejected draft tokens too: an upper bound
+            self.wafer_s += sum(e._wafer_decode_s(p + 1) for p in range(self.pos, self.pos + n))
+        self.pos += n
 
 
 class Superseded(RuntimeError):

@@ -29,6 +29,8 @@ class Stats:
     wafer_total_s: float
     wafer: str  # preset name
     dtype: str
+    drafted: int = 0  # speculative decoding: draft tokens proposed for verification
+    accepted: int = 0  # ... and accepted (generated tokens that cost no decode step of their own)
 
     def __getitem__(self, key: str):
         return getattr(self, key)

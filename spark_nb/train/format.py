@@ -41,6 +41,7 @@ the result.  Text that happens to contain a special token's spelling is encoded 
 """
 from __future__ import annotations
 
+import copy
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -255,6 +256,37 @@ class EditDecoder:
         if self.missing_newline and text.endswith("\n"):
             text = text[:-1]
         return text
+
+    def guess_next(self, max_n: int = 4) -> int | None:
+        """The token that would continue the edit if it copied the cell from here: <|line|> at a slot, <|keep|>
+        after a fed line, and inside a replacement the input line's next token after the longest tail of the text
+        so far (up to max_n tokens) found in the line, or <|line|> once the line's end was copied. None inside an
+        insert or where nothing aligns. An edit mostly copies, so this drafts most of its tokens."""
+        if self.done:
+            return None
+        if self.state == "slot":
+            return self.fmt.line
+        if self.state == "op":
+            return self.fmt.keep
+        if self.text_kind != "replace":
+            return None
+        source, written = self.line_ids[self.i - 1], self.text
+        if not written:
+            return source[0] if source else None
+        for n in range(min(max_n, len(written)), 0, -1):
+            tail = written[-n:]
+            if source[-n:] == tail:
+                return self.fmt.line
+            for j in range(len(source) - n):
+                if source[j:j + n] == tail:
+                    return source[j + n]
+        return None
+
+    def fork(self) -> "EditDecoder":
+        """An independent copy of the state (to try tokens ahead, as a speculative draft does)."""
+        twin = copy.copy(self)
+        twin.out, twin.text = list(self.out), list(self.text)
+        return twin
 
     def settled(self) -> str:
         """The code with every finished decision applied and the rest as it was: a text being written is left out

@@ -1,0 +1,98 @@
+"""Speculative edits: the draft comes from the cell itself, one forward verifies it, and the output is token for
+token what plain greedy decoding gives.
+
+References are independent of the speculative path: plain decoding (`speculative=False`, one decode step per
+generated token) for the outputs, and a full causal forward (`Engine.logits`) for what `Session.verify` returns.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+
+import numpy as np
+import pytest
+
+import spark_nb
+from spark_nb.edits import BUILTIN
+from spark_nb.edits.prompt import edit_format
+from spark_nb.engine import Engine
+from spark_nb.model import Tokenizer
+from test_edit_api import edit_folder  # noqa: F401  (the random-weight model with the edit tokenizer)
+
+INSTRUCTIONS = ["add a docstring", "add type hints", "use f-strings", "rename the variable result to out",
+                "add comments", "remove the debug prints", "use a list comprehension", "fix the typo"]
+
+
+def stdlib_cells(n: int) -> list[str]:
+    """Top-level functions of a few standard-library modules, as notebook cells."""
+    import calendar
+    import colorsys
+    import fnmatch
+    import textwrap
+
+    cells = []
+    for module in (textwrap, fnmatch, colorsys, calendar):
+        src = inspect.getsource(module)
+        for node in ast.parse(src).body:
+            if isinstance(node, ast.FunctionDef) and 3 <= node.end_lineno - node.lineno <= 30:
+                cells.append(ast.get_source_segment(src, node) + "\n")
+    return cells[:n]
+
+
+def test_verify_returns_every_positions_logits(edit_folder):  # noqa: F811
+    engine = Engine.load(edit_folder, dtype="fp32", context=512)
+    ids = list(range(20, 90))
+    full = engine.logits(ids)
+    s = engine.session()
+    s.feed(ids[:30])
+    rows = s.verify(ids[30:50])
+    np.testing.assert_allclose(rows, full[30:50], rtol=1e-4, atol=1e-4)
+    s.rewind(40)  # keep 40 tokens, drop 10: what follows must see exactly ids[:40]
+    np.testing.assert_allclose(s.feed(ids[40:70]), full[69], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError):
+        s.rewind(0)
+
+
+def test_draft_copies_the_cell(edit_folder):  # noqa: F811
+    """For an unchanged cell the draft is exactly the identity edit: <|line|> <|keep|> per line, and inside a
+    replacement the replaced line's own tokens, then <|line|>."""
+    from spark_nb.edits.edit import _draft
+
+    fmt = edit_format(Tokenizer.from_folder(edit_folder))
+    code = "def f(x):\n    return x + 1\n"
+    dec = fmt.decoder(code)
+    draft = [t for t, _ in _draft(dec, 10)]
+    assert draft == [fmt.line, fmt.keep, fmt.line, fmt.keep, fmt.line]
+    dec.push(fmt.line)
+    dec.push(fmt.replace)
+    dec.push(fmt.text_ids("def f(")[0])
+    line = fmt.text_ids("def f(x):\n")
+    guess = [t for t, _ in _draft(dec, 20)]
+    assert guess[: len(line) - 1] == line[1:] and guess[len(line) - 1] == fmt.line
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp32"])
+def test_random_model_same_output_either_way(edit_folder, dtype):  # noqa: F811
+    """A random model rejects most drafts: every rewind path runs, and the output is still the same."""
+    engine = Engine.load(edit_folder, dtype=dtype, context=512)
+    for i, cell in enumerate(stdlib_cells(6)):
+        instruction = INSTRUCTIONS[i % len(INSTRUCTIONS)]
+        plain = spark_nb.edit(cell, instruction, model=engine, speculative=False, max_new_tokens=120)
+        fast = spark_nb.edit(cell, instruction, model=engine, speculative=True, max_new_tokens=120)
+        assert fast.text == plain.text and fast.proposed == plain.proposed and fast.error == plain.error
+        assert fast.stats.tokens == plain.stats.tokens and plain.stats.drafted == 0
+
+
+@pytest.mark.skipif(not (BUILTIN / "config.json").exists(), reason="the built-in model is not installed")
+def test_builtin_model_same_output_and_drafts_accepted():
+    """On the built-in model most of an edit is copying: drafts are accepted, and the output never changes."""
+    engine = spark_nb.load()
+    drafted = accepted = 0
+    cells = stdlib_cells(24)
+    for i, cell in enumerate(cells):
+        instruction = INSTRUCTIONS[i % len(INSTRUCTIONS)]
+        plain = spark_nb.edit(cell, instruction, model=engine, speculative=False)
+        fast = spark_nb.edit(cell, instruction, model=engine)  # speculative is the default
+        assert fast.text == plain.text and fast.proposed == plain.proposed, (instruction, cell)
+        drafted, accepted = drafted + fast.stats.drafted, accepted + fast.stats.accepted
+    assert accepted > 0.5 * drafted > 0
