@@ -2,6 +2,7 @@
 
     spark-nb demo [--model PATH]        the built-in model edits a sample cell (or stream from PATH), with tok/s
     spark-nb bench [--json] [--quick]   engine benchmark against transformers on the same weights
+    spark-nb bench --edits              edits of held-out cells: plain greedy against speculative
     spark-nb eval [--model PATH]        edit-model evaluation per family on the test split (table or --json)
     spark-nb warmup                     compile every numba kernel into the on-disk cache
     spark-nb project CONFIG             project decode tok/s and TTFT on a wafer from a config alone
@@ -71,6 +72,13 @@ def _speed(s) -> str:
 def cmd_bench(args) -> int:
     from . import bench
 
+    if args.edits:
+        from .edits import bench as edits_bench
+
+        log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
+        result = edits_bench.run(args.model, data=args.data, limit=args.limit, log=log)
+        print(json.dumps(result, indent=2) if args.json else edits_bench.format_table(result))
+        return 0
     result = bench.run(quick=args.quick, reference=not args.no_reference)
     print(json.dumps(result, indent=2) if args.json else bench.format_table(result))
     return 0
@@ -150,6 +158,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the full result as JSON")
     bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
     bench.add_argument("--no-reference", action="store_true", help="skip transformers")
+    bench.add_argument("--edits", action="store_true", help="edits of held-out cells instead: plain greedy against "
+                       "speculative (identical outputs), effective tok/s, acceptance, TTFT")
+    bench.add_argument("--model", help="with --edits: a model folder (default: the built-in model)")
+    bench.add_argument("--data", help="with --edits: a data folder whose test.jsonl to use (default: the test "
+                       "sample shipped with the model)")
+    bench.add_argument("--limit", type=int, default=6, help="with --edits: tasks per edit family (default 6)")
     bench.set_defaults(run=cmd_bench)
 
     ev = sub.add_parser("eval", help="evaluate an edit model per family on held-out edit tasks")

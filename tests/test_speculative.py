@@ -96,3 +96,19 @@ def test_builtin_model_same_output_and_drafts_accepted():
         assert fast.text == plain.text and fast.proposed == plain.proposed, (instruction, cell)
         drafted, accepted = drafted + fast.stats.drafted, accepted + fast.stats.accepted
     assert accepted > 0.5 * drafted > 0
+
+
+def test_bench_edits_compares_both_ways(edit_folder, tmp_path, capsys):  # noqa: F811
+    import json
+
+    from spark_nb import cli
+    from spark_nb.train.tasks import write_jsonl
+    from test_edit_api import family_tasks
+
+    write_jsonl(family_tasks(per_family=1), tmp_path / "test.jsonl")
+    assert cli.main(["bench", "--edits", "--model", str(edit_folder), "--data", str(tmp_path), "--limit", "1",
+                     "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["tasks"] >= 12 and result["identical"] == result["tasks"]
+    assert result["speedup"]["p10"] <= result["speedup"]["median"] <= result["speedup"]["p90"]
+    assert all(r["out_tokens"] >= r["generated"] > 0 for r in result["rows"])

@@ -21,6 +21,7 @@ from .tokenizer import save_tokenizer
 from .train import LOG, load_checkpoint
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+SAMPLE_PER_FAMILY = 12  # held-out test tasks shipped beside the model
 EVAL_BEGIN, EVAL_END = "<!-- EVAL:BEGIN -->", "<!-- EVAL:END -->"
 
 
@@ -48,6 +49,12 @@ def export(checkpoint, folder, dtype: str = "fp32", data_dir=None, log=print) ->
     if data_dir and (data_dir / "manifest.json").exists():
         shutil.copy(data_dir / "manifest.json", folder / "manifest.json")
         manifest = json.loads((data_dir / "manifest.json").read_text())
+    if data_dir and (data_dir / "test.jsonl").exists():  # for `spark-nb bench --edits` and the notebooks
+        from ..edits.bench import SAMPLE
+        from .evaluate import load_tasks, select
+        from .tasks import write_jsonl
+
+        write_jsonl(select(load_tasks(data_dir, "test"), SAMPLE_PER_FAMILY), folder / SAMPLE)
     if data_dir and (data_dir / "stats.json").exists():
         stats = json.loads((data_dir / "stats.json").read_text())
     log_path = checkpoint.parent / LOG

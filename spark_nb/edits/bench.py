@@ -1,0 +1,87 @@
+"""`spark-nb bench --edits`: edits of held-out cells, plain greedy against speculative, on one engine.
+
+    result = run(limit=6)                 # the built-in model on its test sample; a JSON-ready dict
+    print(format_table(result))
+
+Every task is edited twice in the same process, plain (one decode step per generated token) then speculative
+(drafts from the cell, verified in one forward), and the two outputs must be identical. Effective tok/s counts the
+edited cell's tokens (generated and fed: what the user sees appear) over the whole edit, prompt included; TTFT is
+the prompt's forward and the first token. Speeds are reported as medians, p90 and ratios, never asserted.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run", "format_table", "SAMPLE"]
+
+SAMPLE = "test_sample.jsonl"  # the test-split sample export writes into a model folder
+
+
+def _tasks(engine, data, limit):
+    from ..train.evaluate import load_tasks, select
+    from ..train.tasks import read_jsonl
+
+    if data is not None:
+        return select(load_tasks(data, "test"), limit)
+    sample = Path(engine.path) / SAMPLE
+    if not sample.exists():
+        raise FileNotFoundError(f"{sample} is missing: pass --data DIR (a data folder with test.jsonl)")
+    return select(read_jsonl(sample), limit)
+
+
+def run(model=None, data=None, limit: int | None = 6, log=None) -> dict:
+    from . import edit
+    from .edit import get_engine
+
+    engine = get_engine(model)
+    tasks = _tasks(engine, data, limit)
+    edit(tasks[0].before, tasks[0].instruction, model=engine, max_new_tokens=4)  # kernels compiled or loaded
+    rows = []
+    for i, task in enumerate(tasks):
+        timed = {}
+        for mode in ("plain", "speculative"):
+            t0 = time.perf_counter()
+            r = edit(task.before, task.instruction, model=engine, context=task.context, family=task.family,
+                     speculative=mode == "speculative")
+            timed[mode] = (time.perf_counter() - t0, r)
+        (t_plain, plain), (t_fast, fast) = timed["plain"], timed["speculative"]
+        out = plain.stats.tokens + plain.fed_tokens
+        rows.append(dict(family=task.family, out_tokens=out, generated=plain.stats.tokens,
+                         identical=fast.text == plain.text and fast.proposed == plain.proposed,
+                         plain_s=t_plain, speculative_s=t_fast, plain_tok_s=out / t_plain, speculative_tok_s=out / t_fast,
+                         speedup=t_plain / t_fast, ttft_s=fast.stats.ttft_s, wafer_ttft_s=fast.stats.wafer_ttft_s,
+                         drafted=fast.stats.drafted, accepted=fast.stats.accepted))
+        if log and (i + 1) % 10 == 0:
+            log(f"{i + 1}/{len(tasks)} edits")
+
+    def stat(key, q):
+        return float(np.percentile([r[key] for r in rows], q))
+
+    drafted = sum(r["drafted"] for r in rows)
+    return dict(model=str(engine.path), dtype=engine.dtype, tasks=len(rows),
+                identical=sum(r["identical"] for r in rows),
+                plain_tok_s=dict(median=stat("plain_tok_s", 50), p90=stat("plain_tok_s", 90)),
+                speculative_tok_s=dict(median=stat("speculative_tok_s", 50), p90=stat("speculative_tok_s", 90)),
+                speedup=dict(median=stat("speedup", 50), p10=stat("speedup", 10), p90=stat("speedup", 90)),
+                acceptance=sum(r["accepted"] for r in rows) / drafted if drafted else 0.0,
+                ttft_ms=dict(median=1e3 * stat("ttft_s", 50), p90=1e3 * stat("ttft_s", 90)),
+                wafer_ttft_ms=dict(median=1e3 * stat("wafer_ttft_s", 50)), rows=rows)
+
+
+def format_table(result: dict) -> str:
+    p, s, x = result["plain_tok_s"], result["speculative_tok_s"], result["speedup"]
+    return "\n".join([
+        f"edits: {result['tasks']} held-out tasks, {result['model']} ({result['dtype']}); "
+        f"identical outputs {result['identical']}/{result['tasks']}",
+        "| decoding | effective tok/s median | p90 |", "|---|--:|--:|",
+        f"| plain greedy | {p['median']:,.0f} | {p['p90']:,.0f} |",
+        f"| speculative | {s['median']:,.0f} | {s['p90']:,.0f} |",
+        "",
+        f"speculative / plain, per edit: median {x['median']:.2f}x (p10 {x['p10']:.2f}x, p90 {x['p90']:.2f}x); "
+        f"draft tokens accepted {result['acceptance']:.0%}",
+        f"TTFT: median {result['ttft_ms']['median']:.1f} ms, p90 {result['ttft_ms']['p90']:.1f} ms on this machine; "
+        f"{result['wafer_ttft_ms']['median']:.3f} ms projected on the wafer",
+    ])
