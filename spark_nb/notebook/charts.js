@@ -1,5 +1,6 @@
 // LiveChart: two hand-drawn SVG panels. Left: tok/s through the current stream (x: seconds), or, with no stream in
-// flight, decode tok/s per request. Right: per request, TTFT (ms) and decode tok/s. Host-measured (solid) and wafer-projected (dashed) side by side, log y axes.
+// flight, decode tok/s per request. Right: per request, TTFT (ms), with the share of speculative draft tokens
+// accepted under each pair of bars. Host-measured (solid) and wafer-projected (dashed) side by side, log y axes.
 const NS = "http://www.w3.org/2000/svg";
 const HOST = "#d9480f", WAFER = "#1971c2";
 const W = 340, H = 190, M = { l: 52, r: 10, t: 24, b: 34 };
@@ -101,6 +102,11 @@ function draw(model, root) {
     };
     bar(r.ttft_ms, 1, HOST, "host");
     bar(r.wafer_ttft_ms, 1 + w + 1, WAFER, "wafer");
+    if (r.drafted && bw >= 24) {  // speculative edits: the share of draft tokens accepted, under the bars
+      el("text", { x: x + bw / 2, y: M.t + right.ih + 12, "text-anchor": "middle", class: "spark-tick" }, right.g,
+        `${Math.round((100 * r.accepted) / r.drafted)}%`).appendChild(el("title", {}, null,
+        `#${i + 1}: ${r.accepted} of ${r.drafted} draft tokens accepted`));
+    }
   });
   if (!reqs.length) el("text", { x: M.l + 8, y: M.t + 20, class: "spark-tick" }, right.g, "no finished requests yet");
   legend(svg, M.l, H + 10);

@@ -41,4 +41,5 @@ def request_point(result) -> dict:
     s = result.stats
     return dict(label=(getattr(result, "family_hint", None) or "edit"), tokens=s.tokens,
                 ttft_ms=s.ttft_s * 1e3, wafer_ttft_ms=s.wafer_ttft_s * 1e3,
-                tok_per_s=s.tok_per_s, wafer_tok_per_s=s.wafer_tok_per_s, wafer=s.wafer)
+                tok_per_s=s.tok_per_s, wafer_tok_per_s=s.wafer_tok_per_s, wafer=s.wafer,
+                drafted=getattr(s, "drafted", 0), accepted=getattr(s, "accepted", 0))

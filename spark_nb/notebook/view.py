@@ -79,9 +79,11 @@ def _verdict(result, applied: str) -> str:
 def stats_line(stats) -> str:
     if stats is None:
         return ""
-    return (f"{stats.tokens} tokens | host: TTFT {stats.ttft_s * 1e3:.1f} ms, {stats.tok_per_s:.1f} tok/s | "
+    line = (f"{stats.tokens} tokens | host: TTFT {stats.ttft_s * 1e3:.1f} ms, {stats.tok_per_s:.1f} tok/s | "
             f"wafer {stats.wafer or '?'} (projected): TTFT {stats.wafer_ttft_s * 1e3:.3f} ms, "
             f"{stats.wafer_tok_per_s:,.0f} tok/s")
+    drafted = getattr(stats, "drafted", 0)
+    return line + (f" | speculative: {stats.accepted} of {drafted} draft tokens accepted" if drafted else "")
 
 
 def text_report(instruction: str, original: str, result, applied: str) -> str:
