@@ -99,8 +99,12 @@ def _reply(kc, msg_id):
 
 
 def _user(kc, expr):
-    reply = kc.execute_interactive("", user_expressions={"v": expr}, timeout=30)
-    return ast.literal_eval(reply["content"]["user_expressions"]["v"]["data"]["text/plain"])
+    for _ in range(20):  # after an error (the interrupt) ipykernel aborts requests for a moment: ask again
+        reply = kc.execute_interactive("", user_expressions={"v": expr}, timeout=30)
+        if reply["content"]["status"] != "aborted":
+            return ast.literal_eval(reply["content"]["user_expressions"]["v"]["data"]["text/plain"])
+        time.sleep(0.05)
+    raise AssertionError(f"the kernel kept aborting requests: {reply['content']}")
 
 
 def _feeds_after(kc, t):

@@ -76,9 +76,15 @@ class EditRun:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
+        def on_token(*progress):
+            first = self.live.first_token_at is None
+            self.live.record(*progress)
+            if first:  # show the first token at once, not at the loop's next tick
+                loop.call_soon_threadsafe(self.live.flush_if_changed)
+
         def work():
             try:
-                outcome = (self._generate(self.live.record), None)
+                outcome = (self._generate(on_token), None)
             except BaseException as err:  # handed to the event loop, raised there
                 outcome = (None, err)
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(outcome))

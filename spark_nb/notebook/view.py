@@ -113,6 +113,8 @@ class LiveEdit:
         self._last_flush = None  # clock time of the last sync (None: send the first token at once)
         self._prev = (0, 0.0, 0.0)  # tokens, host_s, wafer_s at the last sync: live rates are over that span
         self.flushes = 0
+        self.first_token_at = None  # clock time the first token was recorded
+        self.first_update_ms = None  # from then until the widgets carried it (the 50 ms target)
         self.handle = None
         if widgets:
             self.view = StreamView(instruction=instruction, original=original, code=original,
@@ -156,6 +158,7 @@ class LiveEdit:
         """Called per token (from any one thread): keeps the latest state, touches no widget."""
         if self._ttft is None:
             self._ttft, self._wafer_ttft = host_s, wafer_s
+            self.first_token_at = self.clock()
         self.state = dict(code=code, tokens=tokens, host_s=host_s, wafer_s=wafer_s)
 
     def update(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
@@ -198,6 +201,8 @@ class LiveEdit:
             self.view.wafer_ttft_s = self._wafer_ttft or 0.0
             if host_rate:
                 self.view.tok_per_s, self.view.wafer_tok_per_s = host_rate, wafer_rate
+        if self.first_update_ms is None and n and self.first_token_at is not None:
+            self.first_update_ms = (self.clock() - self.first_token_at) * 1e3
         if host_rate:
             self.chart.stream = self.chart.stream + [[round(h, 4), host_rate, wafer_rate]]
 
