@@ -26,14 +26,19 @@ def unload_ipython_extension(shell):
     _unload(shell)
 
 
-def load(path, wafer="wse3", dtype="int8", context=None):
-    """Load a Hugging Face model folder onto an emulated wafer and return an `Engine`.
+def load(path=None, wafer="wse3", dtype="int8", context=None):
+    """Load a Hugging Face model folder (default: the built-in edit model) onto an emulated wafer and return an
+    `Engine`.
 
     wafer: a preset ("wse3", "wse2", "mini") or a WaferSpec; dtype: "int8" (per-channel) or "fp32";
     context: KV cache length (default: the model's, at most 2048).
     """
     from .engine import Engine
 
+    if path is None:
+        from .edits import BUILTIN
+
+        path = BUILTIN
     return Engine.load(path, wafer=wafer, dtype=dtype, context=context)
 
 
