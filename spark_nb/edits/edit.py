@@ -21,7 +21,7 @@ import numpy as np
 
 from . import guard, prompt
 
-__all__ = ["edit", "EditResult", "BUILTIN", "get_engine"]
+__all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine"]
 
 BUILTIN = Path(__file__).resolve().parent.parent / "models" / "builtin"
 DRAFT_START, DRAFT_MIN, DRAFT_MAX = 8, 2, 64  # speculative draft length: doubles while all are accepted
@@ -67,10 +67,26 @@ def get_engine(model=None, wafer="wse3", dtype="int8"):
     return _ENGINES[key]
 
 
-def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None = None, temperature: float = 0.0,
-         seed: int | None = None, context=(), speculative: bool = True, wafer="wse3", dtype: str = "int8",
-         family: str | None = None, on_token=None, cancel=None) -> EditResult:
-    """Edit one cell as instructed and guard the result.
+def edit(code: str, instruction: str, **options) -> EditResult:
+    """Edit one cell as instructed and guard the result (options: see `edit_steps`)."""
+    return drain(edit_steps(code, instruction, **options))
+
+
+def drain(steps):
+    """Run a generator of steps to its end and return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int | None = None,
+               temperature: float = 0.0, seed: int | None = None, context=(), speculative: bool = True,
+               wafer="wse3", dtype: str = "int8", family: str | None = None, on_token=None, cancel=None):
+    """`edit`, one forward pass at a time: a generator that yields after every pass and returns the EditResult.
+    An async caller awaits between steps, so its event loop keeps running while the model generates (that is how
+    %%spark's Stop and Redirect are heard); `edit` just runs the steps.
 
     model: an Engine, a model folder, or None (the built-in model). max_new_tokens: generated tokens (default:
     enough to rewrite the cell twice over). context: earlier cells, oldest first. speculative: with greedy
@@ -80,7 +96,7 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
     (`family_hint`: "add a docstring" may then not rename anything), "" checks parsing alone. on_token: called after
     every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for live views. cancel: a
     threading.Event (anything with is_set()); once set, generation ends after the current token and the result
-    is not ok, its error says "stopped". Safe to set from another thread: that is how a Stop button works.
+    is not ok, its error says "stopped" (set from another thread or between steps: how a Stop button works).
     Returns an EditResult; `ok` is False (and `code` the original) when the result does not parse, changes the
     code's meaning under a known refactor family, or the model gave no usable output.
     """
@@ -95,8 +111,9 @@ def edit(code: str, instruction: str, *, model=None, max_new_tokens: int | None 
     drive = _drive_edit if kind == "edit" else _drive_chat
     on_token = on_token or (lambda *progress: None)
     cancel = cancel or threading.Event()
-    proposed, text, stats, fed, error, settled = drive(engine, code, instruction, context, max_new_tokens,
-                                                       temperature, seed, on_token, cancel, speculative)
+    proposed, text, stats, fed, error, settled = yield from drive(engine, code, instruction, context,
+                                                                  max_new_tokens, temperature, seed, on_token,
+                                                                  cancel, speculative)
     if proposed is not None:
         ok, error = guard.check(code, proposed, family_hint(instruction) if family is None else (family or None))
     else:
@@ -155,6 +172,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
 
     try:
         logits = session.feed(ids)
+        yield
         while not dec.done:
             if len(generated) >= max_new_tokens:
                 error = f"the edit was not finished within max_new_tokens={max_new_tokens}"
@@ -178,8 +196,10 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
                 ends.pop()
             if not draft:
                 logits = session.feed(run[: ends[0] + 1])
+                yield
                 continue
             rows = session.verify(run[: ends[-1] + 1])
+            yield
             n = 0
             while n < len(draft) and not dec.done and not cancel.is_set() and choose(rows[ends[n]]) == draft[n][0]:
                 commit(draft[n][0])
@@ -250,6 +270,7 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
         text += event.text
         n += 1
         on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
+        yield
         if prompt.block_closed(text):
             stream.cancel()  # the cell is complete: the rest of the answer is prose
         elif cancel.is_set():

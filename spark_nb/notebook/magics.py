@@ -77,13 +77,14 @@ class SparkMagics(Magics):
         return None if result is None else self._conclude(run, args, result)
 
     async def edit_async(self, line: str, cell: str):
-        """%%spark in a kernel (see `run.async_cells`): generation on a worker thread, Stop and Redirect live."""
+        """%%spark in a kernel (see `run.async_cells`): the event loop runs between forward passes, so Stop and
+        Redirect work while the edit streams."""
         args = parse_argstring(self.spark, line)
         run, result = self._start(args, cell), None
         if run is not None:
             run.live.enable_controls()
             with self._reported(run):
-                result = await run.threaded()
+                result = await run.interleaved()
         return None if result is None else self._conclude(run, args, result)
 
     @contextmanager

@@ -9,8 +9,7 @@
 redirect box send messages that `LiveEdit` hands to `on_stop()` / `on_redirect(instruction)`. `LiveEdit` keeps
 the latest state in plain Python on every token and copies it into the widgets at most every `interval` seconds,
 in one message per widget (`hold_sync`), so a fast stream costs a few messages a second, never one per token; the
-first token is always sent at once. When the tokens come from a worker thread, the worker calls `record` (state
-only) and the event loop calls `flush_if_changed` every `interval`: widgets are only touched from one thread.
+first token is always sent at once.
 """
 from __future__ import annotations
 
@@ -105,8 +104,7 @@ class LiveEdit:
                  clock=time.perf_counter, out=None):
         self.instruction, self.original, self.widgets = instruction, original, widgets
         self.interval, self.clock, self.out = interval, clock, out or sys.stdout
-        self.state = dict(code=original, tokens=0, host_s=0.0, wafer_s=0.0)  # replaced whole: one thread writes
-        self._flushed_state = None
+        self.state = dict(code=original, tokens=0, host_s=0.0, wafer_s=0.0)
         self._ttft = self._wafer_ttft = None
         self.on_stop = lambda: None
         self.on_redirect = lambda instruction: None
@@ -155,24 +153,18 @@ class LiveEdit:
     # -- streaming -----------------------------------------------------------------------------------------------
 
     def record(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
-        """Called per token (from any one thread): keeps the latest state, touches no widget."""
+        """Keeps the latest state, touches no widget."""
         if self._ttft is None:
             self._ttft, self._wafer_ttft = host_s, wafer_s
             self.first_token_at = self.clock()
         self.state = dict(code=code, tokens=tokens, host_s=host_s, wafer_s=wafer_s)
 
     def update(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
-        """Called per token in the thread that owns the widgets: records, and syncs when `interval` has passed
-        since the last sync."""
+        """Called per token: records, and syncs when `interval` has passed since the last sync."""
         self.record(code, tokens, host_s, wafer_s)
         now = self.clock()
         if self._last_flush is None or now - self._last_flush >= self.interval:
             self._last_flush = now
-            self.flush()
-
-    def flush_if_changed(self) -> None:
-        """Sync when a token arrived since the last sync (the event loop calls this every `interval`)."""
-        if self.state is not self._flushed_state:
             self.flush()
 
     def restart(self, instruction: str) -> None:
@@ -183,7 +175,7 @@ class LiveEdit:
     def flush(self, status: str = "streaming") -> None:
         if not self.widgets:
             return
-        s = self._flushed_state = self.state
+        s = self.state
         n0, h0, w0 = self._prev
         n, h, w = s["tokens"], s["host_s"], s["wafer_s"]
         host_rate = (n - n0) / (h - h0) if n > n0 and h > h0 and n0 else 0.0  # no rate until a span after token 1
