@@ -19,11 +19,11 @@ from pathlib import Path
 
 WAFERS = ("wse3", "wse2", "mini")
 
-DEMO_CELL = """def moving_average(values, window):
-    result = []
-    for i in range(len(values) - window + 1):
-        result.append(sum(values[i:i + window]) / window)
-    return result
+DEMO_CELL = """def fibonacci(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
 """
 
 
@@ -145,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="stream tokens from a model on the emulated wafer, with live speed")
     demo.add_argument("--model", help="a Hugging Face model folder to stream --prompt from (default: the built-in "
                       "model edits a sample cell as --instruction says)")
-    demo.add_argument("--instruction", default="add a docstring", help="for the built-in model's edit")
+    demo.add_argument("--instruction", default="add type hints", help="for the built-in model's edit")
     demo.add_argument("--prompt", default="def fibonacci(n):\n", help="prompt text (with --model)")
     demo.add_argument("--max-tokens", type=int, default=200)
     demo.add_argument("--temperature", type=float, default=0.0)
