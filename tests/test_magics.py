@@ -180,6 +180,7 @@ def test_real_engine_on_random_model(ip, edit_folder, capsys):
     ip.run_line_magic("spark", "status")
     out = capsys.readouterr().out
     assert "loaded in" in out and "engine: Engine(" in out and "numba cache" in out
+    assert "also loaded: Engine(" in out and "on mini" in out  # the per-request --wafer mini engine
 
 
 def test_interpolation_reaches_the_model(ip, monkeypatch, tokenizer):

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from .edit import BUILTIN, EditResult, drain, edit, edit_steps, family_hint, get_engine
+from .edit import BUILTIN, EditResult, drain, edit, edit_steps, family_hint, get_engine, loaded_engines
 from .guard import check, parse_error
 
-__all__ = ["edit", "edit_steps", "drain", "EditResult", "check", "parse_error", "family_hint", "get_engine", "BUILTIN"]
+__all__ = ["edit", "edit_steps", "drain", "EditResult", "check", "parse_error", "family_hint", "get_engine", "loaded_engines", "BUILTIN"]

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import guard, prompt
 
-__all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine"]
+__all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine", "loaded_engines"]
 
 BUILTIN = Path(__file__).resolve().parent.parent / "models" / "builtin"
 DRAFT_START, DRAFT_MIN, DRAFT_MAX = 8, 2, 64  # speculative draft length: doubles while all are accepted
@@ -65,6 +65,11 @@ def get_engine(model=None, wafer="wse3", dtype="int8"):
 
         _ENGINES[key] = Engine.load(path, wafer=wafer, dtype=dtype)
     return _ENGINES[key]
+
+
+def loaded_engines() -> list:
+    """The engines loaded so far in this process (each model, wafer and dtype once), oldest first."""
+    return list(_ENGINES.values())
 
 
 def edit(code: str, instruction: str, **options) -> EditResult:

@@ -184,17 +184,23 @@ class SparkMagics(Magics):
         print(f"loaded in {time.perf_counter() - t0:.1f} s: {engine!r}")
 
     def _cmd_status(self, args):
+        from ..edits import loaded_engines
+
         s = self.session
         print(f"model: {s.model}   wafer: {s.wafer}   dtype: {s.dtype}")
         try:
             engine = s.engine_for()
         except Exception as err:
+            engine = None
             print(f"engine: not loaded ({err})")
         else:
             print(f"engine: {engine!r}")
             placement = getattr(engine, "placement", None)
             if placement is not None:
                 print(placement.summary())
+        for other in loaded_engines():  # models given per request (--model, --wafer) stay loaded too
+            if other is not engine:
+                print(f"also loaded: {other!r}")
         print(f"numba cache: {_numba_cache()}")
         print(f"requests this session: {len(s.history)}")
 
