@@ -249,3 +249,24 @@ def test_interpolate():
     ns = {"a": 1, "name": "total"}
     assert ctx.interpolate("use {name} and {a}", ns) == "use total and 1"
     assert ctx.interpolate("keep {missing}, {a + 1}, {{a}}, {'k': v}, {", ns) == "keep {missing}, {a + 1}, {1}, {'k': v}, {"
+
+
+@pytest.mark.parametrize("line, body", [
+    ("add docstrings", CODE),
+    ("--preview rename {old} to \"new\" and 'x'", 'def f():\n    return "a\\n" + \'b\'  # {not a field}\n'),
+    ("fix it", "x = '''triple\n''' + \"\\\\\"\n%timeit 1\n"),
+])
+def test_async_rewrite_keeps_line_and_cell_exactly(ip, line, body):
+    """In a kernel, a %%spark cell becomes `await ...spark_async(line, cell)`: the arguments must be the line and
+    the cell exactly as typed, whatever quotes and backslashes they hold; any other cell is left alone."""
+    from spark_nb.notebook.run import async_cells
+
+    transformed = ip.input_transformer_manager.transform_cell(f"%%spark {line}\n{body}")
+    tree = compile("".join(async_cells([transformed])), "<cell>", "exec",
+                   flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    (stmt,) = tree.body
+    assert isinstance(stmt.value, ast.Await)
+    call = stmt.value.value
+    assert call.func.attr == "spark_async" and [a.value for a in call.args] == [line, body]
+    plain = "x = 1\nprint(x)\n"
+    assert async_cells([plain]) == [plain]
