@@ -142,19 +142,21 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spark-nb", description="Real-time AI code editing on an emulated wafer.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="stream tokens from a model on the emulated wafer, with live speed")
+    demo = sub.add_parser("demo", help="the built-in model edits a sample cell on the emulated wafer (or, with "
+                          "--model, streams from a prompt), with host and wafer speed")
     demo.add_argument("--model", help="a Hugging Face model folder to stream --prompt from (default: the built-in "
                       "model edits a sample cell as --instruction says)")
     demo.add_argument("--instruction", default="add type hints", help="for the built-in model's edit")
     demo.add_argument("--prompt", default="def fibonacci(n):\n", help="prompt text (with --model)")
-    demo.add_argument("--max-tokens", type=int, default=200)
+    demo.add_argument("--max-tokens", type=int, default=200, help="tokens to stream (with --model)")
     demo.add_argument("--temperature", type=float, default=0.0)
     demo.add_argument("--seed", type=int)
     demo.add_argument("--wafer", choices=WAFERS, default="wse3")
     demo.add_argument("--dtype", choices=("int8", "fp32"), default="int8")
     demo.set_defaults(run=cmd_demo)
 
-    bench = sub.add_parser("bench", help="engine benchmark: prefill, TTFT, decode vs transformers and roofline")
+    bench = sub.add_parser("bench", help="engine benchmark: prefill, TTFT, decode vs transformers and roofline; "
+                           "--edits: held-out edits, plain vs speculative")
     bench.add_argument("--json", action="store_true", help="print the full result as JSON")
     bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
     bench.add_argument("--no-reference", action="store_true", help="skip transformers")
