@@ -119,14 +119,15 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     proposed, text, stats, fed, error, settled = yield from drive(engine, code, instruction, context,
                                                                   max_new_tokens, temperature, seed, on_token,
                                                                   cancel, speculative)
+    hint = family_hint(instruction)
     if proposed is not None:
-        ok, error = guard.check(code, proposed, family_hint(instruction) if family is None else (family or None))
+        ok, error = guard.check(code, proposed, hint if family is None else (family or None))
     else:
         ok = False
     stopped = proposed is None and cancel.is_set()
     options = dict(speculative=speculative, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=stats, text=text,
-                      proposed=proposed, family_hint=family_hint(instruction), fed_tokens=fed, style=kind,
+                      proposed=proposed, family_hint=hint, fed_tokens=fed, style=kind,
                       options=options, stopped=stopped, settled=settled if stopped else None)
 
 

@@ -152,16 +152,12 @@ class LiveEdit:
 
     # -- streaming -----------------------------------------------------------------------------------------------
 
-    def record(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
-        """Keeps the latest state, touches no widget."""
+    def update(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
+        """Called per token: keeps the state, and syncs when `interval` has passed since the last sync."""
         if self._ttft is None:
             self._ttft, self._wafer_ttft = host_s, wafer_s
             self.first_token_at = self.clock()
         self.state = dict(code=code, tokens=tokens, host_s=host_s, wafer_s=wafer_s)
-
-    def update(self, code: str, tokens: int, host_s: float, wafer_s: float) -> None:
-        """Called per token: records, and syncs when `interval` has passed since the last sync."""
-        self.record(code, tokens, host_s, wafer_s)
         now = self.clock()
         if self._last_flush is None or now - self._last_flush >= self.interval:
             self._last_flush = now
