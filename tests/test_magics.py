@@ -17,6 +17,7 @@ from spark_nb.model.synthetic import write_random_model
 from spark_nb.notebook import context as ctx
 from spark_nb.notebook.magics import SparkMagics
 from spark_nb.train import tokenizer as T
+from test_edit_api import ScriptedEngine
 
 CODE = "def double(x):\n    return x*2\n"
 GOOD = "def double(x):\n    return x * 2\n"
@@ -36,28 +37,10 @@ def tokenizer(edit_folder):
     return Tokenizer.from_folder(edit_folder)
 
 
-class ScriptedEngine:
-    """Duck-typed engine: after the prompt, generates `tokens` in order; records the prompt."""
-
-    def __init__(self, tokenizer, tokens):
-        self.tokenizer, self.tokens, self.prompts = tokenizer, tokens, []
-
-    def session(self):
-        return _Session(self)
-
-
-class _Session:
-    def __init__(self, engine):
-        self.engine, self.it, self.wafer_s = engine, None, 0.0
-
-    def feed(self, ids):
-        if self.it is None:
-            self.engine.prompts.append(list(ids))
-            self.it = iter(self.engine.tokens)
-        self.wafer_s += 1e-4 * len(ids)
-        logits = np.zeros(self.engine.tokenizer.vocab_size, np.float32)
-        logits[next(self.it)] = 1.0
-        return logits
+def scripted(tokenizer, tokens):
+    """An engine that generates `tokens` after any prompt (test_edit_api's ScriptedEngine; `.feeds[0]` is the
+    prompt)."""
+    return ScriptedEngine(tokenizer, lambda prompt: tokens)
 
 
 def script(tokenizer, ops):
@@ -91,7 +74,7 @@ def use(ip, monkeypatch, engine):
 
 
 def test_perfect_edit_replaces_the_cell(ip, monkeypatch, tokenizer, capsys):
-    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
+    use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
     ip.run_cell_magic("spark", "--no-context format the expression", CODE)
     assert ip.calls == [(GOOD, True)]
     out = capsys.readouterr().out
@@ -102,22 +85,22 @@ def test_perfect_edit_replaces_the_cell(ip, monkeypatch, tokenizer, capsys):
 
 
 def test_unparsable_result_is_never_applied(ip, monkeypatch, tokenizer, capsys):
-    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return (x * 2\n")))
+    use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, "    return (x * 2\n")))
     ip.run_cell_magic("spark", "--no-context break it", CODE)
     assert ip.calls == []
     out = capsys.readouterr().out
     assert "not applied" in out and "does not parse" in out
-    ip.spark_magics.session.engine_for = lambda *a, **k: ScriptedEngine(
+    ip.spark_magics.session.engine_for = lambda *a, **k: scripted(
         tokenizer, replace_second_line(tokenizer, "    return (x * 2\n"))
     ip.run_cell_magic("spark", "--no-context --force break it", CODE)
     assert ip.calls == [("def double(x):\n    return (x * 2\n", True)]
 
 
 def test_preview_and_new(ip, monkeypatch, tokenizer, capsys):
-    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
+    use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
     ip.run_cell_magic("spark", "--preview --no-context fmt", CODE)
     assert ip.calls == [] and "preview" in capsys.readouterr().out
-    use(ip, monkeypatch, ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
+    use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
     ip.run_cell_magic("spark", "--new --no-context fmt", CODE)
     assert ip.calls == [(GOOD, False)]
     ip.run_line_magic("spark", "history")
@@ -184,18 +167,18 @@ def test_real_engine_on_random_model(ip, edit_folder, capsys):
 
 
 def test_interpolation_reaches_the_model(ip, monkeypatch, tokenizer):
-    engine = ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n"))
+    engine = scripted(tokenizer, replace_second_line(tokenizer, "    return x * 2\n"))
     use(ip, monkeypatch, engine)
     ip.user_ns["newname"] = "twice"
     ip.run_cell_magic("spark", "--no-context rename double to {newname} not {missing} nor {'a': 1}", CODE)
     (req,) = ip.spark_magics.session.history
     assert req.instruction == "rename double to twice not {missing} nor {'a': 1}"
     fmt = edit_format(tokenizer)
-    assert engine.prompts[0] == fmt.prompt_ids(req.instruction, CODE, [])
+    assert engine.feeds[0] == fmt.prompt_ids(req.instruction, CODE, [])
 
 
 def test_context_is_sent(ip, monkeypatch, tokenizer):
-    engine = ScriptedEngine(tokenizer, replace_second_line(tokenizer, "    return x * 2\n"))
+    engine = scripted(tokenizer, replace_second_line(tokenizer, "    return x * 2\n"))
     use(ip, monkeypatch, engine)
     typed = ["", "import math\n", "%timeit 1\n", "factor = 3\n", "<current>"]  # IPython's `In` holds these transformed
     monkeypatch.setattr(ip.history_manager, "input_hist_raw", typed)
@@ -204,7 +187,7 @@ def test_context_is_sent(ip, monkeypatch, tokenizer):
     ip.run_cell_magic("spark", "fmt", cell)
     expected = ctx.collect(cell, typed[:-1], ip.user_ns, 512, lambda s: len(tokenizer.encode(s)))
     assert expected == ["import math\n", "factor = 3\n", "# names in the notebook\n# factor: int\n"]
-    assert engine.prompts[0] == edit_format(tokenizer).prompt_ids("fmt", cell, expected)
+    assert engine.feeds[0] == edit_format(tokenizer).prompt_ids("fmt", cell, expected)
 
 
 # -- context.py against independent expectations -------------------------------------------------------------------
