@@ -6,11 +6,17 @@
         print(event.text, end="")
 
     result = spark_nb.edit(code, "add docstrings")    # the built-in model; result.ok, result.code, result.error
+    spark_nb.panel(code)                               # in a notebook: the refactor panel over that code
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["load", "edit", "project", "__version__"]
+__all__ = ["load", "edit", "panel", "project", "__version__"]
+
+
+def _jupyter_labextension_paths():
+    """Where the prebuilt JupyterLab extension lives (`jupyter labextension develop . --overwrite` links it)."""
+    return [{"src": "labextension", "dest": "spark-nb"}]
 
 
 def load_ipython_extension(shell):
@@ -50,6 +56,14 @@ def edit(code, instruction, **options):
     from .edits import edit as _edit
 
     return _edit(code, instruction, **options)
+
+
+def panel(code):
+    """The refactor panel over a string of code, in a notebook: presets, an instruction, model and wafer pickers,
+    the streamed edit, then Accept (kept in `.code`), Reject or Retry. `%%spark --panel` binds one to a cell."""
+    from .notebook.panel import panel as _panel
+
+    return _panel(code)
 
 
 def project(config, wafer="wse3", n_wafers=1, dtype="fp16", context=1024, prompt=1024):
