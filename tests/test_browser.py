@@ -1,9 +1,13 @@
-"""A user in JupyterLab: %%spark cells run in headless Chromium (Debian's, driven by playwright-core from
-tests/browser/lab.mjs) against a real server and kernel with the built-in model.
+"""A user in JupyterLab: %%spark cells and the refactor panel in headless Chromium (Debian's, driven by
+playwright-core from tests/browser/*.mjs) against a real server and kernel, with spark-nb's JupyterLab extension.
 
-What must hold: an edit streams into the view and replaces the cell with code that parses (or, when it does not
-parse, leaves it as typed); Stop, clicked while streaming, ends the edit and leaves the cell exactly as typed;
-Redirect, typed while streaming, continues from the partial edit and applies only code that parses. Screenshots are kept in artifacts/browser/.
+What must hold (lab.mjs): an edit streams and replaces the cell with code that parses (or, when it does not parse,
+leaves it as typed); Stop, clicked while streaming, ends the edit and leaves the cell exactly as typed; Redirect,
+typed while streaming, continues from the partial edit and applies only code that parses.
+And (panel.mjs): a panel preset streams into the cell's source at >= 20 updates a second without garbling a line,
+Accept keeps the result as one undoable change (Ctrl+Z gives the original back), Stop and Reject put the original
+back exactly, each within 100 ms of the click; typing in the cell mid-stream stops it and keeps the user's text;
+`%%spark` streams into its cell the same way. Screenshots are kept in artifacts/browser/.
 
 Needs /usr/bin/chromium, node and `npm ci` in tests/browser (.ci/run installs all three and sets
 SPARK_NB_REQUIRE_BROWSER=1, which turns a missing piece into a failure instead of a skip).
@@ -55,6 +59,31 @@ slow.queue += [head, head, [fmt.line, fmt.keep] * 100 + [fmt.end]]  # stop: endl
 slow.serve(get_ipython(), "slow")"""
 
 
+# The panel notebook: a quick scripted engine (tests/slow_engine.py) that adds a comment to every `result = []`.
+PANEL_SETUP = """%load_ext spark_nb
+import sys
+sys.path.insert(0, {tests!r})
+from slow_engine import SlowEngine
+from spark_nb.edits.prompt import edit_format
+from spark_nb.model import Tokenizer
+from spark_nb.edits import BUILTIN
+
+tok = Tokenizer.from_folder(BUILTIN)
+fmt = edit_format(tok)
+code = {code!r}
+script = []
+for line in code.splitlines(keepends=True):
+    script.append(fmt.line)
+    if line.strip() == "result = []":
+        script += [fmt.replace] + fmt.text_ids(line.rstrip("\\n") + "  # collected here\\n")
+    else:
+        script.append(fmt.keep)
+script.append(fmt.end)
+slow = SlowEngine(tok, script, fmt.end, delay=0.01)
+slow.serve(get_ipython(), "slow")"""
+COMMENTED = LONG.replace("    result = []\n", "    result = []  # collected here\n")
+
+
 def _missing() -> str | None:
     if not Path("/usr/bin/chromium").exists():
         return "Debian's chromium is not installed (apt-get install chromium)"
@@ -81,6 +110,11 @@ def lab(tmp_path_factory):
                                                            "%%spark --model slow add comments\n" + LONG)]
     nbformat.write(nb, root / "check.ipynb")
     nbformat.write(nb, root / "check.ipynb.typed")  # what the user typed, to compare the saved notebook with
+    panel = nbformat.v4.new_notebook(metadata=nb.metadata)
+    panel.cells = [nbformat.v4.new_code_cell(src) for src in (
+        PANEL_SETUP.format(tests=str(Path(__file__).parent), code=LONG + "\n"),
+        "%%spark --panel --model slow\n" + LONG, "%%spark --model slow add comments\n" + LONG)]
+    nbformat.write(panel, root / "panel.ipynb")
     news = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no "Jupyter news?" toast over the cells
@@ -88,8 +122,8 @@ def lab(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           "--IdentityProvider.token=tok", f"--ServerApp.root_dir={root}",
-           f"--LabApp.user_settings_dir={root / 'settings'}"]
+           "--IdentityProvider.token=tok", f"--ServerApp.root_dir={root}", "--expose-app-in-browser",
+           f"--LabApp.user_settings_dir={root / 'settings'}", f"--LabApp.workspaces_dir={root / 'workspaces'}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(root / "lab.log", "w")
@@ -111,13 +145,7 @@ def lab(tmp_path_factory):
 
 def test_edit_stop_and_redirect_in_jupyterlab(lab):
     url, root = lab
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    run = subprocess.run(["node", str(HERE / "lab.mjs"), f"{url}/?token=tok", "check.ipynb", str(SHOTS)],
-                         capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    seen = json.loads(run.stdout.strip().splitlines()[-1])
-    assert "error" not in seen, f"{seen}\n{(root / 'lab.log').read_text()[-3000:]}"
-    assert seen["page_errors"] == []
+    seen = _node(url, "lab.mjs", "check.ipynb", root)
 
     typed = [c.source for c in nbformat.read(root / "check.ipynb.typed", 4).cells]
     saved = [c.source for c in nbformat.read(root / "check.ipynb", 4).cells]  # saved by the browser at the end
@@ -142,3 +170,76 @@ def test_edit_stop_and_redirect_in_jupyterlab(lab):
     assert saved[3] == LONG.replace("    result = []\n", "    result = []  # collected here\n", 1)
     for name in ("edit-done", "stopped", "redirected", "notebook"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def _node(url, script, notebook, root):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    run = subprocess.run(["node", str(HERE / script), f"{url}/?token=tok", notebook, str(SHOTS)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "error" not in seen, f"{seen}\n{(root / 'lab.log').read_text()[-3000:]}"
+    assert seen["page_errors"] == []
+    return seen
+
+
+def _updates_per_second(changes) -> float:
+    times = [t for t, _ in changes]
+    return (len(times) - 1) / ((times[-1] - times[0]) / 1e3)
+
+
+def _no_garbled_lines(changes, original: str, final: str) -> None:
+    """Every state the cell showed while streaming is made of the original's lines, the result's lines, and at
+    most the one line being written (a prefix of a result line): no character dropped or out of place."""
+    whole = set(original.splitlines()) | set(final.splitlines())
+    for _, source in changes:
+        partial = [ln for ln in source.splitlines() if ln not in whole]
+        assert len(partial) <= 1 and all(any(f.startswith(p) for f in final.splitlines()) for p in partial), source
+
+
+def test_panel_streams_into_the_cell_with_accept_reject_stop_undo(lab):
+    url, root = lab
+    seen = _node(url, "panel.mjs", "panel.ipynb", root)
+    original = "%%spark --panel --model slow\n" + LONG
+    assert seen["original"] == original
+
+    accept = seen["steps"]["accept"]  # the preset's edit streamed into the cell, then Accept, then Ctrl+Z
+    streaming = [c for c in accept["streamed"] if c[1] != COMMENTED]
+    assert len(streaming) >= 10 and _updates_per_second(streaming) >= 20, accept["streamed"]
+    _no_garbled_lines(accept["streamed"], original, COMMENTED)
+    assert accept["done"] == COMMENTED and accept["accepted"] == COMMENTED  # the panel's line goes, like %%spark
+    last = accept["accept_changes"][-1]
+    assert last[1] == COMMENTED and last[0] - accept["accept_at"] < 100
+    assert accept["undo_restores"], "Ctrl+Z after Accept did not give the original back"
+
+    stop = seen["steps"]["stop"]
+    assert stop["restored"] and stop["source"] == original
+    restored_at = next(t for t, src in stop["changes"] if src == original and t >= stop["stop_at"])
+    assert restored_at - stop["stop_at"] < 100
+    assert stop["changes"][-1][1] == original  # nothing streamed in after the Stop
+
+    reject = seen["steps"]["reject"]
+    assert reject["restored"] and reject["status"] == "rejected"
+    assert reject["changes"][-1][1] == original and reject["changes"][-1][0] - reject["reject_at"] < 100
+
+    typed = seen["steps"]["typed"]  # the user's keystrokes won: the stream stopped, their text stayed
+    assert typed["status"] == "stopped" and typed["source"].endswith("# mine"), typed
+    assert typed["later"] == typed["source"] and "you typed" in typed["verdict"]
+
+    magic = seen["steps"]["magic"]
+    assert magic["original"] == "%%spark --model slow add comments\n" + LONG
+    assert magic["applied"] == COMMENTED and magic["verdict"].startswith("parses: replaced"), magic["verdict"]
+    streaming = [c for c in magic["changes"] if c[1] != COMMENTED]
+    assert len(streaming) >= 10 and _updates_per_second(streaming) >= 20
+    _no_garbled_lines(magic["changes"], magic["original"], COMMENTED)
+    assert magic["undo_restores"]
+    for name in ("panel-streaming", "panel-done", "panel-accepted", "panel-stopped", "magic-streaming"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+    saved = [c.source for c in nbformat.read(root / "panel.ipynb", 4).cells]
+    assert saved[1] == typed["source"] and saved[2] == magic["original"]  # zero lost cells
+    (SHOTS / "panel-timings.json").write_text(json.dumps({  # what was measured, for the record
+        "panel_updates_per_s": _updates_per_second([c for c in accept["streamed"] if c[1] != COMMENTED]),
+        "magic_updates_per_s": _updates_per_second(streaming),
+        "accept_ms": last[0] - accept["accept_at"], "stop_ms": restored_at - stop["stop_at"],
+        "reject_ms": reject["changes"][-1][0] - reject["reject_at"]}, indent=1))

@@ -59,11 +59,12 @@ def kernel(tmp_path_factory):
     km.shutdown_kernel(now=True)
 
 
-def _stream(kc, code):
+def _stream(kc, code, live_cells=None):
     """Run code; return (msg_id, a function that reads iopub until `until(view_state)` holds, giving the view's
-    comm id and merged state)."""
+    comm id and merged state). The view's custom messages to the frontend collect in state["sent"]; live_cells:
+    answer the view's opening like a frontend with (True) or without (False) the live-cell extension."""
     msg_id = kc.execute(code)
-    state, comm = {}, {}
+    state, comm = {"sent": []}, {}
 
     def read(until, timeout=60):
         end = time.time() + timeout
@@ -73,12 +74,21 @@ def _stream(kc, code):
             except queue.Empty:
                 continue
             content = msg["content"]
-            if msg["msg_type"] == "comm_open" and "instruction" in content.get("data", {}).get("state", {}):
+            opened = content.get("data", {}).get("state", {})
+            if msg["msg_type"] == "comm_open" and "presets" in opened:
+                comm["controls"] = content["comm_id"]
+            if msg["msg_type"] == "comm_open" and "instruction" in opened:
                 comm["id"] = content["comm_id"]
-                state.update(content["data"]["state"])
+                state.update(opened)
+                if live_cells is not None:
+                    _send(kc, comm["id"], {"event": "frontend", "live_cells": live_cells})
             elif msg["msg_type"] == "comm_msg" and content.get("comm_id") == comm.get("id"):
-                state.update(content["data"].get("state", {}))
+                data = content["data"]
+                if data.get("method") == "custom":
+                    state["sent"].append(data["content"])
+                state.update(data.get("state", {}))
             if comm and until(state):
+                state["controls_comm"] = comm.get("controls")
                 return comm["id"], state
         raise AssertionError(f"timed out; view state {state}")
 
@@ -166,3 +176,53 @@ def test_interrupt_stops_within_a_token_and_the_next_request_works(kernel):
     assert reply["content"]["status"] == "ok"
     (payload,) = reply["content"]["payload"]
     assert payload["text"] == CELL
+
+
+def test_with_the_live_cell_extension_the_edit_is_accepted_in_the_cell(kernel):
+    """A frontend that has spark-nb's extension gets the result as {cell: accept}; no set_next_input on top."""
+    km, kc = kernel
+    _user(kc, "engine.queue.append([fmt.line, fmt.keep, fmt.line, fmt.replace] + fmt.text_ids('    return x + 1\\n')"
+              " + [fmt.end]) or 0")
+    msg_id, read = _stream(kc, "%%spark --model slow --no-context add one\n" + CELL, live_cells=True)
+    _, state = read(lambda s: s.get("status") not in ("waiting", "streaming"))
+    reply = _reply(kc, msg_id)
+    assert reply["content"]["status"] == "ok" and reply["content"]["payload"] == []
+    assert state["live_cell"] is True and state["status"] == "done"
+    assert state["sent"][-1] == {"cell": "accept", "source": "def f(x):\n    return x + 1\n"}
+
+
+def test_panel_streams_while_the_kernel_is_idle(kernel):
+    """%%spark --panel returns at once; a preset's edit then runs between other requests, Stop ends it, the kernel's
+    interrupt stops it too (and leaves the kernel alive), and the next request works."""
+    km, kc = kernel
+    msg_id, read = _stream(kc, "%%spark --panel --model slow --no-context\n" + CELL, live_cells=True)
+    view, state = read(lambda s: s.get("decide") is True)
+    assert _reply(kc, msg_id)["content"]["status"] == "ok"  # the cell is done: the kernel is idle
+    controls = state["controls_comm"]
+    _send(kc, controls, {"event": "run", "instruction": "add one", "source": "%%spark --panel\n" + CELL})
+    read(lambda s: s.get("status") == "streaming" and "return x + 1\n##" in s.get("code", ""))
+    t0 = time.time()
+    assert _user(kc, "1 + 1") == 2  # another request runs between two forward passes
+    assert time.time() - t0 < 5
+    assert _user(kc, "len(engine.feeds)") < _user(kc, "len(engine.feeds)")  # and the edit goes on
+    sent = _send(kc, view, {"event": "stop"})
+    _, state = read(lambda s: s.get("status") == "stopped")
+    assert _feeds_after(kc, sent) <= 2 and state["sent"][-1] == {"cell": "restore"}
+
+    _send(kc, controls, {"event": "run", "instruction": "add one"})
+    read(lambda s: s.get("status") == "streaming")
+    sent = time.time()
+    km.interrupt_kernel()
+    _, state = read(lambda s: s.get("status") not in ("waiting", "streaming"))
+    assert state["status"] == "stopped" and state["sent"][-1] == {"cell": "restore"}
+    assert _feeds_after(kc, sent) <= 2
+    assert _user(kc, "1 + 1") == 2  # the kernel lives on
+    _user(kc, "engine.queue.append([fmt.line, fmt.keep, fmt.line, fmt.replace] + fmt.text_ids('    return x + 1\\n')"
+              " + [fmt.end]) or 0")
+    _send(kc, controls, {"event": "run", "instruction": "add one"})
+    _, state = read(lambda s: s.get("status") == "done" and s.get("verdict"))
+    assert state["ok"] is True and state["sent"][-1] == {"cell": "show", "source": "def f(x):\n    return x + 1\n"}
+    _send(kc, view, {"event": "accept", "source": state["code"], "forced": False})
+    _, state = read(lambda s: s.get("status") == "accepted")
+    assert _user(kc, "get_ipython().magics_manager.registry['SparkMagics'].session.accepted") == \
+        "def f(x):\n    return x + 1\n"

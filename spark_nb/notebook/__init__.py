@@ -14,7 +14,7 @@ def load_ipython_extension(shell) -> None:
     magics = SparkMagics(shell)
     shell.register_magics(magics)
     if getattr(shell, "kernel", None) is not None and async_cells not in shell.input_transformers_post:
-        shell.input_transformers_post.append(async_cells)  # %%spark streams on a worker thread: Stop works
+        shell.input_transformers_post.append(async_cells)  # %%spark runs as an async cell: Stop works
     if magics.session not in shell.configurables:
         shell.configurables.append(magics.session)  # so %config Spark lists and sets it
 

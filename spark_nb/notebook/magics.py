@@ -1,6 +1,7 @@
 """%%spark and %spark: a thin layer over `Spark` (settings, engine, history) and `LiveEdit` (the stream view)."""
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -18,7 +19,10 @@ from .view import LiveEdit, stats_line, unified_diff
 
 __all__ = ["SparkMagics", "spark_async"]
 
-COMMANDS = ("status", "load", "warmup", "history", "stats", "config")
+COMMANDS = ("status", "load", "warmup", "history", "stats", "config", "apply")
+FRONTEND_WAIT_S = 1.0  # how long the first request waits for the view to say whether the live-cell extension is there
+PLAIN_NOTE = ("spark: spark-nb's JupyterLab extension is not active here, so edits do not stream into the cell: the "
+              "cell is replaced when it finishes (set_next_input), and the original is in `%spark history`.")
 
 
 @magics_class
@@ -29,6 +33,7 @@ class SparkMagics(Magics):
 
     @magic_arguments()
     @argument("instruction", nargs="*", help="What to change; `{name}` is replaced by that variable's value.")
+    @argument("--panel", action="store_true", help="Show the refactor panel for this cell (presets, Accept/Reject).")
     @argument("--preview", action="store_true", help="Show the edit without applying it.")
     @argument("--new", action="store_true", help="Insert the result as a new cell below instead of replacing.")
     @argument("--force", action="store_true", help="Apply even when the result does not parse.")
@@ -45,9 +50,15 @@ class SparkMagics(Magics):
         As a cell magic, %%spark INSTRUCTION edits the cell's body. The edit streams into a view (changed lines
         marked, live tok/s and TTFT for this machine and the projected wafer), then shows the diff and the
         guard's verdict. When the result parses the cell is replaced by it (the original stays in
-        `%spark history`); a result that does not parse is never applied unless --force.
+        `%spark history`); a result that does not parse is never applied unless --force. In JupyterLab and
+        Notebook 7 (spark-nb's extension) the edit streams into the cell itself and Ctrl+Z brings the original
+        back; typing in the cell while it streams stops the edit and keeps your text.
 
-        As a line magic: %spark status | load PATH [--wafer W] | warmup | history | stats | config
+        %%spark --panel [INSTRUCTION] shows the refactor panel for the cell: a button per edit family, a free
+        instruction, model and wafer pickers, Stop, Redirect, then Accept, Reject or Retry.
+
+        As a line magic: %spark status | load PATH [--wafer W] | warmup | history | stats | config | apply
+        (apply: insert the code a panel last accepted as a new cell, where the panel cannot write into cells)
 
         Examples
         --------
@@ -55,6 +66,7 @@ class SparkMagics(Magics):
         def area(r):
             return 3.14159 * r * r
 
+        %%spark --panel
         %%spark --preview rename {old} to {new}          (uses the variables old and new)
         %%spark --new --model path/to/model convert the loop to a comprehension
         %spark load path/to/model --wafer wse2
@@ -64,6 +76,8 @@ class SparkMagics(Magics):
         if cell is None:
             return self._line(line)
         args = parse_argstring(self.spark, line)
+        if args.panel:
+            return self._panel(args, cell)
         return self._edit(args, cell)
 
     # -- %%spark ----------------------------------------------------------------------------------------------------
@@ -74,18 +88,40 @@ class SparkMagics(Magics):
         if run is not None:
             with self._reported(run):
                 result = run.blocking()
-        return None if result is None else self._conclude(run, args, result)
+        return None if result is None else self._conclude(run, args, result, live_cell=False)
 
     async def edit_async(self, line: str, cell: str):
         """%%spark in a kernel (see `run.async_cells`): the event loop runs between forward passes, so Stop and
         Redirect work while the edit streams."""
         args = parse_argstring(self.spark, line)
+        if args.panel:
+            return self._panel(args, cell)
         run, result = self._start(args, cell), None
         if run is not None:
             run.live.enable_controls()
             with self._reported(run):
                 result = await run.interleaved()
-        return None if result is None else self._conclude(run, args, result)
+        if result is None:
+            return None
+        return self._conclude(run, args, result, live_cell=await self._frontend_live(run.live))
+
+    async def _frontend_live(self, live: LiveEdit) -> bool:
+        """Whether this request's view found the live-cell extension. The view says so when it renders; the first
+        request of a session waits up to FRONTEND_WAIT_S for that (a fast edit can end first), later ones only
+        where a frontend has answered before. Where it is missing, say so once."""
+        s = self.session
+        if live.widgets and live.frontend_live is None and s.frontend != "none":
+            deadline = time.perf_counter() + FRONTEND_WAIT_S
+            while live.frontend_live is None and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+        if live.frontend_live is not None:
+            s.frontend = "live" if live.frontend_live else "plain"
+        elif s.frontend == "unknown":
+            s.frontend = "none"
+        if not live.frontend_live and not getattr(s, "_said_plain", False):
+            s._said_plain = True
+            print(PLAIN_NOTE)
+        return bool(live.frontend_live)
 
     @contextmanager
     def _reported(self, run: EditRun):
@@ -135,15 +171,21 @@ class SparkMagics(Magics):
         live = LiveEdit(instruction, cell, widgets=widgets, history=[r.result for r in self.session.history
                                                                       if r.stats is not None],
                         interval=self.session.throttle_s)
+        if widgets and not (args.preview or args.new):
+            live.view.live_cell = True  # the edit replaces this cell: stream it there where the extension is
         live.show()
         options = dict(model=args.model, wafer=args.wafer, max_tokens=args.max_tokens,
                        temperature=args.temperature, seed=args.seed, context=context)
         return EditRun(self.session, live, cell, instruction, options)
 
-    def _conclude(self, run: EditRun, args, result) -> None:
+    def _conclude(self, run: EditRun, args, result, live_cell: bool) -> None:
+        """Apply the result where it should be (live_cell: the view streamed it into the cell, so the extension
+        keeps it as one undoable change; otherwise set_next_input), or put the cell back."""
         usable = result.ok or (args.force and result.proposed is not None)
+        apply = not (result.stopped or args.preview or not usable)
         if result.stopped:
-            applied = "stopped, the cell is unchanged"
+            applied = ("stopped: you typed in the cell, so your text stays" if run.live.typed
+                       else "stopped, the cell is unchanged")
         elif args.preview:
             applied = "preview (not applied)"
         elif not usable:
@@ -152,9 +194,34 @@ class SparkMagics(Magics):
             applied = "inserted below" if args.new else "replaced the cell"
             if not result.ok:
                 applied += " (--force)"
-            self.shell.set_next_input(result.code if result.ok else result.proposed, replace=not args.new)
+        code = result.code if result.ok else result.proposed
+        if apply and live_cell and not args.new:
+            run.live.send_cell("accept", code)
+        else:
+            run.live.send_cell("restore")  # nothing to do where nothing was streamed into the cell
+            if apply:
+                self.shell.set_next_input(code, replace=not args.new)
         run.live.finish(result, applied)
         self.session.record(run.live.instruction, run.cell, result, applied, result.error)
+
+    def _panel(self, args, cell: str):
+        """%%spark --panel: show the refactor panel bound to this cell; an instruction starts it at once."""
+        from IPython.display import display
+
+        from .panel import Panel
+
+        if args.preview or args.new or args.force:
+            raise UsageError("--panel takes no --preview, --new or --force: the panel's Accept and Reject decide")
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the code to edit below the %%spark --panel line")
+        context = () if args.no_context else ctx.collect(
+            cell, _earlier_cells(self.shell), self.shell.user_ns, self.session.context_tokens, None)
+        panel = Panel(self.session, cell, bound=True, context=context, model=args.model, wafer=args.wafer)
+        display(panel)
+        instruction = ctx.interpolate(" ".join(args.instruction).strip().strip("'\""), self.shell.user_ns)
+        if instruction:
+            panel.start(instruction)
+        return None
 
     # -- %spark ----------------------------------------------------------------------------------------------------
 
@@ -163,7 +230,7 @@ class SparkMagics(Magics):
     @argument("path", nargs="?", help="For load: a model folder or 'builtin'.")
     @argument("--wafer", help="For load: the wafer preset.")
     def _line_args(self, line):
-        """%spark status | load PATH [--wafer W] | warmup | history | stats | config"""
+        """%spark status | load PATH [--wafer W] | warmup | history | stats | config | apply"""
 
     def _line(self, line):
         if not line.strip():
@@ -248,6 +315,13 @@ class SparkMagics(Magics):
             s = r.stats
             print(f"{i:>3} {s.tokens:>6} {s.ttft_s * 1e3:>12.1f} {s.tok_per_s:>10.1f} {s.wafer_ttft_s * 1e3:>13.3f} "
                   f"{s.wafer_tok_per_s:>11,.0f}")
+
+    def _cmd_apply(self, args):
+        if self.session.accepted is None:
+            print("nothing accepted yet: press Accept in a %%spark --panel first", file=sys.stderr)
+            return
+        self.shell.set_next_input(self.session.accepted, replace=False)
+        print("the accepted edit is in a new cell below")
 
     def _cmd_config(self, args):
         s = self.session

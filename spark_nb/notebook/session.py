@@ -46,8 +46,8 @@ class Spark(Configurable):
     temperature = Float(0.0, help="Sampling temperature; 0 is greedy.").tag(config=True)
     seed = Int(-1, help="Sampling seed; -1 for none.").tag(config=True)
     context_tokens = Int(512, help="Token budget for earlier cells and names sent with the cell.").tag(config=True)
-    throttle_s = Float(0.05, help="Seconds between widget updates while streaming (at most 20 per second).").tag(
-        config=True)
+    throttle_s = Float(0.03, help="Seconds between widget updates while streaming (at most ~33 per second, so a cell "
+                       "streaming an edit updates at least 20 times a second).").tag(config=True)
 
     @validate("dtype")
     def _check_dtype(self, proposal):
@@ -58,6 +58,8 @@ class Spark(Configurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.history: list[Request] = []
+        self.accepted: str | None = None  # the code a panel last accepted (`%spark apply` inserts it)
+        self.frontend = "unknown"  # live (the cell-writing extension), plain (widgets only), none (no answer)
 
     # -- the engine ----------------------------------------------------------------------------------------------
 

@@ -1,5 +1,12 @@
 // StreamView: header (status, tokens, live tok/s and TTFT, host and wafer), the code with changed lines marked,
-// and at the end the unified diff, the guard's verdict and the stats. Renders from traits only.
+// and at the end the unified diff, the guard's verdict and the stats. Renders from traits.
+//
+// Live cells: where spark-nb's JupyterLab extension has published `globalThis.sparkNbLiveCells`
+// (labextension/src/index.ts), a view with `live_cell` set also writes the edit into the cell that holds it while
+// it streams; the kernel ends that with a message: {cell: "accept", source}, {cell: "restore"}, or {cell: "show",
+// source} (the finished edit, waiting for the user's Accept). Stop, Reject and
+// Accept act on the cell here at once, then tell the kernel. Typing in the cell hands it back to the user: the
+// stream is stopped and their text stays.
 
 function text(tag, cls, content) {
   const n = document.createElement(tag);
@@ -12,8 +19,28 @@ function rate(v) {
   return v >= 1e4 ? `${(v / 1e3).toFixed(0)}k` : v.toFixed(v >= 100 ? 0 : 1);
 }
 
+function liveCells(model, el) {
+  const bridge = globalThis.sparkNbLiveCells;
+  model.send({ event: "frontend", live_cells: !!bridge });
+  let cell = null; // the extension's handle while this view owns its cell's source
+  let handedBack = false; // the user typed during this stream
+  const own = () => {
+    if (!cell && !handedBack && bridge && model.get("live_cell")) {
+      cell = bridge.bind(el, () => { cell = null; handedBack = true; model.send({ event: "typed" }); });
+    }
+    return cell;
+  };
+  return {
+    streaming(code) { own()?.show(code); },
+    restart() { handedBack = false; },
+    accept(source) { own()?.accept(source); cell = null; },
+    restore() { cell?.restore(); cell = null; },
+  };
+}
+
 function render({ model, el }) {
   el.classList.add("spark-view");
+  const cell = liveCells(model, el);
   const head = text("div", "spark-head");
   const title = text("span", "spark-title");
   const status = text("span", "spark-status");
@@ -28,7 +55,7 @@ function render({ model, el }) {
   redirect.placeholder = "redirect: a new instruction, then Enter";
   const go = text("button", "spark-redirect-go", "Redirect");
   controls.append(stop, redirect, go);
-  stop.addEventListener("click", () => model.send({ event: "stop" }));
+  stop.addEventListener("click", () => { cell.restore(); model.send({ event: "stop" }); });
   function sendRedirect() {
     const instruction = redirect.value.trim();
     if (!instruction) return;
@@ -37,11 +64,29 @@ function render({ model, el }) {
   }
   go.addEventListener("click", sendRedirect);
   redirect.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); sendRedirect(); } });
+  // Accept / Reject / Retry: shown at the end where the user decides (the panel, `decide`).
+  const decision = text("div", "spark-controls spark-decision");
+  const accept = text("button", "spark-accept", "Accept");
+  const force = text("button", "spark-force", "Accept anyway");
+  force.title = "The result does not parse: accept it all the same";
+  const reject = text("button", "spark-reject", "Reject");
+  const retry = text("button", "spark-retry", "Retry");
+  retry.title = "Another attempt at the same instruction, sampled (temperature 0.7)";
+  decision.append(accept, force, reject, retry);
+  function decide(forced) {
+    const source = model.get("code");
+    cell.accept(source);
+    model.send({ event: "accept", source, forced });
+  }
+  accept.addEventListener("click", () => decide(false));
+  force.addEventListener("click", () => decide(true));
+  reject.addEventListener("click", () => { cell.restore(); model.send({ event: "reject" }); });
+  retry.addEventListener("click", () => { cell.restore(); model.send({ event: "retry" }); });
   const code = text("pre", "spark-code");
   const diff = text("pre", "spark-diff");
   const verdict = text("div", "spark-verdict");
   const summary = text("div", "spark-summary");
-  el.append(head, controls, code, verdict, diff, summary);
+  el.append(head, controls, decision, code, verdict, diff, summary);
 
   function drawHead() {
     const s = model.get("status");
@@ -54,6 +99,10 @@ function render({ model, el }) {
     wafer.textContent = `wafer (projected): ${rate(model.get("wafer_tok_per_s"))} tok/s · TTFT `
       + `${(wttft * 1e3).toFixed(3)} ms`;
     controls.style.display = model.get("controls") && s === "streaming" ? "" : "none";
+    const deciding = model.get("decide") && s === "done";
+    decision.style.display = deciding ? "" : "none";
+    accept.style.display = model.get("ok") ? "" : "none";
+    force.style.display = !model.get("ok") && model.get("diff") ? "" : "none";
   }
 
   function drawCode() {
@@ -81,10 +130,28 @@ function render({ model, el }) {
     summary.textContent = model.get("summary");
   }
 
+  let lastStatus = model.get("status");
+  function onStatus() {
+    const s = model.get("status");
+    if (s === "streaming" && lastStatus !== "streaming") cell.restart();
+    lastStatus = s;
+  }
+  function onCode() {
+    if (model.get("status") === "streaming") cell.streaming(model.get("code"));
+  }
+  function onMessage(msg) {
+    if (msg.cell === "show") cell.streaming(msg.source);
+    else if (msg.cell === "accept") cell.accept(msg.source);
+    else if (msg.cell === "restore") cell.restore();
+  }
+
   drawHead(); drawCode(); drawEnd();
   const events = [
-    ["change:status change:controls change:instruction change:tokens change:tok_per_s change:ttft_s change:wafer_tok_per_s "
-      + "change:wafer_ttft_s", drawHead],
+    ["change:status", onStatus],
+    ["change:code", onCode],
+    ["msg:custom", onMessage],
+    ["change:status change:controls change:decide change:ok change:diff change:instruction change:tokens change:tok_per_s "
+      + "change:ttft_s change:wafer_tok_per_s change:wafer_ttft_s", drawHead],
     ["change:code change:marks", drawCode],
     ["change:diff change:verdict change:ok change:summary", drawEnd],
   ];

@@ -10,6 +10,12 @@ redirect box send messages that `LiveEdit` hands to `on_stop()` / `on_redirect(i
 the latest state in plain Python on every token and copies it into the widgets at most every `interval` seconds,
 in one message per widget (`hold_sync`), so a fast stream costs a few messages a second, never one per token; the
 first token is always sent at once.
+
+Live cells: where spark-nb's JupyterLab extension is active (labextension/), a view with `live_cell` set writes
+the edit into the cell that owns it while it streams, and the kernel ends the stream with `send_cell("accept",
+code)` (one undoable change) or `send_cell("restore")` (the original, exactly). The view says on render whether the
+extension is there (`frontend_live`: None until it has said), so the kernel knows whether to fall back to
+`set_next_input`. These are messages, not traits: a reopened notebook never replays them into a cell.
 """
 from __future__ import annotations
 
@@ -48,6 +54,8 @@ class StreamView(anywidget.AnyWidget):
     ok = t.Bool(False).tag(sync=True)
     summary = t.Unicode("").tag(sync=True)  # final stats, one line
     controls = t.Bool(False).tag(sync=True)  # show Stop and Redirect while streaming (the kernel can act on them)
+    live_cell = t.Bool(False).tag(sync=True)  # stream into the owning cell (with spark-nb's frontend extension)
+    decide = t.Bool(False).tag(sync=True)  # at the end show Accept / Reject / Retry: the user decides (the panel)
 
 
 def line_marks(original: str, code: str) -> list[str]:
@@ -101,7 +109,9 @@ class LiveEdit:
     """Drives a StreamView and a LiveChart (or plain text) through one request; see the module docstring."""
 
     def __init__(self, instruction: str, original: str, *, widgets: bool, history=(), interval: float = 0.05,
-                 clock=time.perf_counter, out=None):
+                 clock=time.perf_counter, out=None, view: StreamView | None = None, chart: LiveChart | None = None):
+        """`view` and `chart`: widgets to reuse (a panel keeps one pair across requests and routes their
+        messages itself); by default a new pair, whose messages come here."""
         self.instruction, self.original, self.widgets = instruction, original, widgets
         self.interval, self.clock, self.out = interval, clock, out or sys.stdout
         self.state = dict(code=original, tokens=0, host_s=0.0, wafer_s=0.0)
@@ -114,19 +124,52 @@ class LiveEdit:
         self.first_token_at = None  # clock time the first token was recorded
         self.first_update_ms = None  # from then until the widgets carried it (the 50 ms target)
         self.handle = None
+        self.frontend_live: bool | None = None  # whether the view found the live-cell extension (None: not said)
+        self.typed = False  # the user typed in the cell while it streamed: the cell is theirs
         if widgets:
-            self.view = StreamView(instruction=instruction, original=original, code=original,
-                                   marks=[""] * len(original.splitlines()))
-            self.chart = LiveChart(requests=[request_point(r) for r in history if r is not None])
-            self.view.on_msg(self._on_msg)
+            fresh = dict(instruction=instruction, original=original, code=original, status="waiting", tokens=0,
+                         marks=[""] * len(original.splitlines()), diff="", verdict="", ok=False, summary="",
+                         tok_per_s=0.0, ttft_s=0.0, wafer_tok_per_s=0.0, wafer_ttft_s=0.0, elapsed_s=0.0)
+            if view is None:
+                self.view = StreamView(**fresh)
+                self.view.on_msg(self._on_msg)
+            else:
+                self.view = view
+                with view.hold_sync():
+                    for name, value in fresh.items():
+                        setattr(view, name, value)
+            points = [request_point(r) for r in history if r is not None]
+            self.chart = chart if chart is not None else LiveChart(requests=points)
+            if chart is not None:
+                chart.stream, chart.requests = [], points
 
     def _on_msg(self, widget, content, buffers) -> None:
+        self.handle_event(content)
+
+    def handle_event(self, content) -> bool:
+        """A message from the view: Stop, Redirect, the user typing in the cell, the frontend saying what it has.
+        False for anything else (the panel's own events)."""
         if not isinstance(content, dict):
-            return
-        if content.get("event") == "stop":
+            return False
+        event = content.get("event")
+        if event == "stop":
             self.on_stop()
-        elif content.get("event") == "redirect" and str(content.get("instruction", "")).strip():
+        elif event == "typed":
+            self.typed = True
+            self.on_stop()
+        elif event == "redirect" and str(content.get("instruction", "")).strip():
             self.on_redirect(str(content["instruction"]))
+        elif event == "frontend":
+            self.frontend_live = bool(content.get("live_cells"))
+        else:
+            return False
+        return True
+
+    def send_cell(self, action: str, source: str | None = None) -> None:
+        """Tell the view what its live cell shows now: "show" (source, not yet a change), "accept" (source, as one
+        undoable change) or "restore" (the original, exactly)."""
+        if self.widgets:
+            self.view.send({"cell": action, **({"source": source} if source is not None else {})})
 
     def enable_controls(self) -> None:
         """Show Stop and Redirect: only where their messages are handled while the edit streams."""

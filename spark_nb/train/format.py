@@ -298,9 +298,12 @@ class EditDecoder:
         return text[:-1] if self.missing_newline and text.endswith("\n") else text
 
     def partial(self) -> str:
-        """Code so far, the text being generated, then the input lines not reached yet (for streaming views)."""
+        """Code so far, the text being generated, then the input lines not reached yet (for streaming views). A line
+        being written ends the line it is on: the next input line starts on its own, as it will."""
         cur = self.fmt.decode_text(self.text) if self.text else ""
         rest = self.lines[self.i:] if not self.done else []
+        if rest and cur and not cur.endswith("\n"):
+            cur += "\n"
         return "".join(self.out) + cur + "".join(rest)
 
 
