@@ -65,6 +65,10 @@ def check_tiled_matmul(rng, T, m, n, tm, tn, dtype):
     y = nan(T, m)
     k.tiled_matmul(x, tiles, scale, y, k.quantized(T, n + tn))
     assert_close(y, ref.tiled_matmul(x, tiles, scale, m), rtol=1e-4 if dtype == "int8" else 3e-5)
+    for t in range(T):  # bit for bit what the token gives alone: decode and verification must agree
+        alone = nan(1, m)
+        k.tiled_matmul(x[t : t + 1], tiles, scale, alone, k.quantized(1, n + tn))
+        np.testing.assert_array_equal(alone[0], y[t])
 
 
 def check_quantize_slices(rng, T, n, tn):
@@ -235,6 +239,7 @@ def test_every_kernel_is_tested():
     (4, 130, 33, 40, 16),  # many columns of one wide padded tile each
     (1, 37, 300, 8, 64),  # int8 tile rows of whole 64-byte vectors: the vpdpbusd path where the host has VNNI
     (3, 100, 256, 24, 128),  # the same, exact multiples, several tokens
+    (7, 37, 192, 8, 64),  # the same, a block of four tokens and three more, ragged rows
 ])
 def test_tiled_matmul(dtype, T, m, n, tm, tn):
     check_tiled_matmul(np.random.default_rng(T * m + n), T, m, n, tm, tn, dtype)

@@ -53,6 +53,19 @@ def test_verify_returns_every_positions_logits(edit_folder):  # noqa: F811
         s.rewind(0)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "fp32"])
+def test_verify_is_bit_identical_to_decoding_token_by_token(edit_folder, dtype):  # noqa: F811
+    """What makes speculative output identical: the kernels compute each token the same way whether it comes
+    alone (decode) or with others (a draft, in blocks of four and a remainder)."""
+    engine = Engine.load(edit_folder, dtype=dtype, context=512)
+    ids = list(range(20, 80))
+    s = engine.session()
+    s.feed(ids[:30])
+    rows = s.verify(ids[30:41])
+    s.rewind(30)
+    np.testing.assert_array_equal(rows, np.stack([s.feed([token]) for token in ids[30:41]]))
+
+
 def test_draft_copies_the_cell(edit_folder):  # noqa: F811
     """For an unchanged cell the draft is exactly the identity edit: <|line|> <|keep|> per line, and inside a
     replacement the replaced line's own tokens, then <|line|>."""
