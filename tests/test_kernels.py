@@ -119,25 +119,42 @@ def check_rope(rng, T, heads, head_dim, start):
     assert_close(x, expected)
 
 
+def caches(kv_heads, head_dim, context):
+    """Empty (NaN) caches in the kernels' layout."""
+    lanes = k.LANES
+    return nan(kv_heads, -(-context // lanes), head_dim, lanes), nan(kv_heads, -(-head_dim // lanes), context, lanes)
+
+
 def check_store_kv(rng, T, kv_heads, head_dim, start):
     context = start + T + 2
     key, value = randn(rng, T, kv_heads * head_dim), randn(rng, T, kv_heads * head_dim)
-    k_cache, v_cache = nan(kv_heads, context, head_dim), nan(kv_heads, context, head_dim)
+    k_cache, v_cache = caches(kv_heads, head_dim, context)
+    twin_k, twin_v = caches(kv_heads, head_dim, context)
     k.store_kv(key, value, k_cache, v_cache, start)
-    for cache, new in ((k_cache, key), (v_cache, value)):
+    ref.store_kv(key, value, twin_k, twin_v, start)
+    np.testing.assert_array_equal(k_cache, twin_k)  # NaN where nothing was written
+    np.testing.assert_array_equal(v_cache, twin_v)
+    keys, values = ref.by_position(k_cache, v_cache)
+    for cache, new in ((keys, key), (values, value)):
         np.testing.assert_array_equal(cache[:, start : start + T], new.reshape(T, kv_heads, head_dim).swapaxes(0, 1))
-        assert np.isnan(cache[:, :start]).all() and np.isnan(cache[:, start + T :]).all()  # nothing else written
+        assert np.isnan(cache[:, :start]).all() and np.isnan(cache[:, start + T : context]).all()
 
 
 def check_causal_attention(rng, T, heads, kv_heads, head_dim, start, window):
     context = start + T + 3  # cache positions past start + T hold garbage that must not be read
     q = randn(rng, T, heads * head_dim)
-    k_cache, v_cache = randn(rng, kv_heads, context, head_dim), randn(rng, kv_heads, context, head_dim)
-    k_cache[:, start + T :], v_cache[:, start + T :] = 1e4, np.nan
-    scores = nan(heads, context)
+    keys, values = randn(rng, context, kv_heads * head_dim), randn(rng, context, kv_heads * head_dim)
+    keys[start + T :], values[start + T :] = 1e4, np.nan
+    k_cache, v_cache = caches(kv_heads, head_dim, context)
+    k.store_kv(keys, values, k_cache, v_cache, 0)
+    scores = nan(heads, k.QUERY_BLOCK, context + k.LANES)
     out = nan(T, heads * head_dim)
     k.causal_attention(q, k_cache, v_cache, start, window, scores, out)
     assert_close(out, ref.causal_attention(q, k_cache, v_cache, start, window))
+    for t in range(T):  # bit for bit what the query gives alone: decode and verification must agree
+        alone = nan(1, heads * head_dim)
+        k.causal_attention(q[t : t + 1], k_cache, v_cache, start + t, window, scores, alone)
+        np.testing.assert_array_equal(alone[0], out[t])
 
 
 def check_swiglu(rng, T, f):
@@ -183,8 +200,7 @@ def reference_forward(tokens, start, model, config, k_cache, v_cache, rot, windo
         key = ref.tiled_matmul(h, w.wk[l], w.sk[l], kv_width) + w.bk[l]
         value = ref.tiled_matmul(h, w.wv[l], w.sv[l], kv_width) + w.bv[l]
         q, key = ref.rope(q, hd, rot.cos, rot.sin, start), ref.rope(key, hd, rot.cos, rot.sin, start)
-        k_cache[l][:, start : start + T] = key.reshape(T, -1, hd).swapaxes(0, 1)
-        v_cache[l][:, start : start + T] = value.reshape(T, -1, hd).swapaxes(0, 1)
+        ref.store_kv(key, value, k_cache[l], v_cache[l], start)
         att = ref.causal_attention(q, k_cache[l], v_cache[l], start, window)
         x = x + ref.tiled_matmul(att, w.wo[l], w.so[l], d)
         h = ref.rmsnorm(x, w.mlp_norm[l], eps)

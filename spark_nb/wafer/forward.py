@@ -28,6 +28,8 @@ from numba import njit
 from ..model.quant import quantize_int8
 from .kernels import (
     JIT,
+    LANES,
+    QUERY_BLOCK,
     Quantized,
     add_bias,
     add_into,
@@ -89,7 +91,7 @@ class Scratch(NamedTuple):
     out: np.ndarray  # [T, d] output of a block, before the residual add
     gate: np.ndarray  # [T, ffn]
     up: np.ndarray  # [T, ffn]
-    scores: np.ndarray  # [heads, context]
+    scores: np.ndarray  # [heads, QUERY_BLOCK, context + LANES]
     quant: Quantized  # the input of an int8 matrix, quantized per PE column slice
 
 
@@ -151,7 +153,8 @@ def scratch(config, max_tokens: int, context: int) -> Scratch:
 
     return Scratch(
         buf(max_tokens, d), buf(max_tokens, d), buf(max_tokens, q), buf(max_tokens, kv), buf(max_tokens, kv),
-        buf(max_tokens, q), buf(max_tokens, d), buf(max_tokens, f), buf(max_tokens, f), buf(config.n_heads, context),
+        buf(max_tokens, q), buf(max_tokens, d), buf(max_tokens, f), buf(max_tokens, f),
+        buf(config.n_heads, QUERY_BLOCK, context + LANES),
         quantized(max_tokens, max(d, q, f) + 512),  # + the widest tile's padding
     )
 
@@ -162,9 +165,11 @@ def rotary(config, context: int) -> Rotary:
 
 
 def kv_cache(config, context: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keys and values of every layer: [L, kv_heads, context, hd] each."""
-    shape = (config.n_layers, config.n_kv_heads, context, config.head_dim)
-    return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    """Keys and values of every layer in the layout causal_attention reads (see store_kv): keys [L, kv_heads,
+    context/LANES, hd, LANES], values [L, kv_heads, hd/LANES, context, LANES], both rounded up."""
+    L, heads, hd = config.n_layers, config.n_kv_heads, config.head_dim
+    keys = np.zeros((L, heads, -(-context // LANES), hd, LANES), np.float32)
+    return keys, np.zeros((L, heads, -(-hd // LANES), context, LANES), np.float32)
 
 
 @njit(**JIT)

@@ -91,6 +91,12 @@ def quantize_slices(x, tn, q):
             q.sums[t, c] = total
 
 
+def _at(builder, array, offset, ty):
+    """Pointer to a `ty` `offset` bytes into a numba array's data (inside an intrinsic's codegen)."""
+    i8p = ir.IntType(8).as_pointer()
+    return builder.bitcast(builder.gep(builder.bitcast(array.data, i8p), [offset]), ty.as_pointer())
+
+
 def _lane_sums(builder, vectors):
     """One <16 x i32> whose lane k is the sum of vectors[k]'s 16 lanes (at most 16 vectors, a power of two).
 
@@ -157,10 +163,6 @@ def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens
                 total = builder.add(total, term)
             return total
 
-        def at(array, offset, ty):
-            """Pointer to a `ty` `offset` bytes into the array's data."""
-            return builder.bitcast(builder.gep(builder.bitcast(array.data, i8p), [offset]), ty.as_pointer())
-
         _, slices, tm, tn = cgutils.unpack_tuple(builder, w_arr.shape, 4)
         w_stride = cgutils.unpack_tuple(builder, w_arr.strides, 4)  # bytes per PE row, tile, tile row
         x_stride = cgutils.unpack_tuple(builder, x_arr.strides, 2)[0]
@@ -182,16 +184,16 @@ def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens
             x_slice = add(builder.mul(t, x_stride), builder.mul(c, tn))
             with cgutils.for_range(builder, builder.udiv(tn, const(64))) as loop:
                 offset = builder.mul(loop.index, const(64))
-                xs = [builder.load(at(x_arr, add(x_slice, builder.mul(x_stride, const(j)), offset), v16), align=1)
+                xs = [builder.load(_at(builder, x_arr, add(x_slice, builder.mul(x_stride, const(j)), offset), v16), align=1)
                       for j in range(count)]
                 for k in range(4):
                     w_row = add(w_tile, builder.mul(w_stride[2], const(k)), offset)
                     # the same bytes 16 rows on (four row groups ahead; 8 and 32 measured slower): a read hint for
                     # DRAM latency, harmless past the tile's end (a prefetch never faults)
                     ahead = builder.add(w_row, builder.mul(w_stride[2], const(16)))
-                    builder.call(prefetch, [at(w_arr, ahead, ir.IntType(8)), const(0, i32), const(3, i32),
+                    builder.call(prefetch, [_at(builder, w_arr, ahead, ir.IntType(8)), const(0, i32), const(3, i32),
                                             const(1, i32)])
-                    wv = builder.xor(builder.load(at(w_arr, w_row, v16), align=1), flip)
+                    wv = builder.xor(builder.load(_at(builder, w_arr, w_row, v16), align=1), flip)
                     for j, xv in enumerate(xs):
                         d = dots[4 * j + k]
                         builder.store(builder.call(dot, [builder.load(d), wv, xv]), d)
@@ -199,19 +201,19 @@ def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens
             bias, x_scale = ir.Constant(v16, None), ir.Constant(f16, None)
             for j in range(count):
                 meta = add(builder.mul(builder.add(t, const(j)), meta_stride), builder.mul(c, const(4)))
-                x_sum = builder.mul(builder.load(at(sums_arr, meta, i32)), const(128, i32))
-                slice_scale = builder.load(at(scales_arr, meta, f32))
+                x_sum = builder.mul(builder.load(_at(builder, sums_arr, meta, i32)), const(128, i32))
+                slice_scale = builder.load(_at(builder, scales_arr, meta, f32))
                 for k in range(4):
                     bias = builder.insert_element(bias, x_sum, const(4 * j + k, i32))
                     x_scale = builder.insert_element(x_scale, slice_scale, const(4 * j + k, i32))
             exact = builder.sitofp(builder.sub(total, bias), f16)
             builder.store(builder.call(fma, [exact, x_scale, builder.load(acc)]), acc)
-        row_scale = builder.call(masked_load, [at(scale_arr, builder.mul(row, const(4)), f4), const(4, i32), mask,
+        row_scale = builder.call(masked_load, [_at(builder, scale_arr, builder.mul(row, const(4)), f4), const(4, i32), mask,
                                                ir.Constant(f4, None)])
         out = builder.load(acc)
         for j in range(count):
             part = builder.shuffle_vector(out, out, ir.Constant(ir.VectorType(i32, 4), [4 * j + k for k in range(4)]))
-            y_row = at(y_arr, add(builder.mul(builder.add(t, const(j)), y_stride), builder.mul(row, const(4))), f4)
+            y_row = _at(builder, y_arr, add(builder.mul(builder.add(t, const(j)), y_stride), builder.mul(row, const(4))), f4)
             builder.call(masked_store, [builder.fmul(part, row_scale), y_row, const(4, i32), mask])
         return context.get_dummy_value()
 
@@ -430,17 +432,167 @@ def rope(x, head_dim, cos, sin, start):
                 x[t, h0 + half + e] = b * cos[pos, e] + a * sin[pos, e]
 
 
+LANES = 16  # float32 in a 64-byte vector: the caches are cut into blocks of 16 positions or dimensions
+
+
 @njit(**JIT)
 def store_kv(k, v, k_cache, v_cache, start):
-    """Write the new keys and values k, v[T, kv_heads*head_dim] at positions start.. of the caches
-    [kv_heads, context, head_dim]."""
+    """Write the new keys and values k, v[T, kv_heads*head_dim] at positions start.. of the caches, laid out
+    for causal_attention: keys in blocks of LANES positions, each block dimension-major, k_cache [kv_heads,
+    context/LANES, head_dim, LANES]; values in blocks of LANES dimensions, v_cache [kv_heads, head_dim/LANES
+    (rounded up), context, LANES]."""
     T = k.shape[0]
-    kv_heads, _, head_dim = k_cache.shape
+    kv_heads, _, head_dim, _ = k_cache.shape
     for t in range(T):
+        p = start + t
         for h in range(kv_heads):
             for e in range(head_dim):
-                k_cache[h, start + t, e] = k[t, h * head_dim + e]
-                v_cache[h, start + t, e] = v[t, h * head_dim + e]
+                k_cache[h, p // LANES, e, p % LANES] = k[t, h * head_dim + e]
+                v_cache[h, e // LANES, p, e % LANES] = v[t, h * head_dim + e]
+
+
+if config.DISABLE_JIT:
+    _exp = np.exp
+else:
+
+    @intrinsic
+    def _exp(typingctx, x):
+        """e**x of a float32 (Cephes' expf: 2**n * a degree-7 polynomial, within 2 ulp; arguments clamped to
+        [-87.3, 88.7], so 2**n stays a normal float): plain arithmetic, so a loop over it vectorises, where
+        np.exp calls libm once per element."""
+        sig = types.float32(types.float32)
+
+        def codegen(context, builder, signature, args):
+            f32, i32 = ir.FloatType(), ir.IntType(32)
+            module = builder.module
+
+            def intrinsic_call(name, *operands):
+                fn = cgutils.get_or_insert_function(module, ir.FunctionType(f32, [f32] * len(operands)), name)
+                return builder.call(fn, list(operands))
+
+            def const(value):
+                return ir.Constant(f32, value)
+
+            x = intrinsic_call("llvm.maxnum.f32", intrinsic_call("llvm.minnum.f32", args[0], const(88.72283)),
+                               const(-87.33654))
+            n = intrinsic_call("llvm.rint.f32", builder.fmul(x, const(1.442695040888963)))  # x / ln 2
+            r = intrinsic_call("llvm.fma.f32", n, const(-0.693359375), x)  # x - n ln 2, ln 2 in two parts
+            r = intrinsic_call("llvm.fma.f32", n, const(2.12194440e-4), r)
+            p = const(1.9875691500e-4)
+            for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+                p = intrinsic_call("llvm.fma.f32", p, r, const(c))
+            y = builder.fadd(intrinsic_call("llvm.fma.f32", p, builder.fmul(r, r), r), const(1.0))
+            exponent = builder.shl(builder.add(builder.fptosi(n, i32), ir.Constant(i32, 127)), ir.Constant(i32, 23))
+            return builder.fmul(y, builder.bitcast(exponent, f32))  # y * 2**n
+
+        return sig, codegen
+
+
+if config.DISABLE_JIT:
+
+    def _weighted_rows(a, b, c, scale, rows):  # the intrinsic below, as plain Python
+        for j in range(rows):
+            c[j] = 0.0
+            for k in range(b.shape[1]):
+                row = b[:, k].reshape(-1)[: c.shape[1]]
+                c[j] += (a[j, k] * scale) * row
+
+else:
+
+    @intrinsic
+    def _weighted_rows(typingctx, a, b, c, scale, rows):
+        """c[j, :] = sum over k of (a[j, k] * scale) * row k of b, k in order, for j < rows (a compile-time
+        constant, 1 or 4); b [blocks, K, LANES] holds row k's columns LANES at a time (column LANES i + l is
+        b[i, k, l]), c [rows, width] gets the first `width` of them.
+
+        Accumulated by fma in zmm registers (8 blocks of columns for one row, 4 for each of four): each vector of
+        b is loaded once for all the rows; only a last, partial pass is masked. Every c[j, col] gets the same
+        operations in the same order whatever `rows` is."""
+        if not isinstance(rows, types.IntegerLiteral):
+            return None
+        count = rows.literal_value
+        sig = types.none(a, b, c, scale, rows)
+
+        def codegen(context, builder, signature, args):
+            a_arr, b_arr, c_arr = (context.make_array(ty)(context, builder, value)
+                                   for ty, value in zip(signature.args[:3], args[:3]))
+            scale = args[3]
+            intp, i32, f32 = context.get_value_type(types.intp), ir.IntType(32), ir.FloatType()
+            f16, m16, n16 = ir.VectorType(f32, 16), ir.VectorType(ir.IntType(1), 16), ir.VectorType(intp, 16)
+            module = builder.module
+            fma = cgutils.get_or_insert_function(module, ir.FunctionType(f16, [f16, f16, f16]), "llvm.fma.v16f32")
+            masked_load = cgutils.get_or_insert_function(
+                module, ir.FunctionType(f16, [f16.as_pointer(), i32, m16, f16]), "llvm.masked.load.v16f32.p0v16f32")
+            masked_store = cgutils.get_or_insert_function(
+                module, ir.FunctionType(ir.VoidType(), [f16, f16.as_pointer(), i32, m16]),
+                "llvm.masked.store.v16f32.p0v16f32")
+            zero = ir.Constant(f16, [0.0] * 16)
+            per_row = 8 if count == 1 else 4  # blocks of columns each row of a accumulates in one pass
+
+            def const(k, ty=intp):
+                return ir.Constant(ty, k)
+
+            def splat(value, ty):
+                one = builder.insert_element(ir.Constant(ty, None), value, const(0, i32))
+                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, 16), [0] * 16))
+
+            depth = cgutils.unpack_tuple(builder, b_arr.shape, 3)[1]
+            block_stride, k_stride, _ = cgutils.unpack_tuple(builder, b_arr.strides, 3)
+            a_stride = cgutils.unpack_tuple(builder, a_arr.strides, 2)[0]
+            c_stride = cgutils.unpack_tuple(builder, c_arr.strides, 2)[0]
+            width = cgutils.unpack_tuple(builder, c_arr.shape, 2)[1]
+            accs = [[cgutils.alloca_once(builder, f16) for _ in range(per_row)] for _ in range(count)]
+            span = 16 * per_row  # columns per pass
+
+            def one_pass(first_block, masks):
+                """Columns 16 first_block.. of every row; masks: the lanes inside c, or None where all are."""
+
+                def load(pointer, i):
+                    if masks is None:
+                        return builder.load(pointer, align=4)
+                    return builder.call(masked_load, [pointer, const(4, i32), masks[i], zero])
+
+                def store(value, pointer, i):
+                    if masks is None:
+                        builder.store(value, pointer, align=4)
+                    else:
+                        builder.call(masked_store, [value, pointer, const(4, i32), masks[i]])
+
+                for row in accs:
+                    for acc in row:
+                        builder.store(zero, acc)
+                with cgutils.for_range(builder, depth) as step:
+                    k = step.index
+                    vectors = [load(_at(builder, b_arr, builder.add(builder.mul(builder.add(first_block, const(i)), block_stride),
+                                                          builder.mul(k, k_stride)), f16), i) for i in range(per_row)]
+                    for j, row in enumerate(accs):
+                        weight = builder.load(_at(builder, a_arr, builder.add(builder.mul(const(j), a_stride),
+                                                                    builder.mul(k, const(4))), f32))
+                        weight = splat(builder.fmul(weight, scale), f16)
+                        for vector, acc in zip(vectors, row):
+                            builder.store(builder.call(fma, [weight, vector, builder.load(acc)]), acc)
+                for j, row in enumerate(accs):
+                    for i, acc in enumerate(row):
+                        offset = builder.add(builder.mul(const(j), c_stride),
+                                             builder.mul(builder.add(first_block, const(i)), const(64)))
+                        store(builder.load(acc), _at(builder, c_arr, offset, f16), i)
+
+            full = builder.udiv(width, const(span))
+            with cgutils.for_range(builder, full) as pass_:
+                one_pass(builder.mul(pass_.index, const(per_row)), None)
+            first_block = builder.mul(full, const(per_row))
+            with builder.if_then(builder.icmp_signed(">", width, builder.mul(first_block, const(16)))):
+                masks = []  # lane l of block i: is column 16 (first_block + i) + l inside c?
+                for i in range(per_row):
+                    left = builder.sub(width, builder.mul(builder.add(first_block, const(i)), const(16)))
+                    masks.append(builder.icmp_signed("<", ir.Constant(n16, list(range(16))), splat(left, n16)))
+                one_pass(first_block, masks)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+
+QUERY_BLOCK = 4  # queries that attend together, sharing each key and value vector loaded
 
 
 @njit(parallel=True, **JIT)
@@ -448,41 +600,60 @@ def causal_attention(q, k_cache, v_cache, start, window, scores, out):
     """out[T, heads*head_dim]: each query head attends to positions [lo, start + t] of its kv head's cache.
 
     Grouped-query attention: query head h reads kv head h // (heads / kv_heads). window > 0 limits attention to
-    the last `window` positions (Mistral's sliding window). scores: scratch [heads, context].
+    the last `window` positions (Mistral's sliding window). The caches are laid out (store_kv) so that a query's
+    scores and its output are both sums of rows weighted by a query's numbers (_weighted_rows), read as
+    consecutive 64-byte vectors: scores over a block of positions, key dimension by key dimension; the output
+    over dimensions, position by position. scores: scratch [heads, QUERY_BLOCK, context + LANES].
+
+    Queries go QUERY_BLOCK at a time (the rest one at a time, as decode), so that each key and value vector
+    loaded serves all of them.
     """
     T = q.shape[0]
-    kv_heads, _, head_dim = k_cache.shape
-    heads = q.shape[1] // head_dim
-    group = heads // kv_heads
-    inv_sqrt = np.float32(1.0 / math.sqrt(head_dim))
+    heads = q.shape[1] // k_cache.shape[2]
+    blocked = T - T % QUERY_BLOCK
     for h in prange(heads):
-        kv = h // group
-        q0 = h * head_dim
-        for t in range(T):
-            pos = start + t
-            lo = max(0, pos - window + 1) if window > 0 else 0
-            q_head = q[t, q0 : q0 + head_dim]
-            best = -np.inf
-            for p in range(lo, pos + 1):
-                k_row = k_cache[kv, p]
-                s = np.float32(0.0)
-                for e in range(head_dim):
-                    s += q_head[e] * k_row[e]
-                s *= inv_sqrt
-                scores[h, p] = s
-                best = max(best, s)
-            total = np.float32(0.0)
-            for p in range(lo, pos + 1):
-                w = np.exp(scores[h, p] - best)
-                scores[h, p] = w
-                total += w
-            o_head = out[t, q0 : q0 + head_dim]
-            o_head[:] = 0.0
-            for p in range(lo, pos + 1):
-                w = scores[h, p] / total
-                v_row = v_cache[kv, p]
-                for e in range(head_dim):
-                    o_head[e] += w * v_row[e]
+        for t in range(0, blocked, QUERY_BLOCK):
+            _attend(q, k_cache, v_cache, start, window, scores, out, h, t, QUERY_BLOCK)
+        for t in range(blocked, T):
+            _attend(q, k_cache, v_cache, start, window, scores, out, h, t, 1)
+
+
+@njit(inline="always", **JIT)
+def _attend(q, k_cache, v_cache, start, window, scores, out, h, t, count):
+    """Queries t..t+count-1 of head h, over the positions any of them sees from a whole block of keys on: a
+    query's weights are zero where it does not see, and each of its numbers is formed by the same operations in
+    the same order whatever `count`, so decode and verification agree bit for bit."""
+    kv_heads, _, head_dim, _ = k_cache.shape
+    kv, q0 = h // (q.shape[1] // head_dim // kv_heads), h * head_dim
+    lo = max(0, start + t - window + 1) if window > 0 else 0  # the first query sees the least
+    lo -= lo % LANES
+    hi = start + t + count  # one past the last query's position
+    s = scores[h, :count, : hi - lo]
+    _weighted_rows(q[t : t + count, q0 : q0 + head_dim], k_cache[kv, lo // LANES : -(-hi // LANES)], s,
+                   np.float32(1.0 / math.sqrt(head_dim)), count)
+    for j in range(count):
+        pos = start + t + j
+        first = max(0, pos - window + 1) if window > 0 else 0
+        _softmax(scores[h, j, : hi - lo], first - lo, pos + 1 - lo)  # a C-contiguous view: it vectorises
+    _weighted_rows(s, v_cache[kv, :, lo:hi], out[t : t + count, q0 : q0 + head_dim], np.float32(1.0), count)
+
+
+@njit(inline="always", **JIT)
+def _softmax(s, first, end):
+    """s[first:end] <- softmax of itself; zero elsewhere."""
+    seen = s[first:end]
+    best = seen[0]
+    for p in range(seen.size):
+        best = _fmax(best, seen[p])
+    total = np.float32(0.0)
+    for p in range(seen.size):
+        w = _exp(seen[p] - best)
+        seen[p] = w
+        total += w
+    for p in range(seen.size):
+        seen[p] /= total
+    s[:first] = 0.0
+    s[end:] = 0.0
 
 
 @njit(**JIT)

@@ -52,9 +52,29 @@ def rope(x, head_dim, cos, sin, start):
     return np.concatenate([a * c - b * s, b * c + a * s], axis=-1).reshape(x.shape)
 
 
+def store_kv(k, v, k_cache, v_cache, start):
+    """Into the caches' layout (kernels.store_kv): k_cache [kv_heads, context/lanes, head_dim, lanes], v_cache
+    [kv_heads, head_dim/lanes, context, lanes]."""
+    kv_heads, _, head_dim, lanes = k_cache.shape
+    for t in range(k.shape[0]):
+        p = start + t
+        k_cache[:, p // lanes, :, p % lanes] = k[t].reshape(kv_heads, head_dim)
+        for e in range(head_dim):
+            v_cache[:, e // lanes, p, e % lanes] = v[t].reshape(kv_heads, head_dim)[:, e]
+
+
+def by_position(k_cache, v_cache):
+    """The caches as [kv_heads, positions, head_dim] each."""
+    kv_heads, blocks, head_dim, lanes = k_cache.shape
+    keys = k_cache.transpose(0, 1, 3, 2).reshape(kv_heads, blocks * lanes, head_dim)
+    values = v_cache.transpose(0, 2, 1, 3).reshape(kv_heads, v_cache.shape[2], -1)[:, :, :head_dim]
+    return keys, values
+
+
 def causal_attention(q, k_cache, v_cache, start, window):
     T = q.shape[0]
-    kv_heads, _, head_dim = k_cache.shape
+    keys, values = by_position(k_cache, v_cache)
+    kv_heads, _, head_dim = keys.shape
     heads = q.shape[1] // head_dim
     out = np.zeros_like(q)
     for h in range(heads):
@@ -63,9 +83,9 @@ def causal_attention(q, k_cache, v_cache, start, window):
             pos = start + t
             lo = max(0, pos - window + 1) if window > 0 else 0
             qv = q[t, h * head_dim : (h + 1) * head_dim].astype(np.float64)
-            s = k_cache[kv, lo : pos + 1] @ qv / np.sqrt(head_dim)
+            s = keys[kv, lo : pos + 1] @ qv / np.sqrt(head_dim)
             p = np.exp(s - s.max())
-            out[t, h * head_dim : (h + 1) * head_dim] = (p / p.sum()) @ v_cache[kv, lo : pos + 1]
+            out[t, h * head_dim : (h + 1) * head_dim] = (p / p.sum()) @ values[kv, lo : pos + 1]
     return out
 
 
