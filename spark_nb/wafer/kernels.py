@@ -9,6 +9,12 @@ int8 weights meet int8 activations, as on a PE that receives its x slice quantiz
 column) gets its own scale, the products are summed exactly in integers, then scaled. On hosts with AVX-512 VNNI
 the dot products run on `vpdpbusd` (64 multiply-adds per instruction); elsewhere the same integer sums are formed
 exactly in float32 (|sum| <= 512 * 127 * 127 < 2**24), so every host computes the same numbers.
+
+A token's numbers never depend on the tokens in flight beside it: matmuls take tokens four at a time and
+attention queries four at a time (each weight, key and value vector loaded once for four), the rest one by one as
+in decode, with the same operations in the same order. Speculative decoding relies on it: a verified draft token
+is accepted exactly when decoding token by token would have chosen it. The hot loops are LLVM vector IR written
+out (intrinsics); only vpdpbusd is x86-specific.
 """
 from __future__ import annotations
 
