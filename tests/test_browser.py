@@ -6,7 +6,8 @@ leaves it as typed); Stop, clicked while streaming, ends the edit and leaves the
 typed while streaming, continues from the partial edit and applies only code that parses.
 And (panel.mjs): a panel preset streams into the cell's source at >= 20 updates a second without garbling a line,
 Accept keeps the result as one undoable change (Ctrl+Z gives the original back), Stop and Reject put the original
-back exactly, each within 100 ms of the click; typing in the cell mid-stream stops it and keeps the user's text;
+back exactly, each within 100 ms of the click; a notebook saved while a cell shows an edit nobody accepted reopens
+with the original; typing in the cell mid-stream stops it and keeps the user's text;
 `%%spark` streams into its cell the same way. Screenshots are kept in artifacts/browser/.
 
 Needs /usr/bin/chromium, node and `npm ci` in tests/browser (.ci/run installs all three and sets
@@ -59,7 +60,8 @@ slow.queue += [head, head, [fmt.line, fmt.keep] * 100 + [fmt.end]]  # stop: endl
 slow.serve(get_ipython(), "slow")"""
 
 
-# The panel notebook: a quick scripted engine (tests/slow_engine.py) that adds a comment to every `result = []`.
+# The panel notebook: a quick scripted engine (tests/slow_engine.py) that comments every line, so the text changes
+# with every token while it streams.
 PANEL_SETUP = """%load_ext spark_nb
 import sys
 sys.path.insert(0, {tests!r})
@@ -74,14 +76,14 @@ code = {code!r}
 script = []
 for line in code.splitlines(keepends=True):
     script.append(fmt.line)
-    if line.strip() == "result = []":
-        script += [fmt.replace] + fmt.text_ids(line.rstrip("\\n") + "  # collected here\\n")
+    if line.strip():
+        script += [fmt.replace] + fmt.text_ids(line.rstrip("\\n") + "  # noted\\n")
     else:
         script.append(fmt.keep)
 script.append(fmt.end)
 slow = SlowEngine(tok, script, fmt.end, delay=0.01)
 slow.serve(get_ipython(), "slow")"""
-COMMENTED = LONG.replace("    result = []\n", "    result = []  # collected here\n")
+COMMENTED = "\n".join(line + "  # noted" if line.strip() else line for line in LONG.split("\n"))
 
 
 def _missing() -> str | None:
@@ -221,6 +223,9 @@ def test_panel_streams_into_the_cell_with_accept_reject_stop_undo(lab):
     reject = seen["steps"]["reject"]
     assert reject["restored"] and reject["status"] == "rejected"
     assert reject["changes"][-1][1] == original and reject["changes"][-1][0] - reject["reject_at"] < 100
+
+    reload = seen["steps"]["reload"]  # saved while showing an unaccepted edit, reopened: the original is back
+    assert reload["shown"] == COMMENTED and reload["reopened"] == original
 
     typed = seen["steps"]["typed"]  # the user's keystrokes won: the stream stopped, their text stayed
     assert typed["status"] == "stopped" and typed["source"].endswith("# mine"), typed

@@ -89,7 +89,7 @@ def test_retry_samples_the_same_instruction(comms, spark, monkeypatch):  # noqa:
 
 def test_without_the_extension_accept_says_how_to_apply(comms, spark, ip):  # noqa: F811
     panel = Panel(spark, CODE, bound=True)
-    panel._on_view(panel.view, {"event": "frontend", "live_cells": False}, [])
+    panel._on_view({"event": "frontend", "live_cells": False})
     assert "%spark apply" in panel.controls.note
     panel.start("format the expression")
     panel.accept()

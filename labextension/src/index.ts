@@ -13,10 +13,14 @@
 //
 // The original is the source when `bind` was called. Typing in the cell while an edit streams hands the cell back to
 // the user: `onUserEdit` runs once (the view stops the stream) and nothing more is written, so the user's text stays.
+//
+// While a cell shows an edit nobody has accepted, its metadata keeps the original (`spark_nb.original`), so an
+// autosave in the meantime still holds it; a notebook that opens with that key (the tab closed mid-edit) gets its
+// original back.
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Cell } from '@jupyterlab/cells';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 
 /** What a view holds while it owns a cell's source. */
 export interface ILiveCell {
@@ -33,6 +37,7 @@ export interface ILiveCells {
 }
 
 type SharedCell = Cell['model']['sharedModel'];
+const KEY = 'spark_nb'; // cell metadata: {original} while the cell shows an edit not accepted yet
 
 class LiveCell implements ILiveCell {
   readonly original: string;
@@ -48,6 +53,10 @@ class LiveCell implements ILiveCell {
   }
 
   show(source: string): void {
+    if (this._done) return;
+    if (this._shared.getMetadata(KEY) === undefined) {
+      this._shared.transact(() => this._shared.setMetadata(KEY, { original: this.original }), false);
+    }
     this._write(source, false);
   }
 
@@ -65,11 +74,21 @@ class LiveCell implements ILiveCell {
   }
 
   private _write(source: string, undoable: boolean): void {
-    if (this._done || this._shared.getSource() === source) return;
+    const current = this._shared.getSource();
+    if (this._done || current === source) return;
+    // Only the span that differs is replaced, so the cursor and selections elsewhere stay where they are.
+    let start = 0;
+    while (start < current.length && start < source.length && current[start] === source[start]) start++;
+    let end = 0;
+    while (end < current.length - start && end < source.length - start &&
+           current[current.length - 1 - end] === source[source.length - 1 - end]) end++;
     this._writing = true;
     try {
       // Untracked transactions keep the stream out of the undo history; the one tracked change is the accept.
-      this._shared.transact(() => this._shared.setSource(source), undoable);
+      this._shared.transact(
+        () => this._shared.updateSource(start, current.length - end, source.slice(start, source.length - end)),
+        undoable
+      );
     } finally {
       this._writing = false;
     }
@@ -84,6 +103,24 @@ class LiveCell implements ILiveCell {
   private _end(): void {
     this._done = true;
     this._shared.changed.disconnect(this._changed, this);
+    forgetOriginal(this._shared);
+  }
+}
+
+function forgetOriginal(shared: SharedCell): void {
+  if (shared.getMetadata(KEY) !== undefined) shared.transact(() => shared.deleteMetadata(KEY), false);
+}
+
+/** A cell saved while it showed an edit nobody accepted gets its original back when the notebook opens. */
+function restoreUnaccepted(panel: NotebookPanel): void {
+  for (const cell of panel.content.widgets) {
+    const shared = cell.model.sharedModel;
+    const kept = shared.getMetadata(KEY) as { original?: unknown } | undefined;
+    if (kept && typeof kept.original === 'string') {
+      const original = kept.original;
+      shared.transact(() => shared.setSource(original), false);
+    }
+    forgetOriginal(shared);
   }
 }
 
@@ -114,6 +151,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     };
     (globalThis as unknown as { sparkNbLiveCells: ILiveCells }).sparkNbLiveCells = api;
+    tracker.widgetAdded.connect((_, panel) => {
+      void panel.context.ready.then(() => restoreUnaccepted(panel));
+    });
   }
 };
 

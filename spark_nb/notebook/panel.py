@@ -10,15 +10,18 @@ original back (view.js does that at once, then tells the kernel). Without the ex
 and Accept keeps it for `%spark apply`, which inserts it below through `set_next_input`.
 
 A button press reaches the kernel as a widget message once the cell that showed the panel has finished, so the
-edit runs as a task on the kernel's event loop, one forward pass at a time (`EditRun.interleaved`): the kernel
-stays responsive, other cells run between two passes, and every button works during the stream. Not a worker
-thread: numba's parallel regions run several times slower when called from a second thread (see run.py).
+edit runs as a task on the kernel's main event loop, one forward pass at a time (`EditRun.interleaved`): the
+kernel stays responsive, other cells run between two passes, and every button works during the stream. Not a
+worker thread: numba's parallel regions run several times slower when called from a second thread (see run.py).
+Widget messages themselves may arrive on a kernel subshell's thread (ipykernel 7 with JupyterLab 4.4+), so the
+panel hands each one to the main loop first.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import threading
 from pathlib import Path
 
 import anywidget
@@ -101,20 +104,27 @@ class Panel:
         self.accepted: str | None = None  # the last accepted code
         self._task = None
         self._retries = 0
+        self._loop = _running_loop()  # the kernel's main event loop, where requests run (None: run them through)
         self.controls.observe(self._model_changed, "model")
-        self.controls.on_msg(self._on_controls)
-        self.view.on_msg(self._on_view)
+        self.controls.on_msg(lambda widget, content, buffers: self._on_main(self._on_controls, content))
+        self.view.on_msg(lambda widget, content, buffers: self._on_main(self._on_view, content))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
     # -- messages from the frontend ------------------------------------------------------------------------------
 
-    def _on_controls(self, widget, content, buffers) -> None:
+    def _on_main(self, handler, content) -> None:
+        if self._loop is None or threading.current_thread() is threading.main_thread():
+            handler(content)
+        else:
+            self._loop.call_soon_threadsafe(handler, content)
+
+    def _on_controls(self, content) -> None:
         if isinstance(content, dict) and content.get("event") == "run":
             self.start(str(content.get("instruction", "")), source=content.get("source"))
 
-    def _on_view(self, widget, content, buffers) -> None:
+    def _on_view(self, content) -> None:
         if not isinstance(content, dict):
             return
         if content.get("event") == "frontend":
@@ -159,12 +169,10 @@ class Panel:
                        context=self.context, max_tokens=None)
         self.run = EditRun(self.spark, live, self.code, instruction, options)
         self.controls.busy, self.controls.note = True, ""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop (a script, a test): generate straight through
+        if self._loop is None:  # no event loop (a script, a test): generate straight through
             self._finish(self.run, self._generate_blocking(self.run))
             return
-        self._task = loop.create_task(self._generate(self.run))
+        self._task = self._loop.create_task(self._generate(self.run))
 
     async def _generate(self, run: EditRun) -> None:
         # An idle kernel ignores SIGINT, so the kernel's interrupt would not reach an edit streaming from the panel:
@@ -253,6 +261,13 @@ class Panel:
             self.result = None
         self._retries += 1
         self.start(self.instruction, temperature=RETRY_TEMPERATURE, seed=self._retries)
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Failed:

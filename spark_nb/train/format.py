@@ -301,7 +301,8 @@ class EditDecoder:
         """Code so far, the text being generated, then the input lines not reached yet (for streaming views). A line
         being written ends the line it is on: the next input line starts on its own, as it will."""
         cur = self.fmt.decode_text(self.text) if self.text else ""
-        rest = self.lines[self.i:] if not self.done else []
+        waiting = self.state == "op"  # the line just fed, its fate not decided yet, stays as it is
+        rest = self.lines[self.i - waiting:] if not self.done else []
         if rest and cur and not cur.endswith("\n"):
             cur += "\n"
         return "".join(self.out) + cur + "".join(rest)

@@ -82,6 +82,17 @@ try {
   out.steps.reject = { reject_at: rejectAt, changes: await lab.takeChanges(1), restored: rejected,
                        status: await lab.waitStatus(1, ["rejected"]) };
 
+  // F: a notebook saved while its cell shows an edit nobody accepted opens with the original
+  await lab.click(1, PRESET);
+  await lab.waitStatus(1, ["done", "error"]);
+  const shown = await lab.source(1);
+  await lab.save();
+  await page.reload();
+  await page.waitForSelector(".jp-Notebook .jp-Cell", { timeout: 120000 });
+  await page.waitForTimeout(3000);
+  out.steps.reload = { shown, reopened: await lab.source(1) };
+  await lab.watch(1);
+
   // D: typing in the cell while it streams stops the edit and keeps what the user typed
   await lab.click(1, PRESET);
   await lab.waitStatus(1, ["streaming"]);
