@@ -3,7 +3,7 @@
 repo2docker installs binder/requirements.txt from the repository root, then runs binder/postBuild. Here the same two
 steps build a virtual environment that shares nothing with the one running the tests; then the notebooks are
 executed in it with nbval (the only things added are pytest and nbval, the test's own tools), against the package
-as installed there, not the source tree.
+as installed there, not the source tree. The install also brings spark-nb's JupyterLab extension, prebuilt.
 """
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ def test_binder_environment_runs_the_notebooks(tmp_path):
     assert any((tmp_path / "numba-cache").rglob("*.nbi")), "postBuild left the numba cache empty"
     where = _run([bin_ / "python", "-c", "import spark_nb, sys; print(spark_nb.__file__)"], cwd=tmp_path, env=env)
     assert where.startswith(str(venv)), where  # the installed package, not the source tree
+    listed = subprocess.run([bin_ / "jupyter", "labextension", "list"], capture_output=True, text=True, cwd=tmp_path,
+                            env=env)
+    extensions = listed.stdout + listed.stderr  # jupyter prints the list on stderr
+    assert any("spark-nb" in ln and "enabled" in ln and "OK" in ln for ln in extensions.splitlines()), extensions
 
     _run([bin_ / "python", "-m", "pip", "install", "-q", "pytest", "nbval"], env=env)
     out = _run([bin_ / "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval", ROOT / "notebooks",

@@ -110,7 +110,10 @@ class Panel:
         self.view.on_msg(lambda widget, content, buffers: self._on_main(self._on_view, content))
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = f"spark-nb refactor panel ({'bound to this cell' if self.bound else 'over code'}; " \
+                               "a widget: shown in JupyterLab, Notebook 7, VS Code)"
+        return bundle
 
     # -- messages from the frontend ------------------------------------------------------------------------------
 
