@@ -160,7 +160,7 @@ def test_many_ragged_tiles_match_transformers(request, greedy, family):
     folder, _ = request.getfixturevalue(family)
     ids, tokens, ref = greedy(family)
     engine = spark_nb.load(folder, wafer=WSE3.replace(name="small-pe", sram_per_pe=2048), dtype="fp32")
-    for tiles in (engine._model.layers.wq, engine._model.layers.w_down, engine._model.lm_head):
+    for tiles in (engine._model.layers.wqkv, engine._model.layers.w_down, engine._model.lm_head):
         assert tiles.shape[-4] > 1 and tiles.shape[-3] > 1, tiles.shape
     np.testing.assert_allclose(engine.logits(ids + tokens), ref, rtol=0, atol=FP32_ATOL)
 
@@ -196,7 +196,7 @@ def test_int8_tolerance_catches_layout_bugs(llama, greedy):
         tile[:] = tile.T.copy()
 
     def shift_q_scales(model):
-        model.layers.sq[0][:] = np.roll(model.layers.sq[0].copy(), 1)
+        model.layers.sqkv[0][:] = np.roll(model.layers.sqkv[0].copy(), 1)
 
     for bug in (shift_scales, transpose_tile, shift_q_scales):
         engine = spark_nb.load(folder, dtype="int8")

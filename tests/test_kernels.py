@@ -158,10 +158,10 @@ def check_causal_attention(rng, T, heads, kv_heads, head_dim, start, window):
 
 
 def check_swiglu(rng, T, f):
-    gate, up = randn(rng, T, f) * 4, randn(rng, T, f)
-    expected = ref.swiglu(gate, up)
-    k.swiglu(gate, up)
-    assert_close(gate, expected)
+    gate_up = np.concatenate([randn(rng, T, f) * 4, randn(rng, T, f)], axis=1)
+    out = nan(T, f)
+    k.swiglu(gate_up, out)
+    assert_close(out, ref.swiglu(gate_up))
 
 
 # -- the whole forward against a decoder made of the twins --------------------------------------------------------
@@ -196,15 +196,14 @@ def reference_forward(tokens, start, model, config, k_cache, v_cache, rot, windo
     x = ref.embed_rows(tokens, model.embed, model.embed_scale, vocab, d)
     for l in range(config.n_layers):
         h = ref.rmsnorm(x, w.attn_norm[l], eps)
-        q = ref.tiled_matmul(h, w.wq[l], w.sq[l], q_width) + w.bq[l]
-        key = ref.tiled_matmul(h, w.wk[l], w.sk[l], kv_width) + w.bk[l]
-        value = ref.tiled_matmul(h, w.wv[l], w.sv[l], kv_width) + w.bv[l]
+        qkv = ref.tiled_matmul(h, w.wqkv[l], w.sqkv[l], q_width + 2 * kv_width) + w.bqkv[l]
+        q, key, value = np.split(qkv, [q_width, q_width + kv_width], axis=1)
         q, key = ref.rope(q, hd, rot.cos, rot.sin, start), ref.rope(key, hd, rot.cos, rot.sin, start)
         ref.store_kv(key, value, k_cache[l], v_cache[l], start)
         att = ref.causal_attention(q, k_cache[l], v_cache[l], start, window)
         x = x + ref.tiled_matmul(att, w.wo[l], w.so[l], d)
         h = ref.rmsnorm(x, w.mlp_norm[l], eps)
-        gate = ref.swiglu(ref.tiled_matmul(h, w.w_gate[l], w.s_gate[l], f), ref.tiled_matmul(h, w.w_up[l], w.s_up[l], f))
+        gate = ref.swiglu(ref.tiled_matmul(h, w.w_gate_up[l], w.s_gate_up[l], 2 * f))
         x = x + ref.tiled_matmul(gate, w.w_down[l], w.s_down[l], d)
     return ref.rmsnorm(x, model.final_norm, eps)
 

@@ -6,10 +6,15 @@ call, reading top to bottom like the model's equations:
 
     x = E[tokens]
     for each layer:
-        h = rmsnorm(x);  q, k, v = h Wq + bq, h Wk + bk, h Wv + bv;  q, k = rope(q), rope(k)
+        h = rmsnorm(x);  [q k v] = h [Wq Wk Wv] + [bq bk bv];  q, k = rope(q), rope(k)
         x = x + attention(q, K ++ k, V ++ v) Wo
-        h = rmsnorm(x);  x = x + (silu(h Wg) * (h Wu)) Wd
+        h = rmsnorm(x);  [g u] = h [Wg Wu];  x = x + (silu(g) * u) Wd
     h = rmsnorm(x)                          # logits = h W_lm, for the rows the caller wants
+
+Matrices that read the same input are stacked at pack time, Wqkv = [Wq; Wk; Wv] and Wgu = [Wg; Wu], and cut into
+PE tiles as one (of Wq's and Wg's tile shape): the input is quantized once and the products run in one parallel
+region (each region costs microseconds to launch, a decode step's matmul a few). Every output row is the same dot
+product as in its own matrix.
 
 Prefill and verification pass T tokens; decode passes one. Buffers are allocated once (`Scratch`), so the
 forward itself never allocates. `forward` carries the kernels' flags (JIT): numba compiles a callee inside its
@@ -42,7 +47,7 @@ from .kernels import (
     quantized,
     tiled_matmul,
 )
-from .tiles import tile_shape, to_tiles
+from .tiles import aligned, tile_shape, to_tiles
 
 
 class Layers(NamedTuple):
@@ -50,22 +55,14 @@ class Layers(NamedTuple):
     per-output-row scales [L, rows]; q/k/v biases are zero for families without them."""
 
     attn_norm: np.ndarray  # [L, d]
-    wq: np.ndarray
-    sq: np.ndarray
-    bq: np.ndarray  # [L, heads*hd]
-    wk: np.ndarray
-    sk: np.ndarray
-    bk: np.ndarray  # [L, kv_heads*hd]
-    wv: np.ndarray
-    sv: np.ndarray
-    bv: np.ndarray
+    wqkv: np.ndarray  # [Wq; Wk; Wv]: heads*hd + 2 kv_heads*hd rows
+    sqkv: np.ndarray
+    bqkv: np.ndarray  # [L, heads*hd + 2 kv_heads*hd]
     wo: np.ndarray
     so: np.ndarray
     mlp_norm: np.ndarray  # [L, d]
-    w_gate: np.ndarray
-    s_gate: np.ndarray
-    w_up: np.ndarray
-    s_up: np.ndarray
+    w_gate_up: np.ndarray  # [Wg; Wu]: 2 ffn rows
+    s_gate_up: np.ndarray
     w_down: np.ndarray
     s_down: np.ndarray
 
@@ -84,13 +81,11 @@ class Scratch(NamedTuple):
 
     x: np.ndarray  # [T, d] residual stream
     h: np.ndarray  # [T, d] normed input of a block
-    q: np.ndarray  # [T, heads*hd]
-    k: np.ndarray  # [T, kv_heads*hd]
-    v: np.ndarray  # [T, kv_heads*hd]
+    qkv: np.ndarray  # [T, heads*hd + 2 kv_heads*hd]: q, k, v side by side
     att: np.ndarray  # [T, heads*hd] attention output
     out: np.ndarray  # [T, d] output of a block, before the residual add
-    gate: np.ndarray  # [T, ffn]
-    up: np.ndarray  # [T, ffn]
+    gate_up: np.ndarray  # [T, 2 ffn]: gate, up side by side
+    act: np.ndarray  # [T, ffn] silu(gate) * up
     scores: np.ndarray  # [heads, QUERY_BLOCK, context + LANES]
     quant: Quantized  # the input of an int8 matrix, quantized per PE column slice
 
@@ -100,9 +95,10 @@ class Rotary(NamedTuple):
     sin: np.ndarray
 
 
-def _tiled(w: np.ndarray, spec, dtype: str):
-    """A matrix [rows, cols] as (tiles, scale) in its PE tile shape."""
-    tm, tn = tile_shape(spec, *w.shape, dtype)
+def _tiled(w: np.ndarray, spec, dtype: str, shape_of: np.ndarray | None = None):
+    """A matrix [rows, cols] as (tiles, scale) in its PE tile shape, or in that of the matrix shape_of (the first
+    of several stacked into w)."""
+    tm, tn = tile_shape(spec, *(w if shape_of is None else shape_of).shape, dtype)
     if dtype == "int8":
         q, scale = quantize_int8(w)
         return to_tiles(q, tm, tn), scale
@@ -112,29 +108,24 @@ def _tiled(w: np.ndarray, spec, dtype: str):
 def pack(weights, config, spec, dtype: str) -> Decoder:
     """Cut a checkpoint's fp32 weights (spark_nb.model DecoderWeights) into PE tiles and stack the layers."""
 
-    def stacked(name):
-        pairs = [_tiled(getattr(layer, name), spec, dtype) for layer in weights.layers]
-        return np.stack([t for t, _ in pairs]), np.stack([s for _, s in pairs])
+    def stacked(*names):  # the named matrices of every layer, one above the other, as one matrix
+        pairs = [_tiled(np.concatenate([getattr(layer, n) for n in names]), spec, dtype, getattr(layer, names[0]))
+                 for layer in weights.layers]
+        return aligned(np.stack([t for t, _ in pairs])), np.stack([s for _, s in pairs])
 
-    def bias(name, width):
-        rows = [getattr(layer, name) for layer in weights.layers]
-        return np.stack([np.zeros(width, np.float32) if b is None else b.astype(np.float32) for b in rows])
+    def biases(*pairs):  # (name, width) each, side by side
+        return np.stack([np.concatenate([np.zeros(width, np.float32) if getattr(layer, name) is None
+                                         else getattr(layer, name).astype(np.float32) for name, width in pairs])
+                         for layer in weights.layers])
 
     def vectors(name):
         return np.stack([getattr(layer, name).astype(np.float32) for layer in weights.layers])
 
     hd = config.head_dim
-    wq, sq = stacked("wq")
-    wk, sk = stacked("wk")
-    wv, sv = stacked("wv")
-    wo, so = stacked("wo")
-    w_gate, s_gate = stacked("w_gate")
-    w_up, s_up = stacked("w_up")
-    w_down, s_down = stacked("w_down")
+    q, kv = config.n_heads * hd, config.n_kv_heads * hd
     layers = Layers(
-        vectors("attn_norm"), wq, sq, bias("bq", config.n_heads * hd), wk, sk, bias("bk", config.n_kv_heads * hd),
-        wv, sv, bias("bv", config.n_kv_heads * hd), wo, so, vectors("mlp_norm"),
-        w_gate, s_gate, w_up, s_up, w_down, s_down,
+        vectors("attn_norm"), *stacked("wq", "wk", "wv"), biases(("bq", q), ("bk", kv), ("bv", kv)),
+        *stacked("wo"), vectors("mlp_norm"), *stacked("w_gate", "w_up"), *stacked("w_down"),
     )
     embed, embed_scale = _tiled(weights.embed, spec, dtype)
     if weights.lm_head is weights.embed:
@@ -149,11 +140,11 @@ def scratch(config, max_tokens: int, context: int) -> Scratch:
     q, kv = config.n_heads * hd, config.n_kv_heads * hd
 
     def buf(*shape):
-        return np.zeros(shape, np.float32)
+        return aligned(np.zeros(shape, np.float32))
 
     return Scratch(
-        buf(max_tokens, d), buf(max_tokens, d), buf(max_tokens, q), buf(max_tokens, kv), buf(max_tokens, kv),
-        buf(max_tokens, q), buf(max_tokens, d), buf(max_tokens, f), buf(max_tokens, f),
+        buf(max_tokens, d), buf(max_tokens, d), buf(max_tokens, q + 2 * kv), buf(max_tokens, q), buf(max_tokens, d),
+        buf(max_tokens, 2 * f), buf(max_tokens, f),
         buf(config.n_heads, QUERY_BLOCK, context + LANES),
         quantized(max_tokens, max(d, q, f) + 512),  # + the widest tile's padding
     )
@@ -166,10 +157,11 @@ def rotary(config, context: int) -> Rotary:
 
 def kv_cache(config, context: int) -> tuple[np.ndarray, np.ndarray]:
     """Keys and values of every layer in the layout causal_attention reads (see store_kv): keys [L, kv_heads,
-    context/LANES, hd, LANES], values [L, kv_heads, hd/LANES, context, LANES], both rounded up."""
+    context/LANES, hd, LANES], values [L, kv_heads, hd/LANES, context, LANES], both rounded up; 64-byte aligned,
+    as every buffer and tile stack here (tiles.aligned)."""
     L, heads, hd = config.n_layers, config.n_kv_heads, config.head_dim
-    keys = np.zeros((L, heads, -(-context // LANES), hd, LANES), np.float32)
-    return keys, np.zeros((L, heads, -(-hd // LANES), context, LANES), np.float32)
+    keys = aligned(np.zeros((L, heads, -(-context // LANES), hd, LANES), np.float32))
+    return keys, aligned(np.zeros((L, heads, -(-hd // LANES), context, LANES), np.float32))
 
 
 @njit(**JIT)
@@ -177,19 +169,16 @@ def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, 
     """Run tokens[T] at positions start.. through the decoder; leaves the final normed hidden states in s.h[:T]
     and the new keys/values in the caches."""
     T = tokens.shape[0]
-    x, h, q, k, v = s.x[:T], s.h[:T], s.q[:T], s.k[:T], s.v[:T]
-    att, out, gate, up = s.att[:T], s.out[:T], s.gate[:T], s.up[:T]
+    x, h, qkv, att, out, gate_up, act = s.x[:T], s.h[:T], s.qkv[:T], s.att[:T], s.out[:T], s.gate_up[:T], s.act[:T]
+    width, kv_width = att.shape[1], (qkv.shape[1] - att.shape[1]) // 2
+    q, k, v = qkv[:, :width], qkv[:, width : width + kv_width], qkv[:, width + kv_width :]
     w = model.layers
     embed_rows(tokens, model.embed, model.embed_scale, x)
     for l in range(w.attn_norm.shape[0]):
         # attention block
         rmsnorm(x, w.attn_norm[l], eps, h)
-        tiled_matmul(h, w.wq[l], w.sq[l], q, s.quant)
-        add_bias(q, w.bq[l])
-        tiled_matmul(h, w.wk[l], w.sk[l], k, s.quant)
-        add_bias(k, w.bk[l])
-        tiled_matmul(h, w.wv[l], w.sv[l], v, s.quant)
-        add_bias(v, w.bv[l])
+        tiled_matmul(h, w.wqkv[l], w.sqkv[l], qkv, s.quant)
+        add_bias(qkv, w.bqkv[l])
         rope(q, head_dim, rot.cos, rot.sin, start)
         rope(k, head_dim, rot.cos, rot.sin, start)
         store_kv(k, v, k_cache[l], v_cache[l], start)
@@ -198,10 +187,9 @@ def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, 
         add_into(x, out)
         # SwiGLU block
         rmsnorm(x, w.mlp_norm[l], eps, h)
-        tiled_matmul(h, w.w_gate[l], w.s_gate[l], gate, s.quant)
-        tiled_matmul(h, w.w_up[l], w.s_up[l], up, s.quant)
-        swiglu(gate, up)
-        tiled_matmul(gate, w.w_down[l], w.s_down[l], out, s.quant)
+        tiled_matmul(h, w.w_gate_up[l], w.s_gate_up[l], gate_up, s.quant)
+        swiglu(gate_up, act)
+        tiled_matmul(act, w.w_down[l], w.s_down[l], out, s.quant)
         add_into(x, out)
     rmsnorm(x, model.final_norm, eps, h)
 

@@ -29,6 +29,8 @@ from numba import config, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from .tiles import aligned
+
 # error_model numpy: x / 0 gives inf, as in NumPy, where numba would check and raise: that check keeps a loop from
 # vectorising
 JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
@@ -50,8 +52,9 @@ class Quantized(NamedTuple):
 
 def quantized(tokens: int, width: int) -> Quantized:
     """Buffers for quantizing up to `tokens` rows of x for any matrix at most `width` wide (tiles included)."""
+    width = -(-width // 64) * 64  # every row starts a 64-byte vector
     slices = width  # at most one slice per element: generous and tiny
-    return Quantized(np.zeros((tokens, width), np.int8), np.zeros((tokens, slices), np.float32),
+    return Quantized(aligned(np.zeros((tokens, width), np.int8)), np.zeros((tokens, slices), np.float32),
                      np.zeros((tokens, slices), np.int32))
 
 
@@ -667,9 +670,11 @@ def _softmax(s, first, end):
 
 
 @njit(**JIT)
-def swiglu(gate, up):
-    """gate <- silu(gate) * up, in place (_exp: the loop vectorises)."""
-    for t in range(gate.shape[0]):
-        for j in range(gate.shape[1]):
-            g = gate[t, j]
-            gate[t, j] = g / (np.float32(1.0) + _exp(-g)) * up[t, j]
+def swiglu(gate_up, out):
+    """out[T, f] = silu(gate) * up, gate and up side by side in gate_up[T, 2f] (_exp: the loop vectorises)."""
+    f = out.shape[1]
+    for t in range(out.shape[0]):
+        gate, up = gate_up[t, :f], gate_up[t, f:]
+        for j in range(f):
+            g = gate[j]
+            out[t, j] = g / (np.float32(1.0) + _exp(-g)) * up[j]

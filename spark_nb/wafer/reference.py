@@ -89,6 +89,7 @@ def causal_attention(q, k_cache, v_cache, start, window):
     return out
 
 
-def swiglu(gate, up):
+def swiglu(gate_up):
+    gate, up = np.split(gate_up, 2, axis=1)
     g = gate.astype(np.float64)
     return (g / (1 + np.exp(-g)) * up).astype(np.float32)
