@@ -12,9 +12,11 @@ export async function openNotebook(url, notebook) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("dialog", (d) => d.accept()); // "leave the page?" on reload: yes
   const base = url.split("?")[0].replace(/\/$/, "");
   const token = new URL(url).searchParams.get("token");
-  await page.goto(`${base}/lab/tree/${notebook}?token=${token}`);
+  const workspace = notebook.replace(/\W/g, "-"); // one per notebook: no tab from another test comes back
+  await page.goto(`${base}/lab/workspaces/${workspace}/tree/${notebook}?token=${token}`);
   await page.waitForSelector(".jp-Notebook .jp-Cell", { timeout: 120000 });
   await page.waitForTimeout(3000); // the kernel connects
   return new Lab(browser, page, errors);
@@ -33,9 +35,13 @@ class Lab {
     return this.cell(i).locator(".spark-status").first().getAttribute("data-status").catch(() => null);
   }
 
-  async run(i) {
-    await this.cell(i).locator(".cm-content").click();
-    await this.page.keyboard.press("Escape");
+  async run(i) { // select cell i, then Shift+Enter as a user would
+    await this.page.evaluate((i) => {
+      const notebook = window.jupyterapp.shell.currentWidget.content;
+      notebook.activeCellIndex = i;
+      notebook.mode = "command";
+      notebook.node.focus();
+    }, i);
     await this.page.keyboard.press("Shift+Enter");
   }
 
@@ -57,6 +63,19 @@ class Lab {
   source(i) {
     return this.page.evaluate((i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel
       .getSource(), i);
+  }
+
+  // Put the keyboard in cell i's editor (at the end of its text), as a click would, without aiming at a spot that a
+  // growing output may have moved.
+  focusEditor(i) {
+    return this.page.evaluate((i) => {
+      const notebook = window.jupyterapp.shell.currentWidget.content;
+      notebook.activeCellIndex = i;
+      notebook.mode = "edit";
+      const editor = notebook.widgets[i].editor;
+      editor.focus();
+      editor.setCursorPosition(editor.getPositionAt(editor.model.sharedModel.getSource().length));
+    }, i);
   }
 
   // Record every change of cell i's source from now on: [[ms, source], ...] via takeChanges(i).

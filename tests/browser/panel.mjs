@@ -53,7 +53,7 @@ try {
   const accepted = await lab.source(1);
   const acceptChanges = await lab.takeChanges(1);
   await lab.shot(`${shots}/panel-accepted.png`, 1);
-  await lab.cell(1).locator(".cm-content").click();
+  await lab.focusEditor(1);
   await page.keyboard.press("Control+z");
   const undone = await sourceBecomes(1, original);
   out.steps.accept = { streamed, done, accept_at: acceptAt, accept_changes: acceptChanges, accepted,
@@ -97,8 +97,7 @@ try {
   await lab.click(1, PRESET);
   await lab.waitStatus(1, ["streaming"]);
   await changesWhileStreaming(1, 3);
-  await lab.cell(1).locator(".cm-content").click();
-  await page.keyboard.press("Control+End");
+  await lab.focusEditor(1);
   await page.keyboard.type("\n# mine");
   const typedStatus = await lab.waitStatus(1, ["stopped", "done"]);
   const typedSource = await lab.source(1);
@@ -119,7 +118,7 @@ try {
   await page.waitForTimeout(1500);
   const magicApplied = await lab.source(2);
   const magicChanges = await lab.takeChanges(2);
-  await lab.cell(2).locator(".cm-content").click();
+  await lab.focusEditor(2);
   await page.keyboard.press("Control+z");
   const magicUndone = await sourceBecomes(2, magicOriginal);
   out.steps.magic = { original: magicOriginal, changes: magicChanges, applied: magicApplied, undo_restores: magicUndone,
