@@ -101,12 +101,13 @@ def test_without_the_extension_accept_says_how_to_apply(comms, spark, ip):  # no
 
 def test_panel_magic_shows_a_bound_panel(ip, monkeypatch, tokenizer, capsys):  # noqa: F811
     shown = []
+    monkeypatch.setattr(ip.spark_magics.session, "max_tokens", 0)  # whatever an earlier test configured
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
     monkeypatch.setattr(ip.spark_magics.session, "engine_for",
                         lambda *a, **k: scripted(tokenizer, replace_second_line(tokenizer, "    return x * 2\n")))
     ip.run_cell_magic("spark", "--panel --no-context format the expression", CODE)
     (panel,) = shown
-    assert isinstance(panel, Panel) and panel.bound and panel.result.code == GOOD  # started at once
+    assert isinstance(panel, Panel) and panel.bound and panel.result.code == GOOD, panel.result.error  # started at once
     assert ip.calls == []  # nothing applied until Accept
     with pytest.raises(Exception, match="--panel takes no"):
         ip.run_cell_magic("spark", "--panel --preview x", CODE)
