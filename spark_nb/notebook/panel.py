@@ -101,7 +101,6 @@ class Panel:
         self.instruction: str | None = None  # the last request's
         self.run: EditRun | None = None
         self.result = None  # the last finished request's EditResult, until accepted or rejected
-        self.accepted: str | None = None  # the last accepted code
         self._task = None
         self._retries = 0
         self._loop = _running_loop()  # the kernel's main event loop, where requests run (None: run them through)
@@ -233,14 +232,14 @@ class Panel:
         live = self.run.live
         if not self.frontend_live:  # the view could not write into the cell
             live.send_cell("restore")
-        self.code, self.accepted, self.result = code, code, None
+        self.code, self.result = code, None  # the next request starts from the accepted code
         self.spark.accepted = code
         applied = "accepted" + ("" if result.ok else " (forced)")
         if self.bound and self.frontend_live:
             applied += ": the cell holds the edit (Ctrl+Z in the cell brings the original back)"
         elif self.bound:
             applied += ": `%spark apply` inserts it below"
-        self.view.original = code  # the next request starts from the accepted code
+        self.view.original = code
         self.view.status, self.view.verdict = "accepted", applied
         self.spark.record(live.instruction, self.run.cell, result, applied, result.error)
         return code
