@@ -110,16 +110,16 @@ class SparkMagics(Magics):
         request of a session waits up to FRONTEND_WAIT_S for that (a fast edit can end first), later ones only
         where a frontend has answered before. Where it is missing, say so once."""
         s = self.session
-        if live.widgets and live.frontend_live is None and s.frontend != "none":
+        if live.widgets and live.frontend_live is None and s.frontend_answers is not False:
             deadline = time.perf_counter() + FRONTEND_WAIT_S
             while live.frontend_live is None and time.perf_counter() < deadline:
                 await asyncio.sleep(0.01)
         if live.frontend_live is not None:
-            s.frontend = "live" if live.frontend_live else "plain"
-        elif s.frontend == "unknown":
-            s.frontend = "none"
-        if not live.frontend_live and not getattr(s, "_said_plain", False):
-            s._said_plain = True
+            s.frontend_answers = True
+        elif s.frontend_answers is None:
+            s.frontend_answers = False
+        if not live.frontend_live and not s.said_no_live_cells:
+            s.said_no_live_cells = True
             print(PLAIN_NOTE)
         return bool(live.frontend_live)
 
@@ -154,7 +154,7 @@ class SparkMagics(Magics):
             except (KeyError, ValueError) as err:
                 raise UsageError(f"--wafer: {err}") from None
         ns = self.shell.user_ns
-        instruction = ctx.interpolate(" ".join(args.instruction).strip().strip("'\""), ns)
+        instruction = self._instruction(args)
         if not instruction:
             raise UsageError("give an instruction: %%spark add docstrings")
         if not cell.strip():
@@ -168,8 +168,7 @@ class SparkMagics(Magics):
         context = () if args.no_context else ctx.collect(
             cell, _earlier_cells(self.shell), ns, self.session.context_tokens, _counter(engine))
         widgets = getattr(self.shell, "kernel", None) is not None
-        live = LiveEdit(instruction, cell, widgets=widgets, history=[r.result for r in self.session.history
-                                                                      if r.stats is not None],
+        live = LiveEdit(instruction, cell, widgets=widgets, history=self.session.finished(),
                         interval=self.session.throttle_s)
         if widgets and not (args.preview or args.new):
             live.view.live_cell = True  # the edit replaces this cell: stream it there where the extension is
@@ -184,8 +183,7 @@ class SparkMagics(Magics):
         usable = result.ok or (args.force and result.proposed is not None)
         apply = not (result.stopped or args.preview or not usable)
         if result.stopped:
-            applied = ("stopped: you typed in the cell, so your text stays" if run.live.typed
-                       else "stopped, the cell is unchanged")
+            applied = run.live.stopped_verdict()
         elif args.preview:
             applied = "preview (not applied)"
         elif not usable:
@@ -218,10 +216,14 @@ class SparkMagics(Magics):
             cell, _earlier_cells(self.shell), self.shell.user_ns, self.session.context_tokens, None)
         panel = Panel(self.session, cell, bound=True, context=context, model=args.model, wafer=args.wafer)
         display(panel)
-        instruction = ctx.interpolate(" ".join(args.instruction).strip().strip("'\""), self.shell.user_ns)
+        instruction = self._instruction(args)
         if instruction:
             panel.start(instruction)
         return None
+
+    def _instruction(self, args) -> str:
+        """The instruction words, unquoted, with `{name}` filled from the namespace."""
+        return ctx.interpolate(" ".join(args.instruction).strip().strip("'\""), self.shell.user_ns)
 
     # -- %spark ----------------------------------------------------------------------------------------------------
 
@@ -298,7 +300,7 @@ class SparkMagics(Magics):
                 print(f"    guard: {r.error}")
 
     def _cmd_stats(self, args):
-        done = [r.result for r in self.session.history if r.stats is not None]
+        done = self.session.finished()
         if not done:
             print("no finished requests yet")
             return

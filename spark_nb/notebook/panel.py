@@ -95,7 +95,7 @@ class Panel:
                                          wafers=sorted(PRESETS), wafer=wafer, bound=bound)
         self.view = StreamView(original=code, code=code, marks=[""] * len(code.splitlines()), status="ready",
                                decide=True, live_cell=bound)
-        self.chart = LiveChart(requests=[request_point(r.result) for r in spark.history if r.stats is not None])
+        self.chart = LiveChart(requests=[request_point(r) for r in spark.finished()])
         self.widget = VBox([self.controls, self.view, self.chart])
         self.frontend_live: bool | None = None  # the view says on render whether the extension is there
         self.instruction: str | None = None  # the last request's
@@ -163,7 +163,7 @@ class Panel:
             self.code = _body(source)
         self.instruction, self.result = instruction, None
         live = LiveEdit(instruction, self.code, widgets=True, view=self.view, chart=self.chart,
-                        history=[r.result for r in self.spark.history if r.stats is not None],
+                        history=self.spark.finished(),
                         interval=self.spark.throttle_s)
         live.frontend_live = self.frontend_live
         live.enable_controls()
@@ -206,8 +206,7 @@ class Panel:
             return
         if result.stopped:
             live.send_cell("restore")
-            applied = ("stopped: you typed in the cell, so your text stays" if live.typed
-                       else "stopped, the cell is unchanged")
+            applied = live.stopped_verdict()
             live.finish(result, applied)
             self.spark.record(live.instruction, run.cell, result, applied, result.error)
             return
@@ -230,8 +229,6 @@ class Panel:
             return None
         code = result.code if result.ok else result.proposed
         live = self.run.live
-        if not self.frontend_live:  # the view could not write into the cell
-            live.send_cell("restore")
         self.code, self.result = code, None  # the next request starts from the accepted code
         self.spark.accepted = code
         applied = "accepted" + ("" if result.ok else " (forced)")

@@ -59,7 +59,10 @@ class Spark(Configurable):
         super().__init__(**kwargs)
         self.history: list[Request] = []
         self.accepted: str | None = None  # the code a panel last accepted (`%spark apply` inserts it)
-        self.frontend = "unknown"  # live (the cell-writing extension), plain (widgets only), none (no answer)
+        # whether a view has ever said if the live-cell extension is there (None: not asked yet; False: a request
+        # waited in vain, so later ones do not wait), and whether the fallback to set_next_input was said
+        self.frontend_answers: bool | None = None
+        self.said_no_live_cells = False
 
     # -- the engine ----------------------------------------------------------------------------------------------
 
@@ -94,6 +97,10 @@ class Spark(Configurable):
 
     def edit(self, code: str, instruction: str, **options) -> EditResult:
         return drain(self.edit_steps(code, instruction, **options))
+
+    def finished(self) -> list[EditResult]:
+        """The results of the requests that generated (history minus those that failed before a token)."""
+        return [r.result for r in self.history if r.stats is not None]
 
     def record(self, instruction, original, result, applied, error=None) -> Request:
         req = Request(instruction, original, result, applied, error, time.time())

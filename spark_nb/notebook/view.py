@@ -165,6 +165,10 @@ class LiveEdit:
             return False
         return True
 
+    def stopped_verdict(self) -> str:
+        """What a stopped request did to the cell."""
+        return "stopped: you typed in the cell, so your text stays" if self.typed else "stopped, the cell is unchanged"
+
     def send_cell(self, action: str, source: str | None = None) -> None:
         """Tell the view what its live cell shows now: "show" (source, not yet a change), "accept" (source, as one
         undoable change) or "restore" (the original, exactly)."""
