@@ -353,11 +353,11 @@ def test_chat_template_path_takes_the_first_fenced_block(chat_folder):
         out[next(script, tok.eos_token_ids[0])] = 1.0
         return out
 
-    def prefill(ids, logits_out):
+    def prefill(ids, start=0, at=None):
         nonlocal script
         prompts.append(tok.decode(ids.tolist(), skip_special_tokens=False))
         script = iter(answer)
-        return onehot()
+        return onehot()[None]
 
     engine._prefill = prefill  # the real stream loop runs; only the forward pass is scripted
     engine._decode_step = lambda token, pos, threads=None: onehot()

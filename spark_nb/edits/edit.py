@@ -114,7 +114,6 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     context = [context] if isinstance(context, str) else list(context)
     kind = prompt.style(engine.tokenizer)
     drive = _drive_edit if kind == "edit" else _drive_chat
-    on_token = on_token or (lambda *progress: None)
     cancel = cancel or threading.Event()
     proposed, text, stats, fed, error, settled = yield from drive(engine, code, instruction, context,
                                                                   max_new_tokens, temperature, seed, on_token,
@@ -162,9 +161,13 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
     drafted = accepted = 0
     k = DRAFT_START
 
-    def choose(logits) -> int:
+    def choose(logits) -> int:  # only what the format allows here: the output is always well formed
+        allowed = dec.allowed_ids()
+        if temperature == 0 and allowed is not None:  # the argmax of the masked logits, from the few allowed
+            allowed = sorted(allowed)  # ties go to the lowest id, as np.argmax
+            return allowed[int(np.argmax(logits[allowed]))]
         logits = np.array(logits, dtype=np.float32)  # a private copy to mask
-        logits[dec.banned_ids()] = -np.inf  # only what the format allows here: the output is always well formed
+        logits[dec.banned_ids()] = -np.inf
         return _sample(logits, temperature, rng)
 
     def commit(token) -> list[int]:
@@ -173,7 +176,8 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
         last_s = time.perf_counter() - t0
         first_s = first_s or last_s
         feed = dec.push(token)
-        on_token(dec.partial(), len(generated), last_s, getattr(session, "wafer_s", 0.0))
+        if on_token is not None:  # the partial code costs a string of the whole cell: only for a listener
+            on_token(dec.partial(), len(generated), last_s, getattr(session, "wafer_s", 0.0))
         return feed
 
     try:
@@ -204,15 +208,15 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
                 logits = session.feed(run[: ends[0] + 1])
                 yield
                 continue
-            rows = session.verify(run[: ends[-1] + 1])
+            judged = session.verify(run[: ends[-1] + 1], at=ends)  # the logits that judge each draft token
             yield
             n = 0
-            while n < len(draft) and not dec.done and not cancel.is_set() and choose(rows[ends[n]]) == draft[n][0]:
+            while n < len(draft) and not dec.done and not cancel.is_set() and choose(judged[n]) == draft[n][0]:
                 commit(draft[n][0])
                 n += 1
             drafted, accepted = drafted + len(draft), accepted + n
             session.rewind(start + ends[n] + 1)
-            logits = rows[ends[n]]
+            logits = judged[n]
             k = min(2 * k, DRAFT_MAX) if n == len(draft) else max(DRAFT_MIN, n + 1)
     except PromptTooLong as err:
         error = f"the cell and its edit do not fit the model's context: {err}"
@@ -275,7 +279,8 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
             break
         text += event.text
         n += 1
-        on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
+        if on_token is not None:
+            on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
         yield
         if prompt.block_closed(text):
             stream.cancel()  # the cell is complete: the rest of the answer is prose

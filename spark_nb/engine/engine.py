@@ -74,6 +74,7 @@ class Engine:
         # ceilings make it exact to ~0.1%), and evaluating the model costs milliseconds: take two points.
         first, last = decode_cycles(self.placement, 1).seconds, decode_cycles(self.placement, context).seconds
         self._wafer_step_base, self._wafer_step_slope = first, (last - first) / max(context - 1, 1)
+        self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token = np.zeros(1, np.int64)  # decode input and output buffers
         self._logits = np.zeros((1, config.vocab_size), np.float32)
         self.prefill_threads = numba.config.NUMBA_NUM_THREADS
@@ -133,19 +134,20 @@ class Engine:
                   self.config.head_dim, self._scratch, self._logits)
         return self._logits[0]
 
-    def _prefill(self, ids: np.ndarray, logits_out: np.ndarray | None, start: int = 0) -> np.ndarray:
-        """Run ids at positions start.. in chunks; fill logits_out[T, vocab] if given; return the last position's
-        logits."""
-        last = np.empty((1, self.config.vocab_size), np.float32)
+    def _prefill(self, ids: np.ndarray, start: int = 0, at: np.ndarray | None = None) -> np.ndarray:
+        """Run ids at positions start.. in chunks; return the logits [len(at), vocab] after the positions `at`
+        (sorted indices into ids; default: the last one only). The lm_head runs for those rows alone."""
+        at = np.array([len(ids) - 1]) if at is None else np.asarray(at)
+        logits = np.empty((len(at), self.config.vocab_size), np.float32)
         for offset in range(0, len(ids), PREFILL_CHUNK):
             chunk = ids[offset : offset + PREFILL_CHUNK]
             hidden = self._forward(chunk, start + offset, self.prefill_threads)
-            if logits_out is not None:
-                fw.lm_head(hidden, self._model, logits_out[offset : offset + len(chunk)], self._scratch.quant)
-        if logits_out is not None:
-            return logits_out[-1]
-        fw.lm_head(hidden[-1:], self._model, last, self._scratch.quant)
-        return last[0]
+            lo, hi = np.searchsorted(at, [offset, offset + len(chunk)])
+            if hi > lo:
+                rows = at[lo:hi] - offset
+                wanted = hidden[rows[0] : rows[-1] + 1] if rows[-1] - rows[0] == hi - lo - 1 else hidden[rows]
+                fw.lm_head(wanted, self._model, logits[lo:hi], self._scratch.quant)
+        return logits
 
     def _check_prompt(self, ids: Sequence[int], start: int = 0) -> np.ndarray:
         """ids as an int64 array, once they are known to fit the context after `start` tokens and the vocab."""
@@ -165,11 +167,9 @@ class Engine:
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """Logits [len(ids), vocab] float32 of a full causal forward over token_ids."""
         ids = self._check_prompt(token_ids)
-        out = np.empty((len(ids), self.config.vocab_size), np.float32)
         with self._lock:
             self._request += 1
-            self._prefill(ids, out)
-        return out
+            return self._prefill(ids, at=np.arange(len(ids)))
 
     def session(self) -> "Session":
         """Start an incremental request: `Session.feed(ids)` runs ids after everything fed so far and returns the
@@ -209,7 +209,7 @@ class Engine:
         with self._lock:
             self._request += 1
             request = self._request
-            logits = self._prefill(ids, None)
+            logits = self._prefill(ids)[0]
         wafer_ttft = wafer_s = self._wafer_ttft_s(len(ids))
         decoder = self.tokenizer.stream_decoder()
         generated: list[int] = []
@@ -262,7 +262,9 @@ class Engine:
     # -- projected wafer time --------------------------------------------------------------------------------
 
     def _wafer_ttft_s(self, prompt_tokens: int) -> float:
-        return first_token_cycles(self.placement, prompt_tokens).seconds
+        if prompt_tokens not in self._wafer_ttft:  # the cycle model takes ~1 ms; a request asks twice or more
+            self._wafer_ttft[prompt_tokens] = first_token_cycles(self.placement, prompt_tokens).seconds
+        return self._wafer_ttft[prompt_tokens]
 
     def _wafer_decode_s(self, context: int) -> float:
         return self._wafer_step_base + self._wafer_step_slope * (context - 1)
@@ -296,20 +298,20 @@ class Session:
             if len(ids) == 1:
                 logits = e._decode_step(int(ids[0]), self.pos).copy()
             else:
-                logits = e._prefill(ids, None, self.pos)
+                logits = e._prefill(ids, self.pos)[0]
         self._advance(len(ids))
         return logits
 
-    def verify(self, token_ids: Sequence[int]) -> np.ndarray:
-        """Run token_ids at positions pos.. like `feed`, and return the logits after every one of them [T, vocab]:
-        one multi-token forward checks a whole speculative draft. `rewind` then drops a rejected tail."""
+    def verify(self, token_ids: Sequence[int], at: Sequence[int] | None = None) -> np.ndarray:
+        """Run token_ids at positions pos.. like `feed`, and return the logits after each of them [T, vocab], or
+        after those at the indices `at` (sorted) only [len(at), vocab]: one multi-token forward checks a whole
+        speculative draft. `rewind` then drops a rejected tail."""
         e = self.engine
         ids = e._check_prompt(token_ids, self.pos)
-        logits = np.empty((len(ids), e.config.vocab_size), np.float32)
         with e._lock:
             if e._request != self._request:
                 raise Superseded("a newer request started on this engine; start a new session")
-            e._prefill(ids, logits, self.pos)
+            logits = e._prefill(ids, self.pos, np.arange(len(ids)) if at is None else np.asarray(at))
         self._advance(len(ids))
         return logits
 

@@ -89,10 +89,10 @@ class EditFormat:
         self.special = frozenset(s.values())
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
         slot, op = (self.insert, self.line, self.end), (self.keep, self.delete, self.replace)
-        self.banned = {  # per EditDecoder state: ids a constrained driver masks out of the logits
-            "slot": [i for i in range(self.vocab_size) if i not in slot],
-            "op": [i for i in range(self.vocab_size) if i not in op],
-            "text": sorted(self.special - set(slot)),
+        self.banned = {  # per EditDecoder state: ids a constrained driver masks out of the logits (an index array)
+            "slot": np.array([i for i in range(self.vocab_size) if i not in slot], np.intp),
+            "op": np.array([i for i in range(self.vocab_size) if i not in op], np.intp),
+            "text": np.array(sorted(self.special - set(slot)), np.intp),
         }
 
     # -- text -------------------------------------------------------------------------------------------------
@@ -202,8 +202,8 @@ class EditDecoder:
         """The ids the format allows next, or None inside a text (any non-special id, or a slot token)."""
         return {"slot": self._slot, "op": self._op}.get(self.state)
 
-    def banned_ids(self) -> list[int]:
-        """Ids to mask out of the logits before sampling (a shared list: do not modify)."""
+    def banned_ids(self) -> np.ndarray:
+        """Ids to mask out of the logits before sampling (a shared index array: do not modify)."""
         return self.fmt.banned[self.state]
 
     # -- feeding ----------------------------------------------------------------------------------------------
