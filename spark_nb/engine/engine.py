@@ -65,7 +65,7 @@ class Engine:
         self._model = fw.pack(weights, config, spec, dtype)
         self._k_cache, self._v_cache = fw.kv_cache(config, context)
         self._rotary = fw.rotary(config, context)
-        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context, numba.config.NUMBA_NUM_THREADS)
+        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context)
         self._eps = np.float32(config.rms_norm_eps)
         self._window = config.sliding_window or 0
         self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
@@ -129,9 +129,8 @@ class Engine:
     def _decode_step(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
         """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""
         self._token[0] = token
-        numba.set_num_threads(threads or self.decode_threads)
-        fw.decode(self._token, pos, self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
-                  self.config.head_dim, self._scratch, self._logits)
+        hidden = self._forward(self._token, pos, threads or self.decode_threads)
+        fw.lm_head(hidden, self._model, self._logits, self._scratch.quant)
         return self._logits[0]
 
     def _prefill(self, ids: np.ndarray, start: int = 0, at: np.ndarray | None = None) -> np.ndarray:
