@@ -47,6 +47,9 @@ def test_verify_returns_every_positions_logits(edit_folder):  # noqa: F811
     s.feed(ids[:30])
     rows = s.verify(ids[30:50])
     np.testing.assert_allclose(rows, full[30:50], rtol=1e-4, atol=1e-4)
+    for at in ([19], [4, 5, 6], [0, 3, 4, 19]):  # only some rows: a run of them, or scattered
+        s.rewind(30)
+        np.testing.assert_array_equal(s.verify(ids[30:50], at=at), rows[at])
     s.rewind(40)  # keep 40 tokens, drop 10: what follows must see exactly ids[:40]
     np.testing.assert_allclose(s.feed(ids[40:70]), full[69], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError):

@@ -164,8 +164,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
     def choose(logits) -> int:  # only what the format allows here: the output is always well formed
         allowed = dec.allowed_ids()
         if temperature == 0 and allowed is not None:  # the argmax of the masked logits, from the few allowed
-            allowed = sorted(allowed)  # ties go to the lowest id, as np.argmax
-            return allowed[int(np.argmax(logits[allowed]))]
+            return allowed[int(np.argmax(logits[list(allowed)]))]  # ascending: ties go to the lowest id
         logits = np.array(logits, dtype=np.float32)  # a private copy to mask
         logits[dec.banned_ids()] = -np.inf
         return _sample(logits, temperature, rng)

@@ -310,7 +310,7 @@ class Session:
         with e._lock:
             if e._request != self._request:
                 raise Superseded("a newer request started on this engine; start a new session")
-            logits = e._prefill(ids, self.pos, np.arange(len(ids)) if at is None else np.asarray(at))
+            logits = e._prefill(ids, self.pos, np.arange(len(ids)) if at is None else at)
         self._advance(len(ids))
         return logits
 

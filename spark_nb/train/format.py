@@ -194,12 +194,13 @@ class EditDecoder:
         self.done = False
         self.n_generated = 0
         self.n_fed = 0
-        self._slot = (fmt.insert, fmt.line, fmt.end)
-        self._op = (fmt.keep, fmt.delete, fmt.replace)
+        self._slot = tuple(sorted((fmt.insert, fmt.line, fmt.end)))  # ascending, so a greedy pick among them
+        self._op = tuple(sorted((fmt.keep, fmt.delete, fmt.replace)))  # breaks ties as np.argmax over all ids
 
     # -- constraints ------------------------------------------------------------------------------------------
     def allowed_ids(self) -> tuple[int, ...] | None:
-        """The ids the format allows next, or None inside a text (any non-special id, or a slot token)."""
+        """The ids the format allows next (ascending), or None inside a text (any non-special id, or a slot
+        token)."""
         return {"slot": self._slot, "op": self._op}.get(self.state)
 
     def banned_ids(self) -> np.ndarray:
