@@ -110,7 +110,8 @@ def measure_bandwidth(nbytes: int = BANDWIDTH_BYTES, repeats: int = BANDWIDTH_RE
 def decode_bytes(engine, kv_positions: float) -> int:
     """Bytes one decode step reads: every layer matrix and the lm_head as the engine holds them (PE tiles with
     their zero padding, and per-row scales), norms and q/k/v biases, one embedding row (a tied model's lm_head is
-    read once, by the lm_head), and the fp32 KV cache of kv_positions positions in every layer."""
+    read once, by the lm_head), and the KV cache (fp32 or fp16, as the engine keeps it) of kv_positions positions
+    in every layer."""
     p, c = engine.placement, engine.config
     d, hd, L = c.hidden_size, c.head_dim, c.n_layers
     read = [m for m in p.matrices if m.name != "embedding"]  # a tied model has no separate embedding
@@ -118,7 +119,7 @@ def decode_bytes(engine, kv_positions: float) -> int:
     embedding = p.matrix("embedding")
     embed_row = embedding.gc * embedding.tn * embedding.dtype_bytes + 4
     vectors = 4 * (L * (2 * d + (c.n_heads + 2 * c.n_kv_heads) * hd) + d)  # norms and biases (zeros if none)
-    kv = 4 * 2 * L * c.n_kv_heads * hd * kv_positions
+    kv = engine._k_cache.itemsize * 2 * L * c.n_kv_heads * hd * kv_positions
     return int(round(matrices + embed_row + vectors + kv))
 
 

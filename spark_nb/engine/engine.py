@@ -63,7 +63,10 @@ class Engine:
         self.spec = spec
         self.placement: Placement = place(config, spec, dtype, context)  # raises if the model does not fit
         self._model = fw.pack(weights, config, spec, dtype)
-        self._k_cache, self._v_cache = fw.kv_cache(config, context)
+        # int8 weights keep their KV cache in fp16: late in a long prompt a decode step reads as many bytes of cache
+        # as of weights, and fp16's rounding is far below int8's; fp32 stays the exact reference all the way
+        self.kv_dtype = "fp16" if dtype == "int8" else "fp32"
+        self._k_cache, self._v_cache = fw.kv_cache(config, context, self.kv_dtype)
         self._rotary = fw.rotary(config, context)
         self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context)
         self._eps = np.float32(config.rms_norm_eps)

@@ -33,6 +33,7 @@ from numba import njit
 from ..model.quant import quantize_int8
 from .kernels import (
     JIT,
+    KV_DTYPES,
     LANES,
     QUERY_BLOCK,
     Quantized,
@@ -155,13 +156,15 @@ def rotary(config, context: int) -> Rotary:
     return Rotary(np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32))
 
 
-def kv_cache(config, context: int) -> tuple[np.ndarray, np.ndarray]:
+def kv_cache(config, context: int, dtype: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """Keys and values of every layer in the layout causal_attention reads (see store_kv): keys [L, kv_heads,
     context/LANES, hd, LANES], values [L, kv_heads, hd/LANES, context, LANES], both rounded up; 64-byte aligned,
-    as every buffer and tile stack here (tiles.aligned)."""
-    L, heads, hd = config.n_layers, config.n_kv_heads, config.head_dim
-    keys = aligned(np.zeros((L, heads, -(-context // LANES), hd, LANES), np.float32))
-    return keys, aligned(np.zeros((L, heads, -(-hd // LANES), context, LANES), np.float32))
+    as every buffer and tile stack here (tiles.aligned). dtype "fp32" or "fp16" (kernels.KV_DTYPES)."""
+    if dtype not in KV_DTYPES:
+        raise ValueError(f"the KV cache dtype must be one of {tuple(KV_DTYPES)}, got {dtype!r}")
+    L, heads, hd, element = config.n_layers, config.n_kv_heads, config.head_dim, KV_DTYPES[dtype]
+    keys = aligned(np.zeros((L, heads, -(-context // LANES), hd, LANES), element))
+    return keys, aligned(np.zeros((L, heads, -(-hd // LANES), context, LANES), element))
 
 
 @njit(**JIT)

@@ -446,20 +446,47 @@ def rope(x, head_dim, cos, sin, start):
 LANES = 16  # float32 in a 64-byte vector: the caches are cut into blocks of 16 positions or dimensions
 
 
+# The KV cache holds fp32 or fp16 numbers. Numba has no float16 on the CPU, so an fp16 cache is a uint16 array of
+# IEEE half-precision bit patterns: store_kv rounds each number to nearest even (vcvtps2ph), attention widens the
+# vectors it loads back to fp32 (vcvtph2ps) and computes in fp32. Late in a long prompt a decode step reads as many
+# bytes of cache as of weights; fp16 halves them.
+KV_DTYPES = {"fp32": np.float32, "fp16": np.uint16}
+
+
+if config.DISABLE_JIT:
+
+    def _to_cache(value, cache):
+        return np.float32(value).astype(np.float16).view(np.uint16) if cache.dtype == np.uint16 else value
+
+else:
+
+    @intrinsic
+    def _to_cache(typingctx, value, cache):
+        """A float32 as the cache's dtype holds it: itself, or its fp16 bit pattern in a uint16."""
+        half = cache.dtype == types.uint16
+
+        def codegen(context, builder, signature, args):
+            if not half:
+                return args[0]
+            return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+        return (types.uint16 if half else types.float32)(value, cache), codegen
+
+
 @njit(**JIT)
 def store_kv(k, v, k_cache, v_cache, start):
     """Write the new keys and values k, v[T, kv_heads*head_dim] at positions start.. of the caches, laid out
     for causal_attention: keys in blocks of LANES positions, each block dimension-major, k_cache [kv_heads,
     context/LANES, head_dim, LANES]; values in blocks of LANES dimensions, v_cache [kv_heads, head_dim/LANES
-    (rounded up), context, LANES]."""
+    (rounded up), context, LANES]. fp32 or fp16 caches (KV_DTYPES)."""
     T = k.shape[0]
     kv_heads, _, head_dim, _ = k_cache.shape
     for t in range(T):
         p = start + t
         for h in range(kv_heads):
             for e in range(head_dim):
-                k_cache[h, p // LANES, e, p % LANES] = k[t, h * head_dim + e]
-                v_cache[h, e // LANES, p, e % LANES] = v[t, h * head_dim + e]
+                k_cache[h, p // LANES, e, p % LANES] = _to_cache(k[t, h * head_dim + e], k_cache)
+                v_cache[h, e // LANES, p, e % LANES] = _to_cache(v[t, h * head_dim + e], v_cache)
 
 
 if config.DISABLE_JIT:
@@ -506,6 +533,8 @@ if config.DISABLE_JIT:
             c[j] = 0.0
             for k in range(b.shape[1]):
                 row = b[:, k].reshape(-1)[: c.shape[1]]
+                if row.dtype == np.uint16:  # an fp16 cache
+                    row = row.view(np.float16).astype(np.float32)
                 c[j] += (a[j, k] * scale) * row
 
 else:
@@ -514,7 +543,8 @@ else:
     def _weighted_rows(typingctx, a, b, c, scale, rows):
         """c[j, :] = sum over k of (a[j, k] * scale) * row k of b, k in order, for j < rows (a compile-time
         constant, 1 or 4); b [blocks, K, LANES] holds row k's columns LANES at a time (column LANES i + l is
-        b[i, k, l]), c [rows, width] gets the first `width` of them.
+        b[i, k, l]), c [rows, width] gets the first `width` of them. b is float32, or fp16 bits (uint16) that each
+        load widens to float32.
 
         Accumulated by fma in zmm registers (8 blocks of columns for one row, 4 for each of four): each vector of
         b is loaded once for all the rows; only a last, partial pass is masked. Every c[j, col] gets the same
@@ -538,6 +568,10 @@ else:
                 module, ir.FunctionType(ir.VoidType(), [f16, f16.as_pointer(), i32, m16]),
                 "llvm.masked.store.v16f32.p0v16f32")
             zero = ir.Constant(f16, [0.0] * 16)
+            half = signature.args[1].dtype == types.uint16  # b holds fp16 bits
+            h16 = ir.VectorType(ir.IntType(16), 16)  # 32 bytes
+            masked_load_half = cgutils.get_or_insert_function(
+                module, ir.FunctionType(h16, [h16.as_pointer(), i32, m16, h16]), "llvm.masked.load.v16i16.p0v16i16")
             per_row = 8 if count == 1 else 4  # blocks of columns each row of a accumulates in one pass
 
             def const(k, ty=intp):
@@ -558,10 +592,18 @@ else:
             def one_pass(first_block, masks):
                 """Columns 16 first_block.. of every row; masks: the lanes inside c, or None where all are."""
 
-                def load(pointer, i):
+                def load(offset, i):  # 16 numbers of b from `offset` bytes in, as float32
+                    if not half:
+                        pointer = _at(builder, b_arr, offset, f16)
+                        if masks is None:
+                            return builder.load(pointer, align=4)
+                        return builder.call(masked_load, [pointer, const(4, i32), masks[i], zero])
+                    pointer = _at(builder, b_arr, offset, h16)
                     if masks is None:
-                        return builder.load(pointer, align=4)
-                    return builder.call(masked_load, [pointer, const(4, i32), masks[i], zero])
+                        bits = builder.load(pointer, align=2)
+                    else:
+                        bits = builder.call(masked_load_half, [pointer, const(2, i32), masks[i], ir.Constant(h16, [0] * 16)])
+                    return builder.fpext(builder.bitcast(bits, ir.VectorType(ir.HalfType(), 16)), f16)
 
                 def store(value, pointer, i):
                     if masks is None:
@@ -574,8 +616,8 @@ else:
                         builder.store(zero, acc)
                 with cgutils.for_range(builder, depth) as step:
                     k = step.index
-                    vectors = [load(_at(builder, b_arr, builder.add(builder.mul(builder.add(first_block, const(i)), block_stride),
-                                                          builder.mul(k, k_stride)), f16), i) for i in range(per_row)]
+                    vectors = [load(builder.add(builder.mul(builder.add(first_block, const(i)), block_stride),
+                                                builder.mul(k, k_stride)), i) for i in range(per_row)]
                     for j, row in enumerate(accs):
                         weight = builder.load(_at(builder, a_arr, builder.add(builder.mul(const(j), a_stride),
                                                                     builder.mul(k, const(4))), f32))

@@ -52,19 +52,26 @@ def rope(x, head_dim, cos, sin, start):
     return np.concatenate([a * c - b * s, b * c + a * s], axis=-1).reshape(x.shape)
 
 
+def _as_cached(x, cache):
+    """x as a cache of cache's dtype holds it: float32, or float16 bits in uint16 (kernels.KV_DTYPES)."""
+    return x.astype(np.float16).view(np.uint16) if cache.dtype == np.uint16 else x
+
+
 def store_kv(k, v, k_cache, v_cache, start):
     """Into the caches' layout (kernels.store_kv): k_cache [kv_heads, context/lanes, head_dim, lanes], v_cache
     [kv_heads, head_dim/lanes, context, lanes]."""
     kv_heads, _, head_dim, lanes = k_cache.shape
     for t in range(k.shape[0]):
         p = start + t
-        k_cache[:, p // lanes, :, p % lanes] = k[t].reshape(kv_heads, head_dim)
+        k_cache[:, p // lanes, :, p % lanes] = _as_cached(k[t].reshape(kv_heads, head_dim), k_cache)
         for e in range(head_dim):
-            v_cache[:, e // lanes, p, e % lanes] = v[t].reshape(kv_heads, head_dim)[:, e]
+            v_cache[:, e // lanes, p, e % lanes] = _as_cached(v[t].reshape(kv_heads, head_dim)[:, e], v_cache)
 
 
 def by_position(k_cache, v_cache):
-    """The caches as [kv_heads, positions, head_dim] each."""
+    """The caches as float32 [kv_heads, positions, head_dim] each."""
+    if k_cache.dtype == np.uint16:
+        k_cache, v_cache = k_cache.view(np.float16).astype(np.float32), v_cache.view(np.float16).astype(np.float32)
     kv_heads, blocks, head_dim, lanes = k_cache.shape
     keys = k_cache.transpose(0, 1, 3, 2).reshape(kv_heads, blocks * lanes, head_dim)
     values = v_cache.transpose(0, 2, 1, 3).reshape(kv_heads, v_cache.shape[2], -1)[:, :, :head_dim]
