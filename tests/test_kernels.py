@@ -99,6 +99,20 @@ def check_quantize_slices(rng, T, n, tn):
     assert np.abs(values.astype(np.float32) * np.repeat(scales, tn, axis=1)[:, :n] - x).max() <= scales.max() / 2
 
 
+def check_interleave_blocks(rng, T, n, tn):
+    """The AMX layout: 16 tokens side by side, each token's int8 values in fours (one int32), and their scales."""
+    slices = -(-n // tn)
+    q = k.Quantized(rng.integers(-127, 128, (T, slices * tn), dtype=np.int8), randn(rng, T, slices),
+                    np.zeros((T, slices), np.int32), np.zeros((T // 16, slices * tn // 4, 16), np.int32),
+                    nan(T // 16, slices, 16))
+    k.interleave_blocks(q, T - T % 16, slices, tn)
+    for b in range(T // 16):
+        tokens = q.values[16 * b : 16 * b + 16]  # [16, slices * tn]
+        as_bytes = q.blocks[b].view(np.int8).reshape(slices * tn // 4, 16, 4)  # [quad, token, byte]
+        np.testing.assert_array_equal(as_bytes.transpose(1, 0, 2).reshape(16, -1), tokens)
+        np.testing.assert_array_equal(q.block_scales[b].T, q.scales[16 * b : 16 * b + 16])
+
+
 def check_embed_rows(rng, vocab, d, tm, tn, dtype):
     tiles, scale = tiled(rng, vocab, d, tm, tn, dtype)
     tokens = np.array([0, vocab - 1, 3 % vocab, vocab - 1, vocab // 2], np.int64)
@@ -260,7 +274,7 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
 
 # -- pytest ------------------------------------------------------------------------------------------------------
 
-TESTED = {"quantize_slices", "quantized", "tiled_matmul", "quantize_for", "token_rows", "embed_rows", "rmsnorm", "add_bias", "add_into", "rope", "store_kv", "causal_attention",
+TESTED = {"quantize_slices", "quantized", "interleave_blocks", "tiled_matmul", "quantize_for", "token_rows", "embed_rows", "rmsnorm", "add_bias", "add_into", "rope", "store_kv", "causal_attention",
           "swiglu"}
 
 
@@ -282,6 +296,9 @@ def test_every_kernel_is_tested():
     (1, 37, 300, 8, 64),  # int8 tile rows of whole 64-byte vectors: the vpdpbusd path where the host has VNNI
     (3, 100, 256, 24, 128),  # the same, exact multiples, several tokens
     (7, 37, 192, 8, 64),  # the same, a block of four tokens and three more, ragged rows
+    (37, 50, 192, 16, 64),  # AMX where the host has it: two blocks of 16 tokens, then four, then one; ragged rows
+    (16, 130, 256, 32, 128),  # one block of 16 tokens, two PE columns
+    (20, 64, 300, 16, 64),  # a ragged last slice (zero padding read by the tiles)
 ])
 def test_tiled_matmul(dtype, T, m, n, tm, tn):
     check_tiled_matmul(np.random.default_rng(T * m + n), T, m, n, tm, tn, dtype)
@@ -290,6 +307,11 @@ def test_tiled_matmul(dtype, T, m, n, tm, tn):
 @pytest.mark.parametrize("T, n, tn", [(1, 50, 16), (3, 300, 64), (2, 64, 64)])
 def test_quantize_slices(T, n, tn):
     check_quantize_slices(np.random.default_rng(n), T, n, tn)
+
+
+@pytest.mark.parametrize("T, n, tn", [(16, 64, 64), (37, 300, 128)])
+def test_interleave_blocks(T, n, tn):
+    check_interleave_blocks(np.random.default_rng(T), T, n, tn)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
@@ -358,6 +380,7 @@ for dtype in ("fp32", "int8"):
     t.check_tiled_matmul(rng, 1, 9, 70, 8, 64, dtype)
     t.check_embed_rows(rng, 21, 20, 8, 16, dtype)
 t.check_quantize_slices(rng, 2, 70, 64)
+t.check_interleave_blocks(rng, 17, 70, 64)
 t.check_rmsnorm(rng, 2, 13)
 t.check_add(rng, 2, 5)
 t.check_rope(rng, 2, 2, 8, 3)

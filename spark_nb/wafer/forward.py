@@ -237,27 +237,28 @@ def decode(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s
     an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd = layers
     cos, sin = rot
     x, h, qkv, att, out, gate_up, act, scores, quant, own = s
-    qv, qs, qsums = quant
+    qv, qs, qsums, qb, qbs = quant
     own_h, own_act, own_quant, counters = own
-    ov, os_, osums = own_quant
+    ov, os_, osums, ob, obs = own_quant
     for w in prange(workers):
         # np.int64: numba types the loop index int64 here but uint64 inside the region's body, and would compile
         # the whole worker twice
         _decode_worker_fields(np.int64(w), workers, start, embed, embed_scale, an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd,
                               final_norm, lm, lm_scale, k_cache, v_cache, cos, sin, eps, window, head_dim, x, h, qkv,
-                              att, out, gate_up, act, scores, qv, qs, qsums, own_h, own_act, ov, os_, osums, counters,
-                              logits)
+                              att, out, gate_up, act, scores, qv, qs, qsums, qb, qbs, own_h, own_act, ov, os_, osums, ob,
+                              obs, counters, logits)
 
 
 @njit(**JIT)
 def _decode_worker_fields(w, workers, start, embed, embed_scale, an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd,
                           final_norm, lm, lm_scale, k_cache, v_cache, cos, sin, eps, window, head_dim, x, h, qkv, att,
-                          out, gate_up, act, scores, qv, qs, qsums, own_h, own_act, ov, os_, osums, counters, logits):
+                          out, gate_up, act, scores, qv, qs, qsums, qb, qbs, own_h, own_act, ov, os_, osums, ob, obs,
+                          counters, logits):
     """_decode_worker, its tuples taken apart (put together here, outside the parallel loop, numba caches it)."""
     model = Decoder(embed, embed_scale, Layers(an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd), final_norm, lm,
                     lm_scale)
-    s = Scratch(x, h, qkv, att, out, gate_up, act, scores, Quantized(qv, qs, qsums),
-                Workers(own_h, own_act, Quantized(ov, os_, osums), counters))
+    s = Scratch(x, h, qkv, att, out, gate_up, act, scores, Quantized(qv, qs, qsums, qb, qbs),
+                Workers(own_h, own_act, Quantized(ov, os_, osums, ob, obs), counters))
     _decode_worker(w, workers, start, model, k_cache, v_cache, Rotary(cos, sin), eps, window, head_dim, s, logits)
 
 
@@ -272,7 +273,8 @@ def _decode_worker(w, workers, start, model, k_cache, v_cache, rot, eps, window,
     q, k, v = qkv[:, :width], qkv[:, width : width + kv_width], qkv[:, width + kv_width :]
     own = s.workers
     h, act = own.h[w : w + 1], own.act[w : w + 1]
-    quant = Quantized(own.quant.values[w : w + 1], own.quant.scales[w : w + 1], own.quant.sums[w : w + 1])
+    quant = Quantized(own.quant.values[w : w + 1], own.quant.scales[w : w + 1], own.quant.sums[w : w + 1],
+                      own.quant.blocks, own.quant.block_scales)  # one token: no AMX blocks
     c = own.counters
     no_bias, no_residual = model.final_norm[:0], s.x[:0]  # empty, and typed as the real ones: one compile
     wl = model.layers
