@@ -1,6 +1,5 @@
-"""Cold start: from a fresh Python process to the built-in model's first token, with a warm numba cache and with
-an empty one; and to the second token, the first decode step (with an empty cache its kernel compiles in a helper
-process meanwhile, spark_nb/wafer/ahead.py).
+"""Cold start: from a fresh Python process to the built-in model's first token, and to its second (the first
+decode step), with a warm numba cache and with an empty one.
 
     python bench/cold_start.py [--runs 3]
 

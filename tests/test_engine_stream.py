@@ -39,10 +39,9 @@ def greedy_ids(folder, prompt=PROMPT, n=16) -> tuple[int, ...]:
 
 def forbid_compute(monkeypatch):
     def fail(*args):
-        raise AssertionError("the forward ran")
+        raise AssertionError("the forward ran")  # any compute goes through Engine._forward
 
-    monkeypatch.setattr(Engine, "_forward", fail)  # prefill and verification
-    monkeypatch.setattr(Engine, "_decode_step", fail)  # one token (forward.decode)
+    monkeypatch.setattr(Engine, "_forward", fail)
 
 
 # -- events ------------------------------------------------------------------------------------------------------
@@ -204,16 +203,16 @@ def test_cancel_before_the_first_token(engine):
 def test_keyboard_interrupt_during_compute(engine, llama, monkeypatch):
     """Ctrl-C inside a decode step propagates; the engine still gives a fresh engine's output afterwards."""
     calls = 0
-    real_step = Engine._decode_step
+    real_forward = Engine._forward
 
     def interrupted(self, *args):
         nonlocal calls
         calls += 1
-        if calls == 3:  # two decode steps, then the interrupt
+        if calls == 4:  # the prefill, two decode steps, then the interrupt
             raise KeyboardInterrupt
-        return real_step(self, *args)
+        return real_forward(self, *args)
 
-    monkeypatch.setattr(Engine, "_decode_step", interrupted)
+    monkeypatch.setattr(Engine, "_forward", interrupted)
     stream = engine.stream(PROMPT, max_new_tokens=50, ignore_eos=True)
     seen = []
     with pytest.raises(KeyboardInterrupt):

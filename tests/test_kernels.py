@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numba import njit
 
 from spark_nb.model import DecoderWeights, LayerWeights, ModelConfig, quantize_int8
 from spark_nb.model.synthetic import config_dict
@@ -67,21 +66,9 @@ def check_tiled_matmul(rng, T, m, n, tm, tn, dtype):
     k.tiled_matmul(x, tiles, scale, y, k.quantized(T, n + tn))
     assert_close(y, ref.tiled_matmul(x, tiles, scale, m), rtol=1e-4 if dtype == "int8" else 3e-5)
     for t in range(T):  # bit for bit what the token gives alone: decode and verification must agree
-        alone, by_rows = nan(1, m), nan(1, m)
+        alone = nan(1, m)
         k.tiled_matmul(x[t : t + 1], tiles, scale, alone, k.quantized(1, n + tn))
         np.testing.assert_array_equal(alone[0], y[t])
-        every_row_group(x[t : t + 1], tiles, scale, by_rows, k.quantized(1, n + tn))  # as forward.decode does
-        np.testing.assert_array_equal(by_rows[0], y[t])
-
-
-@njit
-def every_row_group(x, tiles, scale, y, q):
-    """y = x W through quantize_for and token_rows, four rows at a time."""
-    k.quantize_for(x, tiles, q)
-    for r in range(tiles.shape[0]):
-        for i in range(0, tiles.shape[2], 4):
-            if r * tiles.shape[2] + i < y.shape[1]:
-                k.token_rows(y, tiles, scale, x, q, r, i)
 
 
 def check_quantize_slices(rng, T, n, tn):
@@ -249,7 +236,7 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
     rot = fw.rotary(config, context)
     ours_k, ours_v = fw.kv_cache(config, context, kv)
     twin_k, twin_v = fw.kv_cache(config, context, kv)
-    s = fw.scratch(config, prompt, context, workers=2)
+    s = fw.scratch(config, prompt, context)
     eps = np.float32(config.rms_norm_eps)
     tokens = rng.integers(0, config.vocab_size, context)
     calls = [(0, tokens[:prompt])] + [(prompt + i, tokens[prompt + i : prompt + i + 1]) for i in range(steps)]
@@ -257,14 +244,11 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
     # differ in the last bits), and that one-ulp step (~5e-4) carries through the later layers.
     rtol = 2e-4 if kv == "fp32" else 3e-3
     for start, ids in calls:
+        fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s)
         expected = reference_forward(ids, start, model, config, twin_k, twin_v, rot, window)
+        assert_close(s.h[: len(ids)], expected, rtol=rtol)
         logits = nan(len(ids), config.vocab_size)
-        if len(ids) == 1:  # a decode step: one parallel region, the logits straight out
-            fw.decode(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s, logits)
-        else:
-            fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s)
-            assert_close(s.h[: len(ids)], expected, rtol=rtol)
-            fw.lm_head(s.h[: len(ids)], model, logits, s.quant)
+        fw.lm_head(s.h[: len(ids)], model, logits, s.quant)
         assert_close(logits, ref.tiled_matmul(expected, model.lm_head, model.lm_head_scale, config.vocab_size),
                      rtol=rtol)
     for l in range(config.n_layers):  # an fp16 cache may round a number to the neighbouring half
@@ -274,8 +258,8 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
 
 # -- pytest ------------------------------------------------------------------------------------------------------
 
-TESTED = {"quantize_slices", "quantized", "interleave_blocks", "tiled_matmul", "quantize_for", "token_rows", "embed_rows", "rmsnorm", "add_bias", "add_into", "rope", "store_kv", "causal_attention",
-          "swiglu"}
+TESTED = {"quantize_slices", "quantized", "interleave_blocks", "tiled_matmul", "embed_rows", "rmsnorm", "add_bias",
+          "add_into", "rope", "store_kv", "causal_attention", "swiglu"}
 
 
 def test_every_kernel_is_tested():

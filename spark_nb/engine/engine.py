@@ -20,7 +20,6 @@ import numba
 import numpy as np
 
 from ..model import ModelConfig, Tokenizer, load_folder
-from ..wafer import ahead
 from ..wafer import forward as fw
 from ..wafer.cycles import decode_cycles, first_token_cycles
 from ..wafer.placement import Placement, place
@@ -69,7 +68,7 @@ class Engine:
         self.kv_dtype = "fp16" if dtype == "int8" else "fp32"
         self._k_cache, self._v_cache = fw.kv_cache(config, context, self.kv_dtype)
         self._rotary = fw.rotary(config, context)
-        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context, numba.config.NUMBA_NUM_THREADS)
+        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context)
         self._eps = np.float32(config.rms_norm_eps)
         self._window = config.sliding_window or 0
         self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
@@ -82,12 +81,7 @@ class Engine:
         self._token = np.zeros(1, np.int64)  # decode input and output buffers
         self._logits = np.zeros((1, config.vocab_size), np.float32)
         self.prefill_threads = numba.config.NUMBA_NUM_THREADS
-        self.decode_threads: int | None = None  # measured once decode is compiled (_fastest_decode_threads)
-        # On an empty numba cache, decode compiles in a helper process while this one compiles the prefill for the
-        # first token (wafer/ahead.py); the first decode step waits for it
-        self._compiling = None if ahead.loaded(fw.decode, self._decode_args(0)) else ahead.start(dtype)
-        if self._compiling is None:
-            self.decode_threads = self._fastest_decode_threads()
+        self.decode_threads = self._fastest_decode_threads()
 
     @classmethod
     def load(cls, path, wafer: str | WaferSpec = "wse3", dtype: str = "int8", context: int | None = None) -> "Engine":
@@ -135,26 +129,12 @@ class Engine:
                    self.config.head_dim, self._scratch)
         return self._scratch.h[: len(ids)]
 
-    def _decode_args(self, pos: int) -> tuple:
-        return (self._token, pos, self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
-                self.config.head_dim, self._scratch, self._logits)
-
     def _decode_step(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
         """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""
-        if self._compiling is not None:
-            self._await_decode()
         self._token[0] = token
-        numba.set_num_threads(threads or self.decode_threads)
-        fw.decode(*self._decode_args(pos))
+        hidden = self._forward(self._token, pos, threads or self.decode_threads)
+        fw.lm_head(hidden, self._model, self._logits, self._scratch.quant)
         return self._logits[0]
-
-    def _await_decode(self) -> None:
-        """Wait for the helper compiling decode, load its work from the cache (or, had it failed, compile decode
-        here on the first call), and measure the decode threads."""
-        self._compiling.wait()
-        self._compiling = None
-        ahead.loaded(fw.decode, self._decode_args(0))
-        self.decode_threads = self._fastest_decode_threads()
 
     def _prefill(self, ids: np.ndarray, start: int = 0, at: np.ndarray | None = None) -> np.ndarray:
         """Run ids at positions start.. in chunks; return the logits [len(at), vocab] after the positions `at`

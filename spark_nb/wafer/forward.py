@@ -16,13 +16,9 @@ PE tiles as one (of Wq's and Wg's tile shape): the input is quantized once and t
 region (each region costs microseconds to launch, a decode step's matmul a few). Every output row is the same dot
 product as in its own matrix.
 
-Prefill and verification pass T tokens through `forward`, one parallel region per matmul and attention. A decode
-step is one token through `decode`: the same equations and the same numbers bit for bit, but the whole step is
-one parallel region whose workers claim each operation's rows and wait for one another (workers.py), since a
-region costs as long to launch as a one-token matmul takes. Buffers are allocated once (`Scratch`), so neither
-ever allocates. `forward` carries the kernels' flags (JIT): numba compiles a callee inside its
-caller with the caller's fastmath setting, and without it the dot products do not vectorise. On an empty numba
-cache the engine compiles `decode` in a helper process while it compiles `forward` itself (ahead.py).
+Prefill and verification pass T tokens; decode passes one. Buffers are allocated once (`Scratch`), so the
+forward itself never allocates. `forward` carries the kernels' flags (JIT): numba compiles a callee inside its
+caller with the caller's fastmath setting, and without it the dot products do not vectorise.
 
 Numba's on-disk cache of `forward` embeds the kernels but is keyed on this file alone: after editing kernels.py,
 delete spark_nb/wafer/__pycache__ (an installed release gets fresh files, so users never meet this).
@@ -32,7 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..model.quant import quantize_int8
 from .kernels import (
@@ -41,7 +37,6 @@ from .kernels import (
     LANES,
     QUERY_BLOCK,
     Quantized,
-    _attend,
     add_bias,
     add_into,
     causal_attention,
@@ -50,13 +45,10 @@ from .kernels import (
     rope,
     store_kv,
     swiglu,
-    quantize_for,
     quantized,
     tiled_matmul,
-    token_rows,
 )
 from .tiles import aligned, tile_shape, to_tiles
-from .workers import claim, finish, phases, wait
 
 
 class Layers(NamedTuple):
@@ -85,17 +77,6 @@ class Decoder(NamedTuple):
     lm_head_scale: np.ndarray  # [vocab]
 
 
-class Workers(NamedTuple):
-    """A decode worker's own copies of what every worker needs whole before it computes its rows: the normed
-    token, its quantized slices, the SwiGLU activation (forming them twice costs less than a wait), and the
-    counters the workers claim rows and wait with."""
-
-    h: np.ndarray  # [workers, d]
-    act: np.ndarray  # [workers, ffn]
-    quant: Quantized  # [workers, ...]
-    counters: np.ndarray  # workers.phases(5 per layer + 1)
-
-
 class Scratch(NamedTuple):
     """Working buffers for up to max_tokens tokens in flight."""
 
@@ -108,7 +89,6 @@ class Scratch(NamedTuple):
     act: np.ndarray  # [T, ffn] silu(gate) * up
     scores: np.ndarray  # [heads, QUERY_BLOCK, context + LANES]
     quant: Quantized  # the input of an int8 matrix, quantized per PE column slice
-    workers: Workers  # decode's
 
 
 class Rotary(NamedTuple):
@@ -156,11 +136,9 @@ def pack(weights, config, spec, dtype: str) -> Decoder:
     return Decoder(embed, embed_scale, layers, weights.final_norm.astype(np.float32), lm_head, lm_head_scale)
 
 
-def scratch(config, max_tokens: int, context: int, workers: int = 1) -> Scratch:
-    """Buffers for forward (up to max_tokens tokens) and for decode with up to `workers` threads."""
+def scratch(config, max_tokens: int, context: int) -> Scratch:
     d, hd, f = config.hidden_size, config.head_dim, config.intermediate_size
     q, kv = config.n_heads * hd, config.n_kv_heads * hd
-    widest = max(d, q, f) + 512  # + the widest tile's padding
 
     def buf(*shape):
         return aligned(np.zeros(shape, np.float32))
@@ -169,8 +147,7 @@ def scratch(config, max_tokens: int, context: int, workers: int = 1) -> Scratch:
         buf(max_tokens, d), buf(max_tokens, d), buf(max_tokens, q + 2 * kv), buf(max_tokens, q), buf(max_tokens, d),
         buf(max_tokens, 2 * f), buf(max_tokens, f),
         buf(config.n_heads, QUERY_BLOCK, context + LANES),
-        quantized(max_tokens, widest),
-        Workers(buf(workers, d), buf(workers, f), quantized(workers, widest), phases(DECODE_OPS * config.n_layers + 1)),
+        quantized(max_tokens, max(d, q, f) + 512),  # + the widest tile's padding
     )
 
 
@@ -218,130 +195,6 @@ def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, 
         tiled_matmul(act, w.w_down[l], w.s_down[l], out, s.quant)
         add_into(x, out)
     rmsnorm(x, model.final_norm, eps, h)
-
-
-DECODE_OPS = 5  # operations per layer a decode step's workers wait on: qkv, attention, wo, gate/up, down
-CHUNKS_PER_WORKER = 1  # a matmul's rows are claimed in this many chunks per worker (measured: 1 to 4 alike)
-
-
-@njit(parallel=True, **JIT)
-def decode(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, logits):
-    """forward() for one token at position start, then logits[1, vocab]: the same operations on the same numbers
-    (so a token decodes exactly as it verifies), run as one parallel region (see workers.py)."""
-    embed_rows(tokens, model.embed, model.embed_scale, s.x[:1])
-    s.workers.counters[:] = 0
-    workers = s.workers.h.shape[0]  # with fewer threads some run two workers in turn: claiming keeps that right
-    # numba passes only arrays and scalars into a parallel loop's body: the tuples go in as their fields, and are
-    # put together again inside
-    embed, embed_scale, layers, final_norm, lm, lm_scale = model
-    an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd = layers
-    cos, sin = rot
-    x, h, qkv, att, out, gate_up, act, scores, quant, own = s
-    qv, qs, qsums, qb, qbs = quant
-    own_h, own_act, own_quant, counters = own
-    ov, os_, osums, ob, obs = own_quant
-    for w in prange(workers):
-        # np.int64: numba types the loop index int64 here but uint64 inside the region's body, and would compile
-        # the whole worker twice
-        _decode_worker_fields(np.int64(w), workers, start, embed, embed_scale, an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd,
-                              final_norm, lm, lm_scale, k_cache, v_cache, cos, sin, eps, window, head_dim, x, h, qkv,
-                              att, out, gate_up, act, scores, qv, qs, qsums, qb, qbs, own_h, own_act, ov, os_, osums, ob,
-                              obs, counters, logits)
-
-
-@njit(**JIT)
-def _decode_worker_fields(w, workers, start, embed, embed_scale, an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd,
-                          final_norm, lm, lm_scale, k_cache, v_cache, cos, sin, eps, window, head_dim, x, h, qkv, att,
-                          out, gate_up, act, scores, qv, qs, qsums, qb, qbs, own_h, own_act, ov, os_, osums, ob, obs,
-                          counters, logits):
-    """_decode_worker, its tuples taken apart (put together here, outside the parallel loop, numba caches it)."""
-    model = Decoder(embed, embed_scale, Layers(an, wqkv, sqkv, bqkv, wo, so, mn, wgu, sgu, wd, sd), final_norm, lm,
-                    lm_scale)
-    s = Scratch(x, h, qkv, att, out, gate_up, act, scores, Quantized(qv, qs, qsums, qb, qbs),
-                Workers(own_h, own_act, Quantized(ov, os_, osums, ob, obs), counters))
-    _decode_worker(w, workers, start, model, k_cache, v_cache, Rotary(cos, sin), eps, window, head_dim, s, logits)
-
-
-@njit(inline="always", **JIT)
-def _decode_worker(w, workers, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, logits):
-    """Worker w's walk through a decode step: forward()'s equations, each matmul's rows and attention's kv heads
-    claimed in chunks. A worker's own copies (h, act, quant) are formed from an operation's inputs, which are
-    complete once the previous operation is and are not rewritten before this one is done; a worker that then
-    finds no chunk left never uses them."""
-    x, qkv, att, out, gate_up = s.x[:1], s.qkv[:1], s.att[:1], s.out[:1], s.gate_up[:1]
-    width, kv_width = att.shape[1], (qkv.shape[1] - att.shape[1]) // 2
-    q, k, v = qkv[:, :width], qkv[:, width : width + kv_width], qkv[:, width + kv_width :]
-    own = s.workers
-    h, act = own.h[w : w + 1], own.act[w : w + 1]
-    quant = Quantized(own.quant.values[w : w + 1], own.quant.scales[w : w + 1], own.quant.sums[w : w + 1],
-                      own.quant.blocks, own.quant.block_scales)  # one token: no AMX blocks
-    c = own.counters
-    no_bias, no_residual = model.final_norm[:0], s.x[:0]  # empty, and typed as the real ones: one compile
-    wl = model.layers
-    for l in range(wl.attn_norm.shape[0]):
-        op = DECODE_OPS * l  # this layer's first operation
-        # attention block
-        rmsnorm(x, wl.attn_norm[l], eps, h)
-        _claimed_matmul(h, wl.wqkv[l], wl.sqkv[l], qkv, quant, wl.bqkv[l], no_residual, c, op, workers)
-        _claimed_attention(q, k, v, k_cache[l], v_cache[l], rot, start, window, head_dim, s.scores, att, c, op + 1)
-        _claimed_matmul(att, wl.wo[l], wl.so[l], out, quant, no_bias, x, c, op + 2, workers)  # x += att Wo
-        # SwiGLU block
-        rmsnorm(x, wl.mlp_norm[l], eps, h)
-        _claimed_matmul(h, wl.w_gate_up[l], wl.s_gate_up[l], gate_up, quant, no_bias, no_residual, c, op + 3, workers)
-        swiglu(gate_up, act)
-        _claimed_matmul(act, wl.w_down[l], wl.s_down[l], out, quant, no_bias, x, c, op + 4, workers)  # x += ...
-    rmsnorm(x, model.final_norm, eps, h)
-    last = DECODE_OPS * wl.attn_norm.shape[0]
-    _claimed_matmul(h, model.lm_head, model.lm_head_scale, logits, quant, no_bias, no_residual, c, last, workers)
-
-
-@njit(**JIT)  # a call, not inlined: five call sites share one compiled body
-def _claimed_matmul(x, tiles, scale, y, quant, bias, residual, counters, op, workers):
-    """y[1, m] = x W (+ bias), in chunks of whole four-row groups claimed from operation op's counter; with a
-    residual, residual += y row by row (the residual connection, as add_into). Returns when all rows are done."""
-    quantize_for(x, tiles, quant)
-    m = y.shape[1]
-    gr, tm = tiles.shape[0], tiles.shape[2]
-    per_row = tm // 4
-    groups = gr * per_row
-    chunks = min(groups, CHUNKS_PER_WORKER * workers)
-    size = -(-groups // chunks)
-    while True:
-        chunk = claim(counters, op)
-        if chunk >= chunks:
-            break
-        first, end = chunk * size, min(groups, (chunk + 1) * size)
-        for g in range(first, end):  # group g holds rows 4g..4g+3 (tm is a multiple of 4)
-            if 4 * g < m:
-                token_rows(y, tiles, scale, x, quant, g // per_row, 4 * (g % per_row))
-        # in a loop of their own, so the compiler cannot fuse y's last multiply with these adds into an fma
-        # (forward adds them in other kernels: the numbers would differ in the last bit)
-        for j in range(4 * first, min(4 * end, m)):
-            if bias.shape[0] > 0:
-                y[0, j] += bias[j]
-            if residual.shape[0] > 0:
-                residual[0, j] += y[0, j]
-        finish(counters, op)
-    wait(counters, op, chunks)
-
-
-@njit(inline="always", **JIT)
-def _claimed_attention(q, k, v, k_cache, v_cache, rot, start, window, head_dim, scores, att, counters, op):
-    """RoPE, the cache write and attention of one token, a kv head (with the query heads that read it) per chunk."""
-    kv_heads = k_cache.shape[0]
-    per_kv = q.shape[1] // head_dim // kv_heads
-    while True:
-        kv = claim(counters, op)
-        if kv >= kv_heads:
-            break
-        keys = k[:, kv * head_dim : (kv + 1) * head_dim]
-        rope(keys, head_dim, rot.cos, rot.sin, start)
-        store_kv(keys, v[:, kv * head_dim : (kv + 1) * head_dim], k_cache[kv : kv + 1], v_cache[kv : kv + 1], start)
-        for head in range(kv * per_kv, (kv + 1) * per_kv):
-            rope(q[:, head * head_dim : (head + 1) * head_dim], head_dim, rot.cos, rot.sin, start)
-            _attend(q, k_cache, v_cache, start, window, scores, att, head, 0, 1)
-        finish(counters, op)
-    wait(counters, op, kv_heads)
 
 
 @njit(**JIT)

@@ -51,7 +51,7 @@ def _amx_permitted() -> bool:
     process asks once (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA), or its first tile instruction faults.
     SPARK_NB_NO_AMX=1 keeps to vpdpbusd (tests compare the two)."""
     features = llvmlite.binding.get_host_cpu_features()
-    if not (HOST_VNNI and features.get("amx-int8") and features.get("amx-tile")) or not sys.platform == "linux":
+    if not (HOST_VNNI and features.get("amx-int8") and features.get("amx-tile")) or sys.platform != "linux":
         return False
     if os.environ.get("SPARK_NB_NO_AMX") == "1":
         return False
@@ -489,43 +489,35 @@ def _dot4(tile, i, x_slice, cols):
     return a0, a1, a2, a3
 
 
-@njit(inline="always", **JIT)
-def _rows_float(y, tiles, scale, x, r, i, t):
-    """y[t, row..row+3] for rows i..i+3 of PE row r (row = r*tm + i): each PE column's partial products with its
-    slice of x, summed along the PE row in column order, times the row's scale."""
-    n = x.shape[1]
-    gc, tm, tn = tiles.shape[1], tiles.shape[2], tiles.shape[3]
-    a0 = a1 = a2 = a3 = np.float32(0.0)
-    for c in range(gc):  # the reduction along PE row r
-        j0 = c * tn
-        cols = min(tn, n - j0)
-        p0, p1, p2, p3 = _dot4(tiles[r, c], i, x[t, j0 : j0 + cols], cols)
-        a0 += p0
-        a1 += p1
-        a2 += p2
-        a3 += p3
-    _store4(y, t, r * tm + i, a0, a1, a2, a3, scale)
-
-
 @njit(parallel=True, **JIT)
 def _matmul_float(x, tiles, scale, y):
     """y[T, m] = (x[T, n] @ W[m, n].T) * scale[m], with W held as PE tiles[gr, gc, tm, tn].
 
     PE (r, c) holds W[r*tm:(r+1)*tm, c*tn:(c+1)*tn]. Slice c of x is broadcast down PE column c, every PE forms
-    its partial products, and the partial sums of PE row r are reduced along the row (_rows_float) into y's
+    its partial products, and the partial sums of PE row r are reduced along the row (the loop over c) into y's
     slice r. The host splits the work by groups of four rows, so a matrix one PE row tall still uses every core.
     Decode is the T = 1 case. Where the time goes: this loop.
     """
-    T = x.shape[0]
+    T, n = x.shape
     m = y.shape[1]
-    gr, tm = tiles.shape[0], tiles.shape[2]  # tm is a multiple of 8; rows past the matrix are zero padding
+    gr, gc, tm, tn = tiles.shape  # tm is a multiple of 8; rows past the matrix are zero padding
     groups = tm // 4
     for g in prange(gr * groups):
         r, i = g // groups, 4 * (g % groups)  # rows i..i+3 of PE row r
-        if r * tm + i >= m:
+        row = r * tm + i
+        if row >= m:
             continue
         for t in range(T):
-            _rows_float(y, tiles, scale, x, r, i, t)
+            a0 = a1 = a2 = a3 = np.float32(0.0)
+            for c in range(gc):  # the reduction along PE row r
+                j0 = c * tn
+                cols = min(tn, n - j0)
+                p0, p1, p2, p3 = _dot4(tiles[r, c], i, x[t, j0 : j0 + cols], cols)
+                a0 += p0
+                a1 += p1
+                a2 += p2
+                a3 += p3
+            _store4(y, t, row, a0, a1, a2, a3, scale)
 
 
 @njit(parallel=True, **JIT)
@@ -539,7 +531,7 @@ def _matmul_int8(x, tiles, scale, y, q):
     the same operations: its outputs are bit for bit the same whether it came alone or with others (speculative
     decoding compares a verified draft with what decode would have chosen).
     """
-    T, n = x.shape
+    T = x.shape[0]
     m = y.shape[1]
     gr, gc, tm, tn = tiles.shape
     quantize_slices(x, tn, q)
@@ -581,37 +573,6 @@ def _tiled_matmul_by_dtype(x, tiles, scale, y, q):
     if tiles.dtype == types.int8:
         return lambda x, tiles, scale, y, q: _matmul_int8(x, tiles, scale, y, q)
     return lambda x, tiles, scale, y, q: _matmul_float(x, tiles, scale, y)
-
-
-def quantize_for(x, tiles, q):
-    """Quantize x[T, n] into q for int8 tiles (per PE column slice, as _matmul_int8 does); nothing for float tiles.
-    With token_rows: the matmul of one token, a group of rows at a time, for callers that split the rows
-    themselves (forward.decode)."""
-    if tiles.dtype == np.int8:
-        quantize_slices(x, tiles.shape[3], q)
-
-
-@overload(quantize_for, jit_options=JIT)
-def _quantize_for_by_dtype(x, tiles, q):
-    if tiles.dtype == types.int8:
-        return lambda x, tiles, q: quantize_slices(x, tiles.shape[3], q)
-    return lambda x, tiles, q: None
-
-
-def token_rows(y, tiles, scale, x, q, r, i):
-    """y[0, row..row+3] for rows i..i+3 of PE row r, x[0] (already quantized into q, for int8 tiles): the same
-    numbers tiled_matmul gives those rows."""
-    if tiles.dtype == np.int8:
-        _rows_int8(y, tiles, scale, q, r, i, 0, 1)
-    else:
-        _rows_float(y, tiles, scale, x, r, i, 0)
-
-
-@overload(token_rows, jit_options=JIT)
-def _token_rows_by_dtype(y, tiles, scale, x, q, r, i):
-    if tiles.dtype == types.int8:
-        return lambda y, tiles, scale, x, q, r, i: _rows_int8(y, tiles, scale, q, r, i, 0, 1)
-    return lambda y, tiles, scale, x, q, r, i: _rows_float(y, tiles, scale, x, r, i, 0)
 
 
 @njit(**JIT)
