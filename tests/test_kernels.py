@@ -244,12 +244,12 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
     # differ in the last bits), and that one-ulp step (~5e-4) carries through the later layers.
     rtol = 2e-4 if kv == "fp32" else 3e-3
     for start, ids in calls:
-        fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s)
+        at = np.arange(len(ids))[::-1].copy()  # every row, in an order of their own
+        logits = nan(len(ids), config.vocab_size)
+        fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s, at, logits)
         expected = reference_forward(ids, start, model, config, twin_k, twin_v, rot, window)
         assert_close(s.h[: len(ids)], expected, rtol=rtol)
-        logits = nan(len(ids), config.vocab_size)
-        fw.lm_head(s.h[: len(ids)], model, logits, s.quant)
-        assert_close(logits, ref.tiled_matmul(expected, model.lm_head, model.lm_head_scale, config.vocab_size),
+        assert_close(logits, ref.tiled_matmul(expected[at], model.lm_head, model.lm_head_scale, config.vocab_size),
                      rtol=rtol)
     for l in range(config.n_layers):  # an fp16 cache may round a number to the neighbouring half
         for cache, twin in zip(ref.by_position(ours_k[l], ours_v[l]), ref.by_position(twin_k[l], twin_v[l])):

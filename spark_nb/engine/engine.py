@@ -78,7 +78,7 @@ class Engine:
         first, last = decode_cycles(self.placement, 1).seconds, decode_cycles(self.placement, context).seconds
         self._wafer_step_base, self._wafer_step_slope = first, (last - first) / max(context - 1, 1)
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
-        self._token = np.zeros(1, np.int64)  # decode input and output buffers
+        self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
         self.prefill_threads = numba.config.NUMBA_NUM_THREADS
         self.decode_threads = self._fastest_decode_threads()
@@ -122,33 +122,28 @@ class Engine:
                 times[threads].append(time.perf_counter() - t0)
         return min(choices, key=lambda threads: sorted(times[threads])[len(times[threads]) // 2])
 
-    def _forward(self, ids: np.ndarray, start: int, threads: int) -> np.ndarray:
-        """Run ids at positions start.. and return the final hidden states [T, d] (a view of scratch)."""
+    def _forward(self, ids: np.ndarray, start: int, threads: int, at: np.ndarray, logits: np.ndarray) -> None:
+        """Run ids at positions start.. and write the logits after the positions `at` (int64 indices into ids)
+        into logits [len(at), vocab]."""
         numba.set_num_threads(threads)  # per calling thread, so a worker thread sets its own
         fw.forward(ids, start, self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
-                   self.config.head_dim, self._scratch)
-        return self._scratch.h[: len(ids)]
+                   self.config.head_dim, self._scratch, at, logits)
 
     def _decode_step(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
         """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""
         self._token[0] = token
-        hidden = self._forward(self._token, pos, threads or self.decode_threads)
-        fw.lm_head(hidden, self._model, self._logits, self._scratch.quant)
+        self._forward(self._token, pos, threads or self.decode_threads, self._first, self._logits)
         return self._logits[0]
 
     def _prefill(self, ids: np.ndarray, start: int = 0, at: np.ndarray | None = None) -> np.ndarray:
         """Run ids at positions start.. in chunks; return the logits [len(at), vocab] after the positions `at`
         (sorted indices into ids; default: the last one only). The lm_head runs for those rows alone."""
-        at = np.array([len(ids) - 1]) if at is None else np.asarray(at)
+        at = np.array([len(ids) - 1], np.int64) if at is None else np.asarray(at, np.int64)
         logits = np.empty((len(at), self.config.vocab_size), np.float32)
         for offset in range(0, len(ids), PREFILL_CHUNK):
             chunk = ids[offset : offset + PREFILL_CHUNK]
-            hidden = self._forward(chunk, start + offset, self.prefill_threads)
             lo, hi = np.searchsorted(at, [offset, offset + len(chunk)])
-            if hi > lo:
-                rows = at[lo:hi] - offset
-                wanted = hidden[rows[0] : rows[-1] + 1] if rows[-1] - rows[0] == hi - lo - 1 else hidden[rows]
-                fw.lm_head(wanted, self._model, logits[lo:hi], self._scratch.quant)
+            self._forward(chunk, start + offset, self.prefill_threads, at[lo:hi] - offset, logits[lo:hi])
         return logits
 
     def _check_prompt(self, ids: Sequence[int], start: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ call, reading top to bottom like the model's equations:
         h = rmsnorm(x);  [q k v] = h [Wq Wk Wv] + [bq bk bv];  q, k = rope(q), rope(k)
         x = x + attention(q, K ++ k, V ++ v) Wo
         h = rmsnorm(x);  [g u] = h [Wg Wu];  x = x + (silu(g) * u) Wd
-    h = rmsnorm(x)                          # logits = h W_lm, for the rows the caller wants
+    h = rmsnorm(x);  logits = h W_lm         # for the rows the caller wants
 
 Matrices that read the same input are stacked at pack time, Wqkv = [Wq; Wk; Wv] and Wgu = [Wg; Wu], and cut into
 PE tiles as one (of Wq's and Wg's tile shape): the input is quantized once and the products run in one parallel
@@ -168,9 +168,10 @@ def kv_cache(config, context: int, dtype: str = "fp32") -> tuple[np.ndarray, np.
 
 
 @njit(**JIT)
-def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s):
-    """Run tokens[T] at positions start.. through the decoder; leaves the final normed hidden states in s.h[:T]
-    and the new keys/values in the caches."""
+def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, at, logits):
+    """Run tokens[T] at positions start.. through the decoder: the new keys/values go into the caches, the final
+    normed hidden states into s.h[:T], and the logits after the positions at[i] (indices into tokens) into
+    logits[i]. One call per step: decode is T = 1, at = [0]."""
     T = tokens.shape[0]
     x, h, qkv, att, out, gate_up, act = s.x[:T], s.h[:T], s.qkv[:T], s.att[:T], s.out[:T], s.gate_up[:T], s.act[:T]
     width, kv_width = att.shape[1], (qkv.shape[1] - att.shape[1]) // 2
@@ -195,9 +196,9 @@ def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, 
         tiled_matmul(act, w.w_down[l], w.s_down[l], out, s.quant)
         add_into(x, out)
     rmsnorm(x, model.final_norm, eps, h)
-
-
-@njit(**JIT)
-def lm_head(h, model, logits, quant):
-    """logits[T, vocab] = h[T, d] W_lm."""
-    tiled_matmul(h, model.lm_head, model.lm_head_scale, logits, quant)
+    if at.shape[0] > 0:  # logits = h W_lm for the wanted rows, gathered where the block outputs were
+        wanted = s.out[: at.shape[0]]
+        for i in range(at.shape[0]):
+            for j in range(wanted.shape[1]):  # element by element: numba's row assignment takes seconds to compile
+                wanted[i, j] = h[at[i], j]
+        tiled_matmul(wanted, model.lm_head, model.lm_head_scale, logits, s.quant)
