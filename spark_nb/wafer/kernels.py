@@ -12,11 +12,11 @@ exactly in float32 (|sum| <= 512 * 127 * 127 < 2**24), so every host computes th
 also has AMX (Sapphire Rapids and later), prompts and verifications multiply 16 tokens by 16 rows per tile
 instruction (`tdpbssd`, 16,384 multiply-adds): the same exact sums, ~3x faster per matmul than vpdpbusd here.
 
-A token's numbers never depend on the tokens in flight beside it: matmuls take tokens four at a time and
-attention queries four at a time (each weight, key and value vector loaded once for four), the rest one by one as
-in decode, with the same operations in the same order. Speculative decoding relies on it: a verified draft token
-is accepted exactly when decoding token by token would have chosen it. The hot loops are LLVM vector IR written
-out (intrinsics); only vpdpbusd is x86-specific.
+A token's numbers never depend on the tokens in flight beside it: matmuls take tokens sixteen (AMX) or four at a
+time and attention queries four at a time (each weight, key and value vector loaded once for all of them), the
+rest one by one as in decode, with the same operations in the same order. Speculative decoding relies on it: a
+verified draft token is accepted exactly when decoding token by token would have chosen it. The hot loops are LLVM
+vector IR written out (intrinsics); only vpdpbusd and the AMX tiles are x86-specific.
 """
 from __future__ import annotations
 
