@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -69,6 +70,14 @@ def check_tiled_matmul(rng, T, m, n, tm, tn, dtype):
         alone = nan(1, m)
         k.tiled_matmul(x[t : t + 1], tiles, scale, alone, k.quantized(1, n + tn))
         np.testing.assert_array_equal(alone[0], y[t])
+    # its three steps, the rows split the way forward's workers claim them (any order, any spans): the same bits
+    q, units = k.quantized(T, n + tn), k.matmul_units(T, tiles)
+    k.prepare_input(x, tiles, q)
+    k.interleave_input(T, tiles, q, 0, T // 16)
+    split = nan(T, m)
+    for first, end in ((units // 2, units), (0, units // 2)):
+        k.matmul_rows(x, tiles, scale, split, q, first, end)
+    np.testing.assert_array_equal(split, y)
 
 
 def check_quantize_slices(rng, T, n, tn):
@@ -92,7 +101,7 @@ def check_interleave_blocks(rng, T, n, tn):
     q = k.Quantized(rng.integers(-127, 128, (T, slices * tn), dtype=np.int8), randn(rng, T, slices),
                     np.zeros((T, slices), np.int32), np.zeros((T // 16, slices * tn // 4, 16), np.int32),
                     nan(T // 16, slices, 16))
-    k.interleave_blocks(q, T - T % 16, slices, tn)
+    k.interleave_blocks(q, 0, T // 16, slices, tn)
     for b in range(T // 16):
         tokens = q.values[16 * b : 16 * b + 16]  # [16, slices * tn]
         as_bytes = q.blocks[b].view(np.int8).reshape(slices * tn // 4, 16, 4)  # [quad, token, byte]
@@ -236,8 +245,12 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
     rot = fw.rotary(config, context)
     ours_k, ours_v = fw.kv_cache(config, context, kv)
     twin_k, twin_v = fw.kv_cache(config, context, kv)
-    s = fw.scratch(config, prompt, context)
+    # three workers on two cores (or one): the lead and two helper threads, that join when the OS runs them;
+    # without numba, the lead alone
+    workers = 1 if numba.config.DISABLE_JIT else 3
+    s = fw.scratch(config, prompt, context, workers)
     eps = np.float32(config.rms_norm_eps)
+    helpers = fw.helpers(model, ours_k, ours_v, rot, eps, window, config.head_dim, s, config.vocab_size)
     tokens = rng.integers(0, config.vocab_size, context)
     calls = [(0, tokens[:prompt])] + [(prompt + i, tokens[prompt + i : prompt + i + 1]) for i in range(steps)]
     # An fp16 cache rounds a key here and there to the other neighbouring half than the twin's (their fp32 inputs
@@ -246,7 +259,8 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
     for start, ids in calls:
         at = np.arange(len(ids))[::-1].copy()  # every row, in an order of their own
         logits = nan(len(ids), config.vocab_size)
-        fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s, at, logits)
+        helpers.start(workers)
+        fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s, at, logits, workers)
         expected = reference_forward(ids, start, model, config, twin_k, twin_v, rot, window)
         assert_close(s.h[: len(ids)], expected, rtol=rtol)
         assert_close(logits, ref.tiled_matmul(expected[at], model.lm_head, model.lm_head_scale, config.vocab_size),
@@ -258,7 +272,8 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
 
 # -- pytest ------------------------------------------------------------------------------------------------------
 
-TESTED = {"quantize_slices", "quantized", "interleave_blocks", "tiled_matmul", "embed_rows", "rmsnorm", "add_bias",
+TESTED = {"quantize_slices", "quantized", "interleave_blocks", "tiled_matmul", "prepare_input", "interleave_input",
+          "matmul_units", "matmul_rows", "embed_rows", "rmsnorm", "add_bias",
           "add_into", "rope", "store_kv", "causal_attention", "swiglu"}
 
 
@@ -351,8 +366,44 @@ def test_forward_matches_the_twins(family, dtype, window, kv):
     check_forward(np.random.default_rng(1), family, dtype, prompt=9, steps=3, window=window, kv=kv, **sizes)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "fp32"])
+def test_forward_gives_the_same_bits_whoever_joins(dtype):
+    """The lead alone, with a helper that never comes (its ticket open, its share left to the lead), with one and
+    with two helpers on two cores: every split computes each number with the same operations in the same order."""
+    rng = np.random.default_rng(5)
+    config, model = tiny_decoder(rng, "qwen2", dtype, hidden_size=64, intermediate_size=160, num_attention_heads=4,
+                                 num_key_value_heads=2, vocab_size=300, max_position_embeddings=64)
+    ids = rng.integers(0, config.vocab_size, 21)  # 16 tokens on AMX where the host has it, then 4, then decode
+    eps = np.float32(config.rms_norm_eps)
+
+    def logits_with(workers, helpers_run):
+        rot, (k, v) = fw.rotary(config, 32), fw.kv_cache(config, 32)
+        s = fw.scratch(config, 20, 32, workers=3)
+        helpers = fw.helpers(model, k, v, rot, eps, 0, config.head_dim, s, config.vocab_size)
+        out = []
+        for start, chunk in ((0, ids[:20]), (20, ids[20:])):
+            if helpers_run:
+                helpers.start(workers)
+            logits = nan(len(chunk), config.vocab_size)
+            fw.forward(chunk, start, model, k, v, rot, eps, 0, config.head_dim, s, np.arange(len(chunk)), logits,
+                       workers)
+            out.append(logits)
+        return out
+
+    alone = logits_with(1, False)
+    assert np.isfinite(alone[0]).all() and np.isfinite(alone[1]).all()
+    for workers, helpers_run in ((2, False), (2, True), (3, True)):
+        for ours, theirs in zip(logits_with(workers, helpers_run), alone):
+            np.testing.assert_array_equal(ours, theirs)
+    s = fw.scratch(config, 20, 32, workers=2)
+    with pytest.raises(ValueError, match="tickets for 2 workers, not 3"):
+        fw.forward(ids[:1], 0, model, *fw.kv_cache(config, 32), fw.rotary(config, 32), eps, 0, config.head_dim, s,
+                   np.zeros(1, np.int64), nan(1, config.vocab_size), 3)
+
+
 # Runs every check at tiny sizes: under NUMBA_DISABLE_JIT=1 each kernel is a Python loop over numpy scalars.
 NO_JIT_SCRIPT = """
+import numba
 import numpy as np
 from spark_nb.wafer import forward, kernels
 import test_kernels as t

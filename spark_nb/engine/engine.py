@@ -68,7 +68,8 @@ class Engine:
         self.kv_dtype = "fp16" if dtype == "int8" else "fp32"
         self._k_cache, self._v_cache = fw.kv_cache(config, context, self.kv_dtype)
         self._rotary = fw.rotary(config, context)
-        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context)
+        self.prefill_threads = numba.config.NUMBA_NUM_THREADS  # workers: this thread leads, helpers join it
+        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context, self.prefill_threads)
         self._eps = np.float32(config.rms_norm_eps)
         self._window = config.sliding_window or 0
         self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
@@ -80,7 +81,8 @@ class Engine:
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
-        self.prefill_threads = numba.config.NUMBA_NUM_THREADS
+        self._helpers = fw.helpers(self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
+                                   config.head_dim, self._scratch, config.vocab_size)
         self.decode_threads = self._fastest_decode_threads()
 
     @classmethod
@@ -103,9 +105,10 @@ class Engine:
     # -- the forward pass ------------------------------------------------------------------------------------
 
     def _fastest_decode_threads(self) -> int:
-        """Threads for a decode step, by measurement on this machine and shape: each parallel region costs a few
-        microseconds to launch, which a small model's step cannot repay, while a large one is bandwidth-bound and
-        wants every core. Prefill always uses every core."""
+        """Workers for a decode step, by measurement on this machine and shape: a helper hands work back and forth
+        with the lead at every operation (~40 a step for a small model; a fraction of a microsecond each), which a
+        tiny model's step may not repay, while a large one is bandwidth-bound and wants every core. Prefill always
+        uses every core."""
         if self.prefill_threads == 1:
             return 1
         pos = min(self.context - 1, 64)  # a scratch position: every request rewrites the cache from 0
@@ -124,10 +127,10 @@ class Engine:
 
     def _forward(self, ids: np.ndarray, start: int, threads: int, at: np.ndarray, logits: np.ndarray) -> None:
         """Run ids at positions start.. and write the logits after the positions `at` (int64 indices into ids)
-        into logits [len(at), vocab]."""
-        numba.set_num_threads(threads)  # per calling thread, so a worker thread sets its own
+        into logits [len(at), vocab], with `threads` workers: this thread leads, helper threads join."""
+        self._helpers.start(threads)
         fw.forward(ids, start, self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
-                   self.config.head_dim, self._scratch, at, logits)
+                   self.config.head_dim, self._scratch, at, logits, threads)
 
     def _decode_step(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
         """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""

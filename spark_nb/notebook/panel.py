@@ -12,7 +12,7 @@ and Accept keeps it for `%spark apply`, which inserts it below through `set_next
 A button press reaches the kernel as a widget message once the cell that showed the panel has finished, so the
 edit runs as a task on the kernel's main event loop, one forward pass at a time (`EditRun.interleaved`): the
 kernel stays responsive, other cells run between two passes, and every button works during the stream. Not a
-worker thread: numba's parallel regions run several times slower when called from a second thread (see run.py).
+worker thread: one loop drives every edit, so two never contend for the engine's cores (see run.py).
 Widget messages themselves may arrive on a kernel subshell's thread (ipykernel 7 with JupyterLab 4.4+), so the
 panel hands each one to the main loop first.
 """

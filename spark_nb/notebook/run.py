@@ -8,8 +8,9 @@ A kernel handles widget messages only when its event loop runs, and a cell that 
 kernel `%%spark` runs as an async cell (`async_cells` rewrites it) that generates one forward pass at a time
 (`spark_nb.edit_steps`) and yields to the loop after each; ipykernel (7.4+) dispatches comm messages while an async
 cell awaits, so the view's Stop and Redirect reach `stop()` and `redirect()` between two passes. Everything stays
-on the kernel's main thread: numba's OpenMP thread pool is the main thread's, and a second calling thread would
-make every parallel region several times slower (measured: a decode step 0.44 ms here, 3.4-4.3 ms from a thread).
+on the kernel's main thread, where the forward pass's lead runs (its helper threads join it). (When the engine ran
+numba parallel regions, a second calling thread also made each several times slower: a decode step 0.44 ms on the
+main thread, 3.4-4.3 ms from another.)
 
 Redirect ends the current generation after its token and starts a new one from the partial edit (the lines
 decided so far plus the rest of the cell; a line being rewritten stays as it was) with the new instruction. The

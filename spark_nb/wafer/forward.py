@@ -2,7 +2,7 @@
 
 `pack()` cuts every weight matrix into the PE tiles its placement gives it (int8 with per-output-channel scales,
 or fp32 with unit scales) and stacks the layers; `forward()` then runs T tokens through the decoder in one numba
-call, reading top to bottom like the model's equations:
+call (`_worker`), reading top to bottom like the model's equations:
 
     x = E[tokens]
     for each layer:
@@ -12,15 +12,17 @@ call, reading top to bottom like the model's equations:
     h = rmsnorm(x);  logits = h W_lm         # for the rows the caller wants
 
 Matrices that read the same input are stacked at pack time, Wqkv = [Wq; Wk; Wv] and Wgu = [Wg; Wu], and cut into
-PE tiles as one (of Wq's and Wg's tile shape): the input is quantized once and the products run in one parallel
-region (each region costs microseconds to launch, a decode step's matmul a few). Every output row is the same dot
-product as in its own matrix.
+PE tiles as one (of Wq's and Wg's tile shape): the input is quantized once and the workers wait for the products
+once. Every output row is the same dot product as in its own matrix.
+
+The calling thread leads the pass and helper threads (`helpers`) join it, each claiming chunks of every operation
+(workers.py); with one worker the lead walks it alone.
 
 Prefill and verification pass T tokens; decode passes one. Buffers are allocated once (`Scratch`), so the
 forward itself never allocates. `forward` carries the kernels' flags (JIT): numba compiles a callee inside its
 caller with the caller's fastmath setting, and without it the dot products do not vectorise.
 
-Numba's on-disk cache of `forward` embeds the kernels but is keyed on this file alone: after editing kernels.py,
+Numba's on-disk cache of `run` embeds the kernels but is keyed on this file alone: after editing kernels.py,
 delete spark_nb/wafer/__pycache__ (an installed release gets fresh files, so users never meet this).
 """
 from __future__ import annotations
@@ -32,23 +34,44 @@ from numba import njit
 
 from ..model.quant import quantize_int8
 from .kernels import (
+    AMX_TOKENS,
     JIT,
     KV_DTYPES,
     LANES,
     QUERY_BLOCK,
     Quantized,
+    _attend,
     add_bias,
     add_into,
-    causal_attention,
     embed_rows,
+    interleave_input,
+    matmul_rows,
+    matmul_units,
+    prepare_input,
+    quantized,
     rmsnorm,
     rope,
     store_kv,
     swiglu,
-    quantized,
-    tiled_matmul,
 )
 from .tiles import aligned, tile_shape, to_tiles
+from .workers import (
+    IDLE_POLLS,
+    START,
+    STRIDE,
+    WORKERS,
+    Helpers,
+    Sync,
+    claim,
+    close_step,
+    finish,
+    join_step,
+    leave_step,
+    open_step,
+    step_arrays,
+    sync,
+    wait,
+)
 
 
 class Layers(NamedTuple):
@@ -89,6 +112,7 @@ class Scratch(NamedTuple):
     act: np.ndarray  # [T, ffn] silu(gate) * up
     scores: np.ndarray  # [heads, QUERY_BLOCK, context + LANES]
     quant: Quantized  # the input of an int8 matrix, quantized per PE column slice
+    sync: Sync  # the workers' counters (an operation each) and tickets
 
 
 class Rotary(NamedTuple):
@@ -136,7 +160,7 @@ def pack(weights, config, spec, dtype: str) -> Decoder:
     return Decoder(embed, embed_scale, layers, weights.final_norm.astype(np.float32), lm_head, lm_head_scale)
 
 
-def scratch(config, max_tokens: int, context: int) -> Scratch:
+def scratch(config, max_tokens: int, context: int, workers: int = 1) -> Scratch:
     d, hd, f = config.hidden_size, config.head_dim, config.intermediate_size
     q, kv = config.n_heads * hd, config.n_kv_heads * hd
 
@@ -148,6 +172,7 @@ def scratch(config, max_tokens: int, context: int) -> Scratch:
         buf(max_tokens, 2 * f), buf(max_tokens, f),
         buf(config.n_heads, QUERY_BLOCK, context + LANES),
         quantized(max_tokens, max(d, q, f) + 512),  # + the widest tile's padding
+        sync(1 + OPS_PER_LAYER * config.n_layers + 5, workers),
     )
 
 
@@ -167,38 +192,216 @@ def kv_cache(config, context: int, dtype: str = "fp32") -> tuple[np.ndarray, np.
     return keys, aligned(np.zeros((L, heads, -(-hd // LANES), context, LANES), element))
 
 
-@njit(**JIT)
-def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, at, logits):
+# A forward pass is walked by all its workers together (workers.py): the calling thread leads, helper threads
+# join it. Each operation's work is cut into chunks (rows of a matrix, kv heads, tokens) that the workers claim one
+# by one and then wait for, before the next operation reads the output; no parallel region per operation (~1.7 us
+# each to launch on two cores, as long as a decode step's matmul takes). Every token goes through the same kernels
+# in the same order whatever T and whichever worker claims it, so a token gets the same bits alone (decode) or
+# among others (verification).
+ROW_CHUNKS = 1  # chunks per worker of a matmul's rows: a chunk costs two atomic adds on cache lines the cores
+# hand back and forth; with 1, 2, 4 and 8 a 10M-parameter decode step took ~300, 340, 330 and 410 us on two cores
+TOKEN_CHUNKS = 2  # chunks per worker of a per-token operation
+OPS_PER_LAYER = 13  # the operations a layer's workers wait on (numbered in _worker): 1 more before, 5 after
+
+
+def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, at, logits, workers=1):
     """Run tokens[T] at positions start.. through the decoder: the new keys/values go into the caches, the final
     normed hidden states into s.h[:T], and the logits after the positions at[i] (indices into tokens) into
-    logits[i]. One call per step: decode is T = 1, at = [0]."""
+    logits[i]. One call per step: decode is T = 1, at = [0]. tokens, at and logits are C-contiguous. The calling
+    thread leads `workers` workers: helpers 1..workers-1 join it where they run (`helpers`), else it does their
+    share too."""
+    if workers > s.sync.tickets.shape[0] // STRIDE:
+        raise ValueError(f"the scratch has tickets for {s.sync.tickets.shape[0] // STRIDE} workers, not {workers}: "
+                         f"make it with scratch(..., workers={workers})")
+    run(0, workers, tokens, start, at, logits, model, k_cache, v_cache, rot, eps, window, head_dim, s, 0)
+
+
+def helpers(model, k_cache, v_cache, rot, eps, window, head_dim, s, vocab) -> Helpers:
+    """Helper threads for forward passes over these arrays (one set per model and scratch)."""
+    no_tokens, no_logits = np.zeros(0, np.int64), np.zeros((0, vocab), np.float32)
+
+    def help(w):  # the step's own tokens, at and logits come from the lead (workers.step_arrays)
+        run(w, 0, no_tokens, 0, no_tokens, no_logits, model, k_cache, v_cache, rot, eps, window, head_dim, s,
+            IDLE_POLLS)
+
+    return Helpers(help)
+
+
+@njit(**JIT)
+def run(w, workers, tokens, start, at, logits, model, k_cache, v_cache, rot, eps, window, head_dim, s, patience):
+    """Worker w's part in forward passes. The lead (w = 0) publishes its step for helpers 1..workers-1, walks it
+    and returns once every helper that joined is done. A helper (w > 0) walks every step it is handed, in the lead's
+    tokens/start/at/logits, until `patience` polls pass without one."""
+    g = open_step(s.sync, workers, tokens, start, at, logits) if w == 0 else 0
+    while True:
+        if w > 0:
+            g = join_step(s.sync, w, patience)
+            if g < 0:
+                return
+            tokens, at, logits = step_arrays(s.sync, tokens, at, logits)
+            workers, start = s.sync.step[WORKERS], s.sync.step[START]
+        # one call site: numba inlines the walk once, for the lead and the helpers alike
+        _worker(w, workers, tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, at, logits)
+        if w == 0:
+            close_step(s.sync, workers, g)
+            return
+        leave_step(s.sync, w, g)
+
+
+@njit(inline="always", **JIT)
+def _worker(w, workers, tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, at, logits):
+    """One worker's walk through the forward pass: the equations of the module docstring, each operation's work
+    claimed in chunks, op the running number of the operation (all workers count alike)."""
     T = tokens.shape[0]
     x, h, qkv, att, out, gate_up, act = s.x[:T], s.h[:T], s.qkv[:T], s.att[:T], s.out[:T], s.gate_up[:T], s.act[:T]
     width, kv_width = att.shape[1], (qkv.shape[1] - att.shape[1]) // 2
     q, k, v = qkv[:, :width], qkv[:, width : width + kv_width], qkv[:, width + kv_width :]
-    w = model.layers
-    embed_rows(tokens, model.embed, model.embed_scale, x)
-    for l in range(w.attn_norm.shape[0]):
-        # attention block
-        rmsnorm(x, w.attn_norm[l], eps, h)
-        tiled_matmul(h, w.wqkv[l], w.sqkv[l], qkv, s.quant)
-        add_bias(qkv, w.bqkv[l])
-        rope(q, head_dim, rot.cos, rot.sin, start)
-        rope(k, head_dim, rot.cos, rot.sin, start)
-        store_kv(k, v, k_cache[l], v_cache[l], start)
-        causal_attention(q, k_cache[l], v_cache[l], start, window, s.scores, att)
-        tiled_matmul(att, w.wo[l], w.so[l], out, s.quant)
-        add_into(x, out)
-        # SwiGLU block
-        rmsnorm(x, w.mlp_norm[l], eps, h)
-        tiled_matmul(h, w.w_gate_up[l], w.s_gate_up[l], gate_up, s.quant)
-        swiglu(gate_up, act)
-        tiled_matmul(act, w.w_down[l], w.s_down[l], out, s.quant)
-        add_into(x, out)
-    rmsnorm(x, model.final_norm, eps, h)
-    if at.shape[0] > 0:  # logits = h W_lm for the wanted rows, gathered where the block outputs were
-        wanted = s.out[: at.shape[0]]
-        for i in range(at.shape[0]):
-            for j in range(wanted.shape[1]):  # element by element: numba's row assignment takes seconds to compile
-                wanted[i, j] = h[at[i], j]
-        tiled_matmul(wanted, model.lm_head, model.lm_head_scale, logits, s.quant)
+    c, wl, quant = s.sync.counters, model.layers, s.quant
+    # empty, and typed as the real ones; kinds as int64, not literals: numba compiles each phase once
+    no_bias = no_weight = model.final_norm[:0]
+    no_residual, no_at = s.x[:0], at[:0]
+    normed, gated, gathered, as_is = np.int64(NORM), np.int64(SWIGLU), np.int64(GATHER), np.int64(AS_IS)
+    _embed(tokens, model, x, c, 0, workers)
+    op = np.int64(1)  # not the literal 1 either
+    for l in range(wl.attn_norm.shape[0]):
+        # attention block: x = x + attention(rope(h Wq + bq), rope(h Wk + bk), h Wv + bv) Wo, h = rmsnorm(x)
+        _per_token(normed, x, h, wl.attn_norm[l], eps, no_at, wl.wqkv[l], quant, c, op, workers)
+        _interleave(T, wl.wqkv[l], quant, c, op + 1)
+        _matmul(h, wl.wqkv[l], wl.sqkv[l], qkv, quant, wl.bqkv[l], no_residual, c, op + 2, workers)
+        _attention(q, k, v, k_cache[l], v_cache[l], rot, start, window, head_dim, s.scores, att, c, op + 3)
+        _per_token(as_is, att, att, no_weight, eps, no_at, wl.wo[l], quant, c, op + 4, workers)
+        _interleave(T, wl.wo[l], quant, c, op + 5)
+        _matmul(att, wl.wo[l], wl.so[l], out, quant, no_bias, x, c, op + 6, workers)
+        # SwiGLU block: x = x + (silu(h Wg) * h Wu) Wd, h = rmsnorm(x)
+        _per_token(normed, x, h, wl.mlp_norm[l], eps, no_at, wl.w_gate_up[l], quant, c, op + 7, workers)
+        _interleave(T, wl.w_gate_up[l], quant, c, op + 8)
+        _matmul(h, wl.w_gate_up[l], wl.s_gate_up[l], gate_up, quant, no_bias, no_residual, c, op + 9, workers)
+        _per_token(gated, gate_up, act, no_weight, eps, no_at, wl.w_down[l], quant, c, op + 10, workers)
+        _interleave(T, wl.w_down[l], quant, c, op + 11)
+        _matmul(act, wl.w_down[l], wl.s_down[l], out, quant, no_bias, x, c, op + 12, workers)
+        op += OPS_PER_LAYER
+    # logits = rmsnorm(x) W_lm for the rows wanted, gathered where the block outputs were
+    _per_token(normed, x, h, model.final_norm, eps, no_at, model.lm_head[:0], quant, c, op, workers)
+    wanted = s.out[: at.shape[0]]
+    _per_token(gathered, h, wanted, no_weight, eps, at, model.lm_head, quant, c, op + 2, workers)
+    _interleave(at.shape[0], model.lm_head, quant, c, op + 3)
+    _matmul(wanted, model.lm_head, model.lm_head_scale, logits, quant, no_bias, no_residual, c, op + 4, workers)
+
+
+@njit(inline="always", **JIT)
+def _span(chunk, chunks, n):
+    """Items [lo, hi) of chunk `chunk` when n items are cut into `chunks` nearly equal chunks."""
+    size = -(-n // chunks)
+    return chunk * size, min(n, (chunk + 1) * size)
+
+
+@njit(inline="always", **JIT)
+def _rows_of(q, lo, hi):
+    """The quantized buffers of tokens lo..hi-1, as prepare_input fills them for x[lo:hi]."""
+    return Quantized(q.values[lo:hi], q.scales[lo:hi], q.sums[lo:hi], q.blocks, q.block_scales)
+
+
+@njit(**JIT)
+def _embed(tokens, model, x, c, op, workers):
+    T = tokens.shape[0]
+    chunks = min(T, TOKEN_CHUNKS * workers)
+    while True:
+        chunk = claim(c, op)
+        if chunk >= chunks:
+            break
+        lo, hi = _span(chunk, chunks, T)
+        embed_rows(tokens[lo:hi], model.embed, model.embed_scale, x[lo:hi])
+        finish(c, op)
+    wait(c, op, chunks)
+
+
+# what _per_token computes into dst, token by token
+NORM, SWIGLU, GATHER, AS_IS = range(4)
+
+
+@njit(**JIT)  # one compiled body for every per-token operation (each would optimise the quantizer again)
+def _per_token(kind, src, dst, weight, eps, at, tiles, q, c, op, workers):
+    """dst = rmsnorm(src) with weight (NORM), silu(gate) * up of src = [gate, up] (SWIGLU), the rows src[at[i]]
+    (GATHER) or src itself (AS_IS: dst is src), prepared for the tiles' matmul (empty tiles: none follows)."""
+    T = dst.shape[0]
+    chunks = min(T, TOKEN_CHUNKS * workers)
+    while True:
+        chunk = claim(c, op)
+        if chunk >= chunks:
+            break
+        lo, hi = _span(chunk, chunks, T)
+        if kind == NORM:
+            rmsnorm(src[lo:hi], weight, eps, dst[lo:hi])
+        elif kind == SWIGLU:
+            swiglu(src[lo:hi], dst[lo:hi])
+        elif kind == GATHER:
+            for i in range(lo, hi):
+                for j in range(dst.shape[1]):  # element by element: numba's row assignment takes seconds to compile
+                    dst[i, j] = src[at[i], j]
+        if tiles.shape[0] > 0:
+            prepare_input(dst[lo:hi], tiles, _rows_of(q, lo, hi))
+        finish(c, op)
+    wait(c, op, chunks)
+
+
+@njit(**JIT)  # one compiled body for its five call sites (each would optimise the AMX code again)
+def _interleave(T, tiles, q, c, op):
+    """The prepared input of T tokens interleaved for AMX, a block of 16 tokens a chunk (where AMX runs)."""
+    chunks = T // AMX_TOKENS
+    if chunks == 0:  # fewer than 16 tokens: nothing runs on AMX (and no counter is touched)
+        return
+    while True:
+        chunk = claim(c, op)
+        if chunk >= chunks:
+            break
+        interleave_input(T, tiles, q, chunk, chunk + 1)
+        finish(c, op)
+    wait(c, op, chunks)
+
+
+@njit(**JIT)  # a call, not inlined: the call sites share one compiled body
+def _matmul(x, tiles, scale, y, q, bias, residual, c, op, workers):
+    """y = x W (+ bias), x prepared in q, in chunks of units of rows; with a residual, residual += y (the
+    residual connection). Each chunk's rows are finished (bias, residual) by the worker that formed them."""
+    T, m = x.shape[0], y.shape[1]
+    units = matmul_units(T, tiles)
+    per_unit = tiles.shape[0] * tiles.shape[2] // units
+    chunks = min(units, ROW_CHUNKS * workers)
+    while True:
+        chunk = claim(c, op)
+        if chunk >= chunks:
+            break
+        first, end = _span(chunk, chunks, units)
+        matmul_rows(x, tiles, scale, y, q, first, end)
+        lo, hi = first * per_unit, min(end * per_unit, m)
+        if bias.shape[0] > 0:
+            add_bias(y[:, lo:hi], bias[lo:hi])
+        if residual.shape[0] > 0:
+            add_into(residual[:, lo:hi], y[:, lo:hi])
+        finish(c, op)
+    wait(c, op, chunks)
+
+
+@njit(**JIT)
+def _attention(q, k, v, k_cache, v_cache, rot, start, window, head_dim, scores, att, c, op):
+    """q, k = rope(q), rope(k); the keys and values into the caches; attention; a kv head, with the query heads
+    that read it, per chunk (the same kernels causal_attention runs per head)."""
+    T = q.shape[0]
+    kv_heads = k_cache.shape[0]
+    per_kv = q.shape[1] // head_dim // kv_heads
+    blocked = T - T % QUERY_BLOCK
+    while True:
+        kv = claim(c, op)
+        if kv >= kv_heads:
+            break
+        keys = k[:, kv * head_dim : (kv + 1) * head_dim]
+        rope(keys, head_dim, rot.cos, rot.sin, start)
+        store_kv(keys, v[:, kv * head_dim : (kv + 1) * head_dim], k_cache[kv : kv + 1], v_cache[kv : kv + 1], start)
+        for head in range(kv * per_kv, (kv + 1) * per_kv):
+            rope(q[:, head * head_dim : (head + 1) * head_dim], head_dim, rot.cos, rot.sin, start)
+            for t in range(0, blocked, QUERY_BLOCK):
+                _attend(q, k_cache, v_cache, start, window, scores, att, head, t, QUERY_BLOCK)
+            for t in range(blocked, T):
+                _attend(q, k_cache, v_cache, start, window, scores, att, head, t, 1)
+        finish(c, op)
+    wait(c, op, kv_heads)

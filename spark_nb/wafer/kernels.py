@@ -29,7 +29,7 @@ from typing import NamedTuple
 import llvmlite.binding
 import numpy as np
 from llvmlite import ir
-from numba import config, njit, prange, types
+from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
@@ -167,20 +167,23 @@ def _lane_sums(builder, vectors):
 
 
 @intrinsic
-def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens):
-    """_rows_widened on vpdpbusd: rows i..i+3 of PE row r for `tokens` tokens from t (a compile-time constant, 1
-    for decode or 4), written to y. Tile rows must be whole 64-byte vectors.
+def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens, rows):
+    """_rows_widened on vpdpbusd: rows i..i+rows-1 of PE row r for `tokens` tokens from t, written to y; `tokens`
+    x `rows` is a compile-time 4 x 4 (four tokens in flight) or 1 x 8 (one token, as decode). Tile rows must be
+    whole 64-byte vectors.
 
     vpdpbusd multiplies unsigned by signed bytes, so each weight's sign bit is flipped (w ^ 0x80 == w + 128 as an
     unsigned byte) and 128 * sum(x) is subtracted from the dot product. Each weight vector is loaded and flipped
-    once for all the tokens, each x vector once for all four rows: 4 x 4 integer accumulators take 16 of the 32
-    zmm registers. The float steps are _rows_widened's, lane by lane: acc = fma(sum, x_scale, acc) per slice in
-    PE column order, then y = acc * scale, so every host and every token count gives the same bits.
+    once for all the tokens, each x vector once for all the rows: 16 integer accumulators at most, of the 32 zmm
+    registers. A lone token takes eight rows, so that eight independent accumulation chains hide vpdpbusd's
+    latency (with four, a decode step's matmul waited on them). The float steps are _rows_widened's, lane by lane:
+    acc = fma(sum, x_scale, acc) per slice in PE column order, then y = acc * scale, so every host and every
+    token count gives the same bits.
     """
-    if not isinstance(tokens, types.IntegerLiteral):
+    if not (isinstance(tokens, types.IntegerLiteral) and isinstance(rows, types.IntegerLiteral)):
         return None
-    count = tokens.literal_value
-    sig = types.none(y, tiles, scale, values, sums, scales, r, i, t, tokens)
+    count, height = tokens.literal_value, rows.literal_value
+    sig = types.none(y, tiles, scale, values, sums, scales, r, i, t, tokens, rows)
 
     def codegen(context, builder, signature, args):
         y_arr, w_arr, scale_arr, x_arr, sums_arr, scales_arr = (
@@ -195,11 +198,12 @@ def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens
         fma = cgutils.get_or_insert_function(module, ir.FunctionType(f16, [f16, f16, f16]), "llvm.fma.v16f32")
         prefetch = cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                                                   "llvm.prefetch.p0i8")
-        f4, b4 = ir.VectorType(f32, 4), ir.VectorType(ir.IntType(1), 4)
+        fr, br = ir.VectorType(f32, height), ir.VectorType(ir.IntType(1), height)  # one token's rows
         masked_load = cgutils.get_or_insert_function(
-            module, ir.FunctionType(f4, [f4.as_pointer(), i32, b4, f4]), "llvm.masked.load.v4f32.p0v4f32")
+            module, ir.FunctionType(fr, [fr.as_pointer(), i32, br, fr]), f"llvm.masked.load.v{height}f32.p0v{height}f32")
         masked_store = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [f4, f4.as_pointer(), i32, b4]), "llvm.masked.store.v4f32.p0v4f32")
+            module, ir.FunctionType(ir.VoidType(), [fr, fr.as_pointer(), i32, br]),
+            f"llvm.masked.store.v{height}f32.p0v{height}f32")
 
         def const(k, ty=intp):
             return ir.Constant(ty, k)
@@ -213,13 +217,13 @@ def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens
         meta_stride = cgutils.unpack_tuple(builder, sums_arr.strides, 2)[0]  # sums and scales: [T, slices]
         y_stride = cgutils.unpack_tuple(builder, y_arr.strides, 2)[0]
         row = builder.add(builder.mul(r, tm), i)
-        rows = builder.sub(cgutils.unpack_tuple(builder, y_arr.shape, 2)[1], row)  # the matrix has (>= 1)
-        mask = ir.Constant(b4, None)
-        for k in range(4):
-            mask = builder.insert_element(mask, builder.icmp_signed(">", rows, const(k)), const(k, i32))
+        left = builder.sub(cgutils.unpack_tuple(builder, y_arr.shape, 2)[1], row)  # rows the matrix has (>= 1)
+        mask = ir.Constant(br, None)
+        for k in range(height):
+            mask = builder.insert_element(mask, builder.icmp_signed(">", left, const(k)), const(k, i32))
         flip = ir.Constant(v16, [-0x7F7F7F80] * 16)  # 0x80808080
-        acc = cgutils.alloca_once_value(builder, ir.Constant(f16, [0.0] * 16))  # lane 4j + k: token t+j, row k
-        dots = [cgutils.alloca_once(builder, v16) for _ in range(4 * count)]
+        acc = cgutils.alloca_once_value(builder, ir.Constant(f16, [0.0] * 16))  # lane height j + k: token t+j, row k
+        dots = [cgutils.alloca_once(builder, v16) for _ in range(height * count)]
         with cgutils.for_range(builder, slices) as slice_loop:  # the reduction along the PE row, in order
             c = slice_loop.index
             for d in dots:
@@ -230,34 +234,37 @@ def _vnni_rows(typingctx, y, tiles, scale, values, sums, scales, r, i, t, tokens
                 offset = builder.mul(loop.index, const(64))
                 xs = [builder.load(_at(builder, x_arr, add(x_slice, builder.mul(x_stride, const(j)), offset), v16), align=1)
                       for j in range(count)]
-                for k in range(4):
+                for k in range(height):
                     w_row = add(w_tile, builder.mul(w_stride[2], const(k)), offset)
-                    # the same bytes 16 rows on (four row groups ahead; 8 and 32 measured slower): a read hint for
-                    # DRAM latency, harmless past the tile's end (a prefetch never faults)
+                    # the same bytes 16 rows on: a read hint for DRAM latency (8 and 32 rows measured slower),
+                    # harmless past the tile's end (a prefetch never faults)
                     ahead = builder.add(w_row, builder.mul(w_stride[2], const(16)))
                     builder.call(prefetch, [_at(builder, w_arr, ahead, ir.IntType(8)), const(0, i32), const(3, i32),
                                             const(1, i32)])
                     wv = builder.xor(builder.load(_at(builder, w_arr, w_row, v16), align=1), flip)
                     for j, xv in enumerate(xs):
-                        d = dots[4 * j + k]
+                        d = dots[height * j + k]
                         builder.store(builder.call(dot, [builder.load(d), wv, xv]), d)
             total = _lane_sums(builder, [builder.load(d) for d in dots])
-            bias, x_scale = ir.Constant(v16, None), ir.Constant(f16, None)
+            # each token's 128 * sum(x) and x scale, spread over its rows' lanes: one shuffle, not a lane at a time
+            x_sums, x_scales = ir.Constant(ir.VectorType(i32, count), None), ir.Constant(ir.VectorType(f32, count), None)
             for j in range(count):
                 meta = add(builder.mul(builder.add(t, const(j)), meta_stride), builder.mul(c, const(4)))
-                x_sum = builder.mul(builder.load(_at(builder, sums_arr, meta, i32)), const(128, i32))
-                slice_scale = builder.load(_at(builder, scales_arr, meta, f32))
-                for k in range(4):
-                    bias = builder.insert_element(bias, x_sum, const(4 * j + k, i32))
-                    x_scale = builder.insert_element(x_scale, slice_scale, const(4 * j + k, i32))
+                x_sums = builder.insert_element(x_sums, builder.load(_at(builder, sums_arr, meta, i32)), const(j, i32))
+                x_scales = builder.insert_element(x_scales, builder.load(_at(builder, scales_arr, meta, f32)),
+                                                  const(j, i32))
+            spread = ir.Constant(v16, [min(lane // height, count - 1) for lane in range(16)])
+            bias = builder.mul(builder.shuffle_vector(x_sums, x_sums, spread), ir.Constant(v16, [128] * 16))
+            x_scale = builder.shuffle_vector(x_scales, x_scales, spread)
             exact = builder.sitofp(builder.sub(total, bias), f16)
             builder.store(builder.call(fma, [exact, x_scale, builder.load(acc)]), acc)
-        row_scale = builder.call(masked_load, [_at(builder, scale_arr, builder.mul(row, const(4)), f4), const(4, i32), mask,
-                                               ir.Constant(f4, None)])
+        row_scale = builder.call(masked_load, [_at(builder, scale_arr, builder.mul(row, const(4)), fr), const(4, i32),
+                                               mask, ir.Constant(fr, None)])
         out = builder.load(acc)
         for j in range(count):
-            part = builder.shuffle_vector(out, out, ir.Constant(ir.VectorType(i32, 4), [4 * j + k for k in range(4)]))
-            y_row = _at(builder, y_arr, add(builder.mul(builder.add(t, const(j)), y_stride), builder.mul(row, const(4))), f4)
+            part = builder.shuffle_vector(out, out, ir.Constant(ir.VectorType(i32, height),
+                                                                [height * j + k for k in range(height)]))
+            y_row = _at(builder, y_arr, add(builder.mul(builder.add(t, const(j)), y_stride), builder.mul(row, const(4))), fr)
             builder.call(masked_store, [builder.fmul(part, row_scale), y_row, const(4, i32), mask])
         return context.get_dummy_value()
 
@@ -380,11 +387,12 @@ def _amx_rows(typingctx, y, tiles, scale, blocks, block_scales, r, i, count):
 
 
 @njit(**JIT)
-def interleave_blocks(q, tokens, slices, tn):
-    """q.blocks and q.block_scales for the first `tokens` (a multiple of 16) rows of q, quantized in `slices`
-    slices of tn: AMX multiplies 16 tokens at a time and reads each token's bytes in fours, token beside token."""
+def interleave_blocks(q, first, end, slices, tn):
+    """q.blocks and q.block_scales for blocks first..end-1 (tokens 16 first .. 16 end - 1) of q, quantized in
+    `slices` slices of tn: AMX multiplies 16 tokens at a time and reads each token's bytes in fours, token beside
+    token."""
     quads = q.values.view(np.int32)
-    for b in range(tokens // AMX_TOKENS):
+    for b in range(first, end):
         for n in range(AMX_TOKENS):
             t = AMX_TOKENS * b + n
             for g in range(slices * tn // 4):
@@ -464,17 +472,40 @@ else:  # the tile instructions are not even compiled where the host lacks them
 if HOST_VNNI:
 
     @njit(inline="always", **JIT)
-    def _rows_int8(y, tiles, scale, q, r, i, t, tokens):
+    def _four_tokens(y, tiles, scale, q, r, i, t):
+        """y for rows i..i+3 of PE row r and tokens t..t+3."""
         if tiles.shape[3] % 64 == 0:  # whole 64-byte vectors: tile_shape makes int8 tiles so
-            _vnni_rows(y, tiles, scale, q.values, q.sums, q.scales, r, i, t, tokens)
+            _vnni_rows(y, tiles, scale, q.values, q.sums, q.scales, r, i, t, 4, 4)
         else:
-            _rows_widened(y, tiles, scale, q, r, i, t, tokens)
+            _rows_widened(y, tiles, scale, q, r, i, t, 4)
+
+    @njit(inline="always", **JIT)
+    def _one_token(y, tiles, scale, q, r, i, t):
+        """y for rows i..i+7 of PE row r (those the matrix has) and token t."""
+        if tiles.shape[3] % 64 == 0:
+            _vnni_rows(y, tiles, scale, q.values, q.sums, q.scales, r, i, t, 1, 8)
+        else:
+            _one_token_widened(y, tiles, scale, q, r, i, t)
 
 else:
-    _rows_int8 = _rows_widened
+
+    @njit(inline="always", **JIT)
+    def _four_tokens(y, tiles, scale, q, r, i, t):
+        _rows_widened(y, tiles, scale, q, r, i, t, 4)
+
+    @njit(inline="always", **JIT)
+    def _one_token(y, tiles, scale, q, r, i, t):
+        _one_token_widened(y, tiles, scale, q, r, i, t)
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
+def _one_token_widened(y, tiles, scale, q, r, i, t):
+    _rows_widened(y, tiles, scale, q, r, i, t, 1)
+    if r * tiles.shape[2] + i + 4 < y.shape[1]:
+        _rows_widened(y, tiles, scale, q, r, i + 4, t, 1)
+
+
+@njit(inline="always", **JIT)
 def _dot4(tile, i, x_slice, cols):
     """Rows i..i+3 of a tile against one x slice: four dot products that share every load of x (unit-stride
     slices let LLVM vectorise them)."""
@@ -489,90 +520,150 @@ def _dot4(tile, i, x_slice, cols):
     return a0, a1, a2, a3
 
 
-@njit(parallel=True, **JIT)
-def _matmul_float(x, tiles, scale, y):
-    """y[T, m] = (x[T, n] @ W[m, n].T) * scale[m], with W held as PE tiles[gr, gc, tm, tn].
+@njit(inline="always", **JIT)
+def _rows_float(y, tiles, scale, x, r, i, t):
+    """y[t, row..row+3] for rows i..i+3 of PE row r (row = r*tm + i) of float tiles: each PE column's partial
+    products with its slice of x, summed along the PE row in column order, times the row's scale."""
+    n = x.shape[1]
+    gc, tm, tn = tiles.shape[1], tiles.shape[2], tiles.shape[3]
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for c in range(gc):  # the reduction along PE row r
+        j0 = c * tn
+        cols = min(tn, n - j0)
+        p0, p1, p2, p3 = _dot4(tiles[r, c], i, x[t, j0 : j0 + cols], cols)
+        a0 += p0
+        a1 += p1
+        a2 += p2
+        a3 += p3
+    _store4(y, t, r * tm + i, a0, a1, a2, a3, scale)
 
-    PE (r, c) holds W[r*tm:(r+1)*tm, c*tn:(c+1)*tn]. Slice c of x is broadcast down PE column c, every PE forms
-    its partial products, and the partial sums of PE row r are reduced along the row (the loop over c) into y's
-    slice r. The host splits the work by groups of four rows, so a matrix one PE row tall still uses every core.
-    Decode is the T = 1 case. Where the time goes: this loop.
-    """
-    T, n = x.shape
+
+@njit(inline="always", **JIT)
+def _float_units(x, tiles, scale, y, first, end):
+    """matmul_rows for float tiles: units of eight rows, token by token."""
+    T, m = x.shape[0], y.shape[1]
+    tm = tiles.shape[2]
+    per_row = tm // 8  # units per PE row
+    for g in range(first, end):
+        r, i0 = g // per_row, 8 * (g % per_row)
+        for i in range(i0, i0 + 8, 4):
+            if r * tm + i < m:
+                for t in range(T):
+                    _rows_float(y, tiles, scale, x, r, i, t)
+
+
+@njit(inline="always", **JIT)
+def _int8_units(tiles, scale, y, q, T, first, end):
+    """matmul_rows for int8 tiles (x already quantized into q, and interleaved where AMX runs): where the host
+    has AMX, tokens go sixteen at a time through tile products of 16 rows (prefill, verification); the rest four
+    at a time, so each weight vector is loaded once for four tokens, and the last one at a time, as decode, eight
+    rows at once. Every way, a token's exact integer sums are scaled and reduced along the PE row in the same
+    order, with the same operations: its outputs are bit for bit the same whether it came alone or with others
+    (speculative decoding compares a verified draft with what decode would have chosen)."""
     m = y.shape[1]
-    gr, gc, tm, tn = tiles.shape  # tm is a multiple of 8; rows past the matrix are zero padding
-    groups = tm // 4
-    for g in prange(gr * groups):
-        r, i = g // groups, 4 * (g % groups)  # rows i..i+3 of PE row r
-        row = r * tm + i
-        if row >= m:
-            continue
-        for t in range(T):
-            a0 = a1 = a2 = a3 = np.float32(0.0)
-            for c in range(gc):  # the reduction along PE row r
-                j0 = c * tn
-                cols = min(tn, n - j0)
-                p0, p1, p2, p3 = _dot4(tiles[r, c], i, x[t, j0 : j0 + cols], cols)
-                a0 += p0
-                a1 += p1
-                a2 += p2
-                a3 += p3
-            _store4(y, t, row, a0, a1, a2, a3, scale)
-
-
-@njit(parallel=True, **JIT)
-def _matmul_int8(x, tiles, scale, y, q):
-    """_matmul_float for int8 tiles: x is quantized per PE column slice first, then the dot products are exact
-    integer sums, scaled by the slice's scale and the output row's scale.
-
-    Where the host has AMX, tokens go sixteen at a time through tile products of 16 rows (prefill, verification);
-    the rest four at a time, so each weight vector is loaded once for four tokens, and the last one at a time, as
-    decode. Every way, a token's exact integer sums are scaled and reduced along the PE row in the same order, with
-    the same operations: its outputs are bit for bit the same whether it came alone or with others (speculative
-    decoding compares a verified draft with what decode would have chosen).
-    """
-    T = x.shape[0]
-    m = y.shape[1]
-    gr, gc, tm, tn = tiles.shape
-    quantize_slices(x, tn, q)
+    tm = tiles.shape[2]
     amx = _amx_ready(T, tiles)
     on_amx = T - T % AMX_TOKENS if amx else 0  # tokens that go sixteen at a time, on AMX tiles
-    if amx:
-        interleave_blocks(q, on_amx, gc, tn)
-    rows = 16 if amx else 4  # rows per unit of work
-    units = tm // rows
     blocked = T - (T - on_amx) % 4  # and up to here, four at a time
-    for g in prange(gr * units):
-        r, first = g // units, rows * (g % units)
-        if r * tm + first >= m:
+    rows = 16 if amx else 8
+    per_row = tm // rows
+    for g in range(first, end):
+        r, i0 = g // per_row, rows * (g % per_row)
+        if r * tm + i0 >= m:
             continue
         if amx:
-            _amx_block_rows(y, tiles, scale, q, r, first, on_amx // AMX_TOKENS)
-        for i in range(first, first + rows, 4):
+            _amx_block_rows(y, tiles, scale, q, r, i0, on_amx // AMX_TOKENS)
+        for i in range(i0, i0 + rows, 4):
             if r * tm + i < m:
                 for t in range(on_amx, blocked, 4):
-                    _rows_int8(y, tiles, scale, q, r, i, t, 4)
+                    _four_tokens(y, tiles, scale, q, r, i, t)
+        for i in range(i0, i0 + rows, 8):
+            if r * tm + i < m:
                 for t in range(blocked, T):
-                    _rows_int8(y, tiles, scale, q, r, i, t, 1)
+                    _one_token(y, tiles, scale, q, r, i, t)
 
 
-def tiled_matmul(x, tiles, scale, y, q):
-    """y[T, m] = (x[T, n] @ W[m, n].T) * scale[m], W held as PE tiles; q: Quantized buffers for int8 tiles.
+# A matmul in three steps, so that a caller can split each among threads its own way (forward.py claims units
+# of rows): prepare_input (per token), interleave_input (per block of 16 tokens), matmul_rows (per unit of rows).
+# Each dispatches on the tiles' dtype: in numba code once, at compile time (the overloads); the bodies are what
+# runs under NUMBA_DISABLE_JIT.
 
-    In numba code the choice between the int8 and the float kernel is made once, at compile time, by the tiles'
-    dtype (see the overload below); this body is what runs under NUMBA_DISABLE_JIT.
-    """
+
+def prepare_input(x, tiles, q):
+    """x[T, n] as int8 tiles' PEs receive it: quantized per PE column slice into q (nothing for float tiles)."""
     if tiles.dtype == np.int8:
-        _matmul_int8(x, tiles, scale, y, q)
+        quantize_slices(x, tiles.shape[3], q)
+
+
+def interleave_input(T, tiles, q, first, end):
+    """Blocks first..end-1 of 16 tokens of the prepared input, interleaved for AMX where a matmul of T tokens
+    runs on it (nothing otherwise)."""
+    if tiles.dtype == np.int8 and _amx_ready(T, tiles):
+        interleave_blocks(q, first, end, tiles.shape[1], tiles.shape[3])
+
+
+def matmul_units(T, tiles) -> int:
+    """Units of rows a matmul of T tokens is split into: 16 rows where AMX runs (tm is then a multiple of 16),
+    else 8 (tm always is a multiple of 8). Unit g holds rows 16 g .. or 8 g .. of the matrix."""
+    if tiles.dtype == np.int8 and _amx_ready(T, tiles):
+        return tiles.shape[0] * (tiles.shape[2] // 16)
+    return tiles.shape[0] * (tiles.shape[2] // 8)
+
+
+def matmul_rows(x, tiles, scale, y, q, first, end):
+    """y[T, rows of units first..end-1] = (x W.T) * scale for those rows, x prepared (and interleaved) in q."""
+    if tiles.dtype == np.int8:
+        _int8_units(tiles, scale, y, q, x.shape[0], first, end)
     else:
-        _matmul_float(x, tiles, scale, y)
+        _float_units(x, tiles, scale, y, first, end)
 
 
-@overload(tiled_matmul, jit_options=JIT)
-def _tiled_matmul_by_dtype(x, tiles, scale, y, q):
+@overload(prepare_input, jit_options=JIT)
+def _prepare_input_by_dtype(x, tiles, q):
     if tiles.dtype == types.int8:
-        return lambda x, tiles, scale, y, q: _matmul_int8(x, tiles, scale, y, q)
-    return lambda x, tiles, scale, y, q: _matmul_float(x, tiles, scale, y)
+        return lambda x, tiles, q: quantize_slices(x, tiles.shape[3], q)
+    return lambda x, tiles, q: None
+
+
+@overload(interleave_input, jit_options=JIT)
+def _interleave_input_by_dtype(T, tiles, q, first, end):
+    if tiles.dtype == types.int8:
+        def interleave(T, tiles, q, first, end):
+            if _amx_ready(T, tiles):
+                interleave_blocks(q, first, end, tiles.shape[1], tiles.shape[3])
+        return interleave
+    return lambda T, tiles, q, first, end: None
+
+
+@overload(matmul_units, jit_options=JIT)
+def _matmul_units_by_dtype(T, tiles):
+    if tiles.dtype == types.int8:
+        return lambda T, tiles: tiles.shape[0] * (tiles.shape[2] // (16 if _amx_ready(T, tiles) else 8))
+    return lambda T, tiles: tiles.shape[0] * (tiles.shape[2] // 8)
+
+
+@overload(matmul_rows, jit_options=JIT)
+def _matmul_rows_by_dtype(x, tiles, scale, y, q, first, end):
+    if tiles.dtype == types.int8:
+        return lambda x, tiles, scale, y, q, first, end: _int8_units(tiles, scale, y, q, x.shape[0], first, end)
+    return lambda x, tiles, scale, y, q, first, end: _float_units(x, tiles, scale, y, first, end)
+
+
+@njit(**JIT)
+def tiled_matmul(x, tiles, scale, y, q):
+    """y[T, m] = (x[T, n] @ W[m, n].T) * scale[m], with W held as PE tiles[gr, gc, tm, tn]; q: Quantized buffers
+    for int8 tiles.
+
+    PE (r, c) holds W[r*tm:(r+1)*tm, c*tn:(c+1)*tn]. Slice c of x is broadcast down PE column c, every PE forms
+    its partial products, and the partial sums of PE row r are reduced along the row into y's slice r. int8 tiles
+    meet x quantized per PE column slice: exact integer sums, scaled by the slice's scale and the output row's
+    scale. Decode is the T = 1 case. Where the time goes: matmul_rows. The whole product on one thread: the
+    forward pass splits the same three steps among its workers (forward.py).
+    """
+    T = x.shape[0]
+    prepare_input(x, tiles, q)
+    interleave_input(T, tiles, q, 0, T // AMX_TOKENS)
+    matmul_rows(x, tiles, scale, y, q, 0, matmul_units(T, tiles))
 
 
 @njit(**JIT)
@@ -842,7 +933,7 @@ else:
 QUERY_BLOCK = 4  # queries that attend together, sharing each key and value vector loaded
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def causal_attention(q, k_cache, v_cache, start, window, scores, out):
     """out[T, heads*head_dim]: each query head attends to positions [lo, start + t] of its kv head's cache.
 
@@ -853,12 +944,12 @@ def causal_attention(q, k_cache, v_cache, start, window, scores, out):
     over dimensions, position by position. scores: scratch [heads, QUERY_BLOCK, context + LANES].
 
     Queries go QUERY_BLOCK at a time (the rest one at a time, as decode), so that each key and value vector
-    loaded serves all of them.
+    loaded serves all of them. All heads on one thread: the forward pass gives its workers a kv head at a time.
     """
     T = q.shape[0]
     heads = q.shape[1] // k_cache.shape[2]
     blocked = T - T % QUERY_BLOCK
-    for h in prange(heads):
+    for h in range(heads):
         for t in range(0, blocked, QUERY_BLOCK):
             _attend(q, k_cache, v_cache, start, window, scores, out, h, t, QUERY_BLOCK)
         for t in range(blocked, T):
