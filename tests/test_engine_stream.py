@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import threading
 
+import numpy as np
 import pytest
 
 import spark_nb
@@ -83,6 +84,16 @@ def test_prompt_as_text_or_ids(engine):
     by_text = run(engine.stream(PROMPT, max_new_tokens=6, ignore_eos=True))[1]
     by_ids = run(engine.stream(engine.encode(PROMPT), max_new_tokens=6, ignore_eos=True))[1]
     assert by_text.token_ids == by_ids.token_ids and by_text.text == by_ids.text
+
+
+def test_ids_as_any_int_array(engine):
+    """A strided or a narrow array of ids gives the logits of the same ids as a list (the forward's helpers read
+    ids by address, so the engine hands them a contiguous int64 copy)."""
+    ids = engine.encode(PROMPT)
+    spaced = np.zeros(2 * len(ids), np.int64)
+    spaced[::2] = ids
+    np.testing.assert_array_equal(engine.logits(spaced[::2]), engine.logits(ids))
+    np.testing.assert_array_equal(engine.logits(np.array(ids, np.int32)), engine.logits(ids))
 
 
 @pytest.mark.parametrize("n", [1, 5])

@@ -396,6 +396,9 @@ def test_forward_gives_the_same_bits_whoever_joins(dtype):
         for ours, theirs in zip(logits_with(workers, helpers_run), alone):
             np.testing.assert_array_equal(ours, theirs)
     s = fw.scratch(config, 20, 32, workers=2)
+    with pytest.raises(ValueError, match="must be C-contiguous"):
+        fw.forward(ids[:4:2], 0, model, *fw.kv_cache(config, 32), fw.rotary(config, 32), eps, 0, config.head_dim, s,
+                   np.zeros(2, np.int64), nan(2, config.vocab_size), 2)
     with pytest.raises(ValueError, match="tickets for 2 workers, not 3"):
         fw.forward(ids[:1], 0, model, *fw.kv_cache(config, 32), fw.rotary(config, 32), eps, 0, config.head_dim, s,
                    np.zeros(1, np.int64), nan(1, config.vocab_size), 3)

@@ -159,7 +159,7 @@ class Engine:
                 f"the prompt has {held}{len(ids)} tokens but the context holds {self.context}; shorten it, or load "
                 f"the model with a larger context (spark_nb.load(..., context=N), at most "
                 f"{self.config.max_position_embeddings})")
-        ids = np.asarray(ids, dtype=np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)  # helper threads read it by address
         if ids.min() < 0 or ids.max() >= self.config.vocab_size:
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}); got {ids.min()}..{ids.max()}")
         return ids

@@ -210,6 +210,9 @@ def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, 
     logits[i]. One call per step: decode is T = 1, at = [0]. tokens, at and logits are C-contiguous. The calling
     thread leads `workers` workers: helpers 1..workers-1 join it where they run (`helpers`), else it does their
     share too."""
+    if not (tokens.flags.c_contiguous and at.flags.c_contiguous and logits.flags.c_contiguous):
+        raise ValueError("tokens, at and logits must be C-contiguous (helpers read them by address): pass "
+                         "np.ascontiguousarray(...)")
     if workers > s.sync.tickets.shape[0] // STRIDE:
         raise ValueError(f"the scratch has tickets for {s.sync.tickets.shape[0] // STRIDE} workers, not {workers}: "
                          f"make it with scratch(..., workers={workers})")
