@@ -181,6 +181,10 @@ def check_causal_attention(rng, T, heads, kv_heads, head_dim, start, window, kv=
     out = nan(T, heads * head_dim)
     k.causal_attention(q, k_cache, v_cache, start, window, scores, out)
     assert_close(out, ref.causal_attention(q, k_cache, v_cache, start, window))
+    by_head = nan(T, heads * head_dim)
+    for h in reversed(range(heads)):  # a head at a time, in any order (the forward's workers claim them): same bits
+        k.attend_head(q, k_cache, v_cache, start, window, scores, by_head, h)
+    np.testing.assert_array_equal(by_head, out)
     for t in range(T):  # bit for bit what the query gives alone: decode and verification must agree
         alone = nan(1, heads * head_dim)
         k.causal_attention(q[t : t + 1], k_cache, v_cache, start + t, window, scores, alone)
@@ -274,7 +278,7 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
 
 TESTED = {"quantize_slices", "quantized", "interleave_blocks", "tiled_matmul", "prepare_input", "interleave_input",
           "matmul_units", "matmul_rows", "embed_rows", "rmsnorm", "add_bias",
-          "add_into", "rope", "store_kv", "causal_attention", "swiglu"}
+          "add_into", "rope", "store_kv", "causal_attention", "attend_head", "swiglu"}
 
 
 def test_every_kernel_is_tested():

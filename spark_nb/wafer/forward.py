@@ -40,9 +40,9 @@ from .kernels import (
     LANES,
     QUERY_BLOCK,
     Quantized,
-    _attend,
     add_bias,
     add_into,
+    attend_head,
     embed_rows,
     interleave_input,
     matmul_rows,
@@ -388,11 +388,9 @@ def _matmul(x, tiles, scale, y, q, bias, residual, c, op, workers):
 @njit(**JIT)
 def _attention(q, k, v, k_cache, v_cache, rot, start, window, head_dim, scores, att, c, op):
     """q, k = rope(q), rope(k); the keys and values into the caches; attention; a kv head, with the query heads
-    that read it, per chunk (the same kernels causal_attention runs per head)."""
-    T = q.shape[0]
+    that read it, per chunk (attend_head, as causal_attention runs it per head)."""
     kv_heads = k_cache.shape[0]
     per_kv = q.shape[1] // head_dim // kv_heads
-    blocked = T - T % QUERY_BLOCK
     while True:
         kv = claim(c, op)
         if kv >= kv_heads:
@@ -402,9 +400,6 @@ def _attention(q, k, v, k_cache, v_cache, rot, start, window, head_dim, scores, 
         store_kv(keys, v[:, kv * head_dim : (kv + 1) * head_dim], k_cache[kv : kv + 1], v_cache[kv : kv + 1], start)
         for head in range(kv * per_kv, (kv + 1) * per_kv):
             rope(q[:, head * head_dim : (head + 1) * head_dim], head_dim, rot.cos, rot.sin, start)
-            for t in range(0, blocked, QUERY_BLOCK):
-                _attend(q, k_cache, v_cache, start, window, scores, att, head, t, QUERY_BLOCK)
-            for t in range(blocked, T):
-                _attend(q, k_cache, v_cache, start, window, scores, att, head, t, 1)
+            attend_head(q, k_cache, v_cache, start, window, scores, att, head)
         finish(c, op)
     wait(c, op, kv_heads)

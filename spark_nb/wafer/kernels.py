@@ -946,14 +946,19 @@ def causal_attention(q, k_cache, v_cache, start, window, scores, out):
     Queries go QUERY_BLOCK at a time (the rest one at a time, as decode), so that each key and value vector
     loaded serves all of them. All heads on one thread: the forward pass gives its workers a kv head at a time.
     """
+    for h in range(q.shape[1] // k_cache.shape[2]):
+        attend_head(q, k_cache, v_cache, start, window, scores, out, h)
+
+
+@njit(inline="always", **JIT)
+def attend_head(q, k_cache, v_cache, start, window, scores, out, h):
+    """causal_attention for query head h alone: its columns of out, from its columns of q."""
     T = q.shape[0]
-    heads = q.shape[1] // k_cache.shape[2]
     blocked = T - T % QUERY_BLOCK
-    for h in range(heads):
-        for t in range(0, blocked, QUERY_BLOCK):
-            _attend(q, k_cache, v_cache, start, window, scores, out, h, t, QUERY_BLOCK)
-        for t in range(blocked, T):
-            _attend(q, k_cache, v_cache, start, window, scores, out, h, t, 1)
+    for t in range(0, blocked, QUERY_BLOCK):
+        _attend(q, k_cache, v_cache, start, window, scores, out, h, t, QUERY_BLOCK)
+    for t in range(blocked, T):
+        _attend(q, k_cache, v_cache, start, window, scores, out, h, t, 1)
 
 
 @njit(inline="always", **JIT)

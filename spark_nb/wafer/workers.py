@@ -270,22 +270,19 @@ class Helpers:
 
     def __init__(self, help: Callable[[int], None]):
         self._help = help
-        self._running: set[int] = set()
-        self._lock = threading.Lock()
+        self._running: set[int] = set()  # added by the lead alone, discarded by each helper as it ends
         self._pid = os.getpid()
 
     def start(self, workers: int) -> None:
         if os.getpid() != self._pid:  # a forked child has none of its parent's threads
-            self._running, self._lock, self._pid = set(), threading.Lock(), os.getpid()
+            self._running, self._pid = set(), os.getpid()
         for w in range(1, workers):
             if w not in self._running:
-                with self._lock:
-                    self._running.add(w)
+                self._running.add(w)
                 threading.Thread(target=self._run, args=(w,), name=f"spark-nb helper {w}", daemon=True).start()
 
     def _run(self, w: int) -> None:
         try:
             self._help(w)
         finally:
-            with self._lock:
-                self._running.discard(w)
+            self._running.discard(w)
