@@ -70,7 +70,7 @@ def test_decode_bytes_counts_tiles_kv_and_one_embedding_row(tmp_path):
 
     folder = write_random_model(tmp_path / "m", dict(TINY["tiny"], tie_word_embeddings=False))
     engine = Engine.load(folder, dtype="fp32", context=64)
-    c, model = engine.config, engine._model
+    c, model = engine.config, engine._pass.resident.model
     packed = model.lm_head.nbytes + model.lm_head_scale.nbytes + sum(a.nbytes for a in model.layers)
     row = model.embed.shape[1] * model.embed.shape[3] * 4 + 4  # gc * tn fp32 values and the scale
     kv = 2 * c.n_layers * c.n_kv_heads * c.head_dim * 4 * 10

@@ -103,7 +103,8 @@ def test_llama3_rope_scaling_is_applied(llama, greedy):
     folder, _ = llama
     ids, tokens, ref = greedy("llama")
     engine = spark_nb.load(folder, dtype="fp32")
-    engine._rotary = fw.rotary(dataclasses.replace(engine.config, rope_scaling=None), engine.context)
+    unscaled = fw.rotary(dataclasses.replace(engine.config, rope_scaling=None), engine.context)
+    engine._pass = fw.Forward(engine._pass.resident._replace(rot=unscaled), engine.config.vocab_size)
     assert np.abs(engine.logits(ids + tokens) - ref).max() > 100 * FP32_ATOL
 
 
@@ -150,7 +151,8 @@ def test_sliding_window_is_applied(mistral, greedy):
     engine = spark_nb.load(folder, dtype="fp32")
     assert engine.config.sliding_window == 16 < len(ids + tokens)
     np.testing.assert_allclose(engine.logits(ids + tokens), ref, rtol=0, atol=FP32_ATOL)
-    engine._window = 0  # attend to everything: positions past the window must change
+    # attend to everything: positions past the window must change
+    engine._pass = fw.Forward(engine._pass.resident._replace(window=0), engine.config.vocab_size)
     unwindowed = engine.logits(ids + tokens)
     np.testing.assert_allclose(unwindowed[:16], ref[:16], rtol=0, atol=FP32_ATOL)
     assert np.abs(unwindowed[16:] - ref[16:]).max() > 100 * FP32_ATOL
@@ -162,7 +164,8 @@ def test_many_ragged_tiles_match_transformers(request, greedy, family):
     folder, _ = request.getfixturevalue(family)
     ids, tokens, ref = greedy(family)
     engine = spark_nb.load(folder, wafer=WSE3.replace(name="small-pe", sram_per_pe=2048), dtype="fp32")
-    for tiles in (engine._model.layers.wqkv, engine._model.layers.w_down, engine._model.lm_head):
+    model = engine._pass.resident.model
+    for tiles in (model.layers.wqkv, model.layers.w_down, model.lm_head):
         assert tiles.shape[-4] > 1 and tiles.shape[-3] > 1, tiles.shape
     np.testing.assert_allclose(engine.logits(ids + tokens), ref, rtol=0, atol=FP32_ATOL)
 
@@ -202,6 +205,6 @@ def test_int8_tolerance_catches_layout_bugs(llama, greedy):
 
     for bug in (shift_scales, transpose_tile, shift_q_scales):
         engine = spark_nb.load(folder, dtype="int8")
-        bug(engine._model)
+        bug(engine._pass.resident.model)
         errors = int8_errors(engine.logits(ids + tokens), ref)
         assert not within_int8_tolerance(errors), (bug.__name__, errors)

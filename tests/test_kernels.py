@@ -223,7 +223,7 @@ def tiny_decoder(rng, family="qwen2", dtype="int8", spec=SMALL_PE, **sizes):
 
 
 def reference_forward(tokens, start, model, config, k_cache, v_cache, rot, window):
-    """fw.forward written with the twins; returns the final hidden states and updates the caches."""
+    """A Forward pass written with the twins; returns the final hidden states and updates the caches."""
     d, f, hd, vocab = config.hidden_size, config.intermediate_size, config.head_dim, config.vocab_size
     q_width, kv_width = config.n_heads * hd, config.n_kv_heads * hd
     w, eps, T = model.layers, config.rms_norm_eps, len(tokens)
@@ -254,7 +254,7 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
     workers = 1 if numba.config.DISABLE_JIT else 3
     s = fw.scratch(config, prompt, context, workers)
     eps = np.float32(config.rms_norm_eps)
-    helpers = fw.helpers(model, ours_k, ours_v, rot, eps, window, config.head_dim, s, config.vocab_size)
+    forward = fw.Forward(fw.Resident(model, ours_k, ours_v, rot, eps, window, config.head_dim, s), config.vocab_size)
     tokens = rng.integers(0, config.vocab_size, context)
     calls = [(0, tokens[:prompt])] + [(prompt + i, tokens[prompt + i : prompt + i + 1]) for i in range(steps)]
     # An fp16 cache rounds a key here and there to the other neighbouring half than the twin's (their fp32 inputs
@@ -263,8 +263,8 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
     for start, ids in calls:
         at = np.arange(len(ids))[::-1].copy()  # every row, in an order of their own
         logits = nan(len(ids), config.vocab_size)
-        helpers.start(workers)
-        fw.forward(ids, start, model, ours_k, ours_v, rot, eps, window, config.head_dim, s, at, logits, workers)
+        forward.helpers.start(workers)
+        forward(ids, start, at, logits, workers)
         expected = reference_forward(ids, start, model, config, twin_k, twin_v, rot, window)
         assert_close(s.h[: len(ids)], expected, rtol=rtol)
         assert_close(logits, ref.tiled_matmul(expected[at], model.lm_head, model.lm_head_scale, config.vocab_size),
@@ -381,31 +381,31 @@ def test_forward_gives_the_same_bits_whoever_joins(dtype):
     eps = np.float32(config.rms_norm_eps)
 
     def logits_with(workers, helpers_run):
-        rot, (k, v) = fw.rotary(config, 32), fw.kv_cache(config, 32)
-        s = fw.scratch(config, 20, 32, workers=3)
-        helpers = fw.helpers(model, k, v, rot, eps, 0, config.head_dim, s, config.vocab_size)
+        forward = passing(3)
         out = []
         for start, chunk in ((0, ids[:20]), (20, ids[20:])):
             if helpers_run:
-                helpers.start(workers)
+                forward.helpers.start(workers)
             logits = nan(len(chunk), config.vocab_size)
-            fw.forward(chunk, start, model, k, v, rot, eps, 0, config.head_dim, s, np.arange(len(chunk)), logits,
-                       workers)
+            forward(chunk, start, np.arange(len(chunk)), logits, workers)
             out.append(logits)
         return out
+
+    def passing(workers):  # a forward pass with fresh caches, and a scratch for `workers` workers
+        resident = fw.Resident(model, *fw.kv_cache(config, 32), fw.rotary(config, 32), eps, 0, config.head_dim,
+                               fw.scratch(config, 20, 32, workers=workers))
+        return fw.Forward(resident, config.vocab_size)
 
     alone = logits_with(1, False)
     assert np.isfinite(alone[0]).all() and np.isfinite(alone[1]).all()
     for workers, helpers_run in ((2, False), (2, True), (3, True)):
         for ours, theirs in zip(logits_with(workers, helpers_run), alone):
             np.testing.assert_array_equal(ours, theirs)
-    s = fw.scratch(config, 20, 32, workers=2)
+    forward = passing(2)
     with pytest.raises(ValueError, match="must be C-contiguous"):
-        fw.forward(ids[:4:2], 0, model, *fw.kv_cache(config, 32), fw.rotary(config, 32), eps, 0, config.head_dim, s,
-                   np.zeros(2, np.int64), nan(2, config.vocab_size), 2)
+        forward(ids[:4:2], 0, np.zeros(2, np.int64), nan(2, config.vocab_size), 2)
     with pytest.raises(ValueError, match="tickets for 2 workers, not 3"):
-        fw.forward(ids[:1], 0, model, *fw.kv_cache(config, 32), fw.rotary(config, 32), eps, 0, config.head_dim, s,
-                   np.zeros(1, np.int64), nan(1, config.vocab_size), 3)
+        forward(ids[:1], 0, np.zeros(1, np.int64), nan(1, config.vocab_size), 3)
 
 
 # Runs every check at tiny sizes: under NUMBA_DISABLE_JIT=1 each kernel is a Python loop over numpy scalars.
@@ -415,7 +415,7 @@ import numpy as np
 from spark_nb.wafer import forward, kernels
 import test_kernels as t
 
-assert not hasattr(kernels.tiled_matmul, "py_func") and not hasattr(forward.forward, "py_func"), "JIT is on"
+assert not hasattr(kernels.tiled_matmul, "py_func") and not hasattr(forward.run, "py_func"), "JIT is on"
 rng = np.random.default_rng(0)
 for dtype in ("fp32", "int8"):
     t.check_tiled_matmul(rng, 2, 13, 20, 8, 16, dtype)

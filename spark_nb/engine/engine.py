@@ -62,16 +62,15 @@ class Engine:
         self.path, self.config, self.tokenizer, self.dtype, self.context = path, config, tokenizer, dtype, context
         self.spec = spec
         self.placement: Placement = place(config, spec, dtype, context)  # raises if the model does not fit
-        self._model = fw.pack(weights, config, spec, dtype)
         # int8 weights keep their KV cache in fp16: late in a long prompt a decode step reads as many bytes of cache
         # as of weights, and fp16's rounding is far below int8's; fp32 stays the exact reference all the way
         self.kv_dtype = "fp16" if dtype == "int8" else "fp32"
         self._k_cache, self._v_cache = fw.kv_cache(config, context, self.kv_dtype)
-        self._rotary = fw.rotary(config, context)
         self.prefill_threads = numba.config.NUMBA_NUM_THREADS  # workers: this thread leads, helpers join it
-        self._scratch = fw.scratch(config, min(PREFILL_CHUNK, context), context, self.prefill_threads)
-        self._eps = np.float32(config.rms_norm_eps)
-        self._window = config.sliding_window or 0
+        self._pass = fw.Forward(fw.Resident(
+            fw.pack(weights, config, spec, dtype), self._k_cache, self._v_cache, fw.rotary(config, context),
+            np.float32(config.rms_norm_eps), config.sliding_window or 0, config.head_dim,
+            fw.scratch(config, min(PREFILL_CHUNK, context), context, self.prefill_threads)), config.vocab_size)
         self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
         self._request = 0  # a new request supersedes an unfinished one (its stream ends as cancelled)
         # Projected decode step time is affine in the context (only attention grows with it; the cycle model's
@@ -81,8 +80,6 @@ class Engine:
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
-        self._helpers = fw.helpers(self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
-                                   config.head_dim, self._scratch, config.vocab_size)
         self.decode_threads = self._fastest_decode_threads()
 
     @classmethod
@@ -128,9 +125,8 @@ class Engine:
     def _forward(self, ids: np.ndarray, start: int, threads: int, at: np.ndarray, logits: np.ndarray) -> None:
         """Run ids at positions start.. and write the logits after the positions `at` (int64 indices into ids)
         into logits [len(at), vocab], with `threads` workers: this thread leads, helper threads join."""
-        self._helpers.start(threads)
-        fw.forward(ids, start, self._model, self._k_cache, self._v_cache, self._rotary, self._eps, self._window,
-                   self.config.head_dim, self._scratch, at, logits, threads)
+        self._pass.helpers.start(threads)
+        self._pass(ids, start, at, logits, threads)
 
     def _decode_step(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
         """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""

@@ -1,8 +1,8 @@
 """The decoder forward pass, executed on the PE-tile layout.
 
 `pack()` cuts every weight matrix into the PE tiles its placement gives it (int8 with per-output-channel scales,
-or fp32 with unit scales) and stacks the layers; `forward()` then runs T tokens through the decoder in one numba
-call (`_worker`), reading top to bottom like the model's equations:
+or fp32 with unit scales) and stacks the layers; a `Forward` over the packed model, its caches and scratch then runs
+T tokens through the decoder in one numba call (`run`, `_worker`), reading top to bottom like the model's equations:
 
     x = E[tokens]
     for each layer:
@@ -15,11 +15,11 @@ Matrices that read the same input are stacked at pack time, Wqkv = [Wq; Wk; Wv] 
 PE tiles as one (of Wq's and Wg's tile shape): the input is quantized once and the workers wait for the products
 once. Every output row is the same dot product as in its own matrix.
 
-The calling thread leads the pass and helper threads (`helpers`) join it, each claiming chunks of every operation
-(workers.py); with one worker the lead walks it alone.
+The calling thread leads the pass and helper threads (`Forward.helpers`) join it, each claiming chunks of every
+operation (workers.py); with one worker the lead walks it alone.
 
 Prefill and verification pass T tokens; decode passes one. Buffers are allocated once (`Scratch`), so the
-forward itself never allocates. `forward` carries the kernels' flags (JIT): numba compiles a callee inside its
+forward itself never allocates. `run` carries the kernels' flags (JIT): numba compiles a callee inside its
 caller with the caller's fastmath setting, and without it the dot products do not vectorise.
 
 Numba's on-disk cache of `run` embeds the kernels but is keyed on this file alone: after editing kernels.py,
@@ -30,7 +30,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import config as numba_config
+from numba import njit, types
+from numba.experimental import structref
 
 from ..model.quant import quantize_int8
 from .kernels import (
@@ -204,37 +206,88 @@ TOKEN_CHUNKS = 2  # chunks per worker of a per-token operation
 OPS_PER_LAYER = 13  # the operations a layer's workers wait on (numbered in _worker): 1 more before, 5 after
 
 
-def forward(tokens, start, model, k_cache, v_cache, rot, eps, window, head_dim, s, at, logits, workers=1):
-    """Run tokens[T] at positions start.. through the decoder: the new keys/values go into the caches, the final
+class Resident(NamedTuple):
+    """What a forward pass reads besides its tokens, and what stays put between calls (as it would in the wafer's
+    SRAM): the packed model, the KV caches, the rotary table, the scratch, and the model's constants."""
+
+    model: Decoder
+    k_cache: np.ndarray
+    v_cache: np.ndarray
+    rot: Rotary
+    eps: np.float32
+    window: int
+    head_dim: int
+    s: Scratch
+
+
+if numba_config.DISABLE_JIT:  # plain Python: the tuple itself
+
+    def _held(resident):
+        return resident
+
+else:  # one reference that numba unboxes at once: ~0.8 us a call rather than ~7 us for the tuple's ~45 arrays
+
+    @structref.register
+    class _HeldType(types.StructRef):
+        def preprocess_fields(self, fields):
+            return tuple((name, types.unliteral(ty)) for name, ty in fields)
+
+    class _Held(structref.StructRefProxy):
+        pass
+
+    structref.define_proxy(_Held, _HeldType, list(Resident._fields))
+
+    @njit(cache=True)
+    def _hold(model, k_cache, v_cache, rot, eps, window, head_dim, s):  # compiled once, cached
+        return _Held(model, k_cache, v_cache, rot, eps, window, head_dim, s)
+
+    def _held(resident):
+        return _hold(*resident)
+
+
+class Forward:
+    """The forward pass of one packed model over its own caches and scratch:
+
+        fw = Forward(Resident(model, k_cache, v_cache, rot, eps, window, head_dim, s), vocab)
+        fw.helpers.start(workers)            # helper threads 1..workers-1 (they join where they run)
+        fw(tokens, start, at, logits, workers)
+
+    runs tokens[T] at positions start.. through the decoder: the new keys/values go into the caches, the final
     normed hidden states into s.h[:T], and the logits after the positions at[i] (indices into tokens) into
     logits[i]. One call per step: decode is T = 1, at = [0]. tokens, at and logits are C-contiguous. The calling
-    thread leads `workers` workers: helpers 1..workers-1 join it where they run (`helpers`), else it does their
-    share too."""
-    if not (tokens.flags.c_contiguous and at.flags.c_contiguous and logits.flags.c_contiguous):
-        raise ValueError("tokens, at and logits must be C-contiguous (helpers read them by address): pass "
-                         "np.ascontiguousarray(...)")
-    if workers > s.sync.tickets.shape[0] // STRIDE:
-        raise ValueError(f"the scratch has tickets for {s.sync.tickets.shape[0] // STRIDE} workers, not {workers}: "
-                         f"make it with scratch(..., workers={workers})")
-    run(0, workers, tokens, start, at, logits, model, k_cache, v_cache, rot, eps, window, head_dim, s, 0)
+    thread leads `workers` workers: helpers that have not joined leave their share to it."""
 
+    def __init__(self, resident: Resident, vocab: int):
+        self.resident = resident
+        self._capacity = resident.s.sync.tickets.shape[0] // STRIDE
+        # one per worker: numba counts references (atomic adds) at every view of an array, on the array's own
+        # counter, which each unboxing makes anew; shared by the lead and a helper, those counters cost a decode
+        # step 30%, the two cores passing their cache lines back and forth
+        self._held = [_held(resident) for _ in range(self._capacity)]
+        no_tokens, no_logits = np.zeros(0, np.int64), np.zeros((0, vocab), np.float32)
 
-def helpers(model, k_cache, v_cache, rot, eps, window, head_dim, s, vocab) -> Helpers:
-    """Helper threads for forward passes over these arrays (one set per model and scratch)."""
-    no_tokens, no_logits = np.zeros(0, np.int64), np.zeros((0, vocab), np.float32)
+        def help(w):  # the step's own tokens, at and logits come from the lead (workers.step_arrays)
+            run(w, 0, no_tokens, 0, no_tokens, no_logits, self._held[w], IDLE_POLLS)
 
-    def help(w):  # the step's own tokens, at and logits come from the lead (workers.step_arrays)
-        run(w, 0, no_tokens, 0, no_tokens, no_logits, model, k_cache, v_cache, rot, eps, window, head_dim, s,
-            IDLE_POLLS)
+        self.helpers = Helpers(help)
 
-    return Helpers(help)
+    def __call__(self, tokens, start, at, logits, workers=1):
+        if not (tokens.flags.c_contiguous and at.flags.c_contiguous and logits.flags.c_contiguous):
+            raise ValueError("tokens, at and logits must be C-contiguous (helpers read them by address): pass "
+                             "np.ascontiguousarray(...)")
+        if workers > self._capacity:
+            raise ValueError(f"the scratch has tickets for {self._capacity} workers, not {workers}: make it with "
+                             f"scratch(..., workers={workers})")
+        run(0, workers, tokens, start, at, logits, self._held[0], 0)
 
 
 @njit(**JIT)
-def run(w, workers, tokens, start, at, logits, model, k_cache, v_cache, rot, eps, window, head_dim, s, patience):
-    """Worker w's part in forward passes. The lead (w = 0) publishes its step for helpers 1..workers-1, walks it
-    and returns once every helper that joined is done. A helper (w > 0) walks every step it is handed, in the lead's
-    tokens/start/at/logits, until `patience` polls pass without one."""
+def run(w, workers, tokens, start, at, logits, held, patience):
+    """Worker w's part in forward passes over held (a Resident). The lead (w = 0) publishes its step for helpers
+    1..workers-1, walks it and returns once every helper that joined is done. A helper (w > 0) walks every step
+    it is handed, in the lead's tokens/start/at/logits, until `patience` polls pass without one."""
+    model, k_cache, v_cache, rot, s = held.model, held.k_cache, held.v_cache, held.rot, held.s
+    eps, window, head_dim = held.eps, held.window, held.head_dim
     g = open_step(s.sync, workers, tokens, start, at, logits) if w == 0 else 0
     while True:
         if w > 0:
