@@ -115,6 +115,18 @@ class Scratch(NamedTuple):
     scores: np.ndarray  # [heads, QUERY_BLOCK, context + LANES]
     quant: Quantized  # the input of an int8 matrix, quantized per PE column slice
     sync: Sync  # the workers' counters (an operation each) and tickets
+    own: Own  # each helper's copies of a decode token's h, act, wanted and quant
+
+
+class Own(NamedTuple):
+    """Helper w's own copies (row w; row 0 unused: the lead writes the shared buffers) of what a decode token's
+    per-token operations write. At T = 1 every worker norms, gates and quantizes the token itself rather than wait
+    while one does it and then read it from that core: four hand-offs a layer fewer."""
+
+    h: np.ndarray  # [workers, d]
+    act: np.ndarray  # [workers, ffn]
+    wanted: np.ndarray  # [workers, d]: the final normed row whose logits are wanted
+    quant: Quantized  # of `workers` tokens
 
 
 class Rotary(NamedTuple):
@@ -175,6 +187,7 @@ def scratch(config, max_tokens: int, context: int, workers: int = 1) -> Scratch:
         buf(config.n_heads, QUERY_BLOCK, context + LANES),
         quantized(max_tokens, max(d, q, f) + 512),  # + the widest tile's padding
         sync(1 + OPS_PER_LAYER * config.n_layers + 5, workers),
+        Own(buf(workers, d), buf(workers, f), buf(workers, d), quantized(workers, max(d, q, f) + 512)),
     )
 
 
@@ -312,7 +325,12 @@ def _worker(w, workers, tokens, start, model, k_cache, v_cache, rot, eps, window
     x, h, qkv, att, out, gate_up, act = s.x[:T], s.h[:T], s.qkv[:T], s.att[:T], s.out[:T], s.gate_up[:T], s.act[:T]
     width, kv_width = att.shape[1], (qkv.shape[1] - att.shape[1]) // 2
     q, k, v = qkv[:, :width], qkv[:, width : width + kv_width], qkv[:, width + kv_width :]
-    c, wl, quant = s.sync.counters, model.layers, s.quant
+    c, wl, quant, wanted = s.sync.counters, model.layers, s.quant, s.out[: at.shape[0]]
+    alone = T == 1  # decode: each worker does the per-token operations itself, a helper into its own copies
+    if alone and w > 0:
+        own = s.own
+        h, act, wanted = own.h[w : w + 1], own.act[w : w + 1], own.wanted[w : w + 1]
+        quant = _rows_of(own.quant, w, w + 1)
     # empty, and typed as the real ones; kinds as int64, not literals: numba compiles each phase once
     no_bias = no_weight = model.final_norm[:0]
     no_residual, no_at = s.x[:0], at[:0]
@@ -321,25 +339,24 @@ def _worker(w, workers, tokens, start, model, k_cache, v_cache, rot, eps, window
     op = np.int64(1)  # not the literal 1 either
     for l in range(wl.attn_norm.shape[0]):
         # attention block: x = x + attention(rope(h Wq + bq), rope(h Wk + bk), h Wv + bv) Wo, h = rmsnorm(x)
-        _per_token(normed, x, h, wl.attn_norm[l], eps, no_at, wl.wqkv[l], quant, c, op, workers)
+        _per_token(normed, x, h, wl.attn_norm[l], eps, no_at, wl.wqkv[l], quant, c, op, workers, alone)
         _interleave(T, wl.wqkv[l], quant, c, op + 1)
         _matmul(h, wl.wqkv[l], wl.sqkv[l], qkv, quant, wl.bqkv[l], no_residual, c, op + 2, workers)
         _attention(q, k, v, k_cache[l], v_cache[l], rot, start, window, head_dim, s.scores, att, c, op + 3)
-        _per_token(as_is, att, att, no_weight, eps, no_at, wl.wo[l], quant, c, op + 4, workers)
+        _per_token(as_is, att, att, no_weight, eps, no_at, wl.wo[l], quant, c, op + 4, workers, alone)
         _interleave(T, wl.wo[l], quant, c, op + 5)
         _matmul(att, wl.wo[l], wl.so[l], out, quant, no_bias, x, c, op + 6, workers)
         # SwiGLU block: x = x + (silu(h Wg) * h Wu) Wd, h = rmsnorm(x)
-        _per_token(normed, x, h, wl.mlp_norm[l], eps, no_at, wl.w_gate_up[l], quant, c, op + 7, workers)
+        _per_token(normed, x, h, wl.mlp_norm[l], eps, no_at, wl.w_gate_up[l], quant, c, op + 7, workers, alone)
         _interleave(T, wl.w_gate_up[l], quant, c, op + 8)
         _matmul(h, wl.w_gate_up[l], wl.s_gate_up[l], gate_up, quant, no_bias, no_residual, c, op + 9, workers)
-        _per_token(gated, gate_up, act, no_weight, eps, no_at, wl.w_down[l], quant, c, op + 10, workers)
+        _per_token(gated, gate_up, act, no_weight, eps, no_at, wl.w_down[l], quant, c, op + 10, workers, alone)
         _interleave(T, wl.w_down[l], quant, c, op + 11)
         _matmul(act, wl.w_down[l], wl.s_down[l], out, quant, no_bias, x, c, op + 12, workers)
         op += OPS_PER_LAYER
     # logits = rmsnorm(x) W_lm for the rows wanted, gathered where the block outputs were
-    _per_token(normed, x, h, model.final_norm, eps, no_at, model.lm_head[:0], quant, c, op, workers)
-    wanted = s.out[: at.shape[0]]
-    _per_token(gathered, h, wanted, no_weight, eps, at, model.lm_head, quant, c, op + 2, workers)
+    _per_token(normed, x, h, model.final_norm, eps, no_at, model.lm_head[:0], quant, c, op, workers, alone)
+    _per_token(gathered, h, wanted, no_weight, eps, at, model.lm_head, quant, c, op + 2, workers, alone)
     _interleave(at.shape[0], model.lm_head, quant, c, op + 3)
     _matmul(wanted, model.lm_head, model.lm_head_scale, logits, quant, no_bias, no_residual, c, op + 4, workers)
 
@@ -376,28 +393,37 @@ NORM, SWIGLU, GATHER, AS_IS = range(4)
 
 
 @njit(**JIT)  # one compiled body for every per-token operation (each would optimise the quantizer again)
-def _per_token(kind, src, dst, weight, eps, at, tiles, q, c, op, workers):
+def _per_token(kind, src, dst, weight, eps, at, tiles, q, c, op, workers, alone):
     """dst = rmsnorm(src) with weight (NORM), silu(gate) * up of src = [gate, up] (SWIGLU), the rows src[at[i]]
-    (GATHER) or src itself (AS_IS: dst is src), prepared for the tiles' matmul (empty tiles: none follows)."""
+    (GATHER) or src itself (AS_IS: dst is src), prepared for the tiles' matmul (empty tiles: none follows). Alone,
+    this worker does every token itself, claiming and waiting for nothing (dst and q are then its own)."""
     T = dst.shape[0]
+    if alone:
+        _per_token_rows(kind, src, dst, weight, eps, at, tiles, q, 0, T)
+        return
     chunks = min(T, TOKEN_CHUNKS * workers)
     while True:
         chunk = claim(c, op)
         if chunk >= chunks:
             break
         lo, hi = _span(chunk, chunks, T)
-        if kind == NORM:
-            rmsnorm(src[lo:hi], weight, eps, dst[lo:hi])
-        elif kind == SWIGLU:
-            swiglu(src[lo:hi], dst[lo:hi])
-        elif kind == GATHER:
-            for i in range(lo, hi):
-                for j in range(dst.shape[1]):  # element by element: numba's row assignment takes seconds to compile
-                    dst[i, j] = src[at[i], j]
-        if tiles.shape[0] > 0:
-            prepare_input(dst[lo:hi], tiles, _rows_of(q, lo, hi))
+        _per_token_rows(kind, src, dst, weight, eps, at, tiles, q, lo, hi)
         finish(c, op)
     wait(c, op, chunks)
+
+
+@njit(inline="always", **JIT)
+def _per_token_rows(kind, src, dst, weight, eps, at, tiles, q, lo, hi):
+    if kind == NORM:
+        rmsnorm(src[lo:hi], weight, eps, dst[lo:hi])
+    elif kind == SWIGLU:
+        swiglu(src[lo:hi], dst[lo:hi])
+    elif kind == GATHER:
+        for i in range(lo, hi):
+            for j in range(dst.shape[1]):  # element by element: numba's row assignment takes seconds to compile
+                dst[i, j] = src[at[i], j]
+    if tiles.shape[0] > 0:
+        prepare_input(dst[lo:hi], tiles, _rows_of(q, lo, hi))
 
 
 @njit(**JIT)  # one compiled body for its five call sites (each would optimise the AMX code again)
