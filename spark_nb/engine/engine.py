@@ -220,14 +220,14 @@ class Engine:
                     break
                 generated.append(token)
                 text += decoder.push(token)
-                hit = _find_stop(text, stops)
+                hit = _find_stop(text, stops) if stops else -1
                 if hit >= 0:
                     text, reason = text[:hit], "stop"
                     break
                 last_s = time.perf_counter() - t0
                 if len(generated) == 1:
                     first_s = last_s
-                safe = len(text) - _held_back(text, stops)  # don't show what may turn out to start a stop string
+                safe = len(text) - (_held_back(text, stops) if stops else 0)  # not what may start a stop string
                 yield Token(text[shown:safe], (token,), last_s, wafer_s)
                 shown = safe
                 pos = len(ids) + len(generated) - 1  # where the token just chosen goes
