@@ -222,6 +222,33 @@ def test_resume_is_bitwise_identical(data_dir, tmp_path):
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
 
 
+def test_resume_with_more_steps_is_a_warm_restart(data_dir, tmp_path):
+    """A finished run resumed with a longer schedule trains on to it, its learning rate back up the cosine of the
+    new length (the formula written out here), and refuses a length it has already passed."""
+    import math
+
+    from spark_nb.train.configs import get_config
+    from spark_nb.train.train import fit
+
+    cfg = get_config("smoke", steps=10, log_every=1, eval_every=100)
+    quiet = lambda *a: None  # noqa: E731
+    assert fit(cfg, data_dir, tmp_path / "run", log=quiet)["step"] == 10
+    summary = fit(cfg, data_dir, tmp_path / "run", resume=True, steps=16, log=quiet)
+    assert summary["status"] == "done" and summary["step"] == 16
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lr = {r["step"]: r["lr"] for r in records if "lr" in r}
+    warm, floor = cfg.warmup_steps, cfg.min_lr_ratio
+
+    def cosine(step, steps):  # the lr logged after `step` updates is the schedule's value at that step
+        t = (step - warm) / (steps - warm)
+        return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    assert lr[10] == pytest.approx(cosine(10, 10)) and lr[11] == pytest.approx(cosine(11, 16))
+    assert lr[11] > 2 * lr[10]
+    with pytest.raises(ValueError, match="at step 16 already"):
+        fit(cfg, data_dir, tmp_path / "run", resume=True, steps=12, log=quiet)
+
+
 def test_export_loads_in_spark_nb_and_transformers(data_dir, tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")

@@ -35,7 +35,7 @@ def _fit(a) -> int:
             key, _, value = item.partition("=")
             overrides[key] = json.loads(value)
     cfg = get_config(a.config, **overrides)
-    summary = fit(cfg, a.data, a.out, resume=a.resume, stop_after=a.stop_after)
+    summary = fit(cfg, a.data, a.out, resume=a.resume, stop_after=a.stop_after, steps=a.steps if a.resume else None)
     print(json.dumps(summary, indent=1))
     return 0 if summary["status"] in ("done", "paused") else 3
 
@@ -72,7 +72,8 @@ def main(argv=None) -> int:
     f.add_argument("--config", default="cpu", help="smoke | cpu | gpu (default cpu)")
     f.add_argument("--data", required=True, help="data folder from `data`")
     f.add_argument("--out", required=True, help="run folder")
-    f.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (its config wins)")
+    f.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (its config wins, but "
+                   "for --max-minutes and --steps: a longer schedule is a warm restart)")
     f.add_argument("--steps", type=int, help="total optimizer steps (sets the schedule's length; turns off the "
                    "config's time budget unless --budget-minutes is given too)")
     f.add_argument("--budget-minutes", type=float, help="measure tok/s over the first 40 steps, then set the step "

@@ -327,17 +327,19 @@ class _Stop:
 
 # ------------------------------------------------------------------------------------------------ fit
 def fit(cfg: TrainConfig, data_dir, out_dir, resume: bool = False, stop_after: int | None = None,
-        log=print) -> dict:
+        log=print, steps: int | None = None) -> dict:
     """Train (or continue) and return a summary.  `stop_after` ends this call after that many steps (with a
-    checkpoint), as an interruption would; the schedule still runs to cfg.steps."""
+    checkpoint), as an interruption would; the schedule still runs to cfg.steps. Resuming keeps the checkpoint's
+    config but for cfg.max_minutes and `steps`, a new length for the schedule: longer, it is a warm restart (the
+    learning rate goes back up the cosine to where the new length puts the current step)."""
     threads = torch.get_num_threads()
     try:
-        return _fit(cfg, data_dir, out_dir, resume, stop_after, log)
+        return _fit(cfg, data_dir, out_dir, resume, stop_after, log, steps)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | None, log) -> dict:
+def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | None, log, steps) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / LOG
@@ -349,7 +351,9 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
         saved = TrainConfig.from_dict(ckpt["config"])
         if saved.replace(max_minutes=cfg.max_minutes) != cfg.replace(name=saved.name):
             log("note: resuming with the checkpoint's config (the one given differs)")
-        cfg = saved.replace(max_minutes=cfg.max_minutes)
+        cfg = saved.replace(max_minutes=cfg.max_minutes, steps=steps or saved.steps)
+        if ckpt["state"]["step"] > cfg.steps:
+            raise ValueError(f"--steps {cfg.steps}: the checkpoint is at step {ckpt['state']['step']} already")
     if cfg.threads and cfg.device == "cpu":
         torch.set_num_threads(cfg.threads)
 
