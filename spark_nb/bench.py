@@ -4,7 +4,8 @@
     result = bench.run()                  # a JSON-ready dict: machine, settings, bandwidth, one row per shape x dtype
     print(bench.format_table(result))
 
-For every shape (a random-weight model written once into a temporary folder) and dtype it measures, in this order:
+For every shape (the built-in model as shipped, or a random-weight model written once into a temporary folder)
+and dtype it measures, in this order:
 1. prefill tok/s: one full causal forward over P tokens with logits at every position (`Engine.logits`; on the
    transformers side `model(ids)`, which computes the same [P, vocab] logits);
 2. decode tok/s at a context of C prompt tokens: `Engine.stream(C random ids, ignore_eos=True)`, rate from
@@ -36,7 +37,8 @@ from numba import njit, prange
 
 # -- settings ----------------------------------------------------------------------------------------------------
 
-SHAPES = ("llama-10m", "qwen2.5-0.5b")  # names in spark_nb.model.synthetic.SHAPES
+BUILT_IN = "built-in"  # the shipped edit model itself, its own weights (every other shape: random weights)
+SHAPES = (BUILT_IN, "llama-10m", "qwen2.5-0.5b")  # BUILT_IN or names in spark_nb.model.synthetic.SHAPES
 DTYPES = ("int8", "fp32")
 PREFILL_TOKENS = (128, 512)
 DECODE_CONTEXTS = (64, 512)  # prompt tokens before decoding starts; TTFT is measured at the largest
@@ -313,8 +315,9 @@ def run(shapes=None, dtypes: Sequence[str] = DTYPES, reference: bool = True, qui
         progress: bool = True, seed: int = 0) -> dict:
     """Benchmark spark-nb (and transformers, if reference and installed) and return a JSON-ready dict.
 
-    shapes: names from spark_nb.model.synthetic.SHAPES, or {name: SHAPES name or config.json dict with `family`};
-    default SHAPES here ("llama-10m", "qwen2.5-0.5b"), or a tiny llama when quick. quick also shrinks every
+    shapes: BUILT_IN or names from spark_nb.model.synthetic.SHAPES, or {name: one of those or a config.json dict
+    with `family`}; default SHAPES here (the built-in model, "llama-10m", "qwen2.5-0.5b"), or a tiny llama when
+    quick. quick also shrinks every
     token count, the repeats and the bandwidth buffer, so the whole run takes seconds. Progress goes to stderr.
     Model folders are written under a temporary directory (inside workdir if given) and deleted afterwards.
     """
@@ -358,9 +361,12 @@ def run(shapes=None, dtypes: Sequence[str] = DTYPES, reference: bool = True, qui
     try:
         for name, shape in _shapes(shapes, quick).items():
             with tempfile.TemporaryDirectory(prefix="spark-nb-bench-", dir=workdir) as tmp:
-                _log(progress, f"{name}: writing random weights")
                 t0 = time.perf_counter()
-                folder = write_random_model(Path(tmp) / "model", shape, seed=seed)
+                if shape == BUILT_IN:
+                    from .edits import BUILTIN as folder
+                else:
+                    _log(progress, f"{name}: writing random weights")
+                    folder = write_random_model(Path(tmp) / "model", shape, seed=seed)
                 write_s = time.perf_counter() - t0
                 config = ModelConfig.coerce(folder)
                 size = sum(f.stat().st_size for f in folder.iterdir())

@@ -155,8 +155,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--dtype", choices=("int8", "fp32"), default="int8")
     demo.set_defaults(run=cmd_demo)
 
-    bench = sub.add_parser("bench", help="engine benchmark: prefill, TTFT, decode vs transformers and roofline; "
-                           "--edits: held-out edits, plain vs speculative")
+    bench = sub.add_parser("bench", help="engine benchmark (the built-in model, 10M and 0.5B random-weight shapes): "
+                           "prefill, TTFT, decode vs transformers and roofline; --edits: held-out edits, plain vs "
+                           "speculative")
     bench.add_argument("--json", action="store_true", help="print the full result as JSON")
     bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
     bench.add_argument("--no-reference", action="store_true", help="skip transformers")
