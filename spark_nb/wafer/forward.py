@@ -121,7 +121,9 @@ class Scratch(NamedTuple):
 class Own(NamedTuple):
     """Helper w's own copies (row w; row 0 unused: the lead writes the shared buffers) of what a decode token's
     per-token operations write. At T = 1 every worker norms, gates and quantizes the token itself rather than wait
-    while one does it and then read it from that core: four hand-offs a layer fewer."""
+    while one does it and then read it from that core: four hand-offs a layer fewer. Claiming keeps this safe: a
+    helper that lags behind the lead may norm a residual the lead is already changing, but then every chunk of the
+    matmul that would read its copy has been claimed, and it does no more than compute a copy nobody reads."""
 
     h: np.ndarray  # [workers, d]
     act: np.ndarray  # [workers, ffn]
