@@ -36,7 +36,7 @@ def test_reference_scores_full_and_before_scores_no_change(tasks):
     assert E.score_task(tasks[0], None, ok=False) == {"parse": False, "ok": False, "semantics":
                                                       False if FAMILIES[tasks[0].family].refactor else None,
                                                       "change": False, "exact": None if tasks[0].family not in
-                                                      E.ONE_ANSWER else False}
+                                                      E.ONE_ANSWER else False, "applied": False}
 
 
 def test_perfect_model_scores_100_everywhere(edit_tokenizer, tasks):
@@ -44,7 +44,7 @@ def test_perfect_model_scores_100_everywhere(edit_tokenizer, tasks):
     result = E.evaluate(engine, tasks)
     assert set(result["families"]) == set(FAMILIES) and result["tasks"] == len(tasks)
     for name, a in result["families"].items():
-        assert a["parse"] == a["ok"] == a["change"] == 1.0, name
+        assert a["parse"] == a["ok"] == a["change"] == a["applied"] == 1.0, name
         assert a["semantics"] == (1.0 if FAMILIES[name].refactor else None), name
         assert a["exact"] == (1.0 if name in E.ONE_ANSWER else None), name
     assert all(v == 1.0 for v in result["groups"].values())
@@ -56,7 +56,7 @@ def test_identity_model_makes_no_change(edit_tokenizer, tasks):
     result = E.evaluate(ScriptedEngine(edit_tokenizer, identity_script(edit_tokenizer)), tasks, limit=1)
     assert result["tasks"] == len(FAMILIES)  # limit: per family
     for name, a in result["families"].items():
-        assert a["change"] == 0.0 and a["exact"] in (0.0, None), name
+        assert a["change"] == a["applied"] == 0.0 and a["exact"] in (0.0, None), name
         assert a["parse"] == (0.0 if name == "fix_syntax_error" else 1.0), name
         if FAMILIES[name].refactor:
             assert a["semantics"] == 1.0, name  # nothing changed, so nothing broke

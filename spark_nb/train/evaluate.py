@@ -231,7 +231,9 @@ def score_task(task: EditTask, proposed: str | None, ok: bool) -> dict:
     exact = None
     if task.family in ONE_ANSWER:
         exact = proposed is not None and proposed.rstrip("\n") == task.after.rstrip("\n")
-    return {"parse": parses, "ok": bool(ok), "semantics": semantics, "change": change, "exact": exact}
+    # applied: what the user gets, an edit spark_nb applies (ok: the guard passed it) that makes the change asked
+    return {"parse": parses, "ok": bool(ok), "semantics": semantics, "change": change, "exact": exact,
+            "applied": bool(ok and change)}
 
 
 def load_tasks(data_dir, split: str = "test") -> list[EditTask]:
@@ -304,7 +306,7 @@ def _aggregate(rows: list[dict]) -> dict:
     dec_n = sum(r["decode_tokens"] for r in rows)
     dec_s, wafer_s = sum(r["decode_s"] for r in rows), sum(r["wafer_decode_s"] for r in rows)
     out = {"n": len(rows)}
-    for key in ("parse", "ok", "semantics", "change", "exact"):
+    for key in ("parse", "ok", "semantics", "change", "exact", "applied"):
         out[key] = _mean([r[key] for r in rows])
     out["tok_per_s"] = dec_n / dec_s if dec_s > 0 else None
     out["wafer_tok_per_s"] = dec_n / wafer_s if wafer_s > 0 else None
@@ -319,18 +321,23 @@ def format_table(result: dict) -> str:
     def rate(v):
         return "—" if v is None else f"{v:,.0f}"
 
-    head = "| family | kind | n | parse | ok | semantics | change | exact | tok/s host | tok/s wafer |"
-    lines = [head, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    head = "| family | kind | n | parse | ok | semantics | change | exact | applied | tok/s host | tok/s wafer |"
+    lines = [head, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for name, a in list(result["families"].items()) + [("**all**", result["all"])]:
         fam = FAMILIES.get(name)
         kind = "" if fam is None else ("mechanical" if fam.mechanical else "human") + (", refactor" if fam.refactor
                                                                                         else "")
         lines.append(f"| {name} | {kind} | {a.get('n', 0)} | {pct(a.get('parse'))} | {pct(a.get('ok'))} | "
                      f"{pct(a.get('semantics'))} | {pct(a.get('change'))} | {pct(a.get('exact'))} | "
-                     f"{rate(a.get('tok_per_s'))} | {rate(a.get('wafer_tok_per_s'))} |")
+                     f"{pct(a.get('applied'))} | {rate(a.get('tok_per_s'))} | {rate(a.get('wafer_tok_per_s'))} |")
     g, t = result["groups"], result["targets"]
     lines.append("")
     lines.append("Targets: " + "; ".join(f"{k.replace('_', ' ')} {pct(g.get(k))} (target {pct(t[k])})" for k in t))
+    lines.append("")
+    lines.append("parse: the proposal parses; ok: spark-nb applies it (it parses and, for a refactor, keeps the AST "
+                 "apart from what the family may change); semantics: that AST check; change: the proposal parses "
+                 "and makes the change asked; exact: equal to the one right answer; applied: ok and the change, "
+                 "what a user gets in the cell.")
     return "\n".join(lines)
 
 
