@@ -874,7 +874,6 @@ else:
             c_stride = cgutils.unpack_tuple(builder, c_arr.strides, 2)[0]
             width = cgutils.unpack_tuple(builder, c_arr.shape, 2)[1]
             accs = [[cgutils.alloca_once(builder, f16) for _ in range(per_row)] for _ in range(count)]
-            span = 16 * per_row  # columns per pass
 
             def one_pass(first_block, blocks, mask):
                 """Columns 16 first_block.. of `blocks` blocks of every row; mask: the lanes inside c of a single
