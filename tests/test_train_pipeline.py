@@ -233,7 +233,7 @@ def test_resume_with_more_steps_is_a_warm_restart(data_dir, tmp_path):
     cfg = get_config("smoke", steps=10, log_every=1, eval_every=100)
     quiet = lambda *a: None  # noqa: E731
     assert fit(cfg, data_dir, tmp_path / "run", log=quiet)["step"] == 10
-    summary = fit(cfg, data_dir, tmp_path / "run", resume=True, steps=16, log=quiet)
+    summary = fit(cfg, data_dir, tmp_path / "run", resume=True, changes={"steps": 16}, log=quiet)
     assert summary["status"] == "done" and summary["step"] == 16
     records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     lr = {r["step"]: r["lr"] for r in records if "lr" in r}
@@ -246,7 +246,42 @@ def test_resume_with_more_steps_is_a_warm_restart(data_dir, tmp_path):
     assert lr[10] == pytest.approx(cosine(10, 10)) and lr[11] == pytest.approx(cosine(11, 16))
     assert lr[11] > 2 * lr[10]
     with pytest.raises(ValueError, match="at step 16 already"):
-        fit(cfg, data_dir, tmp_path / "run", resume=True, steps=12, log=quiet)
+        fit(cfg, data_dir, tmp_path / "run", resume=True, changes={"steps": 12}, log=quiet)
+
+
+def test_family_balance_draws_families_as_size_to_the_power():
+    """An epoch keeps its length; family g is drawn ~ n_g ** alpha times (the shares computed here with numpy):
+    a large family without repeats, a small one in whole passes (each member the same number of times, +-1)."""
+    from spark_nb.train.train import balanced
+
+    sizes = np.array([1000, 100, 10])
+    groups = np.repeat(np.arange(3, dtype=np.int16), sizes)
+    pool = np.arange(len(groups)) + 7  # pool entries are example indices, not positions
+    for alpha in (1.0, 0.5, 0.0):
+        epoch = balanced(pool, groups, alpha, np.random.default_rng(0))
+        assert len(epoch) == len(pool) and set(epoch) <= set(pool)
+        want = len(pool) * sizes ** alpha / (sizes ** alpha).sum()
+        for g, n in enumerate(sizes):
+            mine = epoch[groups[epoch - 7] == g]
+            assert abs(len(mine) - want[g]) < 1, (alpha, g, len(mine), want[g])
+            reps = np.bincount(mine - 7, minlength=len(pool))[groups == g]
+            assert reps.max() - reps.min() <= 1, (alpha, g)
+    assert sorted(balanced(pool, groups, 1.0, np.random.default_rng(1))) == list(pool)
+
+
+def test_resume_can_change_the_family_balance(data_dir, tmp_path):
+    """A resumed run takes a new family_balance (and says so): its edit batches then follow the new mix."""
+    from spark_nb.train.configs import get_config
+    from spark_nb.train.train import fit, load_checkpoint
+
+    cfg = get_config("smoke", steps=10, log_every=5, eval_every=100)
+    quiet, said = (lambda *a: None), []  # noqa: E731
+    fit(cfg, data_dir, tmp_path / "run", log=quiet)
+    summary = fit(cfg, data_dir, tmp_path / "run", resume=True, changes={"steps": 12, "family_balance": 0.0},
+                  log=said.append)
+    assert summary["status"] == "done" and summary["step"] == 12
+    assert "family_balance: 1.0 -> 0.0 from step 10" in said
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["family_balance"] == 0.0
 
 
 def test_export_loads_in_spark_nb_and_transformers(data_dir, tmp_path):

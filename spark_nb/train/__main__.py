@@ -30,12 +30,12 @@ def _fit(a) -> int:
                                    ("threads", a.threads), ("budget_minutes", a.budget_minutes)) if v is not None}
     if a.steps is not None and a.budget_minutes is None:
         overrides["budget_minutes"] = 0.0  # an explicit step count wins over the config's time budget
-    if a.set:
-        for item in a.set:
-            key, _, value = item.partition("=")
-            overrides[key] = json.loads(value)
+    changes = {"steps": a.steps} if a.steps is not None else {}  # what a resumed run changes of its config
+    for item in a.set or ():
+        key, _, value = item.partition("=")
+        overrides[key] = changes[key] = json.loads(value)
     cfg = get_config(a.config, **overrides)
-    summary = fit(cfg, a.data, a.out, resume=a.resume, stop_after=a.stop_after, steps=a.steps if a.resume else None)
+    summary = fit(cfg, a.data, a.out, resume=a.resume, stop_after=a.stop_after, changes=changes if a.resume else None)
     print(json.dumps(summary, indent=1))
     return 0 if summary["status"] in ("done", "paused") else 3
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     f.add_argument("--data", required=True, help="data folder from `data`")
     f.add_argument("--out", required=True, help="run folder")
     f.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (its config wins, but "
-                   "for --max-minutes and --steps: a longer schedule is a warm restart)")
+                   "for --max-minutes, --steps and --set: a longer schedule is a warm restart)")
     f.add_argument("--steps", type=int, help="total optimizer steps (sets the schedule's length; turns off the "
                    "config's time budget unless --budget-minutes is given too)")
     f.add_argument("--budget-minutes", type=float, help="measure tok/s over the first 40 steps, then set the step "
@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     f.add_argument("--device", help="cpu | cuda")
     f.add_argument("--threads", type=int, help="torch CPU threads")
     f.add_argument("--set", action="append", metavar="KEY=JSON",
-                   help="override any config field, e.g. --set eval_every=500 --set 'betas=[0.9,0.99]'")
+                   help="override any config field, e.g. --set eval_every=500 --set 'betas=[0.9,0.99]' "
+                   "--set family_balance=0.5 (also on --resume: the run goes on with it)")
     f.set_defaults(func=_fit)
 
     e = sub.add_parser("export", help="checkpoint -> Hugging Face model folder",

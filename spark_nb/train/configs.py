@@ -59,6 +59,9 @@ class TrainConfig:
         Phase("edits", "edit", 0.60, 1024),
     )
     bucket_batches: int = 64  # examples are sorted by length within windows of this many batches
+    # Edit families' shares of an epoch go as (family size) ** family_balance: 1 keeps the data's own mix; below 1
+    # the small families (to_fstring, wrap_main: a tenth the size of rename) are drawn more often, repeats and all.
+    family_balance: float = 1.0
     # -- bookkeeping --
     seed: int = 0
     log_every: int = 10

@@ -6,8 +6,8 @@
 Data (written by `python -m spark_nb.train data`) is encoded once per tokenizer and cached in out_dir/cache/
 (so the data folder stays small enough to carry to a GPU machine).
 Phases (configs.Phase) run one after another: plain code with every token supervised, then line-aligned edits
-with short ones first (the curriculum).  Within a phase, each epoch is a seeded permutation, cut into windows of
-`bucket_batches` batches that are sorted by length (little padding), whose batches are then shuffled.  The data
+with short ones first (the curriculum).  Within a phase, each epoch is a seeded permutation (of edits drawn per
+family by `family_balance`), cut into windows of `bucket_batches` batches that are sorted by length (little padding), whose batches are then shuffled.  The data
 position is (phase, epoch, batch), so the order is a pure function of the seed and a resumed run sees exactly the
 batches an uninterrupted one would: parameters after resuming are bitwise those of a straight run.
 
@@ -53,11 +53,15 @@ def read_records(path: Path) -> list[dict]:
 
 
 class Examples:
-    """Encoded examples of one kind and split: a flat id array, a flat loss mask and offsets."""
+    """Encoded examples of one kind and split: a flat id array, a flat loss mask and offsets; for edits, each
+    example's family (an index into `families`; plain code has none: -1)."""
 
-    def __init__(self, ids: np.ndarray, mask: np.ndarray, offsets: np.ndarray):
+    def __init__(self, ids: np.ndarray, mask: np.ndarray, offsets: np.ndarray, groups: np.ndarray | None = None,
+                 families: tuple[str, ...] = ()):
         self.ids, self.mask, self.offsets = ids, mask, offsets
         self.lengths = np.diff(offsets)
+        self.groups = np.full(len(self.lengths), -1, np.int16) if groups is None else groups
+        self.families = tuple(families)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -67,27 +71,32 @@ class Examples:
         return self.ids[a:b], self.mask[a:b]
 
     @classmethod
-    def build(cls, pairs: list[tuple[np.ndarray, np.ndarray]]) -> "Examples":
+    def build(cls, pairs: list[tuple[np.ndarray, np.ndarray]], families: list[str] | None = None) -> "Examples":
+        """From (ids, mask) pairs and, for edits, each pair's family name."""
+        names = sorted(set(families)) if families else []
+        groups = np.array([names.index(f) for f in families], np.int16) if families else None
         offsets = np.zeros(len(pairs) + 1, np.int64)
         offsets[1:] = np.cumsum([len(p[0]) for p in pairs])
         ids = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int32)
         ids = ids.astype(np.uint16 if ids.size == 0 or ids.max() < 2**16 else np.int32)  # half the cache
         mask = np.concatenate([p[1] for p in pairs]).astype(np.uint8) if pairs else np.zeros(0, np.uint8)
-        return cls(ids, mask, offsets)
+        return cls(ids, mask, offsets, groups, names)
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, ids=self.ids, mask=self.mask, offsets=self.offsets)
+        np.savez(tmp, ids=self.ids, mask=self.mask, offsets=self.offsets, groups=self.groups,
+                 families=np.array(self.families, dtype=str))
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> "Examples":
         z = np.load(path)
-        return cls(z["ids"], z["mask"], z["offsets"])
+        return cls(z["ids"], z["mask"], z["offsets"], z["groups"], tuple(str(f) for f in z["families"]))
 
 
-def _encode_tasks(fmt: EditFormat, tasks: list[EditTask], max_len: int) -> list:
-    out, chunk = [], 512
+def _encode_tasks(fmt: EditFormat, tasks: list[EditTask], max_len: int) -> tuple[list, list[str]]:
+    """(ids, mask) of the tasks that fit in max_len, and their families."""
+    out, families, chunk = [], [], 512
     for a in range(0, len(tasks), chunk):
         part = tasks[a:a + chunk]
         encoded = fmt.encode_segments([fmt.edit_segments(t) for t in part])
@@ -96,7 +105,8 @@ def _encode_tasks(fmt: EditFormat, tasks: list[EditTask], max_len: int) -> list:
                 ids, mask = fmt.encode_example(EditTask(t.family, t.instruction, t.before, t.after, [], t.meta))
             if len(ids) <= max_len:
                 out.append((ids, mask))
-    return out
+                families.append(t.family)
+    return out, families
 
 
 def _encode_plain(fmt: EditFormat, texts: list[str], max_len: int) -> list:
@@ -117,17 +127,16 @@ def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_le
     if not src.exists():
         raise FileNotFoundError(f"{data_dir / name}: run `python -m spark_nb.train data --out {data_dir}` first")
     st = src.stat()
-    key = hashlib.sha1(f"{fmt.tok.to_str()}|{src.name}|{st.st_size}|{st.st_mtime_ns}|{max_len}".encode()).hexdigest()
+    key = hashlib.sha1(f"families|{fmt.tok.to_str()}|{src.name}|{st.st_size}|{st.st_mtime_ns}|{max_len}".encode()).hexdigest()
     cache = Path(cache_dir or data_dir / "cache") / f"{kind}-{split}-{key[:12]}.npz"
     if cache.exists():
         return Examples.load(cache)
     t0 = time.perf_counter()
     records = read_records(src)
     if kind == "edit":
-        pairs = _encode_tasks(fmt, [EditTask.from_dict(r) for r in records], max_len)
+        ex = Examples.build(*_encode_tasks(fmt, [EditTask.from_dict(r) for r in records], max_len))
     else:
-        pairs = _encode_plain(fmt, [r["text"] for r in records], max_len)
-    ex = Examples.build(pairs)
+        ex = Examples.build(_encode_plain(fmt, [r["text"] for r in records], max_len))
     cache.parent.mkdir(parents=True, exist_ok=True)
     ex.save(cache)
     log(f"encoded {len(ex):,} of {len(records):,} {kind} {split} examples ({int(ex.lengths.sum()):,} tokens) "
@@ -204,9 +213,13 @@ class Batcher:
 
     def plan(self, phase: int, epoch: int) -> list[np.ndarray]:
         if self._plan_key != (phase, epoch):
-            bs, lengths = self.cfg.batch_size, self.data[self.cfg.phases[phase].kind].lengths
+            ex = self.data[self.cfg.phases[phase].kind]
+            bs, lengths = self.cfg.batch_size, ex.lengths
             rng = np.random.default_rng([self.cfg.seed, phase, epoch])
-            perm = rng.permutation(self.pools[phase])
+            pool = self.pools[phase]
+            if self.cfg.family_balance != 1.0 and ex.families:
+                pool = balanced(pool, ex.groups[pool], self.cfg.family_balance, rng)
+            perm = rng.permutation(pool)
             window = bs * self.cfg.bucket_batches
             batches = []
             for a in range(0, len(perm), window):
@@ -228,6 +241,21 @@ class Batcher:
         batch = plan[pos[2]]
         pos[2] += 1
         return batch
+
+
+def balanced(pool: np.ndarray, groups: np.ndarray, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """An epoch of len(pool) examples in which each group's count goes as (its size in pool) ** alpha: a group
+    drawn less than its size gets a random subset, one drawn more gets whole shuffled passes, then a subset."""
+    names, sizes = np.unique(groups, return_counts=True)
+    weight = sizes.astype(np.float64) ** alpha
+    counts = np.floor(len(pool) * weight / weight.sum()).astype(np.int64)
+    counts[np.argsort(-weight, kind="stable")[: len(pool) - counts.sum()]] += 1  # the remainder, largest first
+    out = []
+    for g, n in zip(names, counts):
+        members = pool[groups == g]
+        passes = [rng.permutation(members) for _ in range(-(-n // len(members)))]
+        out.append(np.concatenate(passes)[:n])
+    return np.concatenate(out)
 
 
 def collate(ex: Examples, idx: np.ndarray, pad_id: int, multiple: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,19 +355,20 @@ class _Stop:
 
 # ------------------------------------------------------------------------------------------------ fit
 def fit(cfg: TrainConfig, data_dir, out_dir, resume: bool = False, stop_after: int | None = None,
-        log=print, steps: int | None = None) -> dict:
+        log=print, changes: dict | None = None) -> dict:
     """Train (or continue) and return a summary.  `stop_after` ends this call after that many steps (with a
     checkpoint), as an interruption would; the schedule still runs to cfg.steps. Resuming keeps the checkpoint's
-    config but for cfg.max_minutes and `steps`, a new length for the schedule: longer, it is a warm restart (the
-    learning rate goes back up the cosine to where the new length puts the current step)."""
+    config but for cfg.max_minutes and `changes`, fields deliberately changed from here on, e.g. {"steps": N}, a new
+    length for the schedule: longer, it is a warm restart (the learning rate goes back up the cosine to where the
+    new length puts the current step); {"family_balance": 0.5}, a new mix of the data."""
     threads = torch.get_num_threads()
     try:
-        return _fit(cfg, data_dir, out_dir, resume, stop_after, log, steps)
+        return _fit(cfg, data_dir, out_dir, resume, stop_after, log, changes or {})
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | None, log, steps) -> dict:
+def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | None, log, changes: dict) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / LOG
@@ -351,9 +380,11 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
         saved = TrainConfig.from_dict(ckpt["config"])
         if saved.replace(max_minutes=cfg.max_minutes) != cfg.replace(name=saved.name):
             log("note: resuming with the checkpoint's config (the one given differs)")
-        cfg = saved.replace(max_minutes=cfg.max_minutes, steps=steps or saved.steps)
+        cfg = saved.replace(max_minutes=cfg.max_minutes, **changes)
         if ckpt["state"]["step"] > cfg.steps:
             raise ValueError(f"--steps {cfg.steps}: the checkpoint is at step {ckpt['state']['step']} already")
+        for key in changes:
+            log(f"{key}: {getattr(saved, key)!r} -> {getattr(cfg, key)!r} from step {ckpt['state']['step']}")
     if cfg.threads and cfg.device == "cpu":
         torch.set_num_threads(cfg.threads)
 
