@@ -7,9 +7,10 @@ Data (written by `python -m spark_nb.train data`) is encoded once per tokenizer 
 (so the data folder stays small enough to carry to a GPU machine).
 Phases (configs.Phase) run one after another: plain code with every token supervised, then line-aligned edits
 with short ones first (the curriculum).  Within a phase, each epoch is a seeded permutation (of edits drawn per
-family by `family_balance`), cut into windows of `bucket_batches` batches that are sorted by length (little padding), whose batches are then shuffled.  The data
-position is (phase, epoch, batch), so the order is a pure function of the seed and a resumed run sees exactly the
-batches an uninterrupted one would: parameters after resuming are bitwise those of a straight run.
+family by `family_balance`), cut into windows of `bucket_batches` batches that are sorted by length (little
+padding), whose batches are then shuffled.  The data position is (phase, epoch, batch), so the order is a pure
+function of the seed and a resumed run sees exactly the batches an uninterrupted one would: parameters after
+resuming are bitwise those of a straight run.
 
 Every `ckpt_every` steps, at the end, on SIGTERM / Ctrl-C and at `max_minutes`, out_dir/checkpoint.pt gets the
 model, optimizer, scheduler, data position, step, counters and RNG states (written to a temporary file, then
@@ -127,7 +128,9 @@ def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_le
     if not src.exists():
         raise FileNotFoundError(f"{data_dir / name}: run `python -m spark_nb.train data --out {data_dir}` first")
     st = src.stat()
-    key = hashlib.sha1(f"families|{fmt.tok.to_str()}|{src.name}|{st.st_size}|{st.st_mtime_ns}|{max_len}".encode()).hexdigest()
+    layout = "families"  # caches written before examples carried their family are encoded again
+    key = hashlib.sha1(f"{layout}|{fmt.tok.to_str()}|{src.name}|{st.st_size}|{st.st_mtime_ns}|{max_len}".encode())
+    key = key.hexdigest()
     cache = Path(cache_dir or data_dir / "cache") / f"{kind}-{split}-{key[:12]}.npz"
     if cache.exists():
         return Examples.load(cache)
@@ -383,7 +386,7 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
         cfg = saved.replace(max_minutes=cfg.max_minutes, **changes)
         if ckpt["state"]["step"] > cfg.steps:
             raise ValueError(f"--steps {cfg.steps}: the checkpoint is at step {ckpt['state']['step']} already")
-        for key in changes:
+        for key in (k for k in changes if getattr(saved, k) != getattr(cfg, k)):
             log(f"{key}: {getattr(saved, key)!r} -> {getattr(cfg, key)!r} from step {ckpt['state']['step']}")
     if cfg.threads and cfg.device == "cpu":
         torch.set_num_threads(cfg.threads)
