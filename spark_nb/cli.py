@@ -162,7 +162,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
     bench.add_argument("--no-reference", action="store_true", help="skip transformers")
     bench.add_argument("--edits", action="store_true", help="edits of held-out cells instead: plain greedy against "
-                       "speculative (identical outputs), effective tok/s, acceptance, TTFT")
+                       "speculative (identical outputs), effective tok/s, acceptance, TTFT, and the ceiling speculation "
+                       "could reach (the plain edit over its TTFT)")
     bench.add_argument("--model", help="with --edits: a model folder (default: the built-in model)")
     bench.add_argument("--data", help="with --edits: a data folder whose test.jsonl to use (default: the test "
                        "sample shipped with the model)")

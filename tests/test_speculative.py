@@ -128,3 +128,5 @@ def test_bench_edits_compares_both_ways(edit_folder, tmp_path, capsys):  # noqa:
     assert result["tasks"] >= 12 and result["identical"] == result["tasks"]
     assert result["speedup"]["p10"] <= result["speedup"]["median"] <= result["speedup"]["p90"]
     assert all(r["out_tokens"] >= r["generated"] > 0 for r in result["rows"])
+    for r in result["rows"]:  # the ceiling: the plain edit's time over its own prompt forward and first token
+        assert r["ceiling"] == pytest.approx(r["plain_s"] / r["plain_ttft_s"]) and r["ceiling"] > 1
