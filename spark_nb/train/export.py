@@ -106,7 +106,8 @@ def model_card(cfg: TrainConfig, training: dict, manifest: dict | None, stats: d
         f"{cfg.warmup_steps}, cosine to {cfg.min_lr_ratio:g}x), weight decay {cfg.weight_decay:g}, grad clip "
         f"{cfg.grad_clip:g}, {cfg.dtype} autocast on {cfg.device}, seed {cfg.seed}",
         "- phases: " + "; ".join(f"{p.name} ({p.kind}, {p.fraction:.0%} of steps, <= {p.max_len} tokens)"
-                                 for p in cfg.phases),
+                                 for p in cfg.phases)
+        + (f"; edit families drawn as size ** {cfg.family_balance:g}" if cfg.family_balance != 1.0 else ""),
         f"- trained {st['step']} steps, {st['tokens'] / 1e6:.1f}M tokens ({st['targets'] / 1e6:.1f}M supervised), "
         f"{st['elapsed'] / 3600:.2f} h",
         "- final losses (target tokens): " + (", ".join(f"{k} {v:.4f}" for k, v in
