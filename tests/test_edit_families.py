@@ -235,6 +235,21 @@ def test_error_handling_removes_one_try():
         assert count(t.before) < count(t.after)
 
 
+def test_sort_imports_guard_refuses_dropping_or_swapping_a_used_import():
+    """Sorting, deduplicating and pruning unused imports keep the meaning; removing an import the code uses, or
+    binding a used name to another module, does not (NameError or a different function at run time)."""
+    from spark_nb.edits.guard import check
+
+    cell = "import sys\nimport collections\nimport os\nimport json\n\nprint(os.sep, sys.argv, collections.Counter())\n"
+    body = "\nprint(os.sep, sys.argv, collections.Counter())\n"
+    assert check(cell, "import collections\nimport os\nimport sys\n" + body, "sort_imports") == (True, None)
+    assert check(cell, "import os\nimport os\nimport sys\nimport collections\n" + body, "sort_imports")[0]
+    for wrong in ("import os\nimport sys\n", "import collections\nimport os.path as os\nimport sys\n",
+                  "from os import sep\nimport collections\nimport sys\n"):
+        ok, error = check(cell, wrong + body, "sort_imports")
+        assert not ok and "changes what the code does" in error, wrong
+
+
 def test_sort_imports_target_is_sorted_and_used():
     for t in tasks_for("sort_imports"):
         tree = ast.parse(t.after)

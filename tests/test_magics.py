@@ -84,6 +84,18 @@ def test_perfect_edit_replaces_the_cell(ip, monkeypatch, tokenizer, capsys):
     assert req.original == CODE and req.result.code == GOOD and req.result.stats.tokens > 0
 
 
+def test_unchanged_result_touches_nothing(ip, monkeypatch, tokenizer, capsys):
+    """A model that keeps every line: nothing replaced or inserted, and the history says so."""
+    keep_all = script(tokenizer, [("line", None), ("keep", None), ("line", None), ("keep", None), ("end", None)])
+    for flags in ("", "--new "):
+        use(ip, monkeypatch, scripted(tokenizer, keep_all))
+        ip.run_cell_magic("spark", flags + "--no-context tidy", CODE)
+    assert ip.calls == []
+    ip.run_line_magic("spark", "history")
+    out = capsys.readouterr().out
+    assert out.count("->  no change") == 2 and "replaced the cell" not in out
+
+
 def test_unparsable_result_is_never_applied(ip, monkeypatch, tokenizer, capsys):
     use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, "    return (x * 2\n")))
     ip.run_cell_magic("spark", "--no-context break it", CODE)

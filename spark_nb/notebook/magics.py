@@ -181,13 +181,16 @@ class SparkMagics(Magics):
         """Apply the result where it should be (live_cell: the view streamed it into the cell, so the extension
         keeps it as one undoable change; otherwise set_next_input), or put the cell back."""
         usable = result.ok or (args.force and result.proposed is not None)
-        apply = not (result.stopped or args.preview or not usable)
+        unchanged = result.ok and result.code == result.original  # nothing to replace or insert
+        apply = not (result.stopped or args.preview or not usable or unchanged)
         if result.stopped:
             applied = run.live.stopped_verdict()
         elif args.preview:
             applied = "preview (not applied)"
         elif not usable:
             applied = "not applied, the cell is unchanged" + (" (--force applies it)" if result.proposed else "")
+        elif unchanged:
+            applied = "no change"
         else:
             applied = "inserted below" if args.new else "replaced the cell"
             if not result.ok:

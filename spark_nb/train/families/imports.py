@@ -70,7 +70,22 @@ class SortImports(Family):
     )
 
     def normalize(self, tree):
-        tree.body = [s for s in tree.body if not isinstance(s, (ast.Import, ast.ImportFrom))] or [ast.Pass()]
+        """The code without its top-level imports, and what each import that the code uses binds: order,
+        duplicates and unused imports may change; a used name may not lose its import or get another."""
+        imports = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+        tree.body = [s for s in tree.body if s not in imports] or [ast.Pass()]
+        used = _used_names(tree, set())
+        bindings: dict[str, set[str]] = {}
+        for st in imports:
+            for a in st.names:
+                if isinstance(st, ast.Import):
+                    name, source = a.asname or a.name.split(".")[0], a.name
+                else:
+                    name, source = a.asname or a.name, f"{'.' * st.level}{st.module or ''}:{a.name}"
+                if name in used or name == "*" or (isinstance(st, ast.ImportFrom) and st.module == "__future__"):
+                    bindings.setdefault(name, set()).add(source)
+        kept = sorted((name, sorted(sources)) for name, sources in bindings.items())
+        tree.body.insert(0, ast.Expr(ast.Constant(repr(kept))))
         return tree
 
     def make(self, text, rng):
