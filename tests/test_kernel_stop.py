@@ -169,13 +169,14 @@ def test_interrupt_stops_within_a_token_and_the_next_request_works(kernel):
     assert state["status"] == "cancelled" and "return x + 1" in state["code"]
     assert _feeds_after(kc, sent) <= 2
     # the next request on the same kernel works: a script that finishes, applied
-    _user(kc, "engine.queue.append([fmt.line, fmt.keep, fmt.line, fmt.keep, fmt.end]) or 0")
-    msg_id, read = _stream(kc, "%%spark --model slow --no-context tidy\n" + CELL)
+    _user(kc, "engine.queue.append([fmt.line, fmt.keep, fmt.line, fmt.replace] + fmt.text_ids('    return x + 2\\n')"
+              " + [fmt.end]) or 0")
+    msg_id, read = _stream(kc, "%%spark --model slow --no-context add two\n" + CELL)
     read(lambda s: s.get("status") not in ("waiting", "streaming"))
     reply = _reply(kc, msg_id)
     assert reply["content"]["status"] == "ok"
     (payload,) = reply["content"]["payload"]
-    assert payload["text"] == CELL
+    assert payload["text"] == "def f(x):\n    return x + 2\n"
 
 
 def test_with_the_live_cell_extension_the_edit_is_accepted_in_the_cell(kernel):
