@@ -181,7 +181,7 @@ class SparkMagics(Magics):
         """Apply the result where it should be (live_cell: the view streamed it into the cell, so the extension
         keeps it as one undoable change; otherwise set_next_input), or put the cell back."""
         usable = result.ok or (args.force and result.proposed is not None)
-        unchanged = result.ok and result.code == result.original  # nothing to replace or insert
+        unchanged = result.ok and not result.changed  # nothing to replace or insert
         apply = not (result.stopped or args.preview or not usable or unchanged)
         if result.stopped:
             applied = run.live.stopped_verdict()

@@ -77,11 +77,8 @@ class SortImports(Family):
         used = _used_names(tree, set())
         bindings: dict[str, set[str]] = {}
         for st in imports:
-            for a in st.names:
-                if isinstance(st, ast.Import):
-                    name, source = a.asname or a.name.split(".")[0], a.name
-                else:
-                    name, source = a.asname or a.name, f"{'.' * st.level}{st.module or ''}:{a.name}"
+            for name, a in zip(_bound(st), st.names):
+                source = a.name if isinstance(st, ast.Import) else f"{'.' * st.level}{st.module or ''}:{a.name}"
                 if name in used or name == "*" or (isinstance(st, ast.ImportFrom) and st.module == "__future__"):
                     bindings.setdefault(name, set()).add(source)
         kept = sorted((name, sorted(sources)) for name, sources in bindings.items())
