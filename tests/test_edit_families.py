@@ -198,6 +198,40 @@ def test_fstring_synthetic_cases():
         assert ns_b["f"](*args) == ns_a["f"](*args)
 
 
+def test_fstrings_people_wrote_become_targets():
+    """Code without old-style formatting: its f-strings, put back into %/str.format, are the before; the code as
+    written is the target, and both compute the same strings (checked by running them)."""
+    fam = FAMILIES["to_fstring"]
+    src = ('def f(name, n, d):\n    a = f"hi {name!r}, {n:>4} is 100% {{braced}}"\n    b = f\'{d["k"]}-{n + 1}\'\n'
+           '    c = rf"raw {name}\\d"\n    w = 6\n    e = f"{n:{w}}"\n    return a, b, c, e\n')
+    for seed in range(6):  # both old styles get drawn
+        t = fam.make(src, random.Random(seed))
+        assert t.after == src and t.meta["inverted"]
+        assert 'c = rf"raw {name}\\d"' in t.before and 'e = f"{n:{w}}"' in t.before  # raw, computed spec: kept
+        assert 'a = f' not in t.before and "b = f" not in t.before
+        assert 'd["k"]' in t.before  # the expression as written, not re-quoted
+        ns_b, ns_a = {}, {}
+        exec(t.before, ns_b)
+        exec(t.after, ns_a)
+        for args in (("bob", 3, {"k": 1}), (("t", "u"), 12345, {"k": "x"})):
+            assert ns_b["f"](*args) == ns_a["f"](*args)
+        assert fam.semantic_key(t.before) == fam.semantic_key(t.after)
+
+
+def test_comprehension_families_learn_from_code_as_written():
+    src = "def f(xs):\n    out = [x * 10 for x in xs if x % 2]\n    return out\n"
+    t = FAMILIES["loop_to_comprehension"].make(src, random.Random(0))
+    assert t.after == src and "append" in t.before and "] " not in t.before and " if x % 2]" not in t.before
+    src2 = "def g(xs):\n    out = []\n    for x in xs:\n        out.append(x - 1)\n    return out\n"
+    t2 = FAMILIES["comprehension_to_loop"].make(src2, random.Random(0))
+    assert t2.after == src2 and "append" not in t2.before
+    for task, name in ((t, "f"), (t2, "g")):
+        ns_b, ns_a = {}, {}
+        exec(task.before, ns_b)
+        exec(task.after, ns_a)
+        assert ns_b[name](list(range(9))) == ns_a[name](list(range(9)))
+
+
 def test_comprehension_families_execute_the_same():
     src = ("def f(xs):\n    out = []\n    for x in xs:\n        if x % 2:\n            out.append(x * 10)\n"
            "    seen = set()\n    for y in xs:\n        seen.add(y // 3)\n    d = {}\n    for z in xs:\n        d[z] = z * z\n"

@@ -192,6 +192,15 @@ def test_data_folder_is_deterministic(data_dir, tmp_path):
         assert (data_dir / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
+def test_rebuilt_data_can_keep_an_earlier_tokenizer(data_dir, tmp_path):
+    """A model trained on one data folder goes on training on a rebuilt one only with the same token ids."""
+    from spark_nb.train.train import prepare_data
+
+    prepare_data(tmp_path, limit_files=8, include_packages=False, tokenizer=data_dir / "tokenizer", log=lambda *a: None)
+    assert (tmp_path / "tokenizer/tokenizer.json").read_bytes() == (data_dir / "tokenizer/tokenizer.json").read_bytes()
+    assert (tmp_path / "train.jsonl.gz").stat().st_size > 0
+
+
 def test_smoke_training_lowers_the_loss(data_dir, tmp_path):
     from spark_nb.train.configs import get_config
     from spark_nb.train.train import fit

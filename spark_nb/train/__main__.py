@@ -17,7 +17,7 @@ def _data(a) -> int:
 
     prepare_data(a.out, vocab_size=a.vocab_size, per_unit=a.per_unit, continuation=a.continuation,
                  limit_files=a.limit_files, include_packages=not a.no_packages,
-                 max_files_per_dist=a.max_files_per_dist, seed=a.seed)
+                 max_files_per_dist=a.max_files_per_dist, seed=a.seed, tokenizer=a.tokenizer)
     return 0
 
 
@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     d.add_argument("--max-files-per-dist", type=int, default=60, help="cap files per installed package (60)")
     d.add_argument("--no-packages", action="store_true", help="standard library only")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--tokenizer", help="reuse this tokenizer folder (e.g. an earlier data folder's tokenizer/) "
+                   "instead of training one: to go on training a model on rebuilt data")
     d.set_defaults(func=_data)
 
     f = sub.add_parser("fit", help="train (or --resume) a config on a data folder",

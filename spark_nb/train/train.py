@@ -149,11 +149,13 @@ def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_le
 
 def prepare_data(out_dir, vocab_size: int = 4096, per_unit: int = 2, continuation: float = 0.1,
                  limit_files: int | None = None, include_packages: bool = True, max_files_per_dist: int | None = 60,
-                 seed: int = 0, log=print) -> dict:
+                 seed: int = 0, tokenizer: str | Path | None = None, log=print) -> dict:
     """Corpus -> data folder: edit tasks and plain units per split, manifest, stats and the tokenizer.
 
     train.jsonl.gz / plain_train.jsonl.gz (gzip, deterministic bytes), validation and test as plain .jsonl (the
-    evaluation reads test.jsonl with tasks.read_jsonl), manifest.json, stats.json, tokenizer/."""
+    evaluation reads test.jsonl with tasks.read_jsonl), manifest.json, stats.json, tokenizer/.  ``tokenizer`` (a
+    folder with tokenizer.json: an earlier data folder's tokenizer/, a run's, a model's) is copied instead of
+    training a new one, so that a model trained on older data can go on training on this."""
     from .corpus import SPLITS, build_corpus
     from .tasks import family_counts, make_tasks
     from .tokenizer import train_tokenizer, training_texts
@@ -177,7 +179,11 @@ def prepare_data(out_dir, vocab_size: int = 4096, per_unit: int = 2, continuatio
                                                         "kind": u.kind} for u in units), gz)
         log(f"{split}: {len(tasks[split]):,} edit tasks ({time.perf_counter() - t0:.0f}s)")
     corpus.manifest.write(out / "manifest.json")
-    tok = train_tokenizer(training_texts(corpus.train, tasks["train"]), vocab_size)
+    if tokenizer is not None:
+        tok = load_tokenizer(tokenizer)
+        special_ids(tok)  # an edit-format tokenizer, or a clear error
+    else:
+        tok = train_tokenizer(training_texts(corpus.train, tasks["train"]), vocab_size)
     save_tokenizer(tok, out / "tokenizer")
     stats["vocab_size"] = tok.get_vocab_size(with_added_tokens=True)
     (out / "stats.json").write_text(json.dumps(stats, indent=1) + "\n")

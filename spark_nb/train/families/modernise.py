@@ -1,4 +1,8 @@
-"""Modernising refactors: %-format / str.format -> f-strings; loop-append <-> list comprehension."""
+"""Modernising refactors: %-format / str.format -> f-strings; loop-append <-> list comprehension.
+
+Each family also learns from code already written the way it asks for: where a unit has nothing to convert, its
+f-strings (its comprehensions, its append loops) are rewritten the other way to make the before, and the code as a
+person wrote it is the target (kept only when both mean the same under the family's semantic key)."""
 from __future__ import annotations
 
 import ast
@@ -6,7 +10,7 @@ import copy
 import re
 import string
 
-from .base import SCOPES, Family, Text, apply_edits
+from .base import SCOPES, Family, Text, apply_edits, parses
 from .rename import own_scope_nodes
 
 # ------------------------------------------------------------------------------------------------ f-strings
@@ -184,16 +188,92 @@ class ToFString(Family):
                 if s is None:
                     continue
                 edits.append((*t.node_span(node), s))
-        # drop nested overlaps (keep outermost)
-        edits.sort()
-        clean = []
-        for e in edits:
-            if clean and e[0] < clean[-1][1]:
-                continue
-            clean.append(e)
-        if not clean:
+        edits = _outermost(edits)
+        if edits:
+            return self.task(rng, text, apply_edits(text, edits), n_converted=len(edits))
+        # Nothing old-style here: the f-strings people wrote, put back into the old style, are the target.  Code
+        # with f-strings is many times commoner than code with convertible %/format calls, and its targets are human.
+        edits = _outermost(old_style_edits(tree, t, rng))
+        if not edits:
             return None
-        return self.task(rng, text, apply_edits(text, clean), n_converted=len(clean))
+        before = apply_edits(text, edits)
+        if not parses(before) or self.semantic_key(before) != self.semantic_key(text):
+            return None
+        return self.task(rng, before, text, n_converted=len(edits), inverted=True)
+
+
+def _outermost(edits: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Drop edits nested in (overlapping) an earlier one."""
+    clean = []
+    for e in sorted(edits):
+        if not clean or e[0] >= clean[-1][1]:
+            clean.append(e)
+    return clean
+
+
+def _quoted(s: str, quote: str) -> str:
+    """A plain string literal for ``s``, in ``quote`` where repr's choice of quote allows it."""
+    r = repr(s)
+    if r[0] != quote and quote not in s and "\\" not in r:  # no escapes in r: swapping the quotes is safe
+        r = quote + r[1:-1] + quote
+    return r
+
+
+def _expr_source(t: Text, expr) -> str:
+    """The expression as written, when ast's position for it inside an f-string can be trusted; else unparsed."""
+    try:
+        seg = t.segment(expr)
+        if ast.dump(ast.parse(seg.strip(), mode="eval").body) == ast.dump(expr):
+            return seg.strip()
+    except (SyntaxError, ValueError, IndexError):
+        pass
+    return ast.unparse(expr)
+
+
+def joined_to_old_style(t: Text, node: ast.JoinedStr, quote: str, percent: bool) -> str | None:
+    """``f"a {x!r} b {y:>4}"`` as ``"a {!r} b {:>4}".format(x, y)``, or with ``percent`` (possible without format
+    specs) as ``"a %r b %s" % (x, y)``: the forms that :func:`to_joined` turns back into the same f-string."""
+    fmt, args = [], []
+    for v in node.values:
+        if isinstance(v, ast.Constant):
+            fmt.append(v.value.replace("%", "%%") if percent else v.value.replace("{", "{{").replace("}", "}}"))
+            continue
+        if any(isinstance(x, ast.JoinedStr) for x in ast.walk(v.value)):
+            return None
+        spec = v.format_spec.values if v.format_spec is not None else []
+        if not all(isinstance(x, ast.Constant) for x in spec):
+            return None  # a computed format spec, f"{x:{width}}"
+        spec = "".join(x.value for x in spec)
+        if percent:
+            if spec or v.conversion not in (-1, ord("r"), ord("a")):
+                return None
+            fmt.append("%" + ("s" if v.conversion == -1 else chr(v.conversion)))
+        else:
+            fmt.append("{" + ("" if v.conversion == -1 else "!" + chr(v.conversion)) + (":" + spec if spec else "") + "}")
+        args.append(_expr_source(t, v.value))
+    if not args:
+        return None
+    literal = _quoted("".join(fmt), quote)
+    if percent:
+        return f"{literal} % ({', '.join(args)}{',' if len(args) == 1 else ''})"
+    return f"{literal}.format({', '.join(args)})"
+
+
+def old_style_edits(tree, t: Text, rng) -> list[tuple[int, int, str]]:
+    """(start, end, old-style text) for each one-line, one-token, non-raw f-string of the module."""
+    specs = {id(v.format_spec) for v in ast.walk(tree) if isinstance(v, ast.FormattedValue) and v.format_spec}
+    edits = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.JoinedStr) or id(node) in specs or node.lineno != node.end_lineno:
+            continue
+        seg = t.segment(node)
+        if not re.fullmatch(r"[fF](\"|')(?:(?!\1)[^\\\n]|\\.)*\1", seg):
+            continue  # raw, triple-quoted or implicitly concatenated: not worth the risk
+        old = joined_to_old_style(t, node, seg[1], percent=rng.random() < 0.4)
+        old = old or joined_to_old_style(t, node, seg[1], percent=False)
+        if old is not None:
+            edits.append((*t.node_span(node), old))
+    return edits
 
 
 # ------------------------------------------------------------------------------------------------ comprehensions
@@ -333,6 +413,14 @@ class LoopToComprehension(Family):
         return _LoopToComp().visit(tree)
 
     def make(self, text, rng):
+        done = self.rewrite(text)
+        if done is not None:
+            return self.task(rng, text, done[0], **done[1])
+        # no append loop here: a comprehension someone wrote, expanded into a loop, is the target
+        return _inverted(self, text, ComprehensionToLoop().rewrite(text, rng), rng)
+
+    def rewrite(self, text, rng=None):
+        """(every append loop of ``text`` as a comprehension, meta) or None."""
         tree = ast.parse(text)
         t = Text(text)
         edits = []
@@ -366,10 +454,9 @@ class LoopToComprehension(Family):
         if not edits:
             return None
         try:
-            after = apply_edits(text, edits)
+            return apply_edits(text, edits), {"n_loops": len(edits)}
         except ValueError:
             return None
-        return self.task(rng, text, after, n_loops=len(edits))
 
 
 class ComprehensionToLoop(Family):
@@ -393,6 +480,14 @@ class ComprehensionToLoop(Family):
         return _LoopToComp().visit(tree)
 
     def make(self, text, rng):
+        done = self.rewrite(text, rng)
+        if done is not None:
+            return self.task(rng, text, done[0], **done[1])
+        # no comprehension here: an append loop someone wrote, folded into a comprehension, is the target
+        return _inverted(self, text, LoopToComprehension().rewrite(text), rng)
+
+    def rewrite(self, text, rng):
+        """(one comprehension of ``text``, chosen with ``rng``, as an append loop, meta) or None."""
         tree = ast.parse(text)
         t = Text(text)
         cands = []
@@ -423,4 +518,11 @@ class ComprehensionToLoop(Family):
         else:
             out += f"{ind}    {x}.append({_src(t, elt)})\n"
         a, b = t.line_span(st.lineno, st.end_lineno)
-        return self.task(rng, text, text[:a] + out + text[b:], target=x)
+        return text[:a] + out + text[b:], {"target": x}
+
+
+def _inverted(family: Family, text: str, done, rng):
+    """The task whose target is ``text`` as written, from the opposite family's rewrite of it (same meaning)."""
+    if done is None or family.semantic_key(done[0]) != family.semantic_key(text):
+        return None
+    return family.task(rng, done[0], text, **done[1], inverted=True)
