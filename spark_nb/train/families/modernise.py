@@ -419,7 +419,7 @@ class LoopToComprehension(Family):
         # no append loop here: a comprehension someone wrote, expanded into a loop, is the target
         return _inverted(self, text, ComprehensionToLoop().rewrite(text, rng), rng)
 
-    def rewrite(self, text, rng=None):
+    def rewrite(self, text):
         """(every append loop of ``text`` as a comprehension, meta) or None."""
         tree = ast.parse(text)
         t = Text(text)
