@@ -194,12 +194,7 @@ class ToFString(Family):
         # Nothing old-style here: the f-strings people wrote, put back into the old style, are the target.  Code
         # with f-strings is many times commoner than code with convertible %/format calls, and its targets are human.
         edits = _outermost(old_style_edits(tree, t, rng))
-        if not edits:
-            return None
-        before = apply_edits(text, edits)
-        if not parses(before) or self.semantic_key(before) != self.semantic_key(text):
-            return None
-        return self.task(rng, before, text, n_converted=len(edits), inverted=True)
+        return _inverted(self, text, (apply_edits(text, edits), {"n_converted": len(edits)}) if edits else None, rng)
 
 
 def _outermost(edits: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
@@ -522,7 +517,8 @@ class ComprehensionToLoop(Family):
 
 
 def _inverted(family: Family, text: str, done, rng):
-    """The task whose target is ``text`` as written, from the opposite family's rewrite of it (same meaning)."""
-    if done is None or family.semantic_key(done[0]) != family.semantic_key(text):
+    """The task whose target is ``text`` as written, from ``done`` = (a rewrite of it the other way, meta): kept
+    only when the rewrite parses and means the same under the family's semantic key."""
+    if done is None or not parses(done[0]) or family.semantic_key(done[0]) != family.semantic_key(text):
         return None
     return family.task(rng, done[0], text, **done[1], inverted=True)
