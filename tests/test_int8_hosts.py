@@ -1,5 +1,5 @@
 """Every host computes the same int8 numbers: the AMX path (tdpbssd on tiles of 16 tokens, for prompts), the
-AVX-512 VNNI path (vpdpbusd) and the portable path (the same integer sums formed in float32) give bit-identical
+AVX-512 VNNI path (vpdpbusd) and the portable path (the same integer sums formed in int32) give bit-identical
 logits. Each path runs in its own process, because the choice is made once at import (SPARK_NB_NO_AMX=1 keeps to
 vpdpbusd, SPARK_NB_NO_VNNI=1 forces the portable path)."""
 from __future__ import annotations

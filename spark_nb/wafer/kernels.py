@@ -8,8 +8,8 @@ plain Python under NUMBA_DISABLE_JIT=1.
 int8 weights meet int8 activations, as on a PE that receives its x slice quantized: each slice of x (one per PE
 column) gets its own scale, the products are summed exactly in integers, then scaled. On hosts with AVX-512 VNNI
 the dot products run on `vpdpbusd` (64 multiply-adds per instruction); elsewhere the same integer sums are formed
-exactly in float32 (|sum| <= 512 * 127 * 127 < 2**24), so every host computes the same numbers. Where the host
-also has AMX (Sapphire Rapids and later), prompts and verifications multiply 16 tokens by 16 rows per tile
+in int32, so every host computes the same numbers. Where the host also has AMX (Sapphire Rapids and later),
+prompts and verifications multiply 16 tokens by 16 rows per tile
 instruction (`tdpbssd`, 16,384 multiply-adds): the same exact sums, ~3x faster per matmul than vpdpbusd here.
 
 A token's numbers never depend on the tokens in flight beside it: matmuls take tokens sixteen (AMX) or four at a
@@ -36,8 +36,11 @@ from numba.extending import intrinsic, overload
 from .tiles import aligned
 
 # error_model numpy: x / 0 gives inf, as in NumPy, where numba would check and raise: that check keeps a loop from
-# vectorising
-JIT = dict(cache=True, nogil=True, fastmath=True, error_model="numpy")
+# vectorising. Fast-math without reassociation, reciprocal or approximate functions: with them LLVM sums a reduction
+# in as many running sums as the target's vectors have lanes, and divides and square-roots by estimates whose
+# precision differs between AVX2 and AVX-512, so the same model gave different tokens on different CPUs.
+# Reductions keep their speed by summing in sixteen running sums written out (_ordered_sum), the same on every target.
+JIT = dict(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
 
 
 # vpdpbusd when the host has it and numba compiles (under NUMBA_DISABLE_JIT an intrinsic cannot run);
@@ -103,6 +106,111 @@ else:
             return builder.call(maxnum, args)
 
         return sig, codegen
+
+
+def _ordered_sum_python(a, b=None):
+    """_ordered_sum as plain Python (NUMBA_DISABLE_JIT): the same order (a fused add rounded through float64 may
+    differ from llvm.fma in the last bit)."""
+    terms = a.astype(np.float32) if b is None else None
+    n = a.size - a.size % 16
+    lanes = np.zeros(16, np.float32)
+    for j in range(0, n, 16):
+        if b is None:
+            lanes = lanes + terms[j : j + 16]
+        else:  # fused: one rounding, as llvm.fma
+            lanes = (lanes.astype(np.float64) + a[j : j + 16].astype(np.float64) * b[j : j + 16]).astype(np.float32)
+    while lanes.size > 1:
+        lanes = lanes[: lanes.size // 2] + lanes[lanes.size // 2 :]
+    total = lanes[0]
+    for j in range(n, a.size):
+        total = np.float32(total + a[j]) if b is None else np.float32(np.float64(a[j]) * b[j] + total)
+    return total
+
+
+def _ordered_sums_ir(context, builder, rows, b, n):
+    """The IR of _ordered_sum for several rows against one b (None: sums of the rows alone): rows and b are
+    pointers to float32, n the length; returns one float32 value per row. The rows' running sums are independent
+    (each row loads b's vector once for all of them)."""
+    f32, intp = ir.FloatType(), context.get_value_type(types.intp)
+    f16 = ir.VectorType(f32, 16)
+    fma16 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f16, [f16] * 3), "llvm.fma.v16f32")
+    fma1 = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32] * 3), "llvm.fma.f32")
+
+    def load(pointer, j, ty):
+        return builder.load(builder.bitcast(builder.gep(pointer, [j]), ty.as_pointer()), align=4)
+
+    def step(acc, x, y, fma):
+        return builder.fadd(acc, x) if y is None else builder.call(fma, [x, y, acc])
+
+    whole = builder.sub(n, builder.srem(n, ir.Constant(intp, 16)))
+    lanes = [cgutils.alloca_once_value(builder, ir.Constant(f16, [0.0] * 16)) for _ in rows]
+    with cgutils.for_range_slice(builder, ir.Constant(intp, 0), whole, ir.Constant(intp, 16)) as (j, _):
+        vb = None if b is None else load(b, j, f16)
+        for row, acc in zip(rows, lanes):
+            builder.store(step(builder.load(acc), load(row, j, f16), vb, fma16), acc)
+    totals = []
+    for acc in lanes:
+        v, width = builder.load(acc), 16
+        while width > 1:  # halves: lanes k and k + width/2 added, a fixed tree
+            half = width // 2
+            lo, hi = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), half),
+                                                               list(range(first, first + half))))
+                      for first in (0, half))
+            v, width = builder.fadd(lo, hi), half
+        totals.append(cgutils.alloca_once_value(builder, builder.extract_element(v, ir.Constant(ir.IntType(32), 0))))
+    with cgutils.for_range_slice(builder, whole, n, ir.Constant(intp, 1)) as (j, _):
+        xb = None if b is None else load(b, j, f32)
+        for row, total in zip(rows, totals):
+            builder.store(step(builder.load(total), load(row, j, f32), xb, fma1), total)
+    return [builder.load(total) for total in totals]
+
+
+def _data(context, builder, ty, value):
+    """A numba array's data pointer (inside an intrinsic's codegen)."""
+    return context.make_array(ty)(context, builder, value).data
+
+
+if config.DISABLE_JIT:
+    _ordered_sum = _ordered_sum_python
+
+    def _ordered_dot4(tile, i, x, cols):
+        return tuple(_ordered_sum_python(tile[i + k, :cols], x[:cols]) for k in range(4))
+
+else:
+
+    @intrinsic
+    def _ordered_sum(typingctx, a, b=types.none):
+        """sum(a * b) (sum(a) where b is None) of contiguous float32 vectors, in one order on every CPU: sixteen
+        running sums (lane k takes j = k, k + 16, ...; fused multiply-adds), halved pairwise into one, then the
+        last a.size % 16 terms in turn. Written as <16 x float> IR, it is one 512-bit vector or two 256-bit ones,
+        lane for lane the same arithmetic; JIT's fast-math lets LLVM reassociate nothing."""
+        with_b = not isinstance(b, (types.NoneType, types.Omitted))
+
+        def codegen(context, builder, signature, args):
+            a_data = _data(context, builder, signature.args[0], args[0])
+            b_data = _data(context, builder, signature.args[1], args[1]) if with_b else None
+            n = cgutils.unpack_tuple(builder, context.make_array(signature.args[0])(context, builder, args[0]).shape, 1)
+            return _ordered_sums_ir(context, builder, [a_data], b_data, n[0])[0]
+
+        return types.float32(a, b), codegen
+
+    @intrinsic
+    def _ordered_dot4(typingctx, tile, i, x, cols):
+        """Rows i..i+3 of a contiguous float32 tile against x[:cols], each in _ordered_sum's order (x's vectors
+        loaded once for the four)."""
+
+        def codegen(context, builder, signature, args):
+            t = context.make_array(signature.args[0])(context, builder, args[0])
+            row_stride = cgutils.unpack_tuple(builder, t.strides, 2)[0]
+            i8p = ir.IntType(8).as_pointer()
+            rows = [builder.bitcast(builder.gep(builder.bitcast(t.data, i8p),
+                                                [builder.mul(builder.add(args[1], ir.Constant(args[1].type, k)),
+                                                             row_stride)]), t.data.type) for k in range(4)]
+            x_data = _data(context, builder, signature.args[2], args[2])
+            return context.make_tuple(builder, signature.return_type,
+                                      _ordered_sums_ir(context, builder, rows, x_data, args[3]))
+
+        return types.UniTuple(types.float32, 4)(tile, i, x, cols), codegen
 
 
 @njit(**JIT)
@@ -403,16 +511,17 @@ def interleave_blocks(q, first, end, slices, tn):
 
 @njit(inline="always", **JIT)
 def _dot4_widened(tile, i, xq):
-    """Exact integer dot products of tile rows i..i+3 with the int8 slice xq, formed in float32 (|sum| < 2**24)."""
+    """Exact integer dot products of tile rows i..i+3 with the int8 slice xq: summed in int32 (integer sums
+    vectorise in any order, and are exact), returned as float32 (|sum| <= 512 * 127 * 127 < 2**24, exact too)."""
     w0, w1, w2, w3 = tile[i], tile[i + 1], tile[i + 2], tile[i + 3]
-    a0 = a1 = a2 = a3 = np.float32(0.0)
+    a0 = a1 = a2 = a3 = np.int32(0)
     for j in range(tile.shape[1]):
-        xj = np.float32(xq[j])
-        a0 += np.float32(w0[j]) * xj
-        a1 += np.float32(w1[j]) * xj
-        a2 += np.float32(w2[j]) * xj
-        a3 += np.float32(w3[j]) * xj
-    return a0, a1, a2, a3
+        xj = np.int32(xq[j])
+        a0 += np.int32(w0[j]) * xj
+        a1 += np.int32(w1[j]) * xj
+        a2 += np.int32(w2[j]) * xj
+        a3 += np.int32(w3[j]) * xj
+    return np.float32(a0), np.float32(a1), np.float32(a2), np.float32(a3)
 
 
 @njit(inline="always", **JIT)
@@ -506,21 +615,6 @@ def _one_token_widened(y, tiles, scale, q, r, i, t):
 
 
 @njit(inline="always", **JIT)
-def _dot4(tile, i, x_slice, cols):
-    """Rows i..i+3 of a tile against one x slice: four dot products that share every load of x (unit-stride
-    slices let LLVM vectorise them)."""
-    w0, w1, w2, w3 = tile[i, :cols], tile[i + 1, :cols], tile[i + 2, :cols], tile[i + 3, :cols]
-    a0 = a1 = a2 = a3 = np.float32(0.0)
-    for j in range(cols):
-        xj = x_slice[j]
-        a0 += np.float32(w0[j]) * xj  # int8 widened to float32 (not float64) so the loop vectorises
-        a1 += np.float32(w1[j]) * xj
-        a2 += np.float32(w2[j]) * xj
-        a3 += np.float32(w3[j]) * xj
-    return a0, a1, a2, a3
-
-
-@njit(inline="always", **JIT)
 def _rows_float(y, tiles, scale, x, r, i, t):
     """y[t, row..row+3] for rows i..i+3 of PE row r (row = r*tm + i) of float tiles: each PE column's partial
     products with its slice of x, summed along the PE row in column order, times the row's scale."""
@@ -530,7 +624,7 @@ def _rows_float(y, tiles, scale, x, r, i, t):
     for c in range(gc):  # the reduction along PE row r
         j0 = c * tn
         cols = min(tn, n - j0)
-        p0, p1, p2, p3 = _dot4(tiles[r, c], i, x[t, j0 : j0 + cols], cols)
+        p0, p1, p2, p3 = _ordered_dot4(tiles[r, c], i, x[t, j0 : j0 + cols], cols)
         a0 += p0
         a1 += p1
         a2 += p2
@@ -685,9 +779,7 @@ def rmsnorm(x, weight, eps, out):
     """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight."""
     T, d = x.shape
     for t in range(T):
-        ss = np.float32(0.0)
-        for j in range(d):
-            ss += x[t, j] * x[t, j]
+        ss = _ordered_sum(x[t], x[t])
         inv = np.float32(1.0) / np.sqrt(ss / d + eps)
         for j in range(d):
             out[t, j] = x[t, j] * inv * weight[j]
@@ -994,12 +1086,10 @@ def _softmax(s, first, end):
     best = seen[0]
     for p in range(seen.size):
         best = _fmax(best, seen[p])
-    total = np.float32(0.0)
     for p in range(seen.size):
         x = seen[p] - best
-        w = _exp(x) if x > np.float32(-64.0) else np.float32(0.0)
-        seen[p] = w
-        total += w
+        seen[p] = _exp(x) if x > np.float32(-64.0) else np.float32(0.0)
+    total = _ordered_sum(seen)
     for p in range(seen.size):
         seen[p] /= total
     s[:first] = 0.0
