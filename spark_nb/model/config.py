@@ -53,45 +53,66 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ModelConfig":
+        if not isinstance(raw, dict):
+            raise ModelLoadError(f"config.json holds a JSON {type(raw).__name__}, not an object of settings; "
+                                 "re-export the model folder")
         archs = raw.get("architectures") or []
-        family = next((ARCHITECTURES[a] for a in archs if a in ARCHITECTURES), None)
+        archs = archs if isinstance(archs, list) else [archs]
+        family = next((ARCHITECTURES[a] for a in archs if isinstance(a, str) and a in ARCHITECTURES), None)
         if family is None:
             family = {"llama": "llama", "qwen2": "qwen2", "mistral": "mistral"}.get(raw.get("model_type", ""))
         if family is None:
             raise ModelLoadError(
-                f"unsupported architecture {archs or raw.get('model_type')!r}: spark-nb runs "
+                f"config.json names an unsupported architecture {archs or raw.get('model_type')!r}: spark-nb runs "
                 f"{', '.join(ARCHITECTURES)}; convert the model or pick one of those families"
             )
-        try:
-            n_heads = int(raw["num_attention_heads"])
-            d = int(raw["hidden_size"])
-            # transformers >= 5 folds rope_theta and the scaling into "rope_parameters"
-            rope = dict(raw.get("rope_parameters") or raw.get("rope_scaling") or {})
-            theta = float(rope.pop("rope_theta", raw.get("rope_theta", 10000.0)))
-            rope_type = rope.get("rope_type", rope.get("type", "default"))
-            eos = raw.get("eos_token_id")
-            window = raw.get("sliding_window") if raw.get("use_sliding_window", family == "mistral") else None
-            return cls(
-                family=family,
-                vocab_size=int(raw["vocab_size"]),
-                hidden_size=d,
-                intermediate_size=int(raw["intermediate_size"]),
-                n_layers=int(raw["num_hidden_layers"]),
-                n_heads=n_heads,
-                n_kv_heads=int(raw.get("num_key_value_heads") or n_heads),
-                head_dim=int(raw.get("head_dim") or d // n_heads),
-                rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-                rope_theta=theta,
-                rope_scaling=None if rope_type == "default" else {**rope, "rope_type": rope_type},
-                max_position_embeddings=int(raw.get("max_position_embeddings", 2048)),
-                tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-                attention_bias=bool(raw.get("attention_bias", family == "qwen2")),
-                sliding_window=int(window) if window else None,
-                bos_token_id=raw.get("bos_token_id"),
-                eos_token_ids=tuple(eos if isinstance(eos, list) else [] if eos is None else [eos]),
+        # Every size is checked here, before any weights are read: a config.json that lies (a string, a fraction,
+        # zero heads, heads that do not divide) would otherwise surface as a shape error naming the wrong thing,
+        # a ZeroDivisionError, or a model that loads and then computes garbage.
+        n_heads = _count(raw, "num_attention_heads", family)
+        d = _count(raw, "hidden_size", family)
+        n_kv = _count(raw, "num_key_value_heads", family, default=n_heads)
+        head_dim = _count(raw, "head_dim", family, default=0)  # absent: hidden_size / num_attention_heads
+        if not head_dim and d % n_heads:
+            raise ModelLoadError(
+                f"config.json's hidden_size {d} is not divisible by num_attention_heads {n_heads}, and there is "
+                "no head_dim to say otherwise; config.json is wrong, re-export it with the weights"
             )
-        except KeyError as missing:
-            raise ModelLoadError(f"config.json lacks {missing}; it is needed to build a {family} decoder") from None
+        if n_heads % n_kv:
+            raise ModelLoadError(
+                f"config.json's num_attention_heads {n_heads} is not a multiple of num_key_value_heads {n_kv}: "
+                "grouped-query attention shares each kv head among a whole number of query heads; config.json is "
+                "wrong, re-export it with the weights"
+            )
+        vocab = _count(raw, "vocab_size", family)
+        # transformers >= 5 folds rope_theta and the scaling into "rope_parameters"
+        rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
+        if not isinstance(rope, dict):
+            raise ModelLoadError(f"config.json's rope settings {rope!r} are not an object; re-export config.json")
+        rope = dict(rope)
+        theta = _real(rope.pop("rope_theta", raw.get("rope_theta", 10000.0)), "rope_theta")
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        window = raw.get("sliding_window") if raw.get("use_sliding_window", family == "mistral") else None
+        return cls(
+            family=family,
+            vocab_size=vocab,
+            hidden_size=d,
+            intermediate_size=_count(raw, "intermediate_size", family),
+            n_layers=_count(raw, "num_hidden_layers", family),
+            n_heads=n_heads,
+            n_kv_heads=n_kv,
+            head_dim=head_dim or d // n_heads,
+            rms_norm_eps=_real(raw.get("rms_norm_eps", 1e-6), "rms_norm_eps"),
+            rope_theta=theta,
+            rope_scaling=None if rope_type == "default" else {**rope, "rope_type": rope_type},
+            # a model needs two positions to generate anything: the prompt's last token and the next one
+            max_position_embeddings=_count(raw, "max_position_embeddings", family, default=2048, minimum=2),
+            tie_word_embeddings=_flag(raw, "tie_word_embeddings", False),
+            attention_bias=_flag(raw, "attention_bias", family == "qwen2"),
+            sliding_window=_count(raw, "sliding_window", family) if window else None,
+            bos_token_id=_token_ids(raw, "bos_token_id", vocab)[0] if raw.get("bos_token_id") is not None else None,
+            eos_token_ids=_token_ids(raw, "eos_token_id", vocab),
+        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ModelConfig":
@@ -101,9 +122,10 @@ class ModelConfig:
         if not path.exists():
             raise ModelLoadError(f"missing {path}: a model folder needs config.json (a Hugging Face model folder)")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ModelLoadError(f"{path} is not valid JSON ({err}); re-export the model folder") from None
+        return cls.from_dict(raw)
 
     @classmethod
     def coerce(cls, config: "ModelConfig | dict | str | Path") -> "ModelConfig":
@@ -115,6 +137,25 @@ class ModelConfig:
         if isinstance(config, (str, Path)):
             return cls.from_file(config)
         raise TypeError(f"expected a ModelConfig, a dict or a path to config.json, got {type(config).__name__}")
+
+    def check_rotary(self) -> None:
+        """Raise unless the rotary frequencies can be computed and are finite and positive. Loading a model checks
+        this (a projection from config.json alone needs no frequencies): theta <= 0, a zero scaling factor or equal
+        llama3 frequency factors give inf/NaN frequencies, i.e. NaN logits from the first token on."""
+        try:
+            with np.errstate(all="ignore"):
+                inv_freq = self.rope_inv_freq()
+        except ModelLoadError:
+            raise  # an unsupported rope type: its message says so already
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelLoadError(f"config.json's rope scaling {self.rope_scaling!r} is incomplete or malformed "
+                                 f"({err!r}); re-export config.json") from None
+        if not (np.isfinite(inv_freq).all() and (inv_freq > 0).all()):
+            raise ModelLoadError(
+                f"config.json's rope settings (rope_theta {self.rope_theta}, scaling {self.rope_scaling}) give "
+                "non-finite or non-positive rotary frequencies, so every logit would be NaN; config.json is wrong, "
+                "re-export it with the weights"
+            )
 
     def rope_inv_freq(self) -> np.ndarray:
         """Inverse frequencies of rotary embedding, [head_dim/2] float64, with the configured scaling."""
@@ -135,4 +176,62 @@ class ModelConfig:
             smooth = np.clip((old_ctx / wavelen - low) / (high - low), 0.0, 1.0)
             blended = (1 - smooth) * inv / factor + smooth * inv
             return np.where(wavelen > old_ctx / low, inv / factor, np.where(wavelen < old_ctx / high, inv, blended))
-        raise ModelLoadError(f"unsupported rope scaling {kind!r}: spark-nb implements 'linear' and 'llama3'")
+        raise ModelLoadError(f"config.json asks for unsupported rope scaling {kind!r}: spark-nb implements 'linear' "
+                             "and 'llama3'; pick a model that uses one of those")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checked reads of config.json values: each says which key is wrong and how
+# ---------------------------------------------------------------------------------------------------------------
+
+_REQUIRED = object()
+
+
+def _count(raw: dict, key: str, family: str, default=_REQUIRED, minimum: int = 1) -> int:
+    """raw[key] as a whole number >= minimum (64 or 64.0; never "64", true, 64.5 or null, which int() would take
+    or truncate); `default` when the key is absent or null, a ModelLoadError when it is required."""
+    value = raw.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise ModelLoadError(f"config.json lacks {key!r}; it is needed to build a {family} decoder")
+        return default
+    whole = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value) and value == int(value))
+    if isinstance(value, bool) or not whole or value < minimum:
+        raise ModelLoadError(
+            f"config.json's {key} is {value!r}, but it must be a whole number of at least {minimum}; "
+            "config.json is corrupt or was edited by hand, re-export it with the weights"
+        )
+    return int(value)
+
+
+def _real(value, key: str) -> float:
+    """A finite number >= 0 (rms_norm_eps, rope_theta); NaN, inf, negatives and strings are config errors."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok:
+        raise ModelLoadError(f"config.json's {key} is {value!r}, but it must be a finite number >= 0; "
+                             "re-export config.json with the weights")
+    return float(value)
+
+
+def _flag(raw: dict, key: str, default: bool) -> bool:
+    # bool("false") is True: a string here must be an error, not a silent true
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ModelLoadError(f"config.json's {key} is {value!r}, but it must be true or false; fix config.json")
+    return value
+
+
+def _token_ids(raw: dict, key: str, vocab_size: int) -> tuple[int, ...]:
+    """bos_token_id / eos_token_id (one id or a list of them), each a real token id: an eos beyond the
+    vocabulary could never be generated, so generation would never stop where the model means it to."""
+    value = raw.get(key)
+    ids = [] if value is None else value if isinstance(value, list) else [value]
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < vocab_size:
+            raise ModelLoadError(
+                f"config.json's {key} {value!r} is not a token id of this model (ids run from 0 to "
+                f"vocab_size - 1 = {vocab_size - 1}); config.json belongs to another model, re-export it"
+            )
+    return tuple(ids)

@@ -35,6 +35,7 @@ def load_folder(path: str | Path, dtype: str = "fp32") -> Checkpoint:
     if dtype not in DTYPES:
         raise ModelLoadError(f"unsupported dtype {dtype!r}: choose one of {', '.join(map(repr, DTYPES))}")
     config = ModelConfig.from_file(path / "config.json")
+    config.check_rotary()
     tokenizer = Tokenizer.from_folder(path, config)
     if tokenizer.vocab_size > config.vocab_size:
         raise ModelLoadError(

@@ -56,9 +56,24 @@ class Tokenizer:
             backend = tokenizers.Tokenizer.from_file(str(path))
         except Exception as err:  # the Rust side raises a bare Exception for malformed files
             raise ModelLoadError(f"{path} cannot be read by the tokenizers library ({err}); re-export it") from None
-        settings = _read_json(folder / TOKENIZER_CONFIG_FILE)
-        special = {name: _token_text(settings[name]) for name in SPECIAL_TOKEN_NAMES if settings.get(name)}
-        return cls(backend, special, _find_chat_template(folder, settings), config)
+        settings_path = folder / TOKENIZER_CONFIG_FILE
+        settings = _read_json(settings_path)
+        special = {name: _token_text(settings[name], name, settings_path)
+                   for name in SPECIAL_TOKEN_NAMES if settings.get(name)}
+        # bos and eos are the special tokens spark-nb uses by id (the prompt's start, where generation stops): one
+        # the vocabulary lacks would silently become "no eos", and generation would run to the token limit.
+        for name in ("bos_token", "eos_token"):
+            if name in special and backend.token_to_id(special[name]) is None:
+                raise ModelLoadError(
+                    f"{settings_path} names {special[name]!r} as its {name}, but {path} has no such token; "
+                    "the two files come from different tokenizers, re-export them together"
+                )
+        _check_edit_format(backend, path)
+        template, template_file = _find_chat_template(folder, settings)
+        try:
+            return cls(backend, special, template, config)
+        except ModelLoadError as err:  # the template does not compile: say which file holds it
+            raise ModelLoadError(f"{template_file}: {err}") from None
 
     # --- vocabulary ------------------------------------------------------------------------------------------
 
@@ -166,25 +181,59 @@ def _read_json(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelLoadError(f"{path} is not valid JSON ({err}); re-export the tokenizer") from None
+    if not isinstance(settings, dict):
+        raise ModelLoadError(f"{path} holds a JSON {type(settings).__name__}, not an object of settings; "
+                             "re-export the tokenizer")
+    return settings
 
 
-def _token_text(token: str | dict) -> str:
+def _token_text(token, name: str, path: Path) -> str:
     # tokenizer_config.json writes a special token either as text or as a serialized AddedToken {"content": ...}
-    return token["content"] if isinstance(token, dict) else token
+    text = token.get("content") if isinstance(token, dict) else token
+    if not isinstance(text, str):
+        raise ModelLoadError(f"{path}'s {name} is {token!r}, not a token's text (or {{\"content\": text}}); "
+                             "re-export the tokenizer")
+    return text
 
 
-def _find_chat_template(folder: Path, settings: dict) -> str | None:
-    if (folder / CHAT_TEMPLATE_FILE).exists():
-        return (folder / CHAT_TEMPLATE_FILE).read_text(encoding="utf-8")
+def _check_edit_format(backend: tokenizers.Tokenizer, path: Path) -> None:
+    """A tokenizer with <|edit|> is prompted in the built-in edit format (prompt.style), which needs every one of
+    the format's special tokens: refuse one that has only some now, rather than fail at the first %%spark."""
+    from ..train.tokenizer import EDIT, SPECIAL_TOKENS  # constants only: no training code is imported
+
+    if backend.token_to_id(EDIT) is None:
+        return
+    missing = [t for t in SPECIAL_TOKENS if backend.token_to_id(t) is None]
+    if missing:
+        raise ModelLoadError(
+            f"{path} has the edit format's {EDIT} token but lacks {', '.join(missing)}, which the format also "
+            "needs; the tokenizer was not saved by spark_nb.train.tokenizer (or was edited), re-export it"
+        )
+
+
+def _find_chat_template(folder: Path, settings: dict) -> tuple[str | None, Path]:
+    """The chat template's source and the file it comes from (for messages)."""
+    path = folder / CHAT_TEMPLATE_FILE
+    if path.exists():
+        try:
+            return path.read_text(encoding="utf-8"), path
+        except UnicodeDecodeError as err:
+            raise ModelLoadError(f"{path} is not UTF-8 text ({err}); re-export the tokenizer") from None
+    path = folder / TOKENIZER_CONFIG_FILE
     template = settings.get("chat_template")
     if isinstance(template, list):
         # Several named templates (e.g. "default", "tool_use"); prompts for editing use the default one
-        named = {entry["name"]: entry["template"] for entry in template}
-        template = named.get("default")
-    return template
+        if not all(isinstance(entry, dict) and {"name", "template"} <= entry.keys() for entry in template):
+            raise ModelLoadError(f"{path}'s chat_template is a list whose entries are not all "
+                                 "{\"name\": ..., \"template\": ...}; re-export the tokenizer")
+        template = {entry["name"]: entry["template"] for entry in template}.get("default")
+    if template is not None and not isinstance(template, str):
+        raise ModelLoadError(f"{path}'s chat_template is a {type(template).__name__}, not template text; "
+                             "re-export the tokenizer")
+    return template, path
 
 
 def _raise_exception(message: str):

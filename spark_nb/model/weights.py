@@ -10,11 +10,12 @@ at the header's offsets and widened to fp32 by putting the 16 bits into the high
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from .config import ModelConfig
 from .errors import ModelLoadError
@@ -24,7 +25,12 @@ SHARD_INDEX = "model.safetensors.index.json"
 
 # dtypes safetensors' numpy framework returns directly
 NUMPY_DTYPES = {"F64", "F32", "F16"}
-ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+# bytes per element of each whole-byte dtype safetensors defines, to check every tensor's byte span; spark-nb reads
+# only the float ones, the rest fail at read time with a message naming the tensor (F4/F6 pack several per byte)
+ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "U64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2,
+            "I8": 1, "U8": 1, "BOOL": 1, "C64": 8, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "F8_E4M3FNUZ": 1,
+            "F8_E5M2FNUZ": 1}
+MAX_HEADER = 100_000_000  # bytes of header JSON the safetensors library accepts at most
 # Tensors some exporters write that carry no weights (Llama's rotary inverse frequencies are recomputed)
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
@@ -68,7 +74,13 @@ class TensorEntry:
 
 
 def read_header(path: Path) -> dict[str, TensorEntry]:
-    """The tensors a safetensors file declares: 8-byte little-endian header length, then JSON, then data."""
+    """The tensors a safetensors file declares: 8-byte little-endian header length, then JSON, then data.
+
+    Checked as strictly as the safetensors library checks it (so that its Rust code never gets to raise a raw
+    SafetensorError at the first read, and the bf16 path, which reads bytes itself, is just as safe): the header is
+    a JSON object of {dtype, shape, data_offsets} entries whose byte spans match their shapes and tile the data
+    exactly, from its first byte to the end of the file.
+    """
     size = path.stat().st_size
     with open(path, "rb") as f:
         prefix = f.read(8)
@@ -80,31 +92,69 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
                 f"{path} is truncated: its header claims {header_len} bytes but the file has {size} bytes in all; "
                 "the download or copy was interrupted, fetch the file again"
             )
+        if header_len > MAX_HEADER:  # the safetensors library's own limit; nothing real comes close
+            raise ModelLoadError(f"{path} has a {header_len}-byte header, more than safetensors allows "
+                                 f"({MAX_HEADER}); it is not a safetensors file or is corrupt, fetch it again")
         try:
             header = json.loads(f.read(header_len))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ModelLoadError(f"{path} has a corrupt safetensors header ({err}); fetch the file again") from None
+    if not isinstance(header, dict):
+        raise ModelLoadError(f"{path} has a corrupt safetensors header (a JSON {type(header).__name__}, not an "
+                             "object of tensors); fetch the file again")
     data_start = 8 + header_len
-    entries = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        shape = tuple(info["shape"])
-        itemsize = ITEMSIZE.get(info["dtype"])
-        if itemsize is not None and end - begin != itemsize * int(np.prod(shape)):
-            raise ModelLoadError(
-                f"{path} has a corrupt header: {name!r} spans {end - begin} bytes, but {info['dtype']}{list(shape)} "
-                f"needs {itemsize * int(np.prod(shape))}; fetch the file again"
-            )
-        entries[name] = TensorEntry(path, info["dtype"], shape, data_start + begin, data_start + end)
-    data_end = max((e.end for e in entries.values()), default=data_start)
-    if data_end > size:
+    entries = {name: _entry(path, name, info, data_start) for name, info in header.items() if name != "__metadata__"}
+    # Past the end first: that is what an interrupted download looks like, and the most useful thing to say.
+    last = max(entries.values(), key=lambda e: e.end, default=None)
+    if last is not None and last.end > size:
         raise ModelLoadError(
-            f"{path} is truncated: its header says the tensor data ends at byte {data_end} but the file has "
+            f"{path} is truncated: its header says the tensor data ends at byte {last.end} but the file has "
             f"{size} bytes; the download or copy was interrupted, fetch the file again"
         )
+    # Then the tiling: tensors sorted by offset must follow one another with no gap and no overlap.
+    at, previous = data_start, None
+    for entry_name, entry in sorted(entries.items(), key=lambda item: (item[1].begin, item[1].end)):
+        if entry.begin != at:
+            after = repr(previous) if previous else "the header"
+            where = f"overlaps {after}" if entry.begin < at else f"starts {entry.begin - at} bytes after {after} ends"
+            raise ModelLoadError(f"{path} has a corrupt header: the data of {entry_name!r} {where}; "
+                                 "fetch the file again")
+        at, previous = entry.end, entry_name
+    if at != size:
+        raise ModelLoadError(f"{path} has {size - at} bytes after its last tensor, which its header does not "
+                             "account for; the file is corrupt or was written by something else, fetch it again")
     return entries
+
+
+def _entry(path: Path, name: str, info, data_start: int) -> TensorEntry:
+    """One header entry, checked: a known dtype, a shape and offsets of non-negative whole numbers, and a byte
+    span that holds exactly shape's elements."""
+    def count(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    try:
+        dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+        well_formed = isinstance(dtype, str) and isinstance(shape, list) and all(map(count, [*shape, begin, end]))
+    except (KeyError, TypeError, ValueError):  # not an object, a key missing, offsets not a pair
+        well_formed = False
+    if not well_formed:
+        raise ModelLoadError(
+            f"{path} has a corrupt safetensors header: the entry of {name!r} is {json.dumps(info)[:200]}, not a "
+            "dtype, a shape and a pair of data_offsets (non-negative whole numbers); fetch the file again"
+        )
+    itemsize = ITEMSIZE.get(dtype)
+    if itemsize is None:
+        raise ModelLoadError(
+            f"tensor {name!r} in {path.name} is stored as {dtype}, which spark-nb cannot read (it reads F32, F16 "
+            "and BF16 checkpoints); dequantize or convert the model first"
+        )
+    n_bytes = itemsize * math.prod(shape)
+    if end - begin != n_bytes:
+        raise ModelLoadError(
+            f"{path} has a corrupt header: {name!r} spans {end - begin} bytes, but {dtype}{list(shape)} "
+            f"needs {n_bytes}; fetch the file again"
+        )
+    return TensorEntry(path, dtype, tuple(shape), data_start + begin, data_start + end)
 
 
 def bf16_to_fp32(raw: np.ndarray) -> np.ndarray:
@@ -143,11 +193,18 @@ class TensorStore:
     @staticmethod
     def _sharded_entries(index: Path) -> dict[str, TensorEntry]:
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError) as err:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise ModelLoadError(f"{index} is not a valid shard index ({err!r}); re-export the model folder") from None
+        if not isinstance(weight_map, dict):
+            raise ModelLoadError(f"{index}'s weight_map is a JSON {type(weight_map).__name__}, not an object of "
+                                 "tensor -> shard file; re-export the model folder")
         entries, headers = {}, {}
         for name, shard in weight_map.items():
+            # A shard is a file beside the index: a path ("../x", "/etc/y") would read outside the model folder
+            if not isinstance(shard, str) or Path(shard).name != shard or shard in ("", ".", ".."):
+                raise ModelLoadError(f"{index} places {name!r} in {shard!r}, which is not a file name in the model "
+                                     "folder; re-export the model folder")
             if shard not in headers:
                 path = index.parent / shard
                 if not path.exists():
@@ -167,16 +224,20 @@ class TensorStore:
     def read(self, name: str) -> np.ndarray:
         """The tensor as a C-contiguous float32 array."""
         entry = self.entries[name]
-        if entry.dtype == "BF16":
-            with open(entry.file, "rb") as f:
-                f.seek(entry.begin)
-                raw = np.fromfile(f, dtype="<u2", count=(entry.end - entry.begin) // 2)
-            return bf16_to_fp32(raw).reshape(entry.shape)
-        if entry.dtype in NUMPY_DTYPES:
-            if entry.file not in self._handles:
-                self._handles[entry.file] = safe_open(str(entry.file), framework="numpy")
-            tensor = self._handles[entry.file].get_tensor(name)
-            return np.ascontiguousarray(tensor, dtype=np.float32)
+        try:
+            if entry.dtype == "BF16":
+                with open(entry.file, "rb") as f:
+                    f.seek(entry.begin)
+                    raw = np.fromfile(f, dtype="<u2", count=(entry.end - entry.begin) // 2)
+                return bf16_to_fp32(raw).reshape(entry.shape)
+            if entry.dtype in NUMPY_DTYPES:
+                if entry.file not in self._handles:
+                    self._handles[entry.file] = safe_open(str(entry.file), framework="numpy")
+                tensor = self._handles[entry.file].get_tensor(name)
+                return np.ascontiguousarray(tensor, dtype=np.float32)
+        except (SafetensorError, ValueError) as err:
+            # read_header has checked what safetensors checks; this is a file that changed (shrank) since then
+            raise ModelLoadError(f"{entry.file} cannot be read at {name!r} ({err}); fetch the file again") from None
         raise ModelLoadError(
             f"tensor {name!r} in {entry.file.name} is stored as {entry.dtype}; spark-nb reads F32, F16 and BF16 "
             "checkpoints, so dequantize or convert the model first"
@@ -256,7 +317,7 @@ class _DecoderReader:
         if left:
             shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             raise ModelLoadError(
-                f"the weights hold tensors a {self.config.family} decoder in spark-nb does not use: {shown}; "
+                f"{self.store.source} holds tensors a {self.config.family} decoder in spark-nb does not use: {shown}; "
                 "the model has parts spark-nb does not implement (or config.json has too few layers)"
             )
 

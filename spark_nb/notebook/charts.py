@@ -20,8 +20,9 @@ HISTORY = 30  # requests kept in the rolling history panel
 
 
 class LiveChart(anywidget.AnyWidget):
-    _esm = HERE / "charts.js"
-    _css = HERE / "view.css"  # shared with the stream view
+    # text, not Paths: see StreamView (a Path pins every instance, anywidget issue #929)
+    _esm = (HERE / "charts.js").read_text(encoding="utf-8")
+    _css = (HERE / "view.css").read_text(encoding="utf-8")  # shared with the stream view
 
     stream = t.List().tag(sync=True)  # [[seconds since the request started, host tok/s, wafer tok/s], ...]
     requests = t.List().tag(sync=True)  # request_point dicts, oldest first, at most HISTORY

@@ -42,8 +42,9 @@ FALLBACK_NOTE = ("spark-nb's JupyterLab extension is not active in this frontend
 class RefactorControls(anywidget.AnyWidget):
     """The panel's top: presets, instruction, pickers. Sends {event: "run", instruction, source}."""
 
-    _esm = HERE / "panel.js"
-    _css = HERE / "view.css"
+    # text, not Paths: see StreamView (a Path pins every instance, anywidget issue #929)
+    _esm = (HERE / "panel.js").read_text(encoding="utf-8")
+    _css = (HERE / "view.css").read_text(encoding="utf-8")
 
     presets = t.List(t.List(t.Unicode())).tag(sync=True)  # [label, instruction, "run" | "fill"]
     models = t.List(t.Unicode()).tag(sync=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import anywidget
@@ -32,11 +33,21 @@ from .charts import LiveChart, request_point
 __all__ = ["StreamView", "LiveEdit", "line_marks", "unified_diff", "text_report"]
 
 HERE = Path(__file__).parent
+# Finished %%spark views whose widgets stay live. ipywidgets keeps every widget (and its comm) in the kernel until
+# it is closed, and the kernel cannot tell whether an output is still on screen (a re-run cell replaced it): left
+# open, every request ever made kept its view, chart and their layouts (~35 KB) for the kernel's lifetime. So the
+# oldest beyond this many are frozen: their display becomes the plain-text report and their widgets are closed.
+LIVE_VIEWS = 50
+_live: deque[LiveEdit] = deque()  # finished LiveEdits that own their widgets, oldest first
 
 
 class StreamView(anywidget.AnyWidget):
-    _esm = HERE / "view.js"
-    _css = HERE / "view.css"
+    # The source text, not the Path: for a Path anywidget connects a per-instance lambda holding `self` to a
+    # class-wide FileContents signal (for hot reload), so no instance is ever freed, closed or not (anywidget issue
+    # #929); with a view per %%spark request, every request's widgets and all they referenced stayed in the kernel.
+    # (The cost: anywidget's hot reload of view.js, a development aid, does not apply to these classes.)
+    _esm = (HERE / "view.js").read_text(encoding="utf-8")
+    _css = (HERE / "view.css").read_text(encoding="utf-8")
 
     instruction = t.Unicode("").tag(sync=True)
     original = t.Unicode("").tag(sync=True)
@@ -124,6 +135,8 @@ class LiveEdit:
         self.first_token_at = None  # clock time the first token was recorded
         self.first_update_ms = None  # from then until the widgets carried it (the 50 ms target)
         self.handle = None
+        self.report = ""  # the plain-text report, once finished
+        self.owns_widgets = widgets and view is None and chart is None  # a panel's are its own to keep or close
         self.frontend_live: bool | None = None  # whether the view found the live-cell extension (None: not said)
         self.typed = False  # the user typed in the cell while it streamed: the cell is theirs
         if widgets:
@@ -245,7 +258,7 @@ class LiveEdit:
 
     def finish(self, result, applied: str) -> str:
         """Show the final state; returns the plain-text report (printed in text mode)."""
-        report = text_report(self.instruction, self.original, result, applied)
+        report = self.report = text_report(self.instruction, self.original, result, applied)
         if not self.widgets:
             print(report, end="", file=self.out)
             return report
@@ -269,4 +282,19 @@ class LiveEdit:
             self.chart.requests = self.chart.requests + [request_point(result)]
         if self.handle is not None:
             self.handle.update(self._bundle(report), raw=True)
+        if self.owns_widgets:
+            _live.append(self)
+            while len(_live) > LIVE_VIEWS:
+                _live.popleft().freeze()
         return report
+
+    def freeze(self) -> None:
+        """Show the finished request as its plain-text report and close its widgets, so the kernel frees them.
+        The display is replaced first (by its display id, wherever it is shown), so no view is left pointing at a
+        closed widget."""
+        if self.handle is not None:
+            self.handle.update({"text/plain": self.report}, raw=True)
+        for widget in (getattr(self, "box", None), self.view, self.chart):
+            if widget is not None:
+                widget.layout.close()  # every DOM widget has a Layout widget of its own, registered apart
+                widget.close()
