@@ -67,3 +67,7 @@ def mistral(tmp_path_factory):
     """Mistral with a 16-position sliding window, shorter than the sequences the tests run."""
     return _build(tmp_path_factory.mktemp("mistral"), "mistral", 2, tie_word_embeddings=False, sliding_window=16)
 
+
+def pytest_addoption(parser):
+    # test_fault_campaign runs a bounded campaign by default; --fuzz runs a long, randomly seeded one (local use)
+    parser.addoption("--fuzz", action="store_true", help="run the long fault campaign (tests/test_fault_campaign.py)")

@@ -43,7 +43,9 @@ def _loaded(code: str) -> list[str]:
     """Names the code reads (first use order): Name loads and the base of attribute chains, via ast."""
     try:
         tree = ast.parse(code)
-    except SyntaxError:  # a cell that needs fixing still names things: fall back to identifiers
+    # a cell that needs fixing still names things: fall back to identifiers. So does one nested too deep for the
+    # parser (100,000 unary minuses: MemoryError; a 100,000-term sum: RecursionError) or with NUL bytes.
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return list(dict.fromkeys(re.findall(r"(?<![\w.])([A-Za-z_]\w*)", code)))
     seen = []
     for node in ast.walk(tree):
@@ -112,9 +114,13 @@ def collect(code: str, history: Sequence[str], namespace: Mapping, budget: int =
 
 
 def interpolate(instruction: str, namespace: Mapping) -> str:
-    """Replace `{name}` by str(namespace[name]) for names the namespace holds; anything else stays as written."""
+    """Replace `{name}` by str(namespace[name]) for names the namespace holds; anything else stays as written.
+    A value's lone surrogates (a file name read with surrogateescape, say) are written as escapes: the instruction
+    goes to the frontend, and Jupyter's messages are UTF-8, which has no lone surrogates."""
     def sub(m):
         name = m.group(1)
-        return str(namespace[name]) if name in namespace else m.group(0)
+        if name not in namespace:
+            return m.group(0)
+        return str(namespace[name]).encode("utf-8", "backslashreplace").decode("utf-8")
 
     return _FIELD.sub(sub, instruction)

@@ -20,6 +20,7 @@ from .view import LiveEdit, stats_line, unified_diff
 __all__ = ["SparkMagics", "spark_async"]
 
 COMMANDS = ("status", "load", "warmup", "history", "stats", "config", "apply")
+MIN_TEMPERATURE = 1e-3  # the smallest sampling temperature --temperature takes (besides 0, greedy)
 FRONTEND_WAIT_S = 1.0  # how long the first request waits for the view to say whether the live-cell extension is there
 PLAIN_NOTE = ("spark: spark-nb's JupyterLab extension is not active here, so edits do not stream into the cell: the "
               "cell is replaced when it finishes (set_next_input), and the original is in `%spark history`.")
@@ -75,7 +76,7 @@ class SparkMagics(Magics):
         """
         if cell is None:
             return self._line(line)
-        args = parse_argstring(self.spark, line)
+        args = _parse(self.spark, line)
         if args.panel:
             return self._panel(args, cell)
         return self._edit(args, cell)
@@ -93,17 +94,22 @@ class SparkMagics(Magics):
     async def edit_async(self, line: str, cell: str):
         """%%spark in a kernel (see `run.async_cells`): the event loop runs between forward passes, so Stop and
         Redirect work while the edit streams."""
-        args = parse_argstring(self.spark, line)
+        args = _parse(self.spark, line)
         if args.panel:
             return self._panel(args, cell)
-        run, result = self._start(args, cell), None
+        run, result, live_cell = self._start(args, cell), None, False
         if run is not None:
             run.live.enable_controls()
             with self._reported(run):
                 result = await run.interleaved()
+                # The last step (the final pass and the guard) runs without a break: an interrupt that arrives
+                # meanwhile is delivered here (ipykernel cancels the cell a few loop turns after the signal), and
+                # so is one during the wait for the frontend. Either way the cell stays as it was.
+                await asyncio.sleep(0.001)
+                live_cell = await self._frontend_live(run.live)
         if result is None:
             return None
-        return self._conclude(run, args, result, live_cell=await self._frontend_live(run.live))
+        return self._conclude(run, args, result, live_cell=live_cell)
 
     async def _frontend_live(self, live: LiveEdit) -> bool:
         """Whether this request's view found the live-cell extension. The view says so when it renders; the first
@@ -125,15 +131,21 @@ class SparkMagics(Magics):
 
     @contextmanager
     def _reported(self, run: EditRun):
-        """An interrupt or a failure during generation ends in the view and the history; the cell stays as is.
-        An interrupt (stopped between two tokens) propagates; a failure is one message on stderr."""
+        """An interrupt or a failure during generation ends in the view and the history; the cell stays as is
+        (where the edit streamed into the cell, the frontend is told to put the original back). An interrupt
+        (stopped between two tokens) propagates as KeyboardInterrupt; a failure is one message on stderr. In a
+        kernel the interrupt arrives as a CancelledError at whichever await the cell is in."""
         try:
             yield
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError) as err:
+            run.live.send_cell("restore")
             run.live.finish(None, "cancelled")
             self.session.record(run.live.instruction, run.cell, None, "cancelled", "interrupted")
-            raise
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            raise KeyboardInterrupt from None
         except Exception as err:
+            run.live.send_cell("restore")
             run.live.finish(None, "error")
             self.session.record(run.live.instruction, run.cell, None, "error", str(err))
             print(f"spark: the edit failed: {err}", file=sys.stderr)
@@ -144,8 +156,12 @@ class SparkMagics(Magics):
             raise UsageError("--preview and --new exclude each other: --preview applies nothing")
         if args.max_tokens is not None and args.max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1, got {args.max_tokens}")
-        if args.temperature is not None and not 0 <= args.temperature <= 10:
-            raise UsageError(f"--temperature must lie in [0, 10], got {args.temperature}")
+        if args.temperature is not None and not (args.temperature == 0 or MIN_TEMPERATURE <= args.temperature <= 10):
+            # below MIN_TEMPERATURE sampling divides the logits into overflow (NaN probabilities): 0 is greedy
+            raise UsageError(f"--temperature must be 0 (greedy) or lie in [{MIN_TEMPERATURE}, 10], got "
+                             f"{args.temperature}")
+        if args.seed is not None and args.seed < 0:
+            raise UsageError(f"--seed must be 0 or more, got {args.seed}")
         if args.wafer is not None:
             from ..wafer.spec import get_spec
 
@@ -164,6 +180,11 @@ class SparkMagics(Magics):
         except Exception as err:  # no model, a bad folder, a model that does not fit: one message
             self.session.record(instruction, cell, None, "error", str(err))
             print(f"spark: cannot load the model: {err}", file=sys.stderr)
+            return None
+        too_long = _too_long(engine, cell, instruction)
+        if too_long:  # said before the view exists: diffing a cell of many thousand lines for it took minutes
+            self.session.record(instruction, cell, None, "error", too_long)
+            print(f"spark: {too_long}", file=sys.stderr)
             return None
         context = () if args.no_context else ctx.collect(
             cell, _earlier_cells(self.shell), ns, self.session.context_tokens, _counter(engine))
@@ -241,7 +262,7 @@ class SparkMagics(Magics):
         if not line.strip():
             raise UsageError(f"%spark needs a command: one of {', '.join(COMMANDS)} (%%spark INSTRUCTION edits "
                              "a cell)")
-        args = parse_argstring(self._line_args, line)
+        args = _parse(self._line_args, line)
         if (args.command == "load") != (args.path is not None):
             raise UsageError("%spark load takes a PATH (a model folder or 'builtin'); other commands take none")
         getattr(self, f"_cmd_{args.command}")(args)
@@ -342,12 +363,36 @@ async def spark_async(line: str, cell: str):
     return await get_ipython().magics_manager.registry[SparkMagics.__name__].edit_async(line, cell)
 
 
+def _parse(magic, line: str):
+    """`parse_argstring`, where a line that cannot be split into words (an unclosed quote: shlex's ValueError) is
+    a usage error like any other bad argument, not a traceback."""
+    try:
+        return parse_argstring(magic, line)
+    except ValueError as err:
+        raise UsageError(f"cannot read the arguments: {err}") from None
+
+
 def _earlier_cells(shell) -> list[str]:
     """The cells run before this one as typed (IPython's `In` holds them transformed: magics as calls)."""
     history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
     if history is None:
         history = shell.user_ns.get("In", [])
     return list(history[:-1])
+
+
+def _too_long(engine, cell: str, instruction: str) -> str | None:
+    """Why the cell and instruction cannot fit the engine's context, or None (also where the engine cannot say)."""
+    count, context = _counter(engine), getattr(engine, "context", None)
+    if count is None or not isinstance(context, int):
+        return None
+    try:
+        tokens = count(cell) + count(instruction)
+    except Exception:  # text the tokenizer refuses: the edit itself says so, as one message
+        return None
+    if tokens < context:
+        return None
+    return (f"the cell and instruction are {tokens:,} tokens and the model's context holds {context:,}: edit a "
+            "smaller cell")
 
 
 def _counter(engine):

@@ -24,7 +24,7 @@ import dataclasses
 
 from ..edits import drain
 
-__all__ = ["EditRun", "async_cells"]
+__all__ = ["EditRun", "async_cells", "clear_last_traceback"]
 
 YIELD_S = 0.05  # longest stretch of generation without the event loop getting a millisecond
 
@@ -120,3 +120,21 @@ def async_cells(lines: list[str]) -> list[str]:
         return lines
     line, cell = (ast.unparse(a) for a in call.args[1:])
     return [f"await __import__('spark_nb.notebook.magics', fromlist=['_']).spark_async({line}, {cell})\n"]
+
+
+def clear_last_traceback() -> None:
+    """An IPython `pre_execute` hook, installed with `async_cells`: start every execution with ipykernel's record of
+    the last traceback cleared, as ipykernel's own (synchronous) `run_cell` does.
+
+    ipykernel (7.4) runs an async cell through `shell.run_cell_async`, which never clears that record, and its
+    `do_execute` reads `shell._last_traceback` for every failed cell. Only a shown traceback sets it, and a
+    UsageError is printed without one. So a `%%spark` usage error (no instruction, an empty cell, a bad flag: all
+    raised inside the awaited cell) either crashed `do_execute` with an AttributeError where no cell had run
+    synchronously yet (no execute_reply: the cell never finished in the frontend), or replied with the traceback
+    of an earlier, unrelated cell."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell._last_traceback = None
+        shell._last_traceback_during_displayhook = False
