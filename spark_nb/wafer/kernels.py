@@ -36,11 +36,13 @@ from numba.extending import intrinsic, overload
 from .tiles import aligned
 
 # error_model numpy: x / 0 gives inf, as in NumPy, where numba would check and raise: that check keeps a loop from
-# vectorising. Fast-math without reassociation, reciprocal or approximate functions: with them LLVM sums a reduction
-# in as many running sums as the target's vectors have lanes, and divides and square-roots by estimates whose
-# precision differs between AVX2 and AVX-512, so the same model gave different tokens on different CPUs.
-# Reductions keep their speed by summing in sixteen running sums written out (_ordered_sum), the same on every target.
-JIT = dict(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz", "contract"}, error_model="numpy")
+# vectorising. Fast-math without reassociation, contraction, reciprocal or approximate functions: with them LLVM
+# sums a reduction in as many running sums as the target's vectors have lanes, fuses a multiply into an add or not
+# depending on what it inlined (a cold compile and cached code differed), and divides and square-roots by estimates
+# whose precision differs between AVX2 and AVX-512: the same model gave different tokens on different CPUs.
+# Reductions keep their speed by summing in sixteen running sums written out (_ordered_sum), the same on every
+# target; a fused multiply-add is written where one is meant (_fma, llvm.fma: exact on any target).
+JIT = dict(cache=True, nogil=True, fastmath={"nnan", "ninf", "nsz"}, error_model="numpy")
 
 
 # vpdpbusd when the host has it and numba compiles (under NUMBA_DISABLE_JIT an intrinsic cannot run);
@@ -91,7 +93,22 @@ def quantized(tokens: int, width: int) -> Quantized:
 
 if config.DISABLE_JIT:
     _fmax = max
+
+    def _fma(a, b, c):
+        return np.float32(np.float64(a) * np.float64(b) + np.float64(c))  # the product is exact in float64
 else:
+
+    @intrinsic
+    def _fma(typingctx, a, b, c):
+        """a * b + c of three float32 rounded once (llvm.fma): as the vector kernels' fused multiply-adds."""
+        sig = types.float32(types.float32, types.float32, types.float32)
+
+        def codegen(context, builder, signature, args):
+            f32 = ir.FloatType()
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32] * 3), "llvm.fma.f32")
+            return builder.call(fma, args)
+
+        return sig, codegen
 
     @intrinsic
     def _fmax(typingctx, a, b):
@@ -536,10 +553,10 @@ def _rows_widened(y, tiles, scale, q, r, i, t, tokens):
         for c in range(tiles.shape[1]):
             p0, p1, p2, p3 = _dot4_widened(tiles[r, c], i, q.values[j, c * tn : (c + 1) * tn])
             x_scale = q.scales[j, c]
-            a0 += p0 * x_scale
-            a1 += p1 * x_scale
-            a2 += p2 * x_scale
-            a3 += p3 * x_scale
+            a0 = _fma(p0, x_scale, a0)  # fused, as _vnni_rows and _amx_rows scale a slice's sum
+            a1 = _fma(p1, x_scale, a1)
+            a2 = _fma(p2, x_scale, a2)
+            a3 = _fma(p3, x_scale, a3)
         _store4(y, j, row, a0, a1, a2, a3, scale)
 
 
