@@ -373,3 +373,15 @@ def test_chat_template_path_takes_the_first_fenced_block(chat_folder):
     answer = tok.encode("I would rather not.")
     r = spark_nb.edit("x = 1\n", "anything", model=engine)
     assert not r.ok and "no complete fenced code block" in r.error
+
+
+def test_too_deep_to_parse_is_a_parse_error_not_a_crash():
+    """Python's parser gives up on deep nesting with RecursionError or MemoryError: the guard says it does not
+    parse, as it would not run."""
+    assert parse_error("x = " + "-" * 200_000 + "1").startswith("does not parse")
+    assert parse_error("x = " + "(" * 300 + "1" + ")" * 300).startswith("does not parse")
+
+
+def test_a_temperature_too_small_to_sample_is_refused():
+    with pytest.raises(ValueError, match="temperature"):
+        edit("x = 1\n", "add a comment", temperature=1e-320)

@@ -125,6 +125,7 @@ def test_preview_and_new(ip, monkeypatch, tokenizer, capsys):
 @pytest.mark.parametrize("line, cell, message", [
     ("--max-tokens 0 fix", CODE, "at least 1"),
     ("--temperature -1 fix", CODE, "temperature"),
+    ("--temperature 1e-320 fix", CODE, "temperature"),  # would overflow the logits into NaN probabilities
     ("--wafer nosuch fix", CODE, "--wafer"),
     ("--preview --new fix", CODE, "exclude"),
     ("--max-tokens many fix", CODE, "invalid int"),
@@ -135,6 +136,16 @@ def test_usage_errors(ip, line, cell, message):
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("spark", line, cell)
     assert ip.calls == []
+
+
+def test_config_refuses_a_temperature_the_engine_would_refuse(ip):
+    from spark_nb.notebook.session import Spark
+
+    spark = Spark()
+    with pytest.raises(ValueError, match="temperature"):
+        spark.temperature = 1e-320
+    spark.temperature = 0.7  # a usable one is kept
+    assert spark.temperature == 0.7
 
 
 def test_line_commands(ip, capsys):

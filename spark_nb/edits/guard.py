@@ -29,6 +29,8 @@ def parse_error(code: str) -> str | None:
         return f"does not parse: {where}: {err.msg}" + (f" ({text!r})" if text else "")
     except ValueError as err:  # e.g. source with NUL bytes
         return f"does not parse: {err}"
+    except (RecursionError, MemoryError):  # nested deeper than Python's parser goes: it would not run either
+        return "does not parse: nested too deeply for Python's parser"
     return None
 
 

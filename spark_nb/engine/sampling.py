@@ -4,9 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 
+MIN_TEMPERATURE = 1e-3  # below it (but above 0) the logits divided by it overflow: NaN probabilities
+
+
 def validate(temperature: float, top_p: float) -> None:
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    if not (temperature == 0 or MIN_TEMPERATURE <= temperature):
+        raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
 

@@ -13,6 +13,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import context as ctx
+from ..engine.sampling import MIN_TEMPERATURE
 from .run import EditRun
 from .session import Spark
 from .view import LiveEdit, stats_line, unified_diff
@@ -20,7 +21,6 @@ from .view import LiveEdit, stats_line, unified_diff
 __all__ = ["SparkMagics", "spark_async"]
 
 COMMANDS = ("status", "load", "warmup", "history", "stats", "config", "apply")
-MIN_TEMPERATURE = 1e-3  # the smallest sampling temperature --temperature takes (besides 0, greedy)
 FRONTEND_WAIT_S = 1.0  # how long the first request waits for the view to say whether the live-cell extension is there
 PLAIN_NOTE = ("spark: spark-nb's JupyterLab extension is not active here, so edits do not stream into the cell: the "
               "cell is replaced when it finishes (set_next_input), and the original is in `%spark history`.")
@@ -157,7 +157,6 @@ class SparkMagics(Magics):
         if args.max_tokens is not None and args.max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1, got {args.max_tokens}")
         if args.temperature is not None and not (args.temperature == 0 or MIN_TEMPERATURE <= args.temperature <= 10):
-            # below MIN_TEMPERATURE sampling divides the logits into overflow (NaN probabilities): 0 is greedy
             raise UsageError(f"--temperature must be 0 (greedy) or lie in [{MIN_TEMPERATURE}, 10], got "
                              f"{args.temperature}")
         if args.seed is not None and args.seed < 0:

@@ -55,6 +55,13 @@ class Spark(Configurable):
             raise ValueError(f"dtype must be int8 or fp32, got {proposal['value']!r}")
         return proposal["value"]
 
+    @validate("temperature")
+    def _check_temperature(self, proposal):
+        from ..engine.sampling import validate as validate_sampling
+
+        validate_sampling(proposal["value"], 1.0)  # the engine's own rule, so %config refuses what it would
+        return proposal["value"]
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.history: list[Request] = []
