@@ -1,0 +1,331 @@
+"""Which exact refactor an instruction asks for, if any.
+
+    route("rename total to value", code)  ->  Refactor("rename", {"old": "total", "new": "value"})
+    route("add docstrings", code)         ->  None: the model's job
+
+An instruction is routed only when the whole of it (less politeness: "please", "for me", "in this cell") is one
+of the phrasings below, so "remove the comments about X", "sort imports and add type hints" or "rename the
+variable" go to the model. Names come from the instruction; a rename is routed only when the cell binds the old
+name exactly once (as the kind said, in the function said), "call it NEW" only when the cell has one candidate,
+f-strings only when the cell has `%` or `.format` to convert, logging only when it prints. Being conservative is
+the point: a wrong exact edit is worse than asking the model.
+"""
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from .base import RefactorError, parse
+from .comments import remove_comments
+from .debug import remove_debug
+from .fstrings import to_fstrings
+from .imports import remove_unused_imports, sort_imports, tidy_imports
+from .rename import bindings, rename
+from .to_logging import print_to_logging
+
+REFACTORS = {
+    "rename": rename,
+    "sort_imports": sort_imports,
+    "remove_unused_imports": remove_unused_imports,
+    "tidy_imports": tidy_imports,
+    "remove_debug": remove_debug,
+    "remove_comments": remove_comments,
+    "to_fstrings": to_fstrings,
+    "print_to_logging": print_to_logging,
+}
+_MODEL_FAMILY = {  # the built-in model's edit family for the same request (spark_nb.train.families)
+    "sort_imports": "sort_imports", "remove_unused_imports": "sort_imports", "tidy_imports": "sort_imports",
+    "remove_debug": "remove_debug", "to_fstrings": "to_fstring", "print_to_logging": "print_to_logging",
+}
+
+
+@dataclass(frozen=True)
+class Refactor:
+    """An exact refactor and its arguments, as the instruction gave them."""
+    name: str  # a key of REFACTORS
+    args: dict = field(default_factory=dict)
+
+    def apply(self, code: str, **context) -> str:
+        """The refactored cell, or a RefactorError. context: what the notebook knows beyond the cell,
+        `used_elsewhere` (names other cells read) and `defined_elsewhere` (names other cells define); each
+        refactor takes what concerns it."""
+        fn = REFACTORS[self.name]
+        accepted = inspect.signature(fn).parameters
+        return fn(code, **self.args, **{k: v for k, v in context.items() if k in accepted})
+
+    @property
+    def family(self) -> str | None:
+        """The model's edit family for the same request, or None (comments: no model family removes them)."""
+        if self.name == "rename":
+            return "rename_function" if self.args.get("kind") in ("function", "method", "class") else "rename_variable"
+        return _MODEL_FAMILY.get(self.name)
+
+
+# -- normalising the instruction ---------------------------------------------------------------------------------
+
+_POLITE_HEAD = re.compile(
+    r"^(?:(?:please|pls|plz|kindly|can you|could you|would you|will you|can u|could u|i want you to|"
+    r"i'd like you to|i would like you to|i need you to|let's|lets|go ahead and|now|just|also|ok|okay|hey|bitte|"
+    r"por favor|s'il (?:te|vous) pla[iî]t|stp|svp)\b[,:]?\s*)+", re.I)
+_POLITE_TAIL = re.compile(
+    r"[,\s]*\b(?:please|pls|plz|thanks|thank you|thx|for me|in (?:this|the) (?:cell|code|file|snippet)|here|"
+    r"everywhere|throughout|bitte|por favor|s'il (?:te|vous) pla[iî]t|stp|svp|danke|gracias|merci)$", re.I)
+
+
+def normalise(instruction: str) -> str:
+    """The instruction without surrounding politeness, punctuation and spacing (case kept: names need it)."""
+    text = " ".join(instruction.split())
+    while True:
+        before = text
+        text = text.strip(" .!?;")
+        text = _POLITE_HEAD.sub("", text)
+        text = _POLITE_TAIL.sub("", text)
+        if text == before:
+            return text
+
+
+# -- phrasings ---------------------------------------------------------------------------------------------------
+
+_Q = "[`'\"‘’“”]?"
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+OLD, NEW, WITHIN = (f"{_Q}(?P<{g}>{_NAME}){_Q}" for g in ("old", "new", "within"))
+_KIND_WORDS = {
+    "variable": "variable", "var": "variable", "constant": "variable", "function": "function",
+    "func": "function", "method": "method", "class": "class", "parameter": "parameter", "param": "parameter",
+    "argument": "parameter", "arg": "parameter", "attribute": "attribute", "funktion": "function", "methode": "method",
+    "klasse": "class", "funci[oó]n": "function", "clase": "class", "fonction": "function", "classe": "class",
+    "m[ée]thode": "method", "m[ée]todo": "method",
+}
+_KIND = r"(?:(?P<kind>" + "|".join(sorted(_KIND_WORDS, key=len, reverse=True)) + r")\s+)?"
+_THE = r"(?:the\s+|a\s+|my\s+|die\s+|den\s+|das\s+|la\s+|el\s+|le\s+|l')?"
+_ARROW = r"\s*(?:->|=>|→|⇒|-->)\s*"
+_TO = rf"(?:\s+(?:to|into|as)\s+(?:be\s+)?|{_ARROW})"
+_IN = (rf"(?:\s+(?:in|inside|within)\s+(?:the\s+)?(?:(?:function|method|class|def)\s+)?{WITHIN}"
+       rf"(?:\s+(?:function|method|class))?(?:\(\))?)?")
+
+_RENAMES = [
+    rf"(?:rename|renaming|refactor-rename)\s+{_THE}{_KIND}{OLD}(?:\(\))?{_TO}{NEW}(?:\(\))?{_IN}",
+    rf"{OLD}(?:\(\))?{_ARROW}{NEW}(?:\(\))?{_IN}",
+    rf"rename:\s*{OLD}{_TO}{NEW}{_IN}",
+    rf"change\s+the\s+name\s+of\s+{_THE}{_KIND}{OLD}\s+to\s+{NEW}{_IN}",
+    rf"change\s+{_THE}{_KIND}{OLD}'s\s+name\s+to\s+{NEW}{_IN}",
+    rf"{_THE}{_KIND}{OLD}\s+should\s+(?:be\s+)?(?:called|named|renamed(?:\s+to)?)\s+{NEW}(?:\s+instead)?{_IN}",
+    rf"{_THE}{_KIND}{OLD}\s+is\s+(?:a\s+)?bad\s+name,?\s+(?:call|name)\s+it\s+{NEW}",
+    rf"s/{OLD}/{NEW}/g?",
+    # German, Spanish, French, Italian, Portuguese
+    rf"(?:benenne|benennen\s+sie)\s+{_THE}{_KIND}{OLD}\s+(?:in|zu|nach)\s+{NEW}\s+um{_IN}",
+    rf"{_THE}{_KIND}{OLD}\s+(?:in|zu|nach)\s+{NEW}\s+umbenennen",
+    rf"umbenennen:?\s+{OLD}{_TO}{NEW}",
+    rf"(?:renombra|renombrar|renombre|cambia\s+el\s+nombre\s+de|cambiar\s+el\s+nombre\s+de)\s+{_THE}{_KIND}{OLD}"
+    rf"\s+(?:a|como|por|en)\s+{NEW}",
+    rf"(?:renomme|renommer|renommez)\s+{_THE}{_KIND}{OLD}\s+en\s+{NEW}",
+    rf"(?:rinomina|rinominare)\s+{_THE}{_KIND}{OLD}\s+(?:in|come|a)\s+{NEW}",
+    rf"(?:renomeie|renomear|renomeia)\s+{_THE}{_KIND}{OLD}\s+(?:para|como)\s+{NEW}",
+]
+_CALL_IT = [  # no old name: routed only when the cell has one candidate
+    rf"(?:call|name)\s+(?:it|this|that)\s+{NEW}(?:\s+instead)?",
+    rf"(?:call|name)\s+(?:the|this|that)\s+(?P<kind>function|class)\s+{NEW}(?:\s+instead)?",
+    rf"(?:rename|renaming)\s+(?:it|this|the\s+(?P<kind>function|class))\s+(?:to\s+)?{NEW}",
+]
+
+_REMOVE = (r"(?:remove|delete|strip(?:\s+out)?|drop|get\s+rid\s+of|take\s+out|eliminate|kill|nuke|erase|clear"
+           r"(?:\s+out)?|clean\s+(?:up|out)|rm|purge|cut|scrub)")
+_ALL = r"(?:\s+(?:all\s+(?:of\s+)?(?:the\s+)?|the\s+|any\s+|every\s+|those\s+|these\s+|my\s+|each\s+))?\s*"
+_IMPORTS = r"(?:imports?|import\s+statements?|import\s+lines?)"
+_UNUSED = r"(?:unused|unneeded|unnecessary|not\s+used|superfluous|dead)"
+# Plural, or a mass noun: "remove the print" (which one?) and "remove the breakpoint" go to the model.
+_PRINTS = r"(?:prints|print\s+statements|print\s+calls|print\(\)\s+calls|print\(\)s|printouts|print\s+lines)"
+_ANY_PRINT = r"(?:prints?|print\s+statements?|print\s+calls?|print\(\)(?:\s+calls?)?|printing)"
+_DEBUG = r"(?:(?:leftover|stray|old|temporary)\s+)?debug(?:ging)?"
+_DEBUGGERS = (r"(?:breakpoints|breakpoint\(\)(?:\s+calls)?|pdb(?:\s+(?:calls|statements|traces|lines|imports))?|"
+              r"set_trace(?:\(\))?(?:\s+calls)?|debugger\s+(?:calls|statements)|ipdb(?:\s+calls)?)")
+_FSTR = r"(?:f-?strings?|f\s+strings?|fstrings?)"
+_OLD_FMT = (r"(?:(?:the\s+|all\s+(?:the\s+)?)?(?:string\s+formatting|%[- ]?(?:formatting|format|style|strings?)|"
+            r"percent[- ](?:formatting|format|style)|\.?format\(?\)?(?:\s+calls)?|str\.format(?:\(\))?(?:\s+calls)?|"
+            r"old[- ]style\s+(?:string\s+)?formatting|%|old\s+formatting|format\s+strings))")
+_LOGGING = r"(?:logging|logging\s+calls|log\s+calls|logging\.info(?:\(\))?(?:\s+calls)?|the\s+logging\s+module)"
+
+_FAMILIES: list[tuple[str, dict, list[str]]] = [
+    ("tidy_imports", {}, [
+        rf"(?:clean\s*up|tidy(?:\s+up)?|optimi[sz]e|fix\s+up)\s+{_THE}{_IMPORTS}",
+        rf"(?:sort|order|organi[sz]e)\s+{_THE}{_IMPORTS}\s+and\s+{_REMOVE}{_ALL}{_UNUSED}(?:\s+ones|\s+{_IMPORTS})?",
+        rf"{_REMOVE}{_ALL}{_UNUSED}\s+{_IMPORTS}\s+and\s+(?:sort|order|organi[sz]e)(?:\s+(?:them|the\s+rest|"
+        rf"the\s+others|{_THE}{_IMPORTS}))?",
+        r"(?:sort\s+and\s+prune|prune\s+and\s+sort)\s+(?:the\s+)?imports",
+    ]),
+    ("remove_unused_imports", {}, [
+        rf"{_REMOVE}{_ALL}{_UNUSED}\s+{_IMPORTS}",
+        rf"{_REMOVE}{_ALL}{_IMPORTS}\s+(?:that\s+are\s+|which\s+are\s+)?(?:not|never|n't)\s+used",
+        rf"{_REMOVE}{_ALL}{_IMPORTS}\s+(?:that\s+|which\s+)?(?:aren't|are\s+not|isn't|is\s+not)\s+(?:used|needed)",
+        rf"{_REMOVE}{_ALL}{_IMPORTS}\s+(?:that\s+|which\s+)?(?:you|we)\s+(?:don't|do\s+not)\s+(?:use|need)",
+        rf"prune\s+{_THE}{_IMPORTS}", r"unused\s+imports", r"(?:run\s+)?autoflake(?:\s+this|\s+it)?",
+        r"(?:unbenutzte|ungenutzte|nicht\s+verwendete)\s+importe\s+entfernen",
+        r"entferne\s+(?:die\s+)?(?:unbenutzten|ungenutzten|nicht\s+verwendeten)\s+importe",
+        r"(?:elimina|eliminar|quita|quitar|borra|borrar)\s+(?:los\s+)?(?:imports|importaciones)\s+"
+        r"(?:no\s+(?:usados|utilizados|usadas|utilizadas)|sin\s+usar)",
+        r"(?:supprime|supprimer|supprimez|enl[eè]ve|enlever)\s+(?:les\s+)?(?:imports|importations)\s+inutilis[ée]e?s",
+    ]),
+    ("sort_imports", {}, [
+        rf"(?:sort|order|organi[sz]e|alphabeti[sz]e|reorder|re-order|arrange|group)\s+{_THE}{_ALL}{_IMPORTS}"
+        r"(?:\s+alphabetically|\s+properly|\s+like\s+isort(?:\s+would|\s+does)?)?",
+        r"(?:run\s+)?isort(?:\s+(?:this|it|the\s+imports|the\s+cell|on\s+this|on\s+it))?",
+        rf"{_IMPORTS}\s+(?:sorted|in\s+order)",
+        rf"(?:sort\s+and\s+(?:dedupe|de-?duplicate)|(?:dedupe|de-?duplicate)\s+and\s+sort)\s+{_THE}{_IMPORTS}",
+        r"import\s+sorting",
+        r"(?:importe\s+sortieren|sortiere\s+(?:die\s+)?importe)",
+        r"(?:ordena|ordenar)\s+(?:los\s+|las\s+)?(?:imports|importaciones)",
+        r"(?:trie|trier|triez)\s+(?:les\s+)?(?:imports|importations)",
+    ]),
+    ("remove_comments", {}, [
+        rf"{_REMOVE}{_ALL}(?:#\s+|code\s+)?comments(?:\s+lines)?"
+        r"(?:\s+from\s+(?:the|this)\s+(?:code|cell|snippet|function))?",
+        rf"{_REMOVE}\s+every\s+comment",
+        r"(?:no|without)\s+comments",
+        r"(?:kommentare\s+entfernen|entferne\s+(?:alle\s+|die\s+)?kommentare|l[öo]sche\s+(?:alle\s+|die\s+)?kommentare)",
+        r"(?:elimina|eliminar|quita|quitar|borra|borrar)\s+(?:todos\s+)?(?:los\s+)?comentarios",
+        r"(?:supprime|supprimer|supprimez|enl[eè]ve|enlever|retire|retirer)\s+(?:tous\s+)?(?:les\s+)?commentaires",
+    ]),
+    ("remove_debug", {"debuggers": False}, [
+        rf"{_REMOVE}{_ALL}(?:(?:{_DEBUG}|leftover|stray)\s+)?{_PRINTS}(?:\s+(?:used\s+)?for\s+debugging)?",
+        rf"no\s+(?:more\s+)?{_PRINTS}",
+        r"(?:entferne\s+(?:die\s+|alle\s+)?(?:prints|print-anweisungen|debug-?ausgaben)|prints\s+entfernen)",
+        r"(?:elimina|eliminar|quita|quitar|borra|borrar)\s+(?:todos\s+)?(?:los\s+)?prints",
+        r"(?:supprime|supprimer|supprimez|enl[eè]ve|enlever|retire|retirer)\s+(?:tous\s+)?(?:les\s+)?prints",
+    ]),
+    ("remove_debug", {"prints": False}, [
+        rf"{_REMOVE}{_ALL}(?:{_DEBUG}\s+)?{_DEBUGGERS}",
+    ]),
+    ("remove_debug", {}, [
+        rf"{_REMOVE}{_ALL}{_DEBUG}\s+(?:code|statements|output|lines|stuff|calls|junk|cruft)"
+        r"(?:\s+before\s+committing)?",
+        rf"{_REMOVE}{_ALL}(?:{_DEBUG}\s+)?(?:{_PRINTS}|{_DEBUGGERS})(?:,?\s+and\s+|\s*[,&/]\s*|\s+or\s+)"
+        rf"(?:{_DEBUG}\s+)?(?:{_PRINTS}|{_DEBUGGERS})",
+        r"debug\s+cleanup|clean\s+debug(?:\s+code)?|undebug(?:\s+this)?|de-?debug",
+        r"(?:debug-?code\s+entfernen|entferne\s+(?:den\s+)?debug-?code)",
+        r"(?:elimina|eliminar|quita|quitar)\s+(?:el\s+)?c[oó]digo\s+de\s+depuraci[oó]n",
+        r"(?:supprime|supprimer|enl[eè]ve)\s+(?:le\s+)?code\s+de\s+d[ée]bogage",
+    ]),
+    ("to_fstrings", {}, [
+        rf"(?:use|using|switch\s+to|prefer|migrate\s+to|move\s+to|go\s+with){_THE}\s*{_FSTR}"
+        rf"(?:\s+(?:formatting|instead|everywhere|for\s+(?:formatting|the\s+strings|string\s+formatting)))?"
+        rf"(?:\s+instead\s+of\s+{_OLD_FMT})?",
+        rf"(?:convert|change|turn|rewrite|transform|port|moderni[sz]e|update|upgrade)(?:\s+(?:it|this|them|these|"
+        rf"{_OLD_FMT}|(?:the\s+|all\s+(?:the\s+)?)?strings?|(?:the\s+|all\s+(?:the\s+)?)?string\s+formats?))?"
+        rf"\s+(?:to|into|as|with|using)\s+{_THE}{_FSTR}",
+        rf"replace\s+{_OLD_FMT}\s+(?:with|by)\s+{_FSTR}",
+        rf"{_OLD_FMT}{_ARROW}{_FSTR}",
+        rf"{_FSTR}(?:\s+(?:this|it|them|these|everything|all\s+the\s+things))?", r"f-?string-?ify(?:\s+this|\s+it)?",
+        rf"(?:to|->|→)\s*{_FSTR}",
+        r"(?:run\s+)?flynt(?:\s+this|\s+it)?",
+        r"modern(?:i[sz]e)?\s+(?:the\s+)?string\s+formatting", r"modern\s+string\s+formatting",
+        rf"(?:verwende|benutze|nutze)\s+{_FSTR}", rf"{_FSTR}\s+verwenden", rf"in\s+{_FSTR}\s+umwandeln",
+        rf"(?:usa|usar|utiliza|utilizar)\s+{_FSTR}", rf"(?:convierte|convertir)\s+(?:a|en)\s+{_FSTR}",
+        rf"(?:utilise|utiliser|utilisez)\s+(?:des\s+)?{_FSTR}", rf"(?:convertis|convertir|convertissez)\s+en\s+{_FSTR}",
+    ]),
+    ("print_to_logging", {}, [
+        rf"{_ANY_PRINT}{_ARROW}(?:logging|log\s+calls|logging\s+calls)",
+        rf"{_ANY_PRINT}\s+to\s+(?:logging|log\s+calls|logging\s+calls)",
+        rf"(?:use|switch\s+to|prefer|migrate\s+to|move\s+to){_THE}\s*{_LOGGING}"
+        rf"(?:\s+instead\s+of\s+(?:{_ANY_PRINT}|stdout))?",
+        rf"(?:log|logging)\s+instead\s+of\s+{_ANY_PRINT}",
+        rf"(?:replace|convert|turn|change|swap|switch|rewrite|transform)\s+{_ALL}{_ANY_PRINT}\s+"
+        rf"(?:with|to|into|for|by|as)\s+{_THE}{_LOGGING}",
+        rf"switch\s+from\s+{_ANY_PRINT}\s+to\s+{_LOGGING}",
+        rf"(?:log|logging)\s+(?:these|the)\s+(?:messages|prints)\s+instead\s+of\s+printing\s+them",
+        rf"(?:verwende|benutze|nutze)\s+logging\s+statt\s+(?:print|prints)",
+        rf"(?:usa|usar|utiliza)\s+logging\s+en\s+(?:lugar|vez)\s+de\s+(?:print|prints)",
+        rf"(?:utilise|utiliser|utilisez)\s+logging\s+au\s+lieu\s+de\s+(?:print|prints)",
+    ]),
+]
+_COMPILED_RENAMES = [re.compile(p, re.I) for p in _RENAMES]
+_COMPILED_CALL_IT = [re.compile(p, re.I) for p in _CALL_IT]
+_COMPILED = [(name, args, [re.compile(p, re.I) for p in pats]) for name, args, pats in _FAMILIES]
+
+
+MAX_LENGTH = 200  # an instruction naming an exact refactor is short; a longer one says more than that
+
+
+def route(instruction: str, code: str) -> Refactor | None:
+    """The exact refactor `instruction` asks for on `code`, or None: the model's job (see the module docstring)."""
+    if len(instruction) > MAX_LENGTH:
+        return None
+    text = normalise(instruction)
+    for name, args, patterns in _COMPILED:
+        if any(p.fullmatch(text) for p in patterns):
+            return Refactor(name, dict(args)) if _applies(name, code) else None
+    for p in _COMPILED_CALL_IT:  # first: "rename it to x" is not the rename of a name `it`
+        m = p.fullmatch(text)
+        if m:
+            return _call_it(code, m.group("new"), _kind(m))
+    for p in _COMPILED_RENAMES:
+        m = p.fullmatch(text)
+        if m:
+            return _rename(code, m.group("old"), m.group("new"), _kind(m), m.groupdict().get("within"))
+    return None
+
+
+def _kind(m: re.Match) -> str | None:
+    word = m.groupdict().get("kind")
+    if word is None:
+        return None
+    return next(kind for pattern, kind in _KIND_WORDS.items() if re.fullmatch(pattern, word, re.I))
+
+
+def _applies(name: str, code: str) -> bool:
+    """Whether the cell has anything for a refactor whose request could also mean something generative: "use
+    f-strings" on string concatenation, "use logging" on a cell with no print, are the model's."""
+    if name == "to_fstrings":
+        return "%" in code or ".format" in code
+    if name == "print_to_logging":
+        return re.search(r"\bprint\s*\(", code) is not None
+    return True
+
+
+def _valid(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _rename(code: str, old: str, new: str, kind: str | None, within: str | None) -> Refactor | None:
+    if not (_valid(old) and _valid(new)) or old == new:
+        return None
+    try:
+        if len(bindings(code, old, kind=kind, within=within)) != 1:
+            return None  # which one, or none at all: the model may know what was meant
+    except RefactorError:
+        return None
+    args = {"old": old, "new": new}
+    if kind:
+        args["kind"] = kind
+    if within:
+        args["within"] = within
+    return Refactor("rename", args)
+
+
+def _call_it(code: str, new: str, kind: str | None) -> Refactor | None:
+    """"call it NEW": the one name the cell defines at the top level (imports aside), or with a kind ("call the
+    function NEW") its one function or class; anything else is ambiguous."""
+    try:
+        body = parse(code).body
+    except RefactorError:
+        return None
+    defs = {s.name.value: "class" if isinstance(s, cst.ClassDef) else "function"
+            for s in body if isinstance(s, (cst.FunctionDef, cst.ClassDef))}
+    variables = {t.value: "variable" for s in body if isinstance(s, cst.SimpleStatementLine) for small in s.body
+                 for t in _targets(small) if isinstance(t, cst.Name)}
+    names = {k: v for k, v in {**variables, **defs}.items() if kind is None or v == kind}
+    if len(names) != 1 or (kind is None and len({**variables, **defs}) != 1):
+        return None
+    (old, found), = names.items()
+    return _rename(code, old, new, found, None)
+
+
+def _targets(small):
+    if isinstance(small, cst.Assign):
+        return [t.target for t in small.targets]
+    if isinstance(small, (cst.AnnAssign, cst.AugAssign)):
+        return [small.target]
+    return []
