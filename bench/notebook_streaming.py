@@ -59,9 +59,9 @@ def main() -> int:
         plain, widget = [], []
         for _ in range(args.rounds):
             for instruction, cell in CELLS:
-                run(f"_r = spark_nb.edit({cell!r}, {instruction!r})")
+                run(f"_r = spark_nb.edit({cell!r}, {instruction!r}, exact=False)")
                 plain.append(value("_r.stats.tok_per_s"))
-                run(f"%%spark --preview --no-context {instruction}\n{cell}")
+                run(f"%%spark --preview --no-context --model-only {instruction}\n{cell}")
                 widget.append(value("get_ipython().magics_manager.registry['SparkMagics'].session.history[-1]"
                                     ".result.stats.tok_per_s"))
         first = [x for x in value("_first_updates") if x is not None]

@@ -206,7 +206,8 @@ def test_perfect_model_drives_edit_decoder(edit_tokenizer):
         if task.family == "fix_syntax_error":
             continue  # before does not parse; the guard only looks at the result, tested below
         engine.feeds.clear()
-        r = edit(task.before, task.instruction, model=engine, context=task.context, family=task.family)
+        r = edit(task.before, task.instruction, model=engine, context=task.context, family=task.family,
+                 exact=False)  # the model's path, not an exact refactor
         assert isinstance(r, EditResult) and r.ok, (task.family, r.error)
         assert r.code == r.proposed == task.after and r.original == task.before and r.style == "edit"
         # what the driver fed, in order, is exactly the training sequence minus the final <|end|>
@@ -302,7 +303,7 @@ def test_engine_cache_and_missing_builtin(edit_folder, monkeypatch, tmp_path):
     assert get_engine(str(edit_folder), dtype="fp32") is a
     monkeypatch.setattr(sys.modules["spark_nb.edits.edit"], "BUILTIN", tmp_path / "builtin")
     with pytest.raises(FileNotFoundError, match="python -m spark_nb.train.*model=PATH"):
-        spark_nb.edit("x = 1\n", "rename x to y")
+        spark_nb.edit("x = 1\n", "add a docstring")
 
 
 def test_style_needs_edit_tokens_or_template(edit_tokenizer, edit_folder, chat_folder):

@@ -60,13 +60,14 @@ SHAPES = "".join(f"def area{i}(w, h):\n    return w*h*{i}\n\n" for i in range(6)
 PYTHON = [FIB, C2F, AVERAGE, NORMALIZE, GREET, SHAPES]
 
 # The interrupt campaign's edits: deterministic (greedy, or seeded sampling; no context, which changes with the
-# history), so an edit run again must give exactly what it gave before.
+# history), so an edit run again must give exactly what it gave before; all by the model (--model-only where an
+# exact refactor would otherwise make the edit without a forward pass to interrupt).
 EDITS = [
     "%%spark --no-context add type hints\n" + FIB,
     "%%spark --no-context add a docstring\n" + C2F,
-    "%%spark --no-context rename the variable lst to values\n" + AVERAGE,
-    "%%spark --no-context --new remove the debug prints\n" + NORMALIZE,
-    "%%spark --no-context --preview use f-strings\n" + GREET,
+    "%%spark --no-context --model-only rename the variable lst to values\n" + AVERAGE,
+    "%%spark --no-context --new --model-only remove the debug prints\n" + NORMALIZE,
+    "%%spark --no-context --preview --model-only use f-strings\n" + GREET,
     "%%spark --no-context --temperature 0.8 --seed 3 add docstrings\n" + SHAPES,
 ]
 

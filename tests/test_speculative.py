@@ -93,8 +93,8 @@ def test_random_model_same_output_either_way(edit_folder, dtype):  # noqa: F811
     engine = Engine.load(edit_folder, dtype=dtype, context=512)
     for i, cell in enumerate(stdlib_cells(6)):
         instruction = INSTRUCTIONS[i % len(INSTRUCTIONS)]
-        plain = spark_nb.edit(cell, instruction, model=engine, speculative=False, max_new_tokens=120)
-        fast = spark_nb.edit(cell, instruction, model=engine, speculative=True, max_new_tokens=120)
+        plain = spark_nb.edit(cell, instruction, model=engine, speculative=False, max_new_tokens=120, exact=False)
+        fast = spark_nb.edit(cell, instruction, model=engine, speculative=True, max_new_tokens=120, exact=False)
         assert fast.text == plain.text and fast.proposed == plain.proposed and fast.error == plain.error
         assert fast.stats.tokens == plain.stats.tokens and plain.stats.drafted == 0
 
@@ -107,8 +107,8 @@ def test_builtin_model_same_output_and_drafts_accepted():
     cells = stdlib_cells(24)
     for i, cell in enumerate(cells):
         instruction = INSTRUCTIONS[i % len(INSTRUCTIONS)]
-        plain = spark_nb.edit(cell, instruction, model=engine, speculative=False)
-        fast = spark_nb.edit(cell, instruction, model=engine)  # speculative is the default
+        plain = spark_nb.edit(cell, instruction, model=engine, speculative=False, exact=False)
+        fast = spark_nb.edit(cell, instruction, model=engine, exact=False)  # speculative is the default
         assert fast.text == plain.text and fast.proposed == plain.proposed, (instruction, cell)
         drafted, accepted = drafted + fast.stats.drafted, accepted + fast.stats.accepted
     assert accepted > 0.5 * drafted > 0

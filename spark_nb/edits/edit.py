@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import guard, prompt
+from .exact import exact_edit
 
 __all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine", "loaded_engines"]
 
@@ -39,7 +40,7 @@ class EditResult:
     proposed: str | None = None  # what the model produced before the guard (None when nothing usable came out)
     family_hint: str | None = None  # a guess at the edit family from the instruction's words
     fed_tokens: int = 0  # input-line tokens the driver fed (built-in format), reported apart from generated ones
-    style: str = ""  # "edit" (built-in format) or "chat"
+    style: str = ""  # "edit" (built-in format), "chat", or "exact" (a refactor made by a program: spark_nb.refactors)
     options: dict = field(default_factory=dict)  # speculative, temperature, seed, max_new_tokens as requested
     stopped: bool = False  # `cancel` ended generation before the edit was complete
     settled: str | None = None  # when stopped: the decisions made so far applied, a line being written left out
@@ -88,7 +89,8 @@ def drain(steps):
 
 def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int | None = None,
                temperature: float = 0.0, seed: int | None = None, context=(), speculative: bool = True,
-               wafer="wse3", dtype: str = "int8", family: str | None = None, on_token=None, cancel=None):
+               wafer="wse3", dtype: str = "int8", family: str | None = None, on_token=None, cancel=None,
+               exact: bool = True):
     """`edit`, one forward pass at a time: a generator that yields after every pass and returns the EditResult.
     An async caller awaits between steps, so its event loop keeps running while the model generates (that is how
     %%spark's Stop and Redirect are heard); `edit` just runs the steps.
@@ -102,6 +104,9 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for live views. cancel: a
     threading.Event (anything with is_set()); once set, generation ends after the current token and the result
     is not ok, its error says "stopped" (set from another thread or between steps: how a Stop button works).
+    exact: when the instruction names a refactor a program does exactly (renames, imports, debug prints, comments,
+    f-strings, print to logging: `spark_nb.refactors`), that program makes the edit, instantly, and the result's
+    style is "exact" (no model, no stats); False sends everything to the model (teaching, evaluation).
     Returns an EditResult; `ok` is False (and `code` the original) when the result does not parse, changes the
     code's meaning under a known refactor family, or the model gave no usable output.
     """
@@ -110,8 +115,12 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     validate(temperature, 1.0)
     if max_new_tokens is not None and max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    engine = get_engine(model, wafer, dtype)
     context = [context] if isinstance(context, str) else list(context)
+    if exact:
+        done = exact_edit(code, instruction, context, on_token)
+        if done is not None:
+            return done
+    engine = get_engine(model, wafer, dtype)
     kind = prompt.style(engine.tokenizer)
     drive = _drive_edit if kind == "edit" else _drive_chat
     cancel = cancel or threading.Event()

@@ -16,7 +16,7 @@ from . import context as ctx
 from ..engine.sampling import MIN_TEMPERATURE
 from .run import EditRun
 from .session import Spark
-from .view import LiveEdit, stats_line, unified_diff
+from .view import LiveEdit, stats_line, summary_line, unified_diff
 
 __all__ = ["SparkMagics", "spark_async"]
 
@@ -44,6 +44,9 @@ class SparkMagics(Magics):
     @argument("--seed", type=int, help="Sampling seed.")
     @argument("--wafer", help="Wafer preset to emulate: wse3, wse2, mini.")
     @argument("--no-context", action="store_true", help="Send the cell alone: no earlier cells, no names.")
+    @argument("--model-only", action="store_true",
+              help="Ask the model even for a refactor a program does exactly (rename, imports, prints, comments, "
+                   "f-strings, logging).")
     @line_cell_magic
     def spark(self, line, cell=None):
         """Edit the cell with the AI model, streaming the edit on the emulated wafer.
@@ -54,6 +57,10 @@ class SparkMagics(Magics):
         `%spark history`); a result that does not parse is never applied unless --force. In JupyterLab and
         Notebook 7 (spark-nb's extension) the edit streams into the cell itself and Ctrl+Z brings the original
         back; typing in the cell while it streams stops the edit and keeps your text.
+
+        Refactors a program does exactly are made by that program, instantly, not by the model, and the view says
+        "exact refactor": renames (`rename total to value`), sorting and removing unused imports, removing debug
+        prints or comments, `%` and `.format` to f-strings, print to logging. --model-only asks the model anyway.
 
         %%spark --panel [INSTRUCTION] shows the refactor panel for the cell: a button per edit family, a free
         instruction, model and wafer pickers, Stop, Redirect, then Accept, Reject or Retry.
@@ -68,7 +75,8 @@ class SparkMagics(Magics):
             return 3.14159 * r * r
 
         %%spark --panel
-        %%spark --preview rename {old} to {new}          (uses the variables old and new)
+        %%spark --preview rename {old} to {new}          (uses the variables old and new; an exact refactor)
+        %%spark --model-only use f-strings               (the model converts, not the program)
         %%spark --new --model path/to/model convert the loop to a comprehension
         %spark load path/to/model --wafer wse2
         %spark history
@@ -194,7 +202,7 @@ class SparkMagics(Magics):
             live.view.live_cell = True  # the edit replaces this cell: stream it there where the extension is
         live.show()
         options = dict(model=args.model, wafer=args.wafer, max_tokens=args.max_tokens,
-                       temperature=args.temperature, seed=args.seed, context=context)
+                       temperature=args.temperature, seed=args.seed, context=context, exact=not args.model_only)
         return EditRun(self.session, live, cell, instruction, options)
 
     def _conclude(self, run: EditRun, args, result, live_cell: bool) -> None:
@@ -312,8 +320,8 @@ class SparkMagics(Magics):
             return
         for i, r in enumerate(self.session.history, 1):
             print(f"[{i}] %%spark {r.instruction}  ->  {r.applied}")
-            if r.stats is not None:
-                print("    " + stats_line(r.stats))
+            if r.result is not None and summary_line(r.result):
+                print("    " + summary_line(r.result))
             if r.result is None:
                 print(f"    {r.error}")
                 continue

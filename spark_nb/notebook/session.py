@@ -93,14 +93,14 @@ class Spark(Configurable):
     # -- one request ---------------------------------------------------------------------------------------------
 
     def edit_steps(self, code: str, instruction: str, *, model=None, wafer=None, max_tokens=None,
-                   temperature=None, seed=None, context=(), on_token=None, cancel=None):
+                   temperature=None, seed=None, context=(), on_token=None, cancel=None, exact=True):
         """`spark_nb.edit_steps` with these settings: yields between forward passes, returns the EditResult."""
         engine = self.engine_for(model, wafer)
         max_tokens = max_tokens if max_tokens is not None else (self.max_tokens or None)
         temperature = self.temperature if temperature is None else temperature
         seed = seed if seed is not None else (None if self.seed < 0 else self.seed)
         return edit_steps(code, instruction, model=engine, max_new_tokens=max_tokens, temperature=temperature,
-                          seed=seed, context=context, on_token=on_token, cancel=cancel)
+                          seed=seed, context=context, on_token=on_token, cancel=cancel, exact=exact)
 
     def edit(self, code: str, instruction: str, **options) -> EditResult:
         return drain(self.edit_steps(code, instruction, **options))

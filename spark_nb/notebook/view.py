@@ -87,10 +87,11 @@ def unified_diff(original: str, code: str) -> str:
 def _verdict(result, applied: str) -> str:
     if result is None:
         return f"{applied}"
+    checked = "exact refactor" if result.style == "exact" else "parses"  # a program's edit, or the model's, guarded
     if result.ok and result.code == result.original:
-        return "parses, no change"
+        return f"{checked}, no change"
     if result.ok:
-        return f"parses: {applied}"
+        return f"{checked}: {applied}"
     return f"{applied}: {result.error}"
 
 
@@ -104,11 +105,18 @@ def stats_line(stats) -> str:
     return line + (f" | speculative: {stats.accepted} of {drafted} draft tokens accepted" if drafted else "")
 
 
+def summary_line(result) -> str:
+    """The line under a finished edit: the model's speed, or which exact refactor made it (no model ran)."""
+    if result is None:
+        return ""
+    return result.text if result.style == "exact" else stats_line(result.stats)
+
+
 def text_report(instruction: str, original: str, result, applied: str) -> str:
     """The plain-text form of a finished request: what the widget shows at the end."""
     out = [f"%%spark {instruction}"]
     if result is not None:
-        out.append(stats_line(result.stats))
+        out.append(summary_line(result))
         shown = result.proposed if result.proposed is not None else result.code
         diff = unified_diff(original, shown)
         out.append(diff.rstrip("\n") if diff else "(no change)")
@@ -274,7 +282,7 @@ class LiveEdit:
             self.view.diff = unified_diff(self.original, shown)
             self.view.verdict = _verdict(result, applied)
             self.view.ok = bool(result is not None and result.ok)
-            self.view.summary = stats_line(stats)
+            self.view.summary = summary_line(result)
             if stats is not None:
                 self.view.tok_per_s, self.view.ttft_s = stats.tok_per_s, stats.ttft_s
                 self.view.wafer_tok_per_s, self.view.wafer_ttft_s = stats.wafer_tok_per_s, stats.wafer_ttft_s
