@@ -111,3 +111,28 @@ def test_a_kernel_gives_what_a_script_gives(tmp_path):
     finally:
         km.shutdown_kernel(now=True)
     assert json.loads("".join(out).strip().splitlines()[-1]) == script["edits"]
+
+
+def test_forward_pass_cache_is_keyed_by_every_source_it_embeds(tmp_path):
+    """forward.py's compiled code embeds kernels.py and workers.py: its numba cache lives in a folder named for
+    the hash of all three, so a change to any kernel can never be answered by machine code of the old one."""
+    import hashlib
+    from pathlib import Path
+
+    from spark_nb.wafer import forward, kernels, workers
+
+    digest = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (forward, kernels, workers)))
+    where = Path(forward.run._cache._impl.locator.get_cache_path())
+    assert f"wafer-{digest.hexdigest()[:16]}" in where.parts
+
+    from numba import njit
+
+    from spark_nb.wafer.jit_cache import keyed_by_sources
+
+    sources = [tmp_path / "a.py", tmp_path / "b.py"]
+    for path in sources:
+        path.write_text("x = 1\n")
+    first = keyed_by_sources([njit(cache=True)(lambda: 1)], sources)
+    assert keyed_by_sources([], sources) == first
+    sources[1].write_text("x = 2\n")  # an edit of an embedded source, the cached file itself untouched
+    assert keyed_by_sources([], sources) != first

@@ -22,8 +22,8 @@ Prefill and verification pass T tokens; decode passes one. Buffers are allocated
 forward itself never allocates. `run` carries the kernels' flags (JIT): numba compiles a callee inside its
 caller with the caller's fastmath setting, and without it the dot products do not vectorise.
 
-Numba's on-disk cache of `run` embeds the kernels but is keyed on this file alone: after editing kernels.py,
-delete spark_nb/wafer/__pycache__ (an installed release gets fresh files, so users never meet this).
+Numba's on-disk cache of `run` embeds the kernels, so this module's functions cache under a folder named for the
+hash of this file, kernels.py and workers.py (jit_cache.py): editing any of them compiles afresh.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import config as numba_config
 from numba import njit, types
+from numba.core.dispatcher import Dispatcher
 from numba.experimental import structref
 
 from ..model.quant import quantize_int8
@@ -56,6 +57,8 @@ from .kernels import (
     store_kv,
     swiglu,
 )
+from . import kernels, workers
+from .jit_cache import keyed_by_sources
 from .tiles import aligned, tile_shape, to_tiles
 from .workers import (
     IDLE_POLLS,
@@ -484,3 +487,14 @@ def _attention(q, k, v, k_cache, v_cache, rot, start, window, head_dim, scores, 
             attend_head(q, k_cache, v_cache, start, window, scores, att, head)
         finish(c, op)
     wait(c, op, kv_heads)
+
+
+# -- numba's on-disk cache ----------------------------------------------------------------------------------------
+
+def _dispatchers():
+    """This module's numba functions, every one cached (anything compiled here embeds the kernels it calls)."""
+    return [f for f in globals().values() if isinstance(f, Dispatcher) and f.py_func.__module__ == __name__]
+
+
+if not numba_config.DISABLE_JIT:
+    keyed_by_sources(_dispatchers(), [__file__, kernels.__file__, workers.__file__])
