@@ -386,3 +386,22 @@ def test_too_deep_to_parse_is_a_parse_error_not_a_crash():
 def test_a_temperature_too_small_to_sample_is_refused():
     with pytest.raises(ValueError, match="temperature"):
         edit("x = 1\n", "add a comment", temperature=1e-320)
+
+
+@pytest.mark.parametrize("code", [
+    "r = '<unprintable %s object>' % type(value).__name__\n",
+    "msg = 'hello %s' % name\n",
+    "msg = 'count: %r' % (items[0],)\n",
+    "line = '%s=%s' % (key, value)\n",
+])
+def test_guard_accepts_flynts_percent_conversions_and_refuses_their_mutations(code):
+    """flynt (an independent f-string converter) makes the reference conversion; the guard's to_fstring check
+    must accept it, and refuse the same line with another name put in."""
+    flynt_api = pytest.importorskip("flynt.api")
+    from flynt.state import State
+
+    converted, changes = flynt_api.fstringify_code_by_line(code, State())
+    assert changes == 1 and converted.lstrip().split("=", 1)[1].strip().startswith("f")
+    assert check(code, converted, "to_fstring") == (True, None)
+    mutated = converted.replace("{", "{other_", 1)
+    assert not check(code, mutated, "to_fstring")[0]

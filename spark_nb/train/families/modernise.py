@@ -39,11 +39,16 @@ def _joined(parts: list) -> ast.JoinedStr:
 
 
 def percent_to_joined(node) -> ast.JoinedStr | None:
-    """``"..%s.." % (a, b)`` (tuple literal, only %s %r %a %%) as the equivalent JoinedStr."""
+    """``"..%s.." % (a, b)`` (a tuple literal, or one value that is not a tuple or mapping literal; only %s %r %a
+    %%) as the equivalent JoinedStr. One value: ``"<%s>" % type(x).__name__``, as flynt converts it (that a name
+    could hold a tuple at run time is the caveat flynt shares)."""
     if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant)
-            and isinstance(node.left.value, str) and isinstance(node.right, ast.Tuple)):
+            and isinstance(node.left.value, str)):
         return None
-    fmt, args = node.left.value, list(node.right.elts)
+    if isinstance(node.right, (ast.Dict, ast.DictComp, ast.Starred)):
+        return None  # a mapping formats %(name)s; a starred value is no single value
+    fmt = node.left.value
+    args = list(node.right.elts) if isinstance(node.right, ast.Tuple) else [node.right]
     if any(isinstance(a, ast.Starred) for a in args):
         return None
     rest = _PCT.sub("", fmt)
