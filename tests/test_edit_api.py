@@ -175,7 +175,9 @@ def test_guard_semantics_independent_examples():
     assert check("def f(x):\n    print(x)\n    return x\n", "def f(x):\n    return x\n", "remove_debug")[0]
     assert check("s = '%s!' % (name,)\n", "s = f'{name}!'\n", "to_fstring")[0]
     assert not check("s = '%s!' % (name,)\n", "s = f'{other}!'\n", "to_fstring")[0]
-    assert not check("s = '%s!' % name\n", "s = f'{name}!'\n", "to_fstring")[0]  # name may be a tuple
+    # one value, as flynt converts it (that `name` could hold a tuple at run time is the caveat flynt shares)
+    assert check("s = '%s!' % name\n", "s = f'{name}!'\n", "to_fstring")[0]
+    assert not check("s = '%(n)s!' % {'n': name}\n", "s = f'{name}!'\n", "to_fstring")[0]  # a mapping
     # behaviour-changing families only need to parse
     assert check("def f(:\n", "def f():\n    pass\n", "fix_syntax_error") == (True, None)
     with pytest.raises(ValueError, match="unknown edit family"):

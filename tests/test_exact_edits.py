@@ -72,9 +72,10 @@ def test_exact_result_reaches_a_live_view_once():
 def ip():
     from IPython.testing.globalipapp import start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or __import__("IPython").get_ipython()  # one shell per process: made once
     shell.run_line_magic("load_ext", "spark_nb")
-    return shell
+    yield shell
+    shell.run_line_magic("unload_ext", "spark_nb")
 
 
 def test_spark_magic_labels_an_exact_refactor(ip, capsys):

@@ -96,7 +96,9 @@ def test_finish_shows_diff_verdict_and_stats(comms):
     v = live.view
     assert v.status == "done" and v.ok and v.code == EDITED
     assert "+    return x * 2" in v.diff and "-    return x*2" in v.diff
-    assert v.verdict == "parses: replaced the cell" and "200 tokens" in v.summary and "wafer wse3" in v.summary
+    # the guard only parsed it (no refactor family): not a green verdict
+    assert v.verdict == "parses; not checked: replaced the cell" and not v.checked
+    assert "200 tokens" in v.summary and "wafer wse3" in v.summary
     assert v.marks == ["", "changed"]
     assert live.chart.requests[-1]["wafer_ttft_ms"] == pytest.approx(0.01)
     assert report.startswith("%%spark fmt\n")
@@ -114,7 +116,7 @@ def test_plain_text_fallback_prints_the_same_information():
     text = out.getvalue()
     assert text.startswith("%%spark fmt\n")
     assert "host: TTFT 10.0 ms, 200.0 tok/s" in text and "wafer wse3 (projected)" in text
-    assert "+    return x * 2" in text and "parses: replaced the cell" in text
+    assert "+    return x * 2" in text and "parses; not checked: replaced the cell" in text
     out2 = io.StringIO()
     LiveEdit("x", ORIGINAL, widgets=False, out=out2).finish(None, "cancelled")
     assert out2.getvalue() == "%%spark x\ncancelled\n"
@@ -139,3 +141,17 @@ def test_assets_are_files_beside_the_module():
             source = path.read_text()
             assert not re.search(r"(import|@import|url\()[^;\n]*(https?:|//)", source)  # nothing fetched
     assert str(view.StreamView._esm) == (Path(view.__file__).parent / "view.js").read_text()
+
+
+def test_verdict_says_whether_the_meaning_was_checked(comms):
+    """Green only where the guard compared the meaning (a refactor family) or a program made the edit; a result
+    that only parses says 'not checked' (the guard cannot judge a docstring or a fix)."""
+    import dataclasses
+
+    checked = LiveEdit("rename", ORIGINAL, widgets=True)
+    checked.finish(dataclasses.replace(result(), checked=True), "replaced the cell")
+    assert checked.view.verdict == "parses, same meaning: replaced the cell" and checked.view.checked
+    exact = LiveEdit("rename", ORIGINAL, widgets=True)
+    exact.finish(dataclasses.replace(result(), checked=True, style="exact", stats=None,
+                                     text="exact refactor: rename x -> y (1.0 ms, no model)"), "replaced the cell")
+    assert exact.view.verdict == "exact refactor: replaced the cell" and "no model" in exact.view.summary

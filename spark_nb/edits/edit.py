@@ -44,6 +44,7 @@ class EditResult:
     options: dict = field(default_factory=dict)  # speculative, temperature, seed, max_new_tokens as requested
     stopped: bool = False  # `cancel` ended generation before the edit was complete
     settled: str | None = None  # when stopped: the decisions made so far applied, a line being written left out
+    checked: bool = False  # the guard compared the meaning (a refactor family), not only the parsing; or exact
 
     @property
     def changed(self) -> bool:
@@ -128,15 +129,16 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
                                                                   max_new_tokens, temperature, seed, on_token,
                                                                   cancel, speculative)
     hint = family_hint(instruction)
+    checked = False
     if proposed is not None:
-        ok, error = guard.check(code, proposed, hint if family is None else (family or None))
+        ok, error, checked = guard.judge(code, proposed, hint if family is None else (family or None))
     else:
         ok = False
     stopped = proposed is None and cancel.is_set()
     options = dict(speculative=speculative, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=stats, text=text,
                       proposed=proposed, family_hint=hint, fed_tokens=fed, style=kind,
-                      options=options, stopped=stopped, settled=settled if stopped else None)
+                      options=options, stopped=stopped, settled=settled if stopped else None, checked=checked)
 
 
 # -- the built-in format ---------------------------------------------------------------------------------------

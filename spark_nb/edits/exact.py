@@ -51,7 +51,7 @@ def exact_edit(code: str, instruction: str, context=(), on_token=None):
     return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=None,
                       text=f"exact refactor: {describe(refactor)} ({seconds * 1e3:.1f} ms, no model)",
                       proposed=proposed, family_hint=refactor.family, style="exact",
-                      options=dict(exact=True))
+                      options=dict(exact=True), checked=ok)
 
 
 def _names(cells) -> tuple[set[str], set[str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import warnings
 
-__all__ = ["check", "parse_error"]
+__all__ = ["check", "judge", "parse_error"]
 
 
 def parse_error(code: str) -> str | None:
@@ -55,16 +55,25 @@ def semantics_preserved(original: str, result: str, family) -> bool | None:
         return None
 
 
-def check(original: str, result: str, family=None) -> tuple[bool, str | None]:
-    """(ok, error): ok only when result parses and, for a refactor family, keeps the original's semantics.
+def judge(original: str, result: str, family=None) -> tuple[bool, str | None, bool]:
+    """(ok, error, checked): ok only when result parses and, for a refactor family, keeps the original's
+    semantics; checked when the meaning was compared (a refactor family), not only the parsing: where it was not
+    (additions, fixes, free text), a result that parses may still be wrong, and the view says so.
 
     family: a family name or `Family`, or None (unknown: the parse check alone).
     """
     error = parse_error(result)
     if error:
-        return False, error
+        return False, error, False
     fam = _family(family)
-    if semantics_preserved(original, result, fam) is False:
+    same = semantics_preserved(original, result, fam)
+    if same is False:
         return False, (f"changes what the code does: {fam.name} may only change what it is about, but the "
-                       f"result's AST differs from the original's beyond that")
-    return True, None
+                       f"result's AST differs from the original's beyond that"), True
+    return True, None, same is True
+
+
+def check(original: str, result: str, family=None) -> tuple[bool, str | None]:
+    """(ok, error) of `judge`."""
+    ok, error, _ = judge(original, result, family)
+    return ok, error

@@ -125,7 +125,8 @@ function render({ model, el }) {
     }));
     diff.style.display = d ? "" : "none";
     verdict.textContent = model.get("verdict");
-    verdict.dataset.ok = model.get("ok") ? "yes" : "no";
+    // green only where the guard could judge the meaning (or a program made the edit); amber: it parses, unchecked
+    verdict.dataset.ok = !model.get("ok") ? "no" : model.get("checked") ? "yes" : "unchecked";
     verdict.style.display = model.get("verdict") ? "" : "none";
     summary.textContent = model.get("summary");
   }
@@ -153,7 +154,7 @@ function render({ model, el }) {
     ["change:status change:controls change:decide change:ok change:diff change:instruction change:tokens change:tok_per_s "
       + "change:ttft_s change:wafer_tok_per_s change:wafer_ttft_s", drawHead],
     ["change:code change:marks", drawCode],
-    ["change:diff change:verdict change:ok change:summary", drawEnd],
+    ["change:diff change:verdict change:ok change:checked change:summary", drawEnd],
   ];
   for (const [names, fn] of events) for (const n of names.split(" ")) model.on(n, fn);
   return () => { for (const [names, fn] of events) for (const n of names.split(" ")) model.off(n, fn); };

@@ -63,6 +63,7 @@ class StreamView(anywidget.AnyWidget):
     diff = t.Unicode("").tag(sync=True)  # unified diff at the end
     verdict = t.Unicode("").tag(sync=True)  # the guard's verdict and what was done with the result
     ok = t.Bool(False).tag(sync=True)
+    checked = t.Bool(False).tag(sync=True)  # ok with its meaning checked (or exact): green; ok unchecked: amber
     summary = t.Unicode("").tag(sync=True)  # final stats, one line
     controls = t.Bool(False).tag(sync=True)  # show Stop and Redirect while streaming (the kernel can act on them)
     live_cell = t.Bool(False).tag(sync=True)  # stream into the owning cell (with spark-nb's frontend extension)
@@ -87,11 +88,13 @@ def unified_diff(original: str, code: str) -> str:
 def _verdict(result, applied: str) -> str:
     if result is None:
         return f"{applied}"
-    checked = "exact refactor" if result.style == "exact" else "parses"  # a program's edit, or the model's, guarded
+    # a program's edit; the model's with its meaning compared (a refactor); or the model's, only parsed
+    kind = ("exact refactor" if result.style == "exact" else "parses, same meaning" if result.checked
+            else "parses; not checked")
     if result.ok and result.code == result.original:
-        return f"{checked}, no change"
+        return f"{kind}, no change"
     if result.ok:
-        return f"{checked}: {applied}"
+        return f"{kind}: {applied}"
     return f"{applied}: {result.error}"
 
 
@@ -282,6 +285,7 @@ class LiveEdit:
             self.view.diff = unified_diff(self.original, shown)
             self.view.verdict = _verdict(result, applied)
             self.view.ok = bool(result is not None and result.ok)
+            self.view.checked = bool(result is not None and result.checked)
             self.view.summary = summary_line(result)
             if stats is not None:
                 self.view.tok_per_s, self.view.ttft_s = stats.tok_per_s, stats.ttft_s
