@@ -21,6 +21,8 @@ def test_a_rename_is_exact_every_use_renamed_nothing_else():
     r = spark_nb.edit(MEAN, "rename `total` to `value`")
     assert r.ok and r.style == "exact" and r.stats is None and "rename total -> value" in r.text
     assert names(r.code) == [("value" if n == "total" else n) for n in names(MEAN)]
+    again = spark_nb.edit(MEAN, "rename `total` to `value`")  # the same answer, its text included (no timing)
+    assert (again.code, again.text) == (r.code, r.text)
     # nothing but the name changed: the ASTs agree once the name is put back
     assert ast.dump(ast.parse(r.code.replace("value", "total"))) == ast.dump(ast.parse(MEAN))
 

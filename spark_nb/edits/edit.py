@@ -45,6 +45,7 @@ class EditResult:
     stopped: bool = False  # `cancel` ended generation before the edit was complete
     settled: str | None = None  # when stopped: the decisions made so far applied, a line being written left out
     checked: bool = False  # the guard compared the meaning (a refactor family), not only the parsing; or exact
+    seconds: float = 0.0  # an exact refactor's time (a model's edit has its Stats)
 
     @property
     def changed(self) -> bool:

@@ -26,7 +26,8 @@ def describe(refactor) -> str:
 
 
 def exact_edit(code: str, instruction: str, context=(), on_token=None):
-    """An EditResult made by an exact refactor (style "exact", no stats: no model ran), or None (the model's job).
+    """An EditResult made by an exact refactor (style "exact", no stats: no model ran; `seconds` its time; `text`
+    what it did), or None (the model's job).
     context: earlier cells, whose names a refactor must respect (an import they use, a name they define)."""
     from ..refactors import RefactorError, route
     from .edit import EditResult
@@ -49,7 +50,7 @@ def exact_edit(code: str, instruction: str, context=(), on_token=None):
     if ok and on_token is not None:  # the whole result at once: a live view shows it like a streamed edit
         on_token(proposed, 0, seconds, 0.0)
     return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=None,
-                      text=f"exact refactor: {describe(refactor)} ({seconds * 1e3:.1f} ms, no model)",
+                      text=f"exact refactor: {describe(refactor)}", seconds=seconds,
                       proposed=proposed, family_hint=refactor.family, style="exact",
                       options=dict(exact=True), checked=ok)
 

@@ -112,7 +112,9 @@ def summary_line(result) -> str:
     """The line under a finished edit: the model's speed, or which exact refactor made it (no model ran)."""
     if result is None:
         return ""
-    return result.text if result.style == "exact" else stats_line(result.stats)
+    if result.style == "exact":
+        return f"{result.text} ({result.seconds * 1e3:.1f} ms, no model)"
+    return stats_line(result.stats)
 
 
 def text_report(instruction: str, original: str, result, applied: str) -> str:
