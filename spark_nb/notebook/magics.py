@@ -13,7 +13,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import context as ctx
-from ..engine.sampling import MIN_TEMPERATURE
+from ..engine.sampling import validate as validate_sampling
 from .run import EditRun
 from .session import Spark
 from .view import LiveEdit, stats_line, summary_line, unified_diff
@@ -164,9 +164,13 @@ class SparkMagics(Magics):
             raise UsageError("--preview and --new exclude each other: --preview applies nothing")
         if args.max_tokens is not None and args.max_tokens < 1:
             raise UsageError(f"--max-tokens must be at least 1, got {args.max_tokens}")
-        if args.temperature is not None and not (args.temperature == 0 or MIN_TEMPERATURE <= args.temperature <= 10):
-            raise UsageError(f"--temperature must be 0 (greedy) or lie in [{MIN_TEMPERATURE}, 10], got "
-                             f"{args.temperature}")
+        if args.temperature is not None:
+            try:
+                validate_sampling(args.temperature, 1.0)  # the engine's rule (0, or at least its minimum) ...
+            except ValueError as err:
+                raise UsageError(f"--{err}") from None
+            if args.temperature > 10:  # ... and an upper bound past which sampling is noise
+                raise UsageError(f"--temperature must be at most 10, got {args.temperature}")
         if args.seed is not None and args.seed < 0:
             raise UsageError(f"--seed must be 0 or more, got {args.seed}")
         if args.wafer is not None:

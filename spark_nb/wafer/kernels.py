@@ -128,12 +128,11 @@ else:
 def _ordered_sum_python(a, b=None):
     """_ordered_sum as plain Python (NUMBA_DISABLE_JIT): the same order (a fused add rounded through float64 may
     differ from llvm.fma in the last bit)."""
-    terms = a.astype(np.float32) if b is None else None
     n = a.size - a.size % 16
     lanes = np.zeros(16, np.float32)
     for j in range(0, n, 16):
         if b is None:
-            lanes = lanes + terms[j : j + 16]
+            lanes = lanes + a[j : j + 16]
         else:  # fused: one rounding, as llvm.fma
             lanes = (lanes.astype(np.float64) + a[j : j + 16].astype(np.float64) * b[j : j + 16]).astype(np.float32)
     while lanes.size > 1:
@@ -204,10 +203,10 @@ else:
         with_b = not isinstance(b, (types.NoneType, types.Omitted))
 
         def codegen(context, builder, signature, args):
-            a_data = _data(context, builder, signature.args[0], args[0])
+            a_arr = context.make_array(signature.args[0])(context, builder, args[0])
             b_data = _data(context, builder, signature.args[1], args[1]) if with_b else None
-            n = cgutils.unpack_tuple(builder, context.make_array(signature.args[0])(context, builder, args[0]).shape, 1)
-            return _ordered_sums_ir(context, builder, [a_data], b_data, n[0])[0]
+            n = cgutils.unpack_tuple(builder, a_arr.shape, 1)[0]
+            return _ordered_sums_ir(context, builder, [a_arr.data], b_data, n)[0]
 
         return types.float32(a, b), codegen
 
@@ -219,10 +218,8 @@ else:
         def codegen(context, builder, signature, args):
             t = context.make_array(signature.args[0])(context, builder, args[0])
             row_stride = cgutils.unpack_tuple(builder, t.strides, 2)[0]
-            i8p = ir.IntType(8).as_pointer()
-            rows = [builder.bitcast(builder.gep(builder.bitcast(t.data, i8p),
-                                                [builder.mul(builder.add(args[1], ir.Constant(args[1].type, k)),
-                                                             row_stride)]), t.data.type) for k in range(4)]
+            rows = [_at(builder, t, builder.mul(builder.add(args[1], ir.Constant(args[1].type, k)), row_stride),
+                        ir.FloatType()) for k in range(4)]
             x_data = _data(context, builder, signature.args[2], args[2])
             return context.make_tuple(builder, signature.return_type,
                                       _ordered_sums_ir(context, builder, rows, x_data, args[3]))
