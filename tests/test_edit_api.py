@@ -171,7 +171,10 @@ def test_guard_semantics_independent_examples():
     g = "def g(x):\n    total = x * 2\n    return total + 1\n"
     assert check(g, "def g(x):\n    doubled = x * 2\n    return doubled + 1\n", "rename_variable")[0]
     assert not check(g, "def g(x):\n    doubled = x * 2\n    return total + 1\n", "rename_variable")[0]
-    assert not check(f, "def f(t):\n    return t + 1\n", "rename_variable")[0]  # a parameter is part of the API
+    assert check(f, "def f(t):\n    return t + 1\n", "rename_variable")[0]  # a parameter, with no caller here
+    called = f + "f(total=1)\n"  # ... but a call by keyword must follow it
+    assert check(called, "def f(t):\n    return t + 1\nf(t=1)\n", "rename_function")[0]
+    assert not check(called, "def f(t):\n    return t + 1\nf(total=1)\n", "rename_variable")[0]
     assert check("def f(x):\n    print(x)\n    return x\n", "def f(x):\n    return x\n", "remove_debug")[0]
     assert check("s = '%s!' % (name,)\n", "s = f'{name}!'\n", "to_fstring")[0]
     assert not check("s = '%s!' % (name,)\n", "s = f'{other}!'\n", "to_fstring")[0]

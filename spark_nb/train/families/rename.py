@@ -12,6 +12,15 @@ _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _BUILTINS = set(dir(builtins))
 _DYNAMIC = {"locals", "vars", "eval", "exec", "globals"}
 
+def renamed_key(code: str) -> str:
+    """The meaning check of both renames: the same for any consistent renaming of the cell's own variables
+    (spark_nb.refactors.alpha), whether the instruction said a function or a variable ("rename a to b" says
+    neither)."""
+    from ...refactors.alpha import renamed_apart
+
+    return renamed_apart(code)
+
+
 RENAME_PARAPHRASES = (
     "Rename `{old}` to `{new}`.",
     "Please rename `{old}` to `{new}` everywhere it is used.",
@@ -138,28 +147,6 @@ def abbreviation(name: str, taken: set[str]) -> str | None:
     return None
 
 
-def canonical_locals(tree):
-    """Alpha-rename each function's own locals to ``_v0, _v1, ...`` (order of first appearance)."""
-    for fn in [n for n in ast.walk(tree) if isinstance(n, _FUNCS)]:
-        declared = set()
-        order = []
-        params = _params(fn)
-        for n in own_scope_nodes(fn):
-            if isinstance(n, (ast.Global, ast.Nonlocal)):
-                declared.update(n.names)
-        nodes = sorted((n for n in own_scope_nodes(fn) if isinstance(n, ast.Name)),
-                       key=lambda n: (n.lineno, n.col_offset))
-        for n in nodes:
-            if isinstance(n.ctx, ast.Store) and n.id not in params and n.id not in declared and n.id not in order:
-                order.append(n.id)
-        mapping = {k: f"_v{i}" for i, k in enumerate(order)}
-        for st in fn.body:  # not the signature: defaults and decorators belong to the enclosing scope
-            for n in ast.walk(st):
-                if isinstance(n, ast.Name) and n.id in mapping:
-                    n.id = mapping[n.id]
-    return tree
-
-
 class RenameVariable(Family):
     name = "rename_variable"
     refactor = True
@@ -169,8 +156,8 @@ class RenameVariable(Family):
         "rename var {old} to {new}",
     )
 
-    def normalize(self, tree):
-        return canonical_locals(tree)
+    def semantic_key(self, code):
+        return renamed_key(code)
 
     def make(self, text, rng):
         tree = ast.parse(text)
@@ -234,17 +221,6 @@ def function_new_name(old: str, taken: set[str], rng) -> tuple[str, str] | None:
     return rng.choice(opts) if opts else None
 
 
-def canonical_functions(tree):
-    names = [n.name for n in tree.body if isinstance(n, _FUNCS)]
-    mapping = {k: f"_f{i}" for i, k in enumerate(names)}
-    for n in ast.walk(tree):
-        if isinstance(n, _FUNCS) and n.name in mapping and n in tree.body:
-            n.name = mapping[n.name]
-        elif isinstance(n, ast.Name) and n.id in mapping:
-            n.id = mapping[n.id]
-    return tree
-
-
 class RenameFunction(Family):
     name = "rename_function"
     refactor = True
@@ -254,8 +230,8 @@ class RenameFunction(Family):
         "the function should be called {new}",
     )
 
-    def normalize(self, tree):
-        return canonical_functions(tree)
+    def semantic_key(self, code):
+        return renamed_key(code)
 
     def make(self, text, rng):
         tree = ast.parse(text)
