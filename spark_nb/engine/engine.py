@@ -19,7 +19,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from ..model import ModelConfig, Tokenizer, load_folder
+from ..model import ModelConfig, Tokenizer, load_checkpoint
 from ..wafer import forward as fw
 from ..wafer.cycles import decode_cycles, first_token_cycles
 from ..wafer.placement import Placement, place
@@ -87,7 +87,7 @@ class Engine:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         spec = get_spec(wafer)
-        checkpoint = load_folder(path, dtype=dtype)
+        checkpoint = load_checkpoint(path, dtype=dtype)  # a GGUF file or a Hugging Face folder
         config = checkpoint.config
         context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
         if context < 2:

@@ -1,7 +1,8 @@
-"""Hugging Face model folders: config.json, safetensors weights, tokenizer.json and chat template, int8."""
+"""Reading models: Hugging Face folders (config.json, safetensors, tokenizer.json, chat template) and GGUF files."""
 from .config import ModelConfig
 from .errors import ModelLoadError
 from .folder import Checkpoint, load_folder
+from .load import load_checkpoint
 from .quant import dequantize, quantize_int8
 from .tokenizer import Tokenizer
 from .weights import DecoderWeights, LayerWeights
@@ -11,6 +12,7 @@ __all__ = [
     "ModelLoadError",
     "Checkpoint",
     "load_folder",
+    "load_checkpoint",
     "Tokenizer",
     "quantize_int8",
     "dequantize",

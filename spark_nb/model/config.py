@@ -34,7 +34,8 @@ class ModelConfig:
     head_dim: int
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
-    rope_scaling: dict | None = field(default=None, hash=False)  # {"rope_type": "llama3" | "linear", ...}
+    # {"rope_type": "llama3" | "linear" | "freq_factors" (GGUF's rope_freqs), ...}
+    rope_scaling: dict | None = field(default=None, hash=False)
     max_position_embeddings: int = 2048
     tie_word_embeddings: bool = False
     attention_bias: bool = False  # biases on q, k, v (Qwen2)
@@ -176,6 +177,9 @@ class ModelConfig:
             smooth = np.clip((old_ctx / wavelen - low) / (high - low), 0.0, 1.0)
             blended = (1 - smooth) * inv / factor + smooth * inv
             return np.where(wavelen > old_ctx / low, inv / factor, np.where(wavelen < old_ctx / high, inv, blended))
+        if kind == "freq_factors":
+            # a GGUF file's rope_freqs tensor: llama.cpp divides each frequency by its factor (Llama 3.1's scaling)
+            return inv / np.asarray(scaling["factors"], dtype=np.float64)
         raise ModelLoadError(f"config.json asks for unsupported rope scaling {kind!r}: spark-nb implements 'linear' "
                              "and 'llama3'; pick a model that uses one of those")
 

@@ -59,6 +59,35 @@ class DecoderWeights:
     layers: list[LayerWeights]
 
 
+# A layer's tensors: LayerWeights field -> its name in a Hugging Face layer ("model.layers.N." + name)
+HF_LAYER = {
+    "attn_norm": "input_layernorm.weight", "wq": "self_attn.q_proj.weight", "wk": "self_attn.k_proj.weight",
+    "wv": "self_attn.v_proj.weight", "bq": "self_attn.q_proj.bias", "bk": "self_attn.k_proj.bias",
+    "bv": "self_attn.v_proj.bias", "wo": "self_attn.o_proj.weight", "mlp_norm": "post_attention_layernorm.weight",
+    "w_gate": "mlp.gate_proj.weight", "w_up": "mlp.up_proj.weight", "w_down": "mlp.down_proj.weight",
+}
+
+
+def layer_shapes(c: ModelConfig) -> tuple[dict, dict]:
+    """The shapes the config implies for one layer's tensors, each with what its dimensions are: (weights, biases),
+    each LayerWeights field -> (shape, meaning). The q/k/v biases are read where config.attention_bias says."""
+    d, f, q_out, kv_out = c.hidden_size, c.intermediate_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+    weights = {
+        "attn_norm": ((d,), "hidden_size"),
+        "wq": ((q_out, d), "n_heads*head_dim, hidden_size"),
+        "wk": ((kv_out, d), "n_kv_heads*head_dim, hidden_size"),
+        "wv": ((kv_out, d), "n_kv_heads*head_dim, hidden_size"),
+        "wo": ((d, q_out), "hidden_size, n_heads*head_dim"),
+        "mlp_norm": ((d,), "hidden_size"),
+        "w_gate": ((f, d), "intermediate_size, hidden_size"),
+        "w_up": ((f, d), "intermediate_size, hidden_size"),
+        "w_down": ((d, f), "hidden_size, intermediate_size"),
+    }
+    biases = {"bq": ((q_out,), "n_heads*head_dim"), "bk": ((kv_out,), "n_kv_heads*head_dim"),
+              "bv": ((kv_out,), "n_kv_heads*head_dim")}
+    return weights, biases
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # One safetensors file: its header, checked against the file's length
 # ---------------------------------------------------------------------------------------------------------------
@@ -292,24 +321,12 @@ class _DecoderReader:
         return self.tensor(name, shape, meaning) if required or name in self.store else None
 
     def layer(self, i: int) -> LayerWeights:
-        c = self.config
-        d, f, q_out, kv_out = c.hidden_size, c.intermediate_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+        shapes, biases = layer_shapes(self.config)
         p = f"model.layers.{i}."
-        bias = c.attention_bias
-        return LayerWeights(
-            attn_norm=self.tensor(p + "input_layernorm.weight", (d,), "hidden_size"),
-            wq=self.tensor(p + "self_attn.q_proj.weight", (q_out, d), "n_heads*head_dim, hidden_size"),
-            wk=self.tensor(p + "self_attn.k_proj.weight", (kv_out, d), "n_kv_heads*head_dim, hidden_size"),
-            wv=self.tensor(p + "self_attn.v_proj.weight", (kv_out, d), "n_kv_heads*head_dim, hidden_size"),
-            bq=self.optional(p + "self_attn.q_proj.bias", (q_out,), "n_heads*head_dim", bias),
-            bk=self.optional(p + "self_attn.k_proj.bias", (kv_out,), "n_kv_heads*head_dim", bias),
-            bv=self.optional(p + "self_attn.v_proj.bias", (kv_out,), "n_kv_heads*head_dim", bias),
-            wo=self.tensor(p + "self_attn.o_proj.weight", (d, q_out), "hidden_size, n_heads*head_dim"),
-            mlp_norm=self.tensor(p + "post_attention_layernorm.weight", (d,), "hidden_size"),
-            w_gate=self.tensor(p + "mlp.gate_proj.weight", (f, d), "intermediate_size, hidden_size"),
-            w_up=self.tensor(p + "mlp.up_proj.weight", (f, d), "intermediate_size, hidden_size"),
-            w_down=self.tensor(p + "mlp.down_proj.weight", (d, f), "hidden_size, intermediate_size"),
-        )
+        tensors = {field: self.tensor(p + HF_LAYER[field], *spec) for field, spec in shapes.items()}
+        tensors |= {field: self.optional(p + HF_LAYER[field], *spec, self.config.attention_bias)
+                    for field, spec in biases.items()}
+        return LayerWeights(**tensors)
 
     def check_nothing_left(self) -> None:
         # A tensor we do not read (an o_proj or MLP bias, say) would change the output: refuse rather than ignore.

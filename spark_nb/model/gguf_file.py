@@ -1,0 +1,247 @@
+"""load_gguf: a GGUF file (llama.cpp's format) -> Checkpoint (config, tokenizer, fp32 weights), every part checked.
+
+The file is read with the `gguf` library (llama.cpp's own Python package): metadata first, so that a wrong or
+unsupported file fails before any weights are touched, then each tensor is dequantized to fp32 with
+`gguf.quants.dequantize` and checked like a model folder's. The engine quantizes fp32 to its int8 layout as it does
+for any folder (low-bit kernels that keep the file's own blocks are later work).
+
+llama.cpp's converter writes Llama and Mistral checkpoints as architecture "llama" and permutes the rows of their
+q and k projections (it pairs rotary dimensions (i, i + hd/2) as adjacent rows, for its interleaved RoPE);
+`unpermute` restores Hugging Face's order exactly, as transformers' GGUF loader does. Qwen2 files are not permuted.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType as T
+
+from .config import ModelConfig
+from .errors import ModelLoadError
+from .folder import DTYPES, Checkpoint
+from .gguf_tokenizer import tokenizer_from_metadata
+from .weights import DecoderWeights, LayerWeights, layer_shapes
+
+ARCHITECTURES = ("llama", "qwen2")  # general.architecture; Mistral 7B is written as "llama"
+PERMUTED = ("llama",)  # architectures whose q/k rows llama.cpp's converter permutes
+TENSOR_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
+ROPE_FREQS = "rope_freqs.weight"  # Llama 3.1's rope scaling, written as a divisor per rotary frequency
+MAGIC = b"GGUF"
+# A layer's tensors: LayerWeights field -> its name in a GGUF layer ("blk.N." + name), as llama.cpp names them
+GGUF_LAYER = {
+    "attn_norm": "attn_norm.weight", "wq": "attn_q.weight", "wk": "attn_k.weight", "wv": "attn_v.weight",
+    "bq": "attn_q.bias", "bk": "attn_k.bias", "bv": "attn_v.bias", "wo": "attn_output.weight",
+    "mlp_norm": "ffn_norm.weight", "w_gate": "ffn_gate.weight", "w_up": "ffn_up.weight", "w_down": "ffn_down.weight",
+}
+
+
+class _Reader(gguf.GGUFReader):
+    """gguf.GGUFReader with its one hot spot made cheap: the reader slices its memory map once per metadata value
+    (~700,000 times for a 150k-token vocabulary and its merges), and slicing a np.memmap runs Python code each
+    time; slicing a plain array view of the same buffer does not (9 s -> 1.6 s for Qwen2.5's vocabulary here).
+    The values and tensors are the same views of the same bytes (tests/test_gguf.py compares them)."""
+
+    def _get(self, offset, dtype, count=1, override_order=None):
+        plain = self.__dict__.get("_plain")
+        if plain is None:
+            plain = self._plain = self.data.view(np.ndarray)
+        dtype, count = np.dtype(dtype), int(count)
+        array = plain[offset : offset + dtype.itemsize * count].view(dtype)[:count]
+        order = self.byte_order if override_order is None else override_order
+        return array if order == "I" else array.view(dtype.newbyteorder(order))
+
+
+def open_gguf(path: Path) -> gguf.GGUFReader:
+    """The reader of a GGUF file, or a ModelLoadError saying why it cannot be read (not GGUF, truncated, corrupt)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != MAGIC:
+        raise ModelLoadError(f"{path} is not a GGUF file (it starts with {magic!r}, not {MAGIC!r}); pass a .gguf "
+                             "file written by llama.cpp, or a Hugging Face model folder")
+    try:
+        reader = _Reader(path)
+    except (ValueError, IndexError, KeyError, OverflowError, TypeError, MemoryError) as err:
+        raise ModelLoadError(f"{path} is truncated or corrupt: the gguf library cannot read it ({err}); the download "
+                             "or copy was probably interrupted, fetch the file again") from None
+    size = path.stat().st_size
+    for tensor in reader.tensors:  # the reader returns short views rather than failing at every truncation
+        if tensor.data_offset + tensor.n_bytes > size or tensor.data.nbytes != tensor.n_bytes:
+            raise ModelLoadError(f"{path} is truncated: tensor {tensor.name!r} ends at byte "
+                                 f"{tensor.data_offset + tensor.n_bytes} but the file has {size} bytes; the download "
+                                 "or copy was interrupted, fetch the file again")
+    return reader
+
+
+def metadata(reader: gguf.GGUFReader, where: str) -> dict:
+    """Every metadata value as Python (str, int, float, bool, lists of them)."""
+    try:
+        return {name: field.contents() for name, field in reader.fields.items()}
+    except (UnicodeDecodeError, ValueError, IndexError) as err:
+        raise ModelLoadError(f"{where} has corrupt metadata ({err}); fetch the file again") from None
+
+
+def config_from_metadata(meta: dict, tensors: dict, where: str) -> ModelConfig:
+    """A ModelConfig from `{arch}.*` metadata and the tensors present (tied output, q/k/v biases)."""
+    arch = meta.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise ModelLoadError(f"{where} holds a {arch!r} model (general.architecture); spark-nb runs GGUF files of "
+                             f"the architectures {', '.join(ARCHITECTURES)} (Mistral files are 'llama')")
+
+    def count(key, default=None):
+        value = meta.get(f"{arch}.{key}", default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelLoadError(f"{where}'s {arch}.{key} is {value!r}, not a positive whole number; the file "
+                                 "is incomplete or corrupt, convert the model again")
+        return value
+
+    def real(key, default):
+        value = meta.get(f"{arch}.{key}", default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ModelLoadError(f"{where}'s {arch}.{key} is {value!r}, not a finite number >= 0; the file is corrupt")
+        return float(value)
+
+    d, n_heads = count("embedding_length"), count("attention.head_count")
+    n_kv = count("attention.head_count_kv", n_heads)
+    if d % n_heads and f"{arch}.attention.key_length" not in meta:
+        raise ModelLoadError(f"{where}'s embedding_length {d} is not divisible by attention.head_count {n_heads}; "
+                             "the file is corrupt")
+    head_dim = count("attention.key_length", d // n_heads or 1)
+    if n_heads % n_kv:
+        raise ModelLoadError(f"{where}'s attention.head_count {n_heads} is not a multiple of head_count_kv {n_kv}; "
+                             "the file is corrupt")
+    rotary = meta.get(f"{arch}.rope.dimension_count", head_dim)
+    if rotary != head_dim:
+        raise ModelLoadError(f"{where} rotates {rotary} of each head's {head_dim} dimensions (rope.dimension_count); "
+                             "spark-nb implements rotary embedding over whole heads only")
+    if "token_embd.weight" not in tensors:
+        raise ModelLoadError(f"{where} has no token_embd.weight tensor, the token embedding; the file is incomplete")
+    vocab = int(tensors["token_embd.weight"].shape[-1])  # GGUF lists dimensions innermost first: [d, vocab]
+    name = str(meta.get("general.name", "")).lower()
+    return ModelConfig(
+        # transformers reads a "llama" file named like Mistral as Mistral; llama.cpp applies no sliding window to it
+        family="mistral" if arch == "llama" and "mistral" in name else arch,
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=count("feed_forward_length"),
+        n_layers=count("block_count"),
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        head_dim=head_dim,
+        rms_norm_eps=real("attention.layer_norm_rms_epsilon", 1e-6),
+        rope_theta=real("rope.freq_base", 10000.0),
+        rope_scaling=_rope_scaling(meta, arch, tensors, where),
+        max_position_embeddings=count("context_length", 2048),
+        tie_word_embeddings="output.weight" not in tensors,
+        attention_bias="blk.0.attn_q.bias" in tensors,
+    )
+
+
+def _rope_scaling(meta: dict, arch: str, tensors: dict, where: str) -> dict | None:
+    kind = meta.get(f"{arch}.rope.scaling.type", "none")
+    factor = meta.get(f"{arch}.rope.scaling.factor", meta.get(f"{arch}.rope.scale_linear"))
+    if ROPE_FREQS in tensors:
+        if kind not in ("none", "linear") or (kind == "linear" and factor not in (None, 1.0)):
+            raise ModelLoadError(f"{where} combines rope frequency factors with {kind!r} rope scaling, which "
+                                 "spark-nb does not implement")
+        return {"rope_type": "freq_factors"}  # the factors themselves are a tensor, read with the weights
+    if kind == "none" and factor in (None, 1.0):
+        return None
+    if kind in ("linear", "none") and factor:
+        return {"rope_type": "linear", "factor": float(factor)}
+    raise ModelLoadError(f"{where} asks for {kind!r} rope scaling (factor {factor}); spark-nb implements linear "
+                         "scaling and Llama 3's frequency factors")
+
+
+def unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's q/k row permutation: within each head, rows (0, hd/2, 1, hd/2+1, ...) back to (0, 1, ...)."""
+    rows = w.shape[0]
+    return w.reshape(n_heads, rows // n_heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+class _TensorReader:
+    """Dequantizes named tensors to fp32, checking each one's shape, type and values."""
+
+    def __init__(self, tensors: dict, config: ModelConfig, where: str, permuted: bool):
+        self.tensors, self.config, self.where, self.permuted = tensors, config, where, permuted
+        self.consumed: set[str] = set()
+
+    def tensor(self, name: str, shape: tuple[int, ...], meaning: str, heads: int = 0) -> np.ndarray:
+        """The tensor, [out, in] as in Hugging Face checkpoints; `heads`: undo the q/k permutation over so many."""
+        if name not in self.tensors:
+            raise ModelLoadError(f"{self.where} lacks tensor {name!r} ({meaning}, shape {shape}) of a "
+                                 f"{self.config.family} model; the file is incomplete or of another architecture")
+        t = self.tensors[name]
+        kind = T(t.tensor_type)
+        got = tuple(int(n) for n in reversed(t.shape))  # GGUF lists dimensions innermost first
+        if got != shape:
+            raise ModelLoadError(f"{self.where}'s tensor {name!r} has shape {got}, but the metadata implies {shape} "
+                                 f"({meaning}); the file is corrupt or its metadata belongs to another model")
+        if kind not in TENSOR_TYPES:
+            raise ModelLoadError(
+                f"{self.where}'s tensor {name!r} is stored as {kind.name}, which spark-nb cannot dequantize; it reads "
+                f"{', '.join(k.name for k in TENSOR_TYPES)}: use a file quantized to one of those (e.g. Q4_K_M, Q8_0)"
+            )
+        self.consumed.add(name)
+        array = np.ascontiguousarray(gguf.quants.dequantize(t.data, kind), dtype=np.float32).reshape(shape)
+        if np.may_share_memory(array, t.data):  # F32 comes back as a view of the file's read-only memory map
+            array = array.copy()
+        if heads and self.permuted:
+            array = unpermute(array, heads)
+        if not np.isfinite(array).all():
+            raise ModelLoadError(f"{self.where}'s tensor {name!r} holds {int(np.isnan(array).sum())} NaN and "
+                                 f"{int(np.isinf(array).sum())} inf values; the file is corrupt")
+        return array
+
+    def layer(self, i: int) -> LayerWeights:
+        c = self.config
+        shapes, biases = layer_shapes(c)
+        heads = {"wq": c.n_heads, "bq": c.n_heads, "wk": c.n_kv_heads, "bk": c.n_kv_heads}  # permuted q/k rows
+        p = f"blk.{i}."
+        tensors = {field: self.tensor(p + GGUF_LAYER[field], *spec, heads.get(field, 0))
+                   for field, spec in (shapes | (biases if c.attention_bias else {})).items()}
+        return LayerWeights(**{field: None for field in biases} | tensors)
+
+    def check_nothing_left(self) -> None:
+        left = sorted(set(self.tensors) - self.consumed)
+        if left:
+            shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+            raise ModelLoadError(f"{self.where} holds tensors a {self.config.family} decoder in spark-nb does not use: "
+                                 f"{shown}; the model has parts spark-nb does not implement (or too few layers)")
+
+
+def load_gguf(path: str | Path, dtype: str = "fp32") -> Checkpoint:
+    """Read and validate a GGUF file; raises ModelLoadError saying what is wrong and what to do."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"GGUF file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unsupported dtype {dtype!r}: choose one of {', '.join(map(repr, DTYPES))}")
+    reader = open_gguf(path)
+    where = path.name
+    meta = metadata(reader, where)
+    tensors = {t.name: t for t in reader.tensors}
+    config = config_from_metadata(meta, tensors, where)
+    tokenizer = tokenizer_from_metadata(meta, config, where)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ModelLoadError(f"{where} has {tokenizer.vocab_size} tokens but a token embedding of {config.vocab_size} "
+                             "rows: some tokens would have no embedding; the file is corrupt")
+    # the bos and stop tokens the tokenizer found in the metadata (the engine stops at these)
+    config = replace(config, bos_token_id=tokenizer.bos_token_id, eos_token_ids=tokenizer.eos_token_ids)
+    reader_ = _TensorReader(tensors, config, where, permuted=meta["general.architecture"] in PERMUTED)
+    if config.rope_scaling and config.rope_scaling["rope_type"] == "freq_factors":
+        factors = reader_.tensor(ROPE_FREQS, (config.head_dim // 2,), "a divisor per rotary frequency")
+        config = replace(config, rope_scaling={"rope_type": "freq_factors", "factors": tuple(map(float, factors))})
+    try:
+        config.check_rotary()
+    except ModelLoadError as err:  # its words are config.json's; the values here come from the file's metadata
+        raise ModelLoadError(f"{where}'s rope settings are unusable: {err}") from None
+    vocab_by_d = (config.vocab_size, config.hidden_size)
+    embed = reader_.tensor("token_embd.weight", vocab_by_d, "vocab, hidden_size")
+    layers = [reader_.layer(i) for i in range(config.n_layers)]
+    final_norm = reader_.tensor("output_norm.weight", (config.hidden_size,), "hidden_size")
+    lm_head = embed if config.tie_word_embeddings else reader_.tensor("output.weight", vocab_by_d, "vocab, hidden_size")
+    reader_.check_nothing_left()
+    weights = DecoderWeights(embed=embed, final_norm=final_norm, lm_head=lm_head, layers=layers)
+    return Checkpoint(path=path, config=config, tokenizer=tokenizer, weights=weights, dtype=dtype)
