@@ -289,6 +289,19 @@ def test_instruction_words_turn_on_the_semantic_guard(edit_tokenizer):
     assert edit(code, "make it better", model=engine).ok
 
 
+def test_names_and_context_reach_the_guard(edit_tokenizer):
+    """A name the edit introduces is refused unless the kernel's namespace (`names`), an earlier cell (`context`)
+    or the cell itself binds it, whatever the instruction."""
+    code = "values = [3, 1, 2]\n"
+    script = edit_script(edit_tokenizer, [(T.LINE, None), (T.REPLACE, "values = np.array([3, 1, 2])\n"),
+                                          (T.END, None)])
+    engine = ScriptedEngine(edit_tokenizer, script)
+    refused = edit(code, "make it an array", model=engine)
+    assert not refused.ok and refused.code == code and refused.error.startswith("uses names nothing defines: np (")
+    assert edit(code, "make it an array", model=engine, names=iter(["np", "pd"])).ok
+    assert edit(code, "make it an array", model=engine, context=["import numpy as np\n"]).ok
+
+
 def test_edit_on_a_real_engine(edit_folder):
     engine = Engine.load(edit_folder, dtype="fp32", context=512)
     code = "def f(x):\n    return x * 2\n"

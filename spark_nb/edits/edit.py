@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def drain(steps):
 def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int | None = None,
                temperature: float = 0.0, seed: int | None = None, context=(), speculative: bool = True,
                wafer="wse3", dtype: str = "int8", family: str | None = None, on_token=None, cancel=None,
-               exact: bool = True):
+               exact: bool = True, names: Iterable[str] = ()):
     """`edit`, one forward pass at a time: a generator that yields after every pass and returns the EditResult.
     An async caller awaits between steps, so its event loop keeps running while the model generates (that is how
     %%spark's Stop and Redirect are heard); `edit` just runs the steps.
@@ -100,17 +100,21 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     model: an Engine, a model folder, or None (the built-in model). max_new_tokens: generated tokens (default:
     enough to rewrite the cell twice over). context: earlier cells, oldest first. speculative: with greedy
     decoding (temperature 0), draft tokens from the cell itself and verify them in one forward: the same output,
-    fewer decode steps (Stats.drafted / accepted count them); False decodes token by token. family: the edit family, for the guard's
-    semantic check on refactor families (an evaluation knows it); None guesses it from the instruction's words
-    (`family_hint`: "add a docstring" may then not rename anything), "" checks parsing alone. on_token: called after
-    every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for live views. cancel: a
+    fewer decode steps (Stats.drafted / accepted count them); False decodes token by token. family: the edit
+    family, for the guard's semantic check on refactor families and its scope check on fixes (an evaluation knows
+    it); None guesses it from the instruction's words (`family_hint`: "add a docstring" may then not rename
+    anything), "" names no family. names: the names bound in the kernel's namespace (%%spark passes the user
+    namespace's): with context and builtins, what the guard lets the result read that the original did not.
+    on_token: called after every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for
+    live views. cancel: a
     threading.Event (anything with is_set()); once set, generation ends after the current token and the result
     is not ok, its error says "stopped" (set from another thread or between steps: how a Stop button works).
     exact: when the instruction names a refactor a program does exactly (renames, imports, debug prints, comments,
     f-strings, print to logging: `spark_nb.refactors`), that program makes the edit, instantly, and the result's
     style is "exact" (no model, no stats); False sends everything to the model (teaching, evaluation).
     Returns an EditResult; `ok` is False (and `code` the original) when the result does not parse, changes the
-    code's meaning under a known refactor family, or the model gave no usable output.
+    code's meaning under a known refactor family, reads names nothing binds, adds a type hint that is not a type,
+    changes lines a fix does not fix (`guard`), or the model gave no usable output.
     """
     from ..engine.sampling import validate
 
@@ -132,7 +136,8 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     hint = family_hint(instruction)
     checked = False
     if proposed is not None:
-        ok, error, checked = guard.judge(code, proposed, hint if family is None else (family or None))
+        ok, error, checked = guard.judge(code, proposed, hint if family is None else (family or None),
+                                         context=context, names=names)
     else:
         ok = False
     stopped = proposed is None and cancel.is_set()

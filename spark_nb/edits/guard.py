@@ -1,16 +1,25 @@
-"""The edit guard: a result replaces the cell only when it parses, and, for a pure refactor whose family is known,
-when it means the same as the original.
+"""The edit guard: a result replaces the cell only when it parses, for a pure refactor whose family is known when
+it means the same as the original, and, whatever the family, when it is not wrong in a way a program can see.
 
+    ok, error, checked = judge(original, result, family="rename_variable", context=earlier_cells, names=user_ns)
     ok, error = check(original, result, family="rename_variable")
 
-"Means the same" is the family's `semantic_key` (spark_nb.train.families): the AST after normalising away exactly
-what that family may change (docstrings, annotations, the renamed name, ...). Families that change behaviour on
-purpose (fix a syntax error, add error handling) are only checked for parsing.
+In order, the first failure is the error:
+1. it parses;
+2. for a refactor family, "means the same": the family's `semantic_key` (spark_nb.train.families), the AST after
+   normalising away exactly what that family may change (docstrings, annotations, the renamed name, ...);
+3. for every family (None too), `checks`: the type hints it adds are type expressions; it reads no name that
+   nothing binds (not the cell, the earlier cells, the kernel's names or builtins) unless the original did; a
+   fix (fix_syntax_error, fix_misspelt_name) changes only the lines it fixes.
+`checked` says the meaning was compared (2); the checks in 3 can refuse, but a free-form result that passes them
+may still be wrong, so they do not make it "checked".
 """
 from __future__ import annotations
 
 import ast
 import warnings
+
+from . import checks
 
 __all__ = ["check", "judge", "parse_error"]
 
@@ -55,12 +64,13 @@ def semantics_preserved(original: str, result: str, family) -> bool | None:
         return None
 
 
-def judge(original: str, result: str, family=None) -> tuple[bool, str | None, bool]:
-    """(ok, error, checked): ok only when result parses and, for a refactor family, keeps the original's
-    semantics; checked when the meaning was compared (a refactor family), not only the parsing: where it was not
-    (additions, fixes, free text), a result that parses may still be wrong, and the view says so.
+def judge(original: str, result: str, family=None, *, context=(), names=()) -> tuple[bool, str | None, bool]:
+    """(ok, error, checked): ok only when result parses, keeps the original's semantics under a refactor family
+    and passes `checks`; checked when the meaning was compared (a refactor family), not only the parsing: where
+    it was not (additions, fixes, free text), a result that parses may still be wrong, and the view says so.
 
-    family: a family name or `Family`, or None (unknown: the parse check alone).
+    family: a family name or `Family`, or None (unknown: no semantic or fix-scope check). context: earlier cells,
+    oldest first; names: the kernel namespace's names. Both only say which names are bound already.
     """
     error = parse_error(result)
     if error:
@@ -70,10 +80,13 @@ def judge(original: str, result: str, family=None) -> tuple[bool, str | None, bo
     if same is False:
         return False, (f"changes what the code does: {fam.name} may only change what it is about, but the "
                        f"result's AST differs from the original's beyond that"), True
-    return True, None, same is True
+    context, names = [context] if isinstance(context, str) else list(context), set(names)
+    error = (checks.hint_error(original, result) or checks.unbound_error(original, result, context, names)
+             or checks.fix_scope_error(original, result, fam and fam.name, context, names))
+    return error is None, error, same is True
 
 
-def check(original: str, result: str, family=None) -> tuple[bool, str | None]:
+def check(original: str, result: str, family=None, *, context=(), names=()) -> tuple[bool, str | None]:
     """(ok, error) of `judge`."""
-    ok, error, _ = judge(original, result, family)
+    ok, error, _ = judge(original, result, family, context=context, names=names)
     return ok, error
