@@ -33,8 +33,8 @@ def unload_ipython_extension(shell):
 
 
 def load(path=None, wafer="wse3", dtype="int8", context=None):
-    """Load a Hugging Face model folder (default: the built-in edit model) onto an emulated wafer and return an
-    `Engine`.
+    """Load a Hugging Face model folder or a GGUF file (default: the built-in edit model) onto an emulated wafer and
+    return an `Engine`. GGUF tensors of any llama.cpp quantization spark-nb reads are dequantized at load.
 
     wafer: a preset ("wse3", "wse2", "mini") or a WaferSpec; dtype: "int8" (per-channel) or "fp32";
     context: KV cache length (default: the model's, at most 2048).
