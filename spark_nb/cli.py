@@ -3,7 +3,7 @@
     spark-nb demo [--model PATH]        the built-in model edits a sample cell (or stream from PATH), with tok/s
     spark-nb bench [--json] [--quick]   engine benchmark against transformers on the same weights
     spark-nb bench --edits              edits of held-out cells: plain greedy against speculative
-    spark-nb eval [--model PATH]        edit-model evaluation per family on the test split (table or --json)
+    spark-nb eval [--model PATH]        edits per family on library code and notebook cells (table or --json)
     spark-nb warmup                     compile every numba kernel into the on-disk cache
     spark-nb project CONFIG             project decode tok/s and TTFT on a wafer from a config alone
     spark-nb install-kernel [--user]    install the "Python 3 (spark)" Jupyter kernel (magics preloaded)
@@ -45,11 +45,12 @@ def cmd_demo(args) -> int:
 
 
 def _demo_edit(args) -> int:
-    """The built-in model edits a sample cell, streaming its changed lines as they are written."""
+    """The built-in model edits a sample cell, streaming its changed lines as they are written; then the report a
+    notebook shows: which exact refactor made the edit or the model's speed, the diff and the guard's verdict."""
     import spark_nb
-    from .notebook.view import unified_diff
+    from .notebook.view import text_report
 
-    print(f"%%spark {args.instruction}\n{DEMO_CELL}", file=sys.stderr)
+    print(DEMO_CELL, file=sys.stderr)
 
     def progress(partial, tokens, host_s, wafer_s):
         print(f"\r{tokens} tokens, {host_s * 1e3:.0f} ms", end="", file=sys.stderr, flush=True)
@@ -57,10 +58,8 @@ def _demo_edit(args) -> int:
     result = spark_nb.edit(DEMO_CELL, args.instruction, wafer=args.wafer, dtype=args.dtype,
                            temperature=args.temperature, seed=args.seed, on_token=progress)
     print("\n", file=sys.stderr)
-    shown = result.proposed if result.proposed is not None else DEMO_CELL
-    print(unified_diff(DEMO_CELL, shown) or "(no change)")
-    print("parses: would replace the cell" if result.ok else f"not applied: {result.error}")
-    print(_speed(result.stats), file=sys.stderr)
+    print(text_report(args.instruction, DEMO_CELL, result, "would replace the cell" if result.ok else "not applied"),
+          end="")
     return 0
 
 
@@ -85,11 +84,13 @@ def cmd_bench(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .train import evaluate
+    from . import evaluate
 
     log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
-    result = evaluate.run(args.model, data=args.data, split=args.split, limit=args.limit, log=log,
-                          wafer=args.wafer, dtype=args.dtype, max_new_tokens=args.max_tokens)
+    sets = evaluate.SETS if args.set == "all" else (args.set,)
+    result = evaluate.run(args.model, sets=sets, data=args.data, split=args.split, limit=args.limit,
+                          model_only=args.model_only, log=log, wafer=args.wafer, dtype=args.dtype,
+                          max_new_tokens=args.max_tokens)
     print(json.dumps(result, indent=2) if args.json else evaluate.format_table(result))
     if args.card:
         from .edits import BUILTIN
@@ -170,12 +171,19 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--limit", type=int, default=6, help="with --edits: tasks per edit family (default 6)")
     bench.set_defaults(run=cmd_bench)
 
-    ev = sub.add_parser("eval", help="evaluate an edit model per family on held-out edit tasks")
-    ev.add_argument("--model", help="a model folder (default: the built-in model)")
-    ev.add_argument("--data", default="artifacts/train/data", help="data folder from `python -m spark_nb.train "
-                    "data` (default artifacts/train/data)")
+    ev = sub.add_parser("eval", help="evaluate edits per family on held-out library code and notebook cells: the "
+                        "shipped pipeline (exact refactors, the model for the rest) or, with --model-only, the model")
+    ev.add_argument("--model", help="any model spark-nb loads: a model folder (the built-in format, or a Hugging Face "
+                    "instruct checkpoint with a chat template), a .gguf file (default: the built-in model)")
+    ev.add_argument("--model-only", action="store_true", help="send every request to the model, exact refactors "
+                    "included (default: what users get, exact refactors done by spark_nb.refactors)")
+    ev.add_argument("--set", default="all", choices=("library", "notebook", "all"), help="library: held-out files of "
+                    "the training corpus; notebook: notebook cells (pandas, matplotlib, numpy); all (default): both, "
+                    "reported apart")
+    ev.add_argument("--data", help="with the library set: a data folder from `python -m spark_nb.train data` (default "
+                    "artifacts/train/data when it exists, else the split is rebuilt from this machine's corpus)")
     ev.add_argument("--split", default="test", choices=("test", "validation"))
-    ev.add_argument("--limit", type=int, help="at most N tasks per family")
+    ev.add_argument("--limit", type=int, help="at most N tasks per family and set (a seeded sample)")
     ev.add_argument("--max-tokens", type=int, help="generated tokens per edit (default: enough to rewrite the cell)")
     ev.add_argument("--wafer", choices=WAFERS, default="wse3")
     ev.add_argument("--dtype", choices=("int8", "fp32"), default="int8")

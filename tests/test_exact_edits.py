@@ -87,3 +87,15 @@ def test_spark_magic_labels_an_exact_refactor(ip, capsys):
     ip.run_cell_magic("spark", "--preview --no-context --model-only rename total to value", MEAN)
     out = capsys.readouterr().out
     assert "exact refactor" not in out and "tokens | host" in out
+
+
+def test_demo_says_an_exact_refactor_made_its_edit(capsys):
+    from spark_nb import cli
+
+    assert cli.main(["demo", "--instruction", "rename a to prev"]) == 0
+    out = capsys.readouterr().out
+    assert "+    prev, b = 0, 1" in out and out.rstrip().endswith("exact refactor: would replace the cell")
+    assert "exact refactor: rename a -> prev (" in out and "no model" in out
+    assert cli.main(["demo", "--instruction", "rename n to b"]) == 0  # refused: b is taken
+    assert capsys.readouterr().out.rstrip().endswith("not applied: the exact refactor (rename n -> b) refused: b is "
+                                                     "already defined in function fibonacci")

@@ -23,11 +23,10 @@ SAMPLE = "test_sample.jsonl"  # the test-split sample export writes into a model
 
 
 def _tasks(engine, data, limit):
-    from ..train.evaluate import load_tasks, select
-    from ..train.tasks import read_jsonl
+    from ..train.tasks import read_jsonl, read_split, select
 
     if data is not None:
-        return select(load_tasks(data, "test"), limit)
+        return select(read_split(data, "test"), limit)
     sample = Path(engine.path) / SAMPLE
     if not sample.exists():
         raise FileNotFoundError(f"{sample} is missing: pass --data DIR (a data folder with test.jsonl)")

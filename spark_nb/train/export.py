@@ -51,10 +51,9 @@ def export(checkpoint, folder, dtype: str = "fp32", data_dir=None, log=print) ->
         manifest = json.loads((data_dir / "manifest.json").read_text())
     if data_dir and (data_dir / "test.jsonl").exists():  # for `spark-nb bench --edits` and the notebooks
         from ..edits.bench import SAMPLE
-        from .evaluate import load_tasks, select
-        from .tasks import write_jsonl
+        from .tasks import read_split, select, write_jsonl
 
-        write_jsonl(select(load_tasks(data_dir, "test"), SAMPLE_PER_FAMILY), folder / SAMPLE)
+        write_jsonl(select(read_split(data_dir, "test"), SAMPLE_PER_FAMILY), folder / SAMPLE)
     if data_dir and (data_dir / "stats.json").exists():
         stats = json.loads((data_dir / "stats.json").read_text())
     log_path = checkpoint.parent / LOG

@@ -24,8 +24,9 @@ CONTINUE = "continue"
 CONTINUE_PARAPHRASES = ("continue this cell", "complete the code", "finish this", "keep going", "continue",
                         "Complete the implementation.", "write the rest", "autocomplete")
 
-__all__ = ["EditTask", "Op", "KEEP", "REPLACE", "DELETE", "INSERT", "make_tasks", "continuation_task",
-           "write_jsonl", "read_jsonl", "to_line_ops", "apply_line_ops", "line_aligned_example", "family_counts"]
+__all__ = ["EditTask", "Op", "KEEP", "REPLACE", "DELETE", "INSERT", "make_tasks", "split_tasks", "continuation_task",
+           "write_jsonl", "read_jsonl", "read_split", "select", "to_line_ops", "apply_line_ops",
+           "line_aligned_example", "family_counts"]
 
 
 # ------------------------------------------------------------------------------------------------ mixing
@@ -87,6 +88,16 @@ def make_tasks(units: Sequence, rng: random.Random, per_unit: int = 1, families:
     return out
 
 
+def split_tasks(units: Sequence, split: str, seed: int = 0, per_unit: int = 2, continuation: float = 0.1
+                ) -> list[EditTask]:
+    """One split's tasks as `python -m spark_nb.train data` makes them: its rng is a function of the seed and the
+    split alone, so the same units give the same tasks (the evaluation rebuilds the test split this way)."""
+    from .corpus import SPLITS
+
+    rng = random.Random(seed * 1000 + SPLITS.index(split))
+    return make_tasks(units, rng, per_unit=per_unit, continuation=continuation)
+
+
 def family_counts(tasks: Iterable[EditTask]) -> dict[str, int]:
     c: dict[str, int] = {}
     for t in tasks:
@@ -109,6 +120,27 @@ def write_jsonl(tasks: Iterable[EditTask], path) -> int:
 def read_jsonl(path) -> list[EditTask]:
     with open(path, encoding="utf-8") as f:
         return [EditTask.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
+def read_split(data_dir, split: str = "test") -> list[EditTask]:
+    """The tasks of one split of a data folder (`python -m spark_nb.train data --out DIR`)."""
+    path = Path(data_dir) / f"{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: build the data folder with `python -m spark_nb.train data "
+                                f"--out {data_dir}`")
+    return read_jsonl(path)
+
+
+def select(tasks: Iterable[EditTask], limit: int | None = None) -> list[EditTask]:
+    """Tasks of the known edit families (continuations are not edits), the first `limit` of each, in order."""
+    seen: dict[str, int] = {}
+    out = []
+    for t in tasks:
+        if t.family not in FAMILIES or (limit is not None and seen.get(t.family, 0) >= limit):
+            continue
+        seen[t.family] = seen.get(t.family, 0) + 1
+        out.append(t)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ line ops

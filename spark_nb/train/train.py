@@ -157,7 +157,7 @@ def prepare_data(out_dir, vocab_size: int = 4096, per_unit: int = 2, continuatio
     folder with tokenizer.json: an earlier data folder's tokenizer/, a run's, a model's) is copied instead of
     training a new one, so that a model trained on older data can go on training on this."""
     from .corpus import SPLITS, build_corpus
-    from .tasks import family_counts, make_tasks
+    from .tasks import family_counts, split_tasks
     from .tokenizer import train_tokenizer, training_texts
 
     out = Path(out_dir)
@@ -169,9 +169,9 @@ def prepare_data(out_dir, vocab_size: int = 4096, per_unit: int = 2, continuatio
         + f" units ({time.perf_counter() - t0:.0f}s)")
     stats = {"corpus": corpus.stats(), "families": {}, "seed": seed, "per_unit": per_unit}
     tasks = {}
-    for k, split in enumerate(SPLITS):
+    for split in SPLITS:
         units = corpus.split(split)
-        tasks[split] = make_tasks(units, random.Random(seed * 1000 + k), per_unit=per_unit, continuation=continuation)
+        tasks[split] = split_tasks(units, split, seed, per_unit=per_unit, continuation=continuation)
         stats["families"][split] = family_counts(tasks[split])
         gz = split == "train"
         _write_records(out / f"{split}.jsonl", (t.to_dict() for t in tasks[split]), gz)
