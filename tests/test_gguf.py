@@ -402,6 +402,10 @@ def test_missing_tensor_and_bad_values(good_file, vocab):
     expect_error(good_file(name="b.gguf", weights=weights), "'blk.0.attn_v.weight'", "NaN")
 
 
+def test_split_file_is_refused(good_file):
+    expect_error(good_file(metadata={"split.no": 0, "split.count": 3}), "part 1 of a GGUF split into 3 files", "merge")
+
+
 def test_partial_rotary_is_refused(good_file):
     expect_error(good_file(metadata={"qwen2.rope.dimension_count": 32}), "rotary", "32")
 

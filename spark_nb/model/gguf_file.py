@@ -85,6 +85,10 @@ def metadata(reader: gguf.GGUFReader, where: str) -> dict:
 def config_from_metadata(meta: dict, tensors: dict, where: str) -> ModelConfig:
     """A ModelConfig from `{arch}.*` metadata and the tensors present (tied output, q/k/v biases)."""
     arch = meta.get("general.architecture")
+    if meta.get("split.count", 1) > 1:
+        raise ModelLoadError(f"{where} is part {meta.get('split.no', 0) + 1} of a GGUF split into "
+                             f"{meta['split.count']} files; merge them into one first (llama.cpp's llama-gguf-split "
+                             "--merge FIRST-PART OUT.gguf)")
     if arch not in ARCHITECTURES:
         raise ModelLoadError(f"{where} holds a {arch!r} model (general.architecture); spark-nb runs GGUF files of "
                              f"the architectures {', '.join(ARCHITECTURES)} (Mistral files are 'llama')")
