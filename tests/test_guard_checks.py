@@ -11,7 +11,7 @@ import random
 import pytest
 
 from spark_nb.edits.checks import unbound_names
-from spark_nb.edits.edit import family_hint
+from spark_nb.edits.recognise import recognise
 from spark_nb.edits.guard import check, judge
 from spark_nb.train.families import make_task
 
@@ -186,7 +186,7 @@ def test_the_issues_hint():
     expected = "line 1: '3.14159 * r' is not a type (return annotation of area): a type hint must name a type"
     assert check(original, result, "add_type_hints") == (False, expected)
     assert check(original, result) == (False, expected)
-    assert judge(original, result, family_hint("add type hints"))[2] is True  # the meaning was compared, and kept
+    assert judge(original, result, recognise("add type hints"))[2] is True  # the meaning was compared, and kept
 
 
 def test_hints_the_original_had_and_annotated_assignments():
@@ -249,7 +249,7 @@ def test_fix_scope_from_the_instructions_words_and_messages():
     original = "def f(a, b)\n    return a + b\n\n\nx = f(1, 2)\ny = x * 2\nprint(x, y)\n"
     fixed = original.replace("b)\n", "b):\n", 1)
     rewritten = fixed.replace("x * 2", "x * 3").replace("print(x, y)", "print(y)")
-    family = family_hint("fix the syntax error")
+    family = recognise("fix the syntax error")
     assert check(original, fixed, family) == (True, None)
     assert check(original, rewritten, family) == (False, "the fix changes 2 lines beyond line 1: a fix "
                                                           "changes only the line it fixes")

@@ -5,7 +5,9 @@
 """
 from __future__ import annotations
 
-from .edit import BUILTIN, EditResult, drain, edit, edit_steps, family_hint, get_engine, loaded_engines
+from .edit import BUILTIN, EditResult, drain, edit, edit_steps, get_engine, loaded_engines
 from .guard import check, parse_error
+from .recognise import recognise
 
-__all__ = ["edit", "edit_steps", "drain", "EditResult", "check", "parse_error", "family_hint", "get_engine", "loaded_engines", "BUILTIN"]
+__all__ = ["edit", "edit_steps", "drain", "EditResult", "check", "parse_error", "recognise", "get_engine",
+           "loaded_engines", "BUILTIN"]

@@ -10,7 +10,6 @@ chat template and the code comes from the answer's first fenced block. Either wa
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 
 from . import guard, prompt
 from .exact import exact_edit
+from .recognise import recognise
 
 __all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine", "loaded_engines"]
 
@@ -102,7 +102,7 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     decoding (temperature 0), draft tokens from the cell itself and verify them in one forward: the same output,
     fewer decode steps (Stats.drafted / accepted count them); False decodes token by token. family: the edit
     family, for the guard's semantic check on refactor families and its scope check on fixes (an evaluation knows
-    it); None guesses it from the instruction's words (`family_hint`: "add a docstring" may then not rename
+    it); None guesses it from the instruction's words (`recognise`: "add a docstring" may then not rename
     anything), "" names no family. names: the names bound in the kernel's namespace (%%spark passes the user
     namespace's): with context and builtins, what the guard lets the result read that the original did not.
     on_token: called after every generated token as on_token(partial_code, tokens_so_far, host_s, wafer_s), for
@@ -133,7 +133,7 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     proposed, text, stats, fed, error, settled = yield from drive(engine, code, instruction, context,
                                                                   max_new_tokens, temperature, seed, on_token,
                                                                   cancel, speculative)
-    hint = family_hint(instruction)
+    hint = recognise(instruction)
     checked = False
     if proposed is not None:
         ok, error, checked = guard.judge(code, proposed, hint if family is None else (family or None),
@@ -314,34 +314,3 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
     elif not code.endswith("\n") and proposed.endswith("\n"):
         proposed = proposed[:-1]
     return proposed, text, done.stats if done is not None else None, 0, error, None
-
-
-# -- family hint ---------------------------------------------------------------------------------------------------
-
-_HINTS = [  # first match wins; words, not the training paraphrases, so it also reads a user's own phrasing
-    ("fix_syntax_error", r"syntax"),
-    ("fix_misspelt_name", r"typo|misspel|misspelt|undefined name|nameerror"),
-    ("add_docstrings", r"docstring|document"),
-    ("add_type_hints", r"type hint|annotat|typing|\bhints?\b|\btypes?\b"),
-    ("add_comments", r"comment"),
-    ("add_error_handling", r"error handling|exception|try\b|except|handle error"),
-    ("print_to_logging", r"logging|\blogger\b|\blog\b"),
-    ("remove_debug", r"debug|print|breakpoint|pdb"),
-    ("sort_imports", r"import"),
-    ("to_fstring", r"f-?string"),
-    ("comprehension_to_loop", r"(comprehension|listcomp).*\b(to|into|as)\b.*loop|unroll|explicit loop"),
-    ("loop_to_comprehension", r"comprehension|listcomp"),
-    ("extract_constant", r"constant|magic number"),
-    ("wrap_main", r"\bmain\b|__main__"),
-    ("rename_function", r"rename.*(function|method|def\b)|(function|method).*(rename|call it|name)"),
-    ("rename_variable", r"rename|call it|should be called|\bname\b"),
-]
-
-
-def family_hint(instruction: str) -> str | None:
-    """A cheap guess at the edit family from keywords: the guard's semantic check when no family is given."""
-    low = instruction.lower()
-    for name, pattern in _HINTS:
-        if re.search(pattern, low):
-            return name
-    return None

@@ -40,6 +40,7 @@ REFACTORS = {
 _MODEL_FAMILY = {  # the built-in model's edit family for the same request (spark_nb.train.families)
     "sort_imports": "sort_imports", "remove_unused_imports": "sort_imports", "tidy_imports": "sort_imports",
     "remove_debug": "remove_debug", "to_fstrings": "to_fstring", "print_to_logging": "print_to_logging",
+    "remove_comments": "remove_comments",
 }
 
 
@@ -59,7 +60,7 @@ class Refactor:
 
     @property
     def family(self) -> str | None:
-        """The model's edit family for the same request, or None (comments: no model family removes them)."""
+        """The model's edit family for the same request."""
         if self.name == "rename":
             return "rename_function" if self.args.get("kind") in ("function", "method", "class") else "rename_variable"
         return _MODEL_FAMILY.get(self.name)

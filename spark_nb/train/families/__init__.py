@@ -2,12 +2,13 @@
 
 Human-target families (``mechanical = False``): add_docstrings, add_type_hints, add_comments,
 add_error_handling, remove_debug, fix_syntax_error, fix_misspelt_name.  Mechanical (program transformations):
-rename_variable, rename_function, to_fstring, loop_to_comprehension, comprehension_to_loop, print_to_logging,
-sort_imports, extract_constant, wrap_main.
+remove_comments, rename_variable, rename_function, to_fstring, loop_to_comprehension, comprehension_to_loop,
+print_to_logging, sort_imports, extract_constant, wrap_main.
 """
 from __future__ import annotations
 
 from .base import EditTask, Family, parses
+from .comments import RemoveComments
 from .debug import PrintToLogging, RemoveDebug
 from .fixes import FixMisspeltName, FixSyntaxError
 from .human import AddComments, AddDocstrings, AddErrorHandling, AddTypeHints
@@ -19,7 +20,7 @@ from .structure import ExtractConstant, WrapMain
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     AddDocstrings(), AddTypeHints(), AddComments(), AddErrorHandling(),
     RenameVariable(), RenameFunction(), ToFString(), LoopToComprehension(), ComprehensionToLoop(),
-    RemoveDebug(), PrintToLogging(), SortImports(), FixSyntaxError(), FixMisspeltName(),
+    RemoveDebug(), RemoveComments(), PrintToLogging(), SortImports(), FixSyntaxError(), FixMisspeltName(),
     ExtractConstant(), WrapMain(),
 )}
 
