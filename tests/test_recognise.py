@@ -56,3 +56,14 @@ def test_the_training_paraphrases():
     "rename the column amt to amount", "remove the type hints", "uncomment the plot"])
 def test_several_families_or_none_is_none(say):
     assert recognise(say) is None
+
+
+def test_an_unrecognised_request_is_checked_now():
+    # the issue's case: "strip all comments" got the parse check only, so a result that also rewrote a % format
+    # was applied; flynt would rewrite it the same way, but that is not what was asked
+    from spark_nb.edits.guard import judge
+
+    cell = "# greet\nmsg = 'hi %s' % name  # the greeting\n"
+    assert judge(cell, "msg = 'hi %s' % name\n", recognise("strip all comments")) == (True, None, True)
+    ok, error, checked = judge(cell, "msg = f'hi {name}'\n", recognise("strip all comments"))
+    assert not ok and checked and "changes what the code does" in error
