@@ -393,6 +393,23 @@ def test_corrupt_header(good_file):
     expect_error(path, "corrupt")
 
 
+def test_random_corruption_is_a_load_error_or_nothing(good_file):
+    """Bytes changed anywhere in the metadata and tensor infos: the file loads (a token's text changed, say) or
+    fails with one ModelLoadError, never another exception from the reader or the tokenizers library."""
+    path = good_file()
+    data, start = path.read_bytes(), gguf.GGUFReader(path).data_offset
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        corrupt = bytearray(data)
+        for at in rng.integers(0, start, size=3):
+            corrupt[at] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(corrupt))
+        try:
+            load_gguf(path)
+        except ModelLoadError:
+            pass
+
+
 def test_missing_tensor_and_bad_values(good_file, vocab):
     config, weights = tiny_weights("qwen2", len(vocab["tokens"]), seed=7)
     expect_error(good_file(name="a.gguf", weights={k: v for k, v in weights.items()

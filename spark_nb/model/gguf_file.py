@@ -194,7 +194,9 @@ class _TensorReader:
         if heads and self.permuted:
             array = unpermute(array, heads)
         # a sum is NaN or inf when any value is (checked exactly only then): no mask as large as the tensor
-        if not np.isfinite(array.sum()) and not np.isfinite(array).all():
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.isfinite(array.sum()) or np.isfinite(array).all()
+        if not finite:
             raise ModelLoadError(f"{self.where}'s tensor {name!r} holds {int(np.isnan(array).sum())} NaN and "
                                  f"{int(np.isinf(array).sum())} inf values; the file is corrupt")
         return array

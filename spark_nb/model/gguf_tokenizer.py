@@ -145,8 +145,8 @@ def _byte_level(meta: dict, tokens: list[str], where: str) -> tokenizers.Tokeniz
     vocab = {(t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode("utf-8"))): i
              for i, t in enumerate(tokens)}
     regexes, ignore_merges = SPLITS[pre]
-    backend = tokenizers.Tokenizer(models.BPE(vocab, [tuple(m.split(" ", 1)) for m in merges], fuse_unk=False,
-                                              ignore_merges=ignore_merges))
+    backend = _bpe(where, vocab, [tuple(m.split(" ", 1)) for m in merges], fuse_unk=False,
+                   ignore_merges=ignore_merges)
     splits = [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in regexes if r is not GPT2]
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=GPT2 in regexes)
     backend.pre_tokenizer = pre_tokenizers.Sequence([*splits, byte_level]) if splits else byte_level
@@ -165,13 +165,21 @@ def _sentencepiece(meta: dict, tokens: list[str], types: list[int], where: str) 
                                  "the file is incomplete, convert the model again")
         merges = _merges_from_scores(tokens, scores, vocab)
     unk = next((tokens[i] for i, kind in enumerate(types) if kind == UNKNOWN), None)
-    backend = tokenizers.Tokenizer(models.BPE(vocab, merges, unk_token=unk, fuse_unk=True, byte_fallback=True))
+    backend = _bpe(where, vocab, merges, unk_token=unk, fuse_unk=True, byte_fallback=True)
     prefix = meta.get("tokenizer.ggml.add_space_prefix", True)  # llama.cpp's default for SentencePiece
     backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first" if prefix else "never",
                                                      split=False)
     steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
     backend.decoder = decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if prefix else []))
     return backend
+
+
+def _bpe(where: str, vocab: dict[str, int], merges: list[tuple], **options) -> tokenizers.Tokenizer:
+    try:
+        return tokenizers.Tokenizer(models.BPE(vocab, merges, **options))
+    except Exception as err:  # the Rust side raises a bare Exception (a merge of unknown tokens) or a TypeError
+        raise ModelLoadError(f"{where}'s vocabulary is corrupt: the tokenizers library refuses it ({err}); fetch the "
+                             "file again") from None
 
 
 def _merges_from_scores(tokens: list[str], scores: list[float], vocab: dict[str, int]) -> list[tuple[str, str]]:
