@@ -124,7 +124,7 @@ def config_from_metadata(meta: dict, tensors: dict, where: str) -> ModelConfig:
     vocab = int(tensors["token_embd.weight"].shape[-1])  # GGUF lists dimensions innermost first: [d, vocab]
     name = str(meta.get("general.name", "")).lower()
     return ModelConfig(
-        # transformers reads a "llama" file named like Mistral as Mistral; llama.cpp applies no sliding window to it
+        # a "llama" file named like Mistral is labelled so; it runs as Llama (llama.cpp applies no sliding window)
         family="mistral" if arch == "llama" and "mistral" in name else arch,
         vocab_size=vocab,
         hidden_size=d,
