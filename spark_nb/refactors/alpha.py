@@ -19,7 +19,7 @@ import ast
 from .base import RefactorError
 from .scopes import Analysis
 
-__all__ = ["renamed_apart"]
+__all__ = ["renamed_apart", "renamed_tree"]
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -27,6 +27,11 @@ _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 def renamed_apart(code: str) -> str:
     """The cell's AST dump with its own variables named by position (see the module docstring). ValueError when
     the cell is not Python the analysis reads."""
+    return ast.dump(renamed_tree(code))
+
+
+def renamed_tree(code: str) -> ast.Module:
+    """The cell's AST with its own variables named by position, undumped (a caller may normalise more)."""
     try:
         analysis = Analysis(code)
     except RefactorError as err:
@@ -54,7 +59,7 @@ def renamed_apart(code: str) -> str:
         for kw in call.keywords:
             if kw.arg in params:
                 canonical[(id(kw), kw.arg)] = canonical.get((id(params[kw.arg]), kw.arg), kw.arg)
-    return ast.dump(_Rename(canonical).visit(analysis.tree))
+    return _Rename(canonical).visit(analysis.tree)
 
 
 def _preorder(scope):

@@ -57,7 +57,7 @@ class Family:
 
     def semantic_key(self, code: str) -> str:
         tree = ast.parse(code)
-        return ast.dump(self.normalize(tree))
+        return ast.dump(self.normalize(layout_free(tree)))
 
     # --- helpers ---------------------------------------------------------------------------------------
     def instruction(self, rng: random.Random, **kw) -> str:
@@ -77,6 +77,18 @@ class Family:
 
 
 # ------------------------------------------------------------------------------------------------- helpers
+def layout_free(tree: ast.AST) -> ast.AST:
+    """The tree without what a formatter may change in the AST: the indentation and the surrounding blank space
+    of a bare string statement (a docstring), which black re-indents and strips, and which its own AST check
+    ignores the same way (each line stripped); and a string's u prefix, which means nothing in Python 3."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            node.kind = None
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            node.value.value = "\n".join(line.strip() for line in node.value.value.splitlines()).strip()
+    return tree
+
+
 def parses(code: str) -> bool:
     try:
         ast.parse(code)

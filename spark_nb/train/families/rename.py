@@ -6,7 +6,7 @@ import builtins
 import re
 import tokenize
 
-from .base import SCOPES, Family, Text, all_identifiers, apply_edits, is_ident, tokens_or_none
+from .base import SCOPES, Family, Text, all_identifiers, apply_edits, is_ident, layout_free, tokens_or_none
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _BUILTINS = set(dir(builtins))
@@ -16,9 +16,9 @@ def renamed_key(code: str) -> str:
     """The meaning check of both renames: the same for any consistent renaming of the cell's own variables
     (spark_nb.refactors.alpha), whether the instruction said a function or a variable ("rename a to b" says
     neither)."""
-    from ...refactors.alpha import renamed_apart
+    from ...refactors.alpha import renamed_tree
 
-    return renamed_apart(code)
+    return ast.dump(layout_free(renamed_tree(code)))  # a docstring black re-indents is the same docstring
 
 
 RENAME_PARAPHRASES = (
