@@ -236,19 +236,20 @@ def load_gguf(path: str | Path, dtype: str = "fp32") -> Checkpoint:
                              "rows: some tokens would have no embedding; the file is corrupt")
     # the bos and stop tokens the tokenizer found in the metadata (the engine stops at these)
     config = replace(config, bos_token_id=tokenizer.bos_token_id, eos_token_ids=tokenizer.eos_token_ids)
-    reader_ = _TensorReader(tensors, config, where, permuted=meta["general.architecture"] in PERMUTED)
+    tensor_reader = _TensorReader(tensors, config, where, permuted=meta["general.architecture"] in PERMUTED)
     if config.rope_scaling and config.rope_scaling["rope_type"] == "freq_factors":
-        factors = reader_.tensor(ROPE_FREQS, (config.head_dim // 2,), "a divisor per rotary frequency")
+        factors = tensor_reader.tensor(ROPE_FREQS, (config.head_dim // 2,), "a divisor per rotary frequency")
         config = replace(config, rope_scaling={"rope_type": "freq_factors", "factors": tuple(map(float, factors))})
     try:
         config.check_rotary()
     except ModelLoadError as err:  # its words are config.json's; the values here come from the file's metadata
         raise ModelLoadError(f"{where}'s rope settings are unusable: {err}") from None
     vocab_by_d = (config.vocab_size, config.hidden_size)
-    embed = reader_.tensor("token_embd.weight", vocab_by_d, "vocab, hidden_size")
-    layers = [reader_.layer(i) for i in range(config.n_layers)]
-    final_norm = reader_.tensor("output_norm.weight", (config.hidden_size,), "hidden_size")
-    lm_head = embed if config.tie_word_embeddings else reader_.tensor("output.weight", vocab_by_d, "vocab, hidden_size")
-    reader_.check_nothing_left()
+    embed = tensor_reader.tensor("token_embd.weight", vocab_by_d, "vocab, hidden_size")
+    layers = [tensor_reader.layer(i) for i in range(config.n_layers)]
+    final_norm = tensor_reader.tensor("output_norm.weight", (config.hidden_size,), "hidden_size")
+    tied = config.tie_word_embeddings
+    lm_head = embed if tied else tensor_reader.tensor("output.weight", vocab_by_d, "vocab, hidden_size")
+    tensor_reader.check_nothing_left()
     weights = DecoderWeights(embed=embed, final_norm=final_norm, lm_head=lm_head, layers=layers)
     return Checkpoint(path=path, config=config, tokenizer=tokenizer, weights=weights, dtype=dtype)
