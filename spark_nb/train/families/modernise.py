@@ -14,8 +14,10 @@ from .base import SCOPES, Family, Text, apply_edits, parses
 from .rename import own_scope_nodes
 
 # ------------------------------------------------------------------------------------------------ f-strings
-_PCT = re.compile(r"%(?:(%)|([sra]))")
+# one printf-style conversion: %% or flags, width, precision, a length modifier (ignored by Python), the type
+_PCT = re.compile(r"%(?:(%)|([-+ #0]*)(\d*)(?:\.(\d*))?[hlL]?([diouxXeEfFgGcrsa]))")
 _SIMPLE = (ast.Name, ast.Attribute, ast.Constant, ast.Subscript)
+_AS_CONVERSION = {"str": ord("s"), "repr": ord("r"), "ascii": ord("a")}
 
 
 def _fv(expr, conv: int = -1, spec: str | None = None) -> ast.FormattedValue:
@@ -38,10 +40,41 @@ def _joined(parts: list) -> ast.JoinedStr:
     return ast.JoinedStr(values=vals)
 
 
-def percent_to_joined(node) -> ast.JoinedStr | None:
-    """``"..%s.." % (a, b)`` (a tuple literal, or one value that is not a tuple or mapping literal; only %s %r %a
-    %%) as the equivalent JoinedStr. One value: ``"<%s>" % type(x).__name__``, as flynt converts it (that a name
-    could hold a tuple at run time is the caveat flynt shares)."""
+def _is_int_call(expr) -> bool:
+    return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in ("int", "len")
+
+
+def _percent_field(flags: str, width: str, precision: str | None, kind: str, value,
+                   specs: bool) -> tuple[int, str | None] | None:
+    """(conversion, format spec) of the f-string field that formats ``value`` as one %-conversion does, or None
+    where no field does the same for every value (the rules of printf-style formatting in the library reference,
+    the ones flynt converts): %s %r %a without width or precision are str / repr / ascii; e E f F g G x X o take
+    the same flags, width and precision in a format spec; %d %i %u truncate a float, so only a value that is an int
+    (a call of int or len, as flynt requires) formats alike, and format(n, "5") is format(n, "5d") for an int.
+    Refused: '-' (left-justify, '<' in a spec), a precision on an integer (zero-padding in %), %c (a string too),
+    and any spec unless ``specs``."""
+    if kind in "sra":
+        if flags or width or precision is not None:
+            return None
+        return {"s": -1, "r": ord("r"), "a": ord("a")}[kind], None
+    if not specs or "-" in flags or kind == "c" or (precision is not None and kind in "diouxX"):
+        return None
+    if kind in "diu":
+        if not _is_int_call(value):
+            return None
+        kind = ""
+    sign = "+" if "+" in flags else " " if " " in flags else ""  # a spec takes them in this order, % in any
+    spec = sign + "#" * ("#" in flags) + "0" * ("0" in flags) + width
+    spec += (f".{precision or 0}" if precision is not None else "") + kind
+    return -1, spec or None
+
+
+def percent_to_joined(node, specs: bool = False) -> ast.JoinedStr | None:
+    """``"..%s..%.2f.." % (a, b)`` (a tuple literal, or one value that is not a tuple or mapping literal) as the
+    equivalent JoinedStr, each conversion as :func:`_percent_field` allows: %s %r %a, and with ``specs`` the
+    numeric ones too (the meaning check takes those; the tasks and their checks, which try values of any type,
+    keep to the three that need no type). One value: ``"<%s>" % type(x).__name__``, as flynt converts it (that a
+    name could hold a tuple at run time is the caveat flynt shares)."""
     if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant)
             and isinstance(node.left.value, str)):
         return None
@@ -63,8 +96,10 @@ def percent_to_joined(node) -> ast.JoinedStr | None:
             continue
         if i >= len(args):
             return None
-        conv = {"s": -1, "r": ord("r"), "a": ord("a")}[m.group(2)]
-        parts.append(_fv(args[i], conv))
+        field = _percent_field(*m.group(2, 3, 4, 5), args[i], specs)
+        if field is None:
+            return None
+        parts.append(_fv(args[i], *field))
         i += 1
     if i != len(args) or i == 0:
         return None
@@ -125,8 +160,8 @@ def format_to_joined(node) -> ast.JoinedStr | None:
     return _joined(parts)
 
 
-def to_joined(node):
-    return percent_to_joined(node) or format_to_joined(node)
+def to_joined(node, specs: bool = False):
+    return percent_to_joined(node, specs) or format_to_joined(node)
 
 
 def _fstring_text(j: ast.JoinedStr) -> str | None:
@@ -147,16 +182,40 @@ def _canon(j: ast.JoinedStr) -> ast.JoinedStr:
     return ast.parse(ast.unparse(j), mode="eval").body
 
 
+def _one_form(j: ast.JoinedStr):
+    """The f-string in one form, as flynt writes it: a field ``{str(x)}`` / ``{repr(x)}`` / ``{ascii(x)}`` is
+    ``{x!s}`` / ``{x!r}`` / ``{x!a}`` (str, repr, ascii being the builtins is flynt's caveat), a field that holds a
+    string literal is that text, and an f-string of text alone is a plain string."""
+    parts = []
+    for v in j.values:
+        if isinstance(v, ast.FormattedValue) and v.conversion == -1 and v.format_spec is None:
+            x = v.value
+            if isinstance(x, ast.Constant) and isinstance(x.value, str):
+                parts.append(x.value)
+                continue
+            if isinstance(x, ast.Call) and isinstance(x.func, ast.Name) and x.func.id in _AS_CONVERSION \
+                    and len(x.args) == 1 and not x.keywords and not isinstance(x.args[0], ast.Starred):
+                v = _fv(x.args[0], _AS_CONVERSION[x.func.id])
+        parts.append(v.value if isinstance(v, ast.Constant) else v)
+    out = _joined(parts)
+    if not any(isinstance(v, ast.FormattedValue) for v in out.values):
+        return ast.Constant(value="".join(v.value for v in out.values))
+    try:
+        return _canon(out)
+    except (SyntaxError, ValueError):
+        return out
+
+
 class _ToJoined(ast.NodeTransformer):
+    def visit_FormattedValue(self, node):  # its format spec belongs to the field: not an f-string of its own
+        node.value = self.visit(node.value)
+        return node
+
     def generic_visit(self, node):
         super().generic_visit(node)
-        j = to_joined(node) if isinstance(node, (ast.BinOp, ast.Call)) else None
-        if j is not None:
-            try:
-                return _canon(j)
-            except (SyntaxError, ValueError):
-                return j
-        return node
+        if isinstance(node, (ast.BinOp, ast.Call)):
+            node = to_joined(node, specs=True) or node
+        return _one_form(node) if isinstance(node, ast.JoinedStr) else node
 
 
 class ToFString(Family):
