@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import sys
 
 from .base import Family, Text, all_identifiers
 
 _STDLIB = set(sys.stdlib_module_names)
+_BUILTINS = set(dir(builtins))
 _UNUSED_POOL = ("import json", "import re", "import itertools", "import math", "import time", "import random",
                 "import functools", "import collections", "import os", "import sys", "import typing",
                 "from collections import defaultdict", "from pathlib import Path", "from typing import Any",
@@ -28,6 +30,33 @@ def _used_names(tree, skip) -> set[str]:
         elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.isidentifier():
             out.add(n.value)  # __all__ entries, string annotations: count as uses
     return out
+
+
+def _bindings(imports: list[ast.stmt], used: set[str]) -> list[tuple[str, list[str]]]:
+    """[(name, [what it is bound to])] for the names these imports bind that the code uses (and __future__)."""
+    bindings: dict[str, set[str]] = {}
+    for st in imports:
+        for name, a in zip(_bound(st), st.names):
+            source = a.name if isinstance(st, ast.Import) else f"{'.' * st.level}{st.module or ''}:{a.name}"
+            if name in used or (isinstance(st, ast.ImportFrom) and st.module == "__future__"):
+                bindings.setdefault(name, set()).add(source)
+    return sorted((name, sorted(sources)) for name, sources in bindings.items())
+
+
+def _reads_unbound(tree, imports: list[ast.stmt]) -> bool:
+    """Whether the code reads a name that neither it nor its imports bind and that is not a builtin: one a star
+    import may provide."""
+    bound = {name for st in imports for name in _bound(st)} | _BUILTINS
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
+            bound.add(n.id)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(n.name)
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            bound.add(n.name)
+    return any(isinstance(n, ast.Name) and n.id not in bound for n in ast.walk(tree))
 
 
 def import_key(line: str):
@@ -70,19 +99,42 @@ class SortImports(Family):
     )
 
     def normalize(self, tree):
-        """The code without its top-level imports, and what each import that the code uses binds: order,
-        duplicates and unused imports may change; a used name may not lose its import or get another."""
-        imports = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
-        tree.body = [s for s in tree.body if s not in imports] or [ast.Pass()]
+        """The code with each run of imports (in any block: isort sorts those inside functions too) standing for
+        what its imports bind among the names the code uses, and no `pass` beside other statements. Order,
+        duplicates and unused imports may change (autoflake removes those, leaving `pass` where a block would be
+        empty, and removes a `pass` that has company); a used name may not lose its import, get another, or move
+        to another run. A star import counts as used when the code reads a name it does not bind and that is not
+        a builtin (pyflakes' rule, which autoflake follows)."""
+        layouts = []  # (node, field, its statements with each run of imports as a list)
+        for node in list(ast.walk(tree)):
+            for fld in ("body", "orelse", "finalbody"):
+                stmts = getattr(node, fld, None)
+                if not (isinstance(stmts, list) and (stmts and isinstance(stmts[0], ast.stmt) or node is tree)):
+                    continue  # not a block (a module can be empty: autoflake leaves nothing of unused imports)
+                layout = []
+                for st in stmts:
+                    if isinstance(st, (ast.Import, ast.ImportFrom)):
+                        if layout and isinstance(layout[-1], list):
+                            layout[-1].append(st)
+                        else:
+                            layout.append([st])
+                    elif not isinstance(st, ast.Pass):
+                        layout.append(st)
+                setattr(node, fld, [st for st in layout if not isinstance(st, list)])
+                layouts.append((node, fld, layout))
         used = _used_names(tree, set())
-        bindings: dict[str, set[str]] = {}
-        for st in imports:
-            for name, a in zip(_bound(st), st.names):
-                source = a.name if isinstance(st, ast.Import) else f"{'.' * st.level}{st.module or ''}:{a.name}"
-                if name in used or name == "*" or (isinstance(st, ast.ImportFrom) and st.module == "__future__"):
-                    bindings.setdefault(name, set()).add(source)
-        kept = sorted((name, sorted(sources)) for name, sources in bindings.items())
-        tree.body.insert(0, ast.Expr(ast.Constant(repr(kept))))
+        if _reads_unbound(tree, [st for *_, layout in layouts for run in layout if isinstance(run, list)
+                                 for st in run]):
+            used.add("*")
+        for node, fld, layout in layouts:
+            stmts = []
+            for st in layout:
+                kept = _bindings(st, used) if isinstance(st, list) else None
+                if kept:
+                    stmts.append(ast.Expr(ast.Constant(repr(kept))))
+                elif not isinstance(st, list):
+                    stmts.append(st)
+            setattr(node, fld, stmts or [ast.Pass()])
         return tree
 
     def make(self, text, rng):
