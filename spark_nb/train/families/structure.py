@@ -98,14 +98,18 @@ class ExtractConstant(Family):
     )
 
     def normalize(self, tree):
+        """Module-level constants the code reads, inlined: an extracted constant is its value. One the code never
+        reads is no extraction and stays as written (changing or dropping it is not this family's to do)."""
         consts, body = {}, []
-        stores = {}
+        stores, reads = {}, set()
         for n in ast.walk(tree):
             if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load):
                 stores[n.id] = stores.get(n.id, 0) + 1
+            elif isinstance(n, ast.Name):
+                reads.add(n.id)
         for s in tree.body:
             if (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
-                    and s.targets[0].id.isupper() and stores.get(s.targets[0].id) == 1
+                    and s.targets[0].id.isupper() and stores.get(s.targets[0].id) == 1 and s.targets[0].id in reads
                     and isinstance(s.value, ast.Constant) and isinstance(s.value.value, (int, float))):
                 consts[s.targets[0].id] = s.value.value
                 continue
