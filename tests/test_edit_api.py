@@ -6,6 +6,7 @@ chat template has its forward pass replaced by a script so the real `Engine.stre
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import random
@@ -378,19 +379,20 @@ def test_chat_template_path_takes_the_first_fenced_block(chat_folder):
         script = iter(answer)
         return onehot()[None]
 
-    engine._prefill = prefill  # the real stream loop runs; only the forward pass is scripted
-    engine._decode_step = lambda token, pos, threads=None: onehot()
-    r = spark_nb.edit("def add(a,b): return a+b", "format it", model=engine)
+    engine._prefill = prefill  # the real stream loop runs; only the forward pass is scripted (one token at a
+    engine._decode_step = lambda token, pos, threads=None: onehot()  # time: no drafts to verify)
+    edit = functools.partial(spark_nb.edit, speculative=False)
+    r = edit("def add(a,b): return a+b", "format it", model=engine)
     assert r.ok and r.style == "chat" and r.code == target.rstrip("\n")
     assert prompts[0].startswith("<|im_start|>system\n") and prompts[0].endswith("<|im_start|>assistant\n")
     assert "def add(a,b): return a+b" in prompts[0] and "Instruction: format it" in prompts[0]
     assert "prose" not in r.text and r.stats.tokens < len(answer)  # stopped once the block closed
 
     answer = tok.encode("```python\ndef add(a, b)\n    return a + b\n```\n")
-    r = spark_nb.edit("x = 1\n", "break it", model=engine)
+    r = edit("x = 1\n", "break it", model=engine)
     assert not r.ok and r.code == "x = 1\n" and "line 1" in r.error
     answer = tok.encode("I would rather not.")
-    r = spark_nb.edit("x = 1\n", "anything", model=engine)
+    r = edit("x = 1\n", "anything", model=engine)
     assert not r.ok and "no complete fenced code block" in r.error
 
 

@@ -17,7 +17,7 @@ from spark_nb.edits import BUILTIN
 from spark_nb.edits.prompt import edit_format
 from spark_nb.engine import Engine
 from spark_nb.model import Tokenizer
-from test_edit_api import edit_folder  # noqa: F401  (the random-weight model with the edit tokenizer)
+from test_edit_api import chat_folder, edit_folder  # noqa: F401  (random-weight models: edit tokenizer, chat)
 
 INSTRUCTIONS = ["add a docstring", "add type hints", "use f-strings", "rename the variable result to out",
                 "add comments", "remove the debug prints", "use a list comprehension", "fix the typo"]
@@ -130,3 +130,68 @@ def test_bench_edits_compares_both_ways(edit_folder, tmp_path, capsys):  # noqa:
     assert all(r["out_tokens"] >= r["generated"] > 0 for r in result["rows"])
     for r in result["rows"]:  # the ceiling: the plain edit's time over its own prompt forward and first token
         assert r["ceiling"] == pytest.approx(r["plain_s"] / r["plain_ttft_s"]) and r["ceiling"] > 1
+
+
+# -- prompt lookup in Engine.stream (any model, chat edits included) ------------------------------------------------
+
+
+def _lookup_by_scan(tokens, k):
+    """What prompt lookup must draft, by brute force: the longest suffix of 4 down to 2 tokens that occurred
+    before, and the k tokens after its latest earlier occurrence."""
+    for n in range(4, 1, -1):
+        for end in range(len(tokens) - 1, n - 1, -1):  # `end`: where the token after an occurrence is
+            if len(tokens) >= n and tokens[end - n:end] == tokens[-n:]:
+                return tokens[end:end + k]
+    return []
+
+
+def test_prompt_lookup_drafts_what_a_scan_finds():
+    from spark_nb.engine.speculation import PromptLookup
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        tokens = rng.integers(0, 3 + trial % 5, size=60).tolist()  # small alphabets: many repeats
+        drafter = PromptLookup(tokens[:10])
+        for i in range(10, len(tokens)):
+            drafter.length.k = 1 + (i % 9)
+            assert drafter.draft() == _lookup_by_scan(tokens[:i], drafter.length.k), (trial, i)
+            assert drafter.draft(limit=2) == _lookup_by_scan(tokens[:i], min(2, drafter.length.k))
+            drafter.extend([tokens[i]])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp32"])
+def test_stream_same_tokens_with_prompt_lookup(edit_folder, dtype):  # noqa: F811
+    """A random model rejects most drafts and accepts a few: every path runs; the tokens never change."""
+    engine = Engine.load(edit_folder, dtype=dtype, context=512)
+    drafted = 0
+    for cell in stdlib_cells(5):
+        ids = engine.tokenizer.encode(cell)[:80]
+        prompt = ids + ids[:12]  # the start again: lookups find what followed it
+        for options in (dict(max_new_tokens=60), dict(max_new_tokens=7), dict(max_new_tokens=60, stop="\n\n")):
+            plain = list(engine.stream(prompt, **options))[-1]
+            fast = list(engine.stream(prompt, speculative=True, **options))[-1]
+            assert fast.token_ids == plain.token_ids and fast.text == plain.text and fast.reason == plain.reason
+            assert plain.stats.drafted == 0 and fast.stats.accepted <= fast.stats.drafted
+            drafted += fast.stats.drafted
+    assert drafted > 0
+
+
+@pytest.mark.skipif(not (BUILTIN / "config.json").exists(), reason="the built-in model is not installed")
+def test_stream_prompt_lookup_accepts_a_copy():
+    engine = spark_nb.load()
+    source = inspect.getsource(inspect.cleandoc)
+    prompt = source + "\n\n" + source[:60]  # the model continues by copying what it has seen
+    plain = list(engine.stream(prompt, max_new_tokens=150))[-1]
+    fast = list(engine.stream(prompt, max_new_tokens=150, speculative=True))[-1]
+    assert fast.token_ids == plain.token_ids
+    assert fast.stats.accepted > 0.5 * fast.stats.drafted > 0
+
+
+def test_chat_edits_same_answer_with_prompt_lookup(chat_folder):
+    engine = Engine.load(chat_folder, dtype="fp32", context=512)
+    for i, cell in enumerate(c for c in stdlib_cells(12) if len(c) < 500):
+        options = dict(model=engine, max_new_tokens=40, exact=False)
+        plain = spark_nb.edit(cell, INSTRUCTIONS[i % len(INSTRUCTIONS)], speculative=False, **options)
+        fast = spark_nb.edit(cell, INSTRUCTIONS[i % len(INSTRUCTIONS)], **options)  # speculative is the default
+        assert (fast.text, fast.proposed, fast.error) == (plain.text, plain.proposed, plain.error)
+        assert plain.stats.drafted == 0

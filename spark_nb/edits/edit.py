@@ -25,7 +25,6 @@ from .recognise import recognise
 __all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine", "loaded_engines"]
 
 BUILTIN = Path(__file__).resolve().parent.parent / "models" / "builtin"
-DRAFT_START, DRAFT_MIN, DRAFT_MAX = 8, 2, 64  # speculative draft length: doubles while all are accepted
 _ENGINES: dict[tuple, Any] = {}  # (resolved path, wafer, dtype) -> Engine: loading the same model twice reuses it
 
 
@@ -161,6 +160,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
     draft that greedy decoding would have chosen itself is accepted; the cache is rewound past the rest. Each
     accepted token is checked against the same masked argmax as plain decoding, so the output is identical."""
     from ..engine.engine import PromptTooLong
+    from ..engine.speculation import DraftLength
     from ..train.format import FormatError
 
     fmt = prompt.edit_format(engine.tokenizer)
@@ -176,7 +176,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
     error = None
     first_s = last_s = 0.0
     drafted = accepted = 0
-    k = DRAFT_START
+    length = DraftLength()
 
     def choose(logits) -> int:  # only what the format allows here: the output is always well formed
         allowed = dec.allowed_ids()
@@ -211,7 +211,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
                 error = f"stopped after {_tokens(len(generated))}"
                 break
             run = [token] + feed
-            draft = _draft(dec, min(k, max_new_tokens - len(generated))) if speculate else []
+            draft = _draft(dec, min(length.k, max_new_tokens - len(generated))) if speculate else []
             ends = [len(run) - 1]  # where the logits that judge each draft token come out
             for d, d_feed in draft:
                 run += [d] + d_feed
@@ -233,7 +233,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
             drafted, accepted = drafted + len(draft), accepted + n
             session.rewind(start + ends[n] + 1)
             logits = judged[n]
-            k = min(2 * k, DRAFT_MAX) if n == len(draft) else max(DRAFT_MIN, n + 1)
+            length.judge(len(draft), n)
     except PromptTooLong as err:
         error = f"the cell and its edit do not fit the model's context: {err}"
     except FormatError as err:  # only a model outside the constraints (a fake one) gets here
@@ -287,7 +287,8 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
     text_prompt = prompt.chat_prompt(engine.tokenizer, code, instruction, context)
     if max_new_tokens is None:
         max_new_tokens = 2 * len(engine.tokenizer.encode(code)) + 128
-    stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                           speculative=speculative)  # the answer copies the cell: prompt lookup drafts it
     text, done, n, stopped = "", None, 0, False
     for event in stream:
         if hasattr(event, "stats"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ..wafer.placement import Placement, place
 from ..wafer.spec import WaferSpec, get_spec
 from .events import Done, Stats, Token
 from .sampling import sample, validate
+from .speculation import PromptLookup
 
 DTYPES = ("int8", "fp32")
 DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
@@ -182,12 +184,15 @@ class Engine:
 
     def stream(self, prompt: str | Sequence[int], max_new_tokens: int = 256, temperature: float = 0.0,
                top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] | str | None = None,
-               ignore_eos: bool = False) -> Stream:
+               ignore_eos: bool = False, speculative: bool = False) -> Stream:
         """Generate from prompt (text or token ids), yielding Token events and a final Done.
 
         Stops at an end-of-sequence token (unless ignore_eos, as benchmarks want), at any of the `stop` strings
         (not included in the text), after max_new_tokens, or at the end of the context. Arguments are checked
-        here, before any compute.
+        here, before any compute. speculative (greedy only, temperature 0): draft the next tokens from what
+        followed the same tokens earlier in the prompt or the output (`speculation.PromptLookup`) and verify each
+        draft in one multi-token forward: the same tokens as plain greedy decoding, fewer forward passes when the
+        answer copies the prompt (an edit's answer copies the cell). Stats.drafted / accepted count the drafts.
         """
         ids = self._check_prompt(self.encode(prompt))
         validate(temperature, top_p)
@@ -196,11 +201,13 @@ class Engine:
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         cancelled = threading.Event()
         eos = frozenset() if ignore_eos else frozenset(self.tokenizer.eos_token_ids)
+        drafter = PromptLookup(ids.tolist()) if speculative and temperature == 0 else None
         events = self._generate(ids, max_new_tokens, temperature, top_p, np.random.default_rng(seed), stops, eos,
-                                cancelled)
+                                cancelled, drafter)
         return Stream(events, cancelled)
 
-    def _generate(self, ids, max_new_tokens, temperature, top_p, rng, stops, eos, cancelled) -> Iterator[Token | Done]:
+    def _generate(self, ids, max_new_tokens, temperature, top_p, rng, stops, eos, cancelled,
+                  drafter=None) -> Iterator[Token | Done]:
         t0 = time.perf_counter()
         with self._lock:
             self._request += 1
@@ -212,6 +219,8 @@ class Engine:
         text, shown = "", 0  # all text so far; how much of it has been yielded
         first_s = last_s = 0.0
         reason = "length"
+        verified: deque[np.ndarray] = deque()  # logits a verified draft already gave for the tokens to come
+        drafted = accepted = 0
         try:
             while True:
                 token = sample(logits, temperature, top_p, rng)
@@ -236,9 +245,29 @@ class Engine:
                 if cancelled.is_set() or request != self._request:
                     reason = "cancelled"
                     break
-                with self._lock:
-                    logits = self._decode_step(token, pos)
-                wafer_s += self._wafer_decode_s(pos + 1)
+                if verified:  # a draft token greedy decoding chose again: its logits came with the draft
+                    logits = verified.popleft()
+                    continue
+                draft = []
+                if drafter is not None:
+                    drafter.extend([token])
+                    draft = drafter.draft(min(max_new_tokens - len(generated), self.context - pos - 1))
+                if not draft:
+                    with self._lock:
+                        logits = self._decode_step(token, pos)
+                    wafer_s += self._wafer_decode_s(pos + 1)
+                    continue
+                with self._lock:  # the token and its draft in one forward: the logits after each of them
+                    judged = self._prefill(np.array([token, *draft], dtype=np.int64), pos,
+                                           np.arange(len(draft) + 1))
+                wafer_s += sum(self._wafer_decode_s(p + 1) for p in range(pos, pos + len(draft) + 1))
+                n = 0
+                while n < len(draft) and sample(judged[n], temperature, top_p, rng) == draft[n]:
+                    n += 1
+                drafter.length.judge(len(draft), n)
+                drafted, accepted = drafted + len(draft), accepted + n
+                drafter.extend(draft[:n])
+                logits, verified = judged[0], deque(judged[1:n + 1])
         except KeyboardInterrupt:
             # The interrupt lands between two forward calls, so the engine is consistent: clean up, re-raise.
             cancelled.set()
@@ -252,7 +281,7 @@ class Engine:
         stats = Stats(
             prompt_tokens=len(ids), tokens=n, ttft_s=first_s, tok_per_s=_rate(n - 1, last_s - first_s),
             total_s=total, wafer_ttft_s=wafer_ttft, wafer_tok_per_s=_rate(n - 1, wafer_s - wafer_ttft),
-            wafer_total_s=wafer_s, wafer=self.spec.name, dtype=self.dtype)
+            wafer_total_s=wafer_s, wafer=self.spec.name, dtype=self.dtype, drafted=drafted, accepted=accepted)
         yield Done(text, tuple(generated), reason, stats)
 
     # -- projected wafer time --------------------------------------------------------------------------------
