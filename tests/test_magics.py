@@ -276,3 +276,43 @@ def test_async_rewrite_keeps_line_and_cell_exactly(ip, line, body):
     assert call.func.attr == "spark_async" and [a.value for a in call.args] == [line, body]
     plain = "x = 1\nprint(x)\n"
     assert async_cells([plain]) == [plain]
+
+
+def test_an_exact_refactor_loads_no_model(ip, monkeypatch, capsys):
+    """Routed first: a rename is made by the program with no model at all (a folder that does not exist, a loader
+    that raises); a request the model must make still says clearly that it cannot load one."""
+    renamed = CODE.replace("double", "twice")
+    ip.run_cell_magic("spark", "--model /no/such/folder --no-context rename double to twice", CODE)
+    assert ip.calls == [(renamed, True)]
+    assert "exact refactor: replaced the cell" in capsys.readouterr().out
+    ip.run_cell_magic("spark", "--model /no/such/folder --model-only rename double to twice", CODE)
+    assert "cannot load the model: no model folder at /no/such/folder" in capsys.readouterr().err
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the model cannot load")
+
+    monkeypatch.setattr(ip.spark_magics.session, "engine_for", refuse)
+    ip.run_cell_magic("spark", "rename double to twice", CODE)  # with context: the program still needs no model
+    assert ip.calls == [(renamed, True)] * 2
+    ip.run_cell_magic("spark", "add docstrings", CODE)
+    assert capsys.readouterr().err.endswith("spark: cannot load the model: the model cannot load\n")
+    assert [r.applied for r in ip.spark_magics.session.history] == ["replaced the cell", "error", "replaced the cell",
+                                                                     "error"]
+    with pytest.raises(RuntimeError, match="cannot load"):  # the session's own edit: the same order
+        ip.spark_magics.session.edit(CODE, "rename double to twice", exact=False)
+    assert ip.spark_magics.session.edit(CODE, "rename double to twice").code == renamed
+
+
+def test_the_guard_knows_what_the_kernel_binds(ip, monkeypatch, tokenizer, capsys):
+    """%%spark tells the guard the names in the user namespace: an edit that reads `factor` is refused where
+    nothing binds it and applied once the notebook has it."""
+    edit = "    return x * factor\n"
+    ip.user_ns.pop("factor", None)
+    monkeypatch.setattr(ip.spark_magics.session, "max_tokens", 0)  # whatever an earlier test configured
+    use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, edit)))
+    ip.run_cell_magic("spark", "--no-context scale by the factor", CODE)
+    assert ip.calls == [] and "uses names nothing defines: factor" in capsys.readouterr().out
+    ip.user_ns["factor"] = 3
+    use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, edit)))
+    ip.run_cell_magic("spark", "--no-context scale by the factor", CODE)
+    assert ip.calls == [("def double(x):\n    return x * factor\n", True)]

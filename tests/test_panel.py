@@ -33,10 +33,46 @@ def spark(tokenizer, monkeypatch):
 def test_presets_are_the_families_of_the_model_folder():
     trained = {json.loads(line)["family"] for line in (BUILTIN / "test_sample.jsonl").read_text().splitlines()}
     presets = presets_for(None)
-    assert {label.replace(" ", "_") for label, _, _ in presets} == trained
-    for label, instruction, kind in presets:
+    assert {label.replace(" ", "_") for label, _, _, _ in presets} == trained
+    for label, instruction, kind, _ in presets:
         assert "{" not in instruction  # templates are filled in for the user to complete
         assert kind == ("fill" if label in ("rename variable", "rename function", "extract constant") else "run")
+
+
+PRINTS = "import sys, os\n\ndef area(w, h):\n    print('area of %s by %s' % (w, h))\n    return w * h\n"
+
+
+def test_presets_say_which_edits_a_program_makes_exactly():
+    """"exact" where the router takes the preset's instruction for this code (and a template once its names are
+    filled in), "model" elsewhere: f-strings and logging only where the cell has something to convert."""
+    exact = {label for label, _, _, how in presets_for(None, PRINTS) if how == "exact"}
+    assert exact == {"rename variable", "rename function", "to fstring", "remove debug", "print to logging",
+                     "sort imports"}
+    plain = {label: how for label, _, _, how in presets_for(None, CODE)}
+    assert plain["to fstring"] == plain["print to logging"] == plain["add docstrings"] == "model"
+    assert plain["sort imports"] == plain["remove debug"] == "exact"
+
+
+def test_model_only_toggle_sends_the_request_to_the_model(comms, spark, monkeypatch):  # noqa: F811
+    """The same preset, pressed as the frontend sends it: made by the program, no engine loaded; with "model only"
+    on, made by the (scripted) model."""
+    loads = []
+    engine_for = spark.engine_for
+    monkeypatch.setattr(spark, "engine_for", lambda *a, **k: loads.append(a) or engine_for(*a, **k))
+    panel = Panel(spark, CODE, bound=True)
+    assert not panel.controls.model_only  # off by default
+    panel._on_controls({"event": "run", "instruction": "rename double to twice", "source": "%%spark --panel\n" + CODE})
+    assert panel.result.style == "exact" and panel.result.code == CODE.replace("double", "twice") and loads == []
+    assert panel.view.verdict.startswith("exact refactor")
+    panel.reject()
+    panel.controls.model_only = True  # the toggle, as the checkbox sets it
+    panel._on_controls({"event": "run", "instruction": "rename double to twice", "source": "%%spark --panel\n" + CODE})
+    assert panel.result.style == "edit" and panel.result.code == GOOD and len(loads) == 1  # what the script wrote
+    panel.reject()
+    panel.controls.model_only = False
+    panel.start("sort imports", source=PRINTS)  # the preset list follows the cell: f-strings are exact here
+    assert panel.result.style == "exact" and panel.result.code.startswith("import os\nimport sys\n")
+    assert {p[0]: p[3] for p in panel.controls.presets}["to fstring"] == "exact" and len(loads) == 1
 
 
 def test_accept_keeps_the_edit_and_tells_the_cell(comms, spark):  # noqa: F811
@@ -111,3 +147,16 @@ def test_panel_magic_shows_a_bound_panel(ip, monkeypatch, tokenizer, capsys):  #
     assert ip.calls == []  # nothing applied until Accept
     with pytest.raises(Exception, match="--panel takes no"):
         ip.run_cell_magic("spark", "--panel --preview x", CODE)
+
+
+def test_the_panel_tells_the_guard_what_the_kernel_binds(comms, spark, tokenizer):  # noqa: F811
+    """Names are read from the namespace at each request: bound after the panel was shown, they count."""
+    spark.script = replace_second_line(tokenizer, "    return x * factor\n")
+    namespace = {}
+    panel = Panel(spark, CODE, bound=False, namespace=namespace)
+    panel.start("scale by the factor")
+    assert not panel.result.ok and "nothing defines: factor" in panel.result.error
+    panel.reject()
+    namespace["factor"] = 3
+    panel.start("scale by the factor")
+    assert panel.result.ok and panel.accept() == "def double(x):\n    return x * factor\n"

@@ -3,6 +3,7 @@
     cells = earlier_cells(shell.user_ns["In"][:-1])          # oldest first, magics stripped
     names = names_used(code, shell.user_ns)                  # {"df": "DataFrame", "scale": "function(values, k)"}
     parts = collect(code, In, user_ns, budget=512, count=len) # context strings for spark_nb.edit, within budget
+    cells = recent_cells(In[:-1], budget=512)                 # the newest earlier cells that fit, oldest first
     interpolate("rename {old} to {new}", user_ns)            # unknown names and other braces stay as written
 """
 from __future__ import annotations
@@ -92,7 +93,7 @@ def collect(code: str, history: Sequence[str], namespace: Mapping, budget: int =
     """Context strings for spark_nb.edit, oldest first, at most `budget` tokens as `count` measures them (default
     about 4 characters a token): the names block first (it is about this cell), then earlier cells newest first
     while they fit."""
-    count = count or (lambda text: (len(text) + 3) // 4)
+    count = count or _approx_tokens
     parts, used = [], 0
     names = names_used(code, namespace)
     if names:
@@ -103,14 +104,25 @@ def collect(code: str, history: Sequence[str], namespace: Mapping, budget: int =
         if names:
             parts.append(block)
             used = count(block)
-    cells = []
+    return recent_cells(history, budget - used, count) + parts
+
+
+def recent_cells(history: Sequence[str], budget: int = 512, count: Callable[[str], int] | None = None) -> list[str]:
+    """The newest earlier cells that fit `budget` tokens together, oldest first (an exact refactor's context: the
+    names they read and bind, no names block)."""
+    count = count or _approx_tokens
+    cells, used = [], 0
     for cell in reversed(earlier_cells(history)):
         n = count(cell)
         if used + n > budget:
             break
         cells.append(cell)
         used += n
-    return cells[::-1] + parts
+    return cells[::-1]
+
+
+def _approx_tokens(text: str) -> int:
+    return (len(text) + 3) // 4  # about 4 characters a token
 
 
 def interpolate(instruction: str, namespace: Mapping) -> str:

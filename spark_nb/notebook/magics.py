@@ -58,12 +58,14 @@ class SparkMagics(Magics):
         Notebook 7 (spark-nb's extension) the edit streams into the cell itself and Ctrl+Z brings the original
         back; typing in the cell while it streams stops the edit and keeps your text.
 
-        Refactors a program does exactly are made by that program, instantly, not by the model, and the view says
-        "exact refactor": renames (`rename total to value`), sorting and removing unused imports, removing debug
-        prints or comments, `%` and `.format` to f-strings, print to logging. --model-only asks the model anyway.
+        Refactors a program does exactly are made by that program, instantly, with no model loaded (a missing one
+        does not stop them), and the view says "exact refactor": renames (`rename total to value`), sorting and
+        removing unused imports, removing debug prints or comments, `%` and `.format` to f-strings, print to
+        logging. --model-only asks the model anyway.
 
-        %%spark --panel [INSTRUCTION] shows the refactor panel for the cell: a button per edit family, a free
-        instruction, model and wafer pickers, Stop, Redirect, then Accept, Reject or Retry.
+        %%spark --panel [INSTRUCTION] shows the refactor panel for the cell: a button per edit family (those a
+        program does exactly marked "exact"), a free instruction, model and wafer pickers, a "model only" toggle,
+        Stop, Redirect, then Accept, Reject or Retry.
 
         As a line magic: %spark status | load PATH [--wafer W] | warmup | history | stats | config | apply
         (apply: insert the code a panel last accepted as a new cell, where the panel cannot write into cells)
@@ -186,19 +188,25 @@ class SparkMagics(Magics):
             raise UsageError("give an instruction: %%spark add docstrings")
         if not cell.strip():
             raise UsageError("the cell is empty: write the code to edit below the %%spark line")
-        try:
-            engine = self.session.engine_for(args.model, args.wafer)
-        except Exception as err:  # no model, a bad folder, a model that does not fit: one message
-            self.session.record(instruction, cell, None, "error", str(err))
-            print(f"spark: cannot load the model: {err}", file=sys.stderr)
-            return None
-        too_long = _too_long(engine, cell, instruction)
-        if too_long:  # said before the view exists: diffing a cell of many thousand lines for it took minutes
-            self.session.record(instruction, cell, None, "error", too_long)
-            print(f"spark: {too_long}", file=sys.stderr)
-            return None
-        context = () if args.no_context else ctx.collect(
-            cell, _earlier_cells(self.shell), ns, self.session.context_tokens, _counter(engine))
+        earlier = _earlier_cells(self.shell)
+        engine = exact = None
+        if not args.model_only:  # a refactor a program does exactly needs no model: none is loaded (or missing)
+            context = () if args.no_context else ctx.recent_cells(earlier, self.session.context_tokens)
+            exact = self.session.exact(cell, instruction, context)  # kept: the request reuses it
+        if exact is None:
+            try:
+                engine = self.session.engine_for(args.model, args.wafer)
+            except Exception as err:  # no model, a bad folder, a model that does not fit: one message
+                self.session.record(instruction, cell, None, "error", str(err))
+                print(f"spark: cannot load the model: {err}", file=sys.stderr)
+                return None
+            too_long = _too_long(engine, cell, instruction)
+            if too_long:  # said before the view exists: diffing a cell of many thousand lines for it took minutes
+                self.session.record(instruction, cell, None, "error", too_long)
+                print(f"spark: {too_long}", file=sys.stderr)
+                return None
+            context = () if args.no_context else ctx.collect(
+                cell, earlier, ns, self.session.context_tokens, _counter(engine))
         widgets = getattr(self.shell, "kernel", None) is not None
         live = LiveEdit(instruction, cell, widgets=widgets, history=self.session.finished(),
                         interval=self.session.throttle_s)
@@ -206,7 +214,8 @@ class SparkMagics(Magics):
             live.view.live_cell = True  # the edit replaces this cell: stream it there where the extension is
         live.show()
         options = dict(model=args.model, wafer=args.wafer, max_tokens=args.max_tokens,
-                       temperature=args.temperature, seed=args.seed, context=context, exact=not args.model_only)
+                       temperature=args.temperature, seed=args.seed, context=context, exact=not args.model_only,
+                       names=list(ns))  # what the kernel binds: the guard refuses edits reading anything else
         return EditRun(self.session, live, cell, instruction, options)
 
     def _conclude(self, run: EditRun, args, result, live_cell: bool) -> None:
@@ -249,7 +258,8 @@ class SparkMagics(Magics):
             raise UsageError("the cell is empty: write the code to edit below the %%spark --panel line")
         context = () if args.no_context else ctx.collect(
             cell, _earlier_cells(self.shell), self.shell.user_ns, self.session.context_tokens, None)
-        panel = Panel(self.session, cell, bound=True, context=context, model=args.model, wafer=args.wafer)
+        panel = Panel(self.session, cell, bound=True, context=context, model=args.model, wafer=args.wafer,
+                      namespace=self.shell.user_ns)
         display(panel)
         instruction = self._instruction(args)
         if instruction:

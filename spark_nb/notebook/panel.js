@@ -1,7 +1,11 @@
 // RefactorControls: the top of the refactor panel. A button per edit family (presets), a free-text instruction,
-// model and wafer pickers. Sends {event: "run", instruction, source}: source is what the owning cell holds now
-// (read through spark-nb's JupyterLab extension) when the panel is bound to a cell, so an edit always starts from
-// the cell as it is.
+// model and wafer pickers, and the "model only" toggle. Sends {event: "run", instruction, source}: source is what
+// the owning cell holds now (read through spark-nb's JupyterLab extension) when the panel is bound to a cell, so an
+// edit always starts from the cell as it is. A preset a program does exactly carries an "exact" badge, unless
+// "model only" is on (then the model makes every edit).
+
+const EXACT = "exact: a program makes this edit, instantly (no model)";
+const MODEL = "model: the model writes this edit, the guard checks it";
 
 function node(tag, cls, content) {
   const n = document.createElement(tag);
@@ -31,8 +35,16 @@ function render({ model, el }) {
   const title = node("span", "spark-title", "spark-nb refactor");
   const [models, fillModels] = picker(model, "model", "models");
   const [wafers, fillWafers] = picker(model, "wafer", "wafers");
+  const only = document.createElement("input");
+  only.type = "checkbox";
+  only.className = "spark-model-only";
+  const toggle = node("label", "spark-toggle");
+  toggle.title = "Send every request to the model, even the refactors a program does exactly (renames, imports, " +
+    "debug prints, comments, f-strings, logging)";
+  toggle.append(only, " model only");
+  only.addEventListener("change", () => { model.set("model_only", only.checked); model.save_changes(); });
   head.append(title, node("span", "spark-label-text", "model"), models, node("span", "spark-label-text", "wafer"),
-    wafers);
+    wafers, toggle);
   const presets = node("div", "spark-presets");
   const ask = node("div", "spark-controls");
   const instruction = document.createElement("input");
@@ -52,20 +64,29 @@ function render({ model, el }) {
   instruction.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); run(instruction.value); } });
 
   function drawPresets() {
-    presets.replaceChildren(...model.get("presets").map(([label, text, kind]) => {
+    only.checked = model.get("model_only");
+    const exactly = (how) => how === "exact" && !only.checked;
+    const buttons = model.get("presets").map(([label, text, kind, how]) => {
       const b = node("button", "spark-preset", label);
-      b.title = text;
       b.dataset.family = label;
+      b.dataset.how = exactly(how) ? "exact" : "model";
+      if (exactly(how)) b.append(node("span", "spark-badge", "exact"));
+      const fill = kind === "fill" ? "\n(fill in the names, then Enter)" : "";
+      b.title = `${text}${fill}\n${exactly(how) ? EXACT : MODEL}`;
       b.addEventListener("click", () => {
         if (kind === "fill") { instruction.value = text; instruction.focus(); } else run(text);
       });
       return b;
-    }));
+    });
+    const legend = node("span", "spark-legend",
+      only.checked ? "model only: the model makes every edit"
+        : buttons.some((b) => b.dataset.how === "exact") ? "exact: by a program, instantly · others: by the model" : "");
+    presets.replaceChildren(...buttons, legend);
     drawBusy();
   }
   function drawBusy() {
     const busy = model.get("busy");
-    for (const b of [...presets.children, go]) b.disabled = busy;
+    for (const b of [...presets.querySelectorAll("button"), go]) b.disabled = busy;
     el.dataset.busy = busy ? "yes" : "no";
   }
   function drawNote() {
@@ -75,7 +96,7 @@ function render({ model, el }) {
 
   drawPresets(); drawNote();
   const events = [
-    ["change:presets", drawPresets], ["change:busy", drawBusy], ["change:note", drawNote],
+    ["change:presets change:model_only", drawPresets], ["change:busy", drawBusy], ["change:note", drawNote],
     ["change:models change:model", fillModels], ["change:wafers change:wafer", fillWafers],
   ];
   for (const [names, fn] of events) for (const n of names.split(" ")) model.on(n, fn);

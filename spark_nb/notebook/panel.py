@@ -4,6 +4,10 @@ view that ends in Accept, Reject and Retry.
     %%spark --panel                  # over a cell: the panel edits that cell
     spark_nb.panel(code)             # over a string: Accept keeps the result in `panel.code`
 
+A preset a program does exactly (spark_nb.refactors: renames, imports, debug prints, f-strings, logging) is marked
+"exact" and made by that program, instantly; the others are written by the model and checked by the guard. The
+"model only" toggle sends every request to the model (`exact=False`), as `%%spark --model-only` does.
+
 Bound to a cell, each request edits what the cell holds when the button is pressed; with spark-nb's JupyterLab
 extension the edit streams into the cell, Accept keeps it as one undoable change and Reject or Stop puts the
 original back (view.js does that at once, then tells the kernel). Without the extension the panel shows the edit
@@ -35,6 +39,7 @@ __all__ = ["Panel", "RefactorControls", "presets_for"]
 
 HERE = Path(__file__).parent
 RETRY_TEMPERATURE = 0.7  # Retry samples: a greedy retry would repeat the same edit
+TEMPLATE_NAMES = dict(old="old", new="new", value="42", const="NAME")  # what a "fill" preset's template shows
 FALLBACK_NOTE = ("spark-nb's JupyterLab extension is not active in this frontend, so the panel cannot write into the "
                  "cell: Accept keeps the edit and `%spark apply` inserts it in a new cell below.")
 
@@ -46,7 +51,8 @@ class RefactorControls(anywidget.AnyWidget):
     _esm = (HERE / "panel.js").read_text(encoding="utf-8")
     _css = (HERE / "view.css").read_text(encoding="utf-8")
 
-    presets = t.List(t.List(t.Unicode())).tag(sync=True)  # [label, instruction, "run" | "fill"]
+    presets = t.List(t.List(t.Unicode())).tag(sync=True)  # [label, instruction, "run" | "fill", "exact" | "model"]
+    model_only = t.Bool(False).tag(sync=True)  # every request to the model, exact refactors too
     models = t.List(t.Unicode()).tag(sync=True)
     model = t.Unicode("builtin").tag(sync=True)
     wafers = t.List(t.Unicode()).tag(sync=True)
@@ -56,10 +62,14 @@ class RefactorControls(anywidget.AnyWidget):
     note = t.Unicode("").tag(sync=True)  # one line under the controls
 
 
-def presets_for(model_path: Path | None) -> list[list[str]]:
+def presets_for(model_path: Path | None, code: str = "") -> list[list[str]]:
     """A button per edit family the model was trained on (its folder's held-out `test_sample.jsonl` names them;
-    any other model gets every family). Families whose instruction needs names fill the text box instead."""
+    any other model gets every family), each [label, instruction, kind, how]. kind: "run" sends the instruction,
+    "fill" (families whose instruction needs names) puts a template in the text box for the user to complete.
+    how: "exact" where a program makes the edit of `code` (the preset then uses the family's first phrasing that
+    spark_nb.refactors takes; a template, once the names it gets are unambiguous), else "model"."""
     from ..edits import BUILTIN
+    from ..refactors import route
     from ..train.families import FAMILIES
 
     sample = Path(model_path or BUILTIN) / "test_sample.jsonl"
@@ -70,11 +80,12 @@ def presets_for(model_path: Path | None) -> list[list[str]]:
     for name, family in FAMILIES.items():  # the registry's order: human-target families first
         if name not in known:
             continue
-        instruction = family.paraphrases[0]
-        needs_names = "{" in instruction
-        if needs_names:  # a template the user completes: "Rename `old` to `new`."
-            instruction = instruction.format(old="old", new="new", value="42", const="NAME")
-        presets.append([name.replace("_", " "), instruction, "fill" if needs_names else "run"])
+        kind = "fill" if "{" in family.paraphrases[0] else "run"
+        # a template gets names the user completes: "Rename `old` to `new`."
+        phrasings = [p.format(**TEMPLATE_NAMES) if kind == "fill" else p for p in family.paraphrases]
+        probe = f"{TEMPLATE_NAMES['old']} = 0\n" if kind == "fill" else code  # a template's old name, bound once
+        exact = next((p for p in phrasings if route(p, probe) is not None), None)
+        presets.append([name.replace("_", " "), exact or phrasings[0], kind, "model" if exact is None else "exact"])
     return presets
 
 
@@ -82,17 +93,19 @@ class Panel:
     """One refactor panel; display it (it is the VBox `widget`)."""
 
     def __init__(self, spark, code: str, *, bound: bool, context=(), model: str | None = None,
-                 wafer: str | None = None):
+                 wafer: str | None = None, namespace=None):
+        """namespace: the kernel's user namespace; each request tells the guard the names it binds then."""
         from ipywidgets import VBox
 
         from ..edits import loaded_engines
         from ..wafer.spec import PRESETS
 
         self.spark, self.code, self.bound, self.context = spark, code, bound, context
+        self.namespace = namespace if namespace is not None else {}
         model, wafer = model or spark.model, wafer or spark.wafer
         models = ["builtin"] + sorted({str(e.path) for e in loaded_engines()} - {str(_builtin())})
         models = list(dict.fromkeys(models + [spark.model, model]))
-        self.controls = RefactorControls(presets=presets_for(_model_path(model)), models=models, model=model,
+        self.controls = RefactorControls(presets=presets_for(_model_path(model), code), models=models, model=model,
                                          wafers=sorted(PRESETS), wafer=wafer, bound=bound)
         self.view = StreamView(original=code, code=code, marks=[""] * len(code.splitlines()), status="ready",
                                decide=True, live_cell=bound)
@@ -145,7 +158,11 @@ class Panel:
             self.retry()
 
     def _model_changed(self, change) -> None:
-        self.controls.presets = presets_for(_model_path(change["new"]))
+        self._draw_presets(change["new"])
+
+    def _draw_presets(self, model: str | None = None) -> None:
+        """The presets for the model and the code as the panel last saw it (which are exact depends on both)."""
+        self.controls.presets = presets_for(_model_path(model or self.controls.model), self.code)
 
     # -- requests ------------------------------------------------------------------------------------------------
 
@@ -160,8 +177,9 @@ class Panel:
         if self._task is not None and not self._task.done():
             self.controls.note = "an edit is streaming: Stop it first, or Redirect it"
             return
-        if self.bound and source is not None:
+        if self.bound and source is not None and _body(source) != self.code:
             self.code = _body(source)
+            self._draw_presets()
         self.instruction, self.result = instruction, None
         live = LiveEdit(instruction, self.code, widgets=True, view=self.view, chart=self.chart,
                         history=self.spark.finished(),
@@ -169,7 +187,8 @@ class Panel:
         live.frontend_live = self.frontend_live
         live.enable_controls()
         options = dict(model=self.controls.model, wafer=self.controls.wafer, temperature=temperature, seed=seed,
-                       context=self.context, max_tokens=None)
+                       context=self.context, max_tokens=None, exact=not self.controls.model_only,
+                       names=list(self.namespace))
         self.run = EditRun(self.spark, live, self.code, instruction, options)
         self.controls.busy, self.controls.note = True, ""
         if self._loop is None:  # no event loop (a script, a test): generate straight through
@@ -231,6 +250,7 @@ class Panel:
         code = result.code if result.ok else result.proposed
         live = self.run.live
         self.code, self.result = code, None  # the next request starts from the accepted code
+        self._draw_presets()
         self.spark.accepted = code
         applied = "accepted" + ("" if result.ok else " (forced)")
         if self.bound and self.frontend_live:
@@ -303,4 +323,5 @@ def panel(code: str) -> Panel:
 
     shell = get_ipython()
     magics = shell.magics_manager.registry.get(SparkMagics.__name__) if shell is not None else None
-    return Panel(magics.session if magics is not None else Spark(), code, bound=False)
+    return Panel(magics.session if magics is not None else Spark(), code, bound=False,
+                 namespace=shell.user_ns if shell is not None else None)

@@ -16,6 +16,7 @@ from traitlets import Float, Int, Unicode, validate
 from traitlets.config import Configurable
 
 from ..edits import EditResult, drain, edit_steps, get_engine
+from ..edits.exact import exact_edit
 
 __all__ = ["Spark", "Request"]
 
@@ -70,6 +71,7 @@ class Spark(Configurable):
         # waited in vain, so later ones do not wait), and whether the fallback to set_next_input was said
         self.frontend_answers: bool | None = None
         self.said_no_live_cells = False
+        self._exact: tuple | None = None  # ((code, instruction, context), its exact result or None): the last asked
 
     # -- the engine ----------------------------------------------------------------------------------------------
 
@@ -93,14 +95,34 @@ class Spark(Configurable):
     # -- one request ---------------------------------------------------------------------------------------------
 
     def edit_steps(self, code: str, instruction: str, *, model=None, wafer=None, max_tokens=None,
-                   temperature=None, seed=None, context=(), on_token=None, cancel=None, exact=True):
-        """`spark_nb.edit_steps` with these settings: yields between forward passes, returns the EditResult."""
+                   temperature=None, seed=None, context=(), on_token=None, cancel=None, exact=True, names=()):
+        """`spark_nb.edit_steps` with these settings: yields between forward passes, returns the EditResult.
+        An exact refactor is made before any model is loaded (a missing or broken model does not stop it); the
+        engine is loaded only for a request the model makes. names: what the kernel's namespace binds (the guard
+        refuses a model's edit that reads a name nothing binds)."""
+        if exact:
+            done = self.exact(code, instruction, context, on_token)
+            if done is not None:
+                return done
         engine = self.engine_for(model, wafer)
         max_tokens = max_tokens if max_tokens is not None else (self.max_tokens or None)
         temperature = self.temperature if temperature is None else temperature
         seed = seed if seed is not None else (None if self.seed < 0 else self.seed)
-        return edit_steps(code, instruction, model=engine, max_new_tokens=max_tokens, temperature=temperature,
-                          seed=seed, context=context, on_token=on_token, cancel=cancel, exact=exact)
+        return (yield from edit_steps(code, instruction, model=engine, max_new_tokens=max_tokens,
+                                      temperature=temperature, seed=seed, context=context, on_token=on_token,
+                                      cancel=cancel, exact=False, names=names))
+
+    def exact(self, code: str, instruction: str, context=(), on_token=None) -> EditResult | None:
+        """The edit a program makes exactly (`spark_nb.edits.exact`), or None: the model's job. The last answer is
+        kept, so %%spark can ask before it decides whether to load a model and the request then reuses it: routing
+        and applying a refactor parse the cell (seconds for one of 50,000 lines)."""
+        key = (code, instruction, tuple(context))
+        if self._exact is None or self._exact[0] != key:
+            self._exact = (key, exact_edit(code, instruction, context))
+        done = self._exact[1]
+        if done is not None and done.ok and on_token is not None:  # all at once: a view shows it like a stream
+            on_token(done.proposed, 0, done.seconds, 0.0)
+        return done
 
     def edit(self, code: str, instruction: str, **options) -> EditResult:
         return drain(self.edit_steps(code, instruction, **options))

@@ -98,11 +98,16 @@ function render({ model, el }) {
       + ` · ${model.get("tokens")} tok`;
     wafer.textContent = `wafer (projected): ${rate(model.get("wafer_tok_per_s"))} tok/s · TTFT `
       + `${(wttft * 1e3).toFixed(3)} ms`;
+    // speeds only for a model that generates or has generated: an exact refactor (a program, no tokens), a panel
+    // not yet asked, a request that failed before its first token have none (the summary says what happened)
+    const generating = model.get("tokens") > 0 || s === "waiting" || s === "streaming";
+    host.style.display = wafer.style.display = generating ? "" : "none";
     controls.style.display = model.get("controls") && s === "streaming" ? "" : "none";
     const deciding = model.get("decide") && s === "done";
     decision.style.display = deciding ? "" : "none";
     accept.style.display = model.get("ok") ? "" : "none";
     force.style.display = !model.get("ok") && model.get("diff") ? "" : "none";
+    retry.style.display = model.get("exact") ? "none" : "";  // a program's edit comes out the same every time
   }
 
   function drawCode() {
@@ -151,8 +156,8 @@ function render({ model, el }) {
     ["change:status", onStatus],
     ["change:code", onCode],
     ["msg:custom", onMessage],
-    ["change:status change:controls change:decide change:ok change:diff change:instruction change:tokens change:tok_per_s "
-      + "change:ttft_s change:wafer_tok_per_s change:wafer_ttft_s", drawHead],
+    ["change:status change:controls change:decide change:ok change:diff change:exact change:instruction "
+      + "change:tokens change:tok_per_s change:ttft_s change:wafer_tok_per_s change:wafer_ttft_s", drawHead],
     ["change:code change:marks", drawCode],
     ["change:diff change:verdict change:ok change:checked change:summary", drawEnd],
   ];

@@ -68,14 +68,21 @@ class StreamView(anywidget.AnyWidget):
     controls = t.Bool(False).tag(sync=True)  # show Stop and Redirect while streaming (the kernel can act on them)
     live_cell = t.Bool(False).tag(sync=True)  # stream into the owning cell (with spark-nb's frontend extension)
     decide = t.Bool(False).tag(sync=True)  # at the end show Accept / Reject / Retry: the user decides (the panel)
+    exact = t.Bool(False).tag(sync=True)  # a program made the edit (no Retry: it would make the same one)
 
 
 def line_marks(original: str, code: str) -> list[str]:
     """Per line of `code`: "" where it matches the original, "changed" where it was replaced or inserted."""
     a, b = original.splitlines(), code.splitlines()
-    marks = ["changed"] * len(b)
-    for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
-        marks[block.b : block.b + block.size] = [""] * block.size
+    # Lines both start or both end with stay as they are, and only the stretch between is matched: SequenceMatcher
+    # is quadratic in lines that repeat (a cell of 50,000 equal lines took minutes), and an edit changes a stretch.
+    same = min(len(a), len(b))
+    head = next((i for i in range(same) if a[i] != b[i]), same)
+    tail = next((i for i in range(same - head) if a[-1 - i] != b[-1 - i]), same - head)
+    marks = [""] * head + ["changed"] * (len(b) - head - tail) + [""] * tail
+    middle = difflib.SequenceMatcher(None, a[head : len(a) - tail], b[head : len(b) - tail], autojunk=False)
+    for block in middle.get_matching_blocks():
+        marks[head + block.b : head + block.b + block.size] = [""] * block.size
     return marks
 
 
@@ -154,8 +161,9 @@ class LiveEdit:
         self.typed = False  # the user typed in the cell while it streamed: the cell is theirs
         if widgets:
             fresh = dict(instruction=instruction, original=original, code=original, status="waiting", tokens=0,
-                         marks=[""] * len(original.splitlines()), diff="", verdict="", ok=False, summary="",
-                         tok_per_s=0.0, ttft_s=0.0, wafer_tok_per_s=0.0, wafer_ttft_s=0.0, elapsed_s=0.0)
+                         marks=[""] * len(original.splitlines()), diff="", verdict="", ok=False, checked=False,
+                         exact=False, summary="", tok_per_s=0.0, ttft_s=0.0, wafer_tok_per_s=0.0,
+                         wafer_ttft_s=0.0, elapsed_s=0.0)
             if view is None:
                 self.view = StreamView(**fresh)
                 self.view.on_msg(self._on_msg)
@@ -288,6 +296,7 @@ class LiveEdit:
             self.view.verdict = _verdict(result, applied)
             self.view.ok = bool(result is not None and result.ok)
             self.view.checked = bool(result is not None and result.checked)
+            self.view.exact = bool(result is not None and result.style == "exact")
             self.view.summary = summary_line(result)
             if stats is not None:
                 self.view.tok_per_s, self.view.ttft_s = stats.tok_per_s, stats.ttft_s
