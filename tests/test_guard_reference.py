@@ -26,6 +26,9 @@ from spark_nb.edits.guard import judge, semantics_preserved
 from spark_nb.train import corpus
 from spark_nb.train.families import FAMILIES
 
+for _tool in ("flynt", "isort", "autoflake", "black", "rope"):  # the references (the test extra)
+    pytest.importorskip(_tool)
+
 PER_KIND = 120  # units holding %-/str.format strings, imports, functions: 341 units together (Python 3.11)
 REFACTOR_FAMILIES = sorted(name for name, fam in FAMILIES.items() if fam.refactor)
 
