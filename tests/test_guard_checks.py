@@ -292,3 +292,16 @@ def test_the_checks_never_crash_on_broken_or_odd_cells():
         for family in (None, "fix_syntax_error", "fix_misspelt_name", "add_type_hints"):
             ok, error, checked = judge(original, result, family, context=[rng.choice(cells)], names=["np"])
             assert ok == (error is None)
+
+
+def test_a_result_the_compiler_refuses_is_refused():
+    # ast.parse lets `nonlocal name` with no enclosing binding through; compiling the cell would not
+    from spark_nb.edits.guard import judge, parse_error
+
+    original = "def f():\n    name = None\n    def g():\n        nonlocal name\n        name = 1\n    return g\n"
+    dropped = original.replace("    name = None\n", "")
+    with pytest.raises(SyntaxError):
+        compile(dropped, "<cell>", "exec")
+    assert "no binding for nonlocal 'name'" in parse_error(dropped)
+    assert judge(original, dropped, "rename_variable")[0] is False
+    assert parse_error("await asyncio.sleep(0)\n") is None  # IPython runs top-level await

@@ -17,6 +17,7 @@ may still be wrong, so they do not make it "checked".
 from __future__ import annotations
 
 import ast
+import symtable
 import warnings
 
 from . import checks
@@ -25,16 +26,23 @@ __all__ = ["check", "judge", "parse_error"]
 
 
 def parse_error(code: str) -> str | None:
-    """None when code parses, else "line N: message" (with the column and the offending line when known)."""
+    """None when code parses, else "line N: message" (with the column and the offending line when known).
+
+    Parsing includes the compiler's scope rules (symtable): `nonlocal x` with no enclosing x, a name used before
+    its `global` declaration, are SyntaxErrors the parser alone lets through. Top-level `await` stays allowed,
+    as IPython runs it."""
     try:
         with warnings.catch_warnings():  # invalid escape sequences etc. are the cell's business, not an error
             warnings.simplefilter("ignore")
             ast.parse(code)
+            symtable.symtable(code, "<cell>", "exec")
     except SyntaxError as err:
         where = f"line {err.lineno}" if err.lineno else "somewhere"
         if err.lineno and err.offset:
             where += f", column {err.offset}"
         text = (err.text or "").strip()
+        if not text and err.lineno and err.lineno <= code.count("\n") + 1:  # symtable does not quote the line
+            text = code.splitlines()[err.lineno - 1].strip() if code.splitlines() else ""
         return f"does not parse: {where}: {err.msg}" + (f" ({text!r})" if text else "")
     except ValueError as err:  # e.g. source with NUL bytes
         return f"does not parse: {err}"
@@ -54,14 +62,19 @@ def _family(family):
 
 
 def semantics_preserved(original: str, result: str, family) -> bool | None:
-    """True / False for a refactor family when both sides parse; None when it does not apply."""
+    """True / False for a refactor family when the original's meaning can be read; None when it does not apply.
+    A result whose meaning cannot be read where the original's can is not the same code (False)."""
     fam = _family(family)
     if fam is None or not fam.refactor:
         return None
     try:
-        return fam.semantic_key(original) == fam.semantic_key(result)
+        before = fam.semantic_key(original)
     except (SyntaxError, ValueError, RecursionError):
         return None
+    try:
+        return fam.semantic_key(result) == before
+    except (SyntaxError, ValueError, RecursionError):
+        return False
 
 
 def judge(original: str, result: str, family=None, *, context=(), names=()) -> tuple[bool, str | None, bool]:
