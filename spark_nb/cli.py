@@ -125,8 +125,9 @@ def cmd_project(args) -> int:
     if config in SHAPES:
         shape = dict(SHAPES[config])
         config = config_dict(shape.pop("family"), **shape)
-    print(spark_nb.project(config, wafer=args.wafer, n_wafers=args.n_wafers, dtype=args.dtype,
-                           context=args.context, prompt=args.prompt))
+    projection = spark_nb.project(config, wafer=args.wafer, n_wafers=args.n_wafers, dtype=args.dtype,
+                                  context=args.context, prompt=args.prompt)
+    print(projection.explain() if args.explain else projection)
     return 0
 
 
@@ -201,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
     proj.add_argument("--dtype", choices=("fp16", "int8", "fp32"), default="fp16")
     proj.add_argument("--context", type=int, default=1024)
     proj.add_argument("--prompt", type=int, default=1024)
+    proj.add_argument("--explain", action="store_true",
+                      help="each op's cycles and share of a decode step, the design's mechanisms and every constant "
+                           "with its source")
     proj.set_defaults(run=cmd_project)
 
     kern = sub.add_parser("install-kernel", help='install the "Python 3 (spark)" Jupyter kernel, magics preloaded')

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from spark_nb.model.config import ModelConfig
-from spark_nb.wafer.cycles import decode_cycles, prefill_cycles
+from spark_nb.wafer.cycles import Design, decode_cycles, prefill_cycles
 from spark_nb.wafer.placement import _try_place, place
 from spark_nb.wafer.project import project
 from spark_nb.wafer.spec import DTYPE_BYTES, MINI, WSE3
@@ -20,6 +20,7 @@ TINY = ModelConfig(family="llama", vocab_size=8192, hidden_size=256, intermediat
                    n_heads=8, n_kv_heads=4, head_dim=32)
 QWEN_05B = ModelConfig(family="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, n_layers=24,
                        n_heads=14, n_kv_heads=2, head_dim=64, tie_word_embeddings=True, attention_bias=True)
+PHASED = Design(streaming=False, spread=(1, 1))  # MACs as one phase over placement.py's tiles
 TINY_JSON = {"architectures": ["LlamaForCausalLM"], "vocab_size": 8192, "hidden_size": 256,
              "intermediate_size": 768, "num_hidden_layers": 8, "num_attention_heads": 8,
              "num_key_value_heads": 4}
@@ -50,12 +51,13 @@ def test_more_context_costs_more_attention(placed):
 def test_wider_simd_cuts_mac_cycles_until_sram_reads_bind():
     # with plenty of SRAM bandwidth the MACs bind: doubling the SIMD halves them
     fast_sram = WSE3.replace(sram_read_bytes_per_cycle=64)
-    narrow = decode_cycles(place(TINY, fast_sram, "fp16", 512)).ops["matvec.mac"]
-    wide = decode_cycles(place(TINY, fast_sram.replace(macs_per_cycle_fp16=16), "fp16", 512)).ops["matvec.mac"]
+    narrow = decode_cycles(place(TINY, fast_sram, "fp16", 512), design=PHASED).ops["matvec.mac"]
+    wide = decode_cycles(place(TINY, fast_sram.replace(macs_per_cycle_fp16=16), "fp16", 512),
+                         design=PHASED).ops["matvec.mac"]
     assert wide == pytest.approx(narrow / 2)
     # with two 32-bit reads per cycle fp16 weights arrive at 4 per cycle: a SIMD wider than 4 gains nothing
-    a = decode_cycles(place(TINY, WSE3, "fp16", 512)).ops["matvec.mac"]
-    b = decode_cycles(place(TINY, WSE3.replace(macs_per_cycle_fp16=16), "fp16", 512)).ops["matvec.mac"]
+    a = decode_cycles(place(TINY, WSE3, "fp16", 512), design=PHASED).ops["matvec.mac"]
+    b = decode_cycles(place(TINY, WSE3.replace(macs_per_cycle_fp16=16), "fp16", 512), design=PHASED).ops["matvec.mac"]
     assert a == b
 
 
@@ -101,7 +103,7 @@ def test_spark_nb_project_forwards():
 def test_spreading_the_kv_cache_cuts_attention_within_the_wafer():
     spread = place(QWEN_05B, WSE3, "fp16", context=1024)
     least = _try_place(QWEN_05B, WSE3, "fp16", 1024, 1, spread=False)
-    a, b = decode_cycles(spread), decode_cycles(least)
+    a, b = decode_cycles(spread, design=PHASED), decode_cycles(least, design=PHASED)
     share = lambda x: x.ops["attention"] / x.total_cycles  # noqa: E731
     assert share(a) < share(b) / 2 and a.total_cycles < b.total_cycles
     assert b.ops["matvec.mac"] == a.ops["matvec.mac"]  # the same tiles

@@ -2,44 +2,76 @@
 
 Notation: a matrix sits on a gr x gc grid of tm x tn tiles (placement.py); `span` is the hop distance from its
 origin down a PE column (band_rows, plus the hops across the bands of a folded grid). The spec gives h
-(hop_cycles), T (task_overhead_cycles), W (wavelet_bytes), R (sram_read_bytes_per_cycle), m (MACs per cycle for
-the weight dtype), m32 (fp32 MACs per cycle, the rate of elementwise work on fp32 activations), b (weight bytes)
-and X (fp32 MACs per exp/sigmoid/rsqrt). Activations travel as a = WIRE_BYTES[dtype] bytes, ceil(W / a) per
-wavelet (fp16: two per wavelet), partial sums as fp32, one per wavelet. B tokens go through together (B = 1 in
-decode; a micro-batch in prefill): latency terms are paid once, volume terms B times.
+(hop_cycles), a (relay_cycles: a PE adding its value to a passing wavelet), T (task_overhead_cycles),
+W (wavelet_bytes), R (sram_read_bytes_per_cycle), m (MACs per cycle for the weight dtype), m32 (fp32 MACs per
+cycle, the rate of elementwise work on fp32 activations), b (weight bytes) and X (fp32 MACs per exp/sigmoid/rsqrt).
+Activations travel as WIRE_BYTES[dtype] bytes, v = W / WIRE_BYTES values per wavelet (fp16: two), partial sums as
+fp32, one per wavelet. B tokens go through together (B = 1 in decode; a micro-batch in prefill): latency terms are
+paid once, volume terms B times.
+
+How the wafer runs each step is a `Design`, one option per published mechanism (each option's docstring names its
+source); `DESIGN` is the default, the best-documented choice for each:
+    reduction  "tree" (WaferLLM's two-level tree) or "chain" (csl-examples' checkerboard, west -> east)
+    streaming  True: the FMACs of a matvec start as its x wavelets arrive, one task per matvec (csl-examples
+               checkerboard); False: broadcast, MAC and reduce one after another, a task each
+    spread     PEs per tile side on the wafer: None chooses the fastest that fits the wafer (WaferLLM and Cerebras
+               spread a model over the PEs they have); 1 keeps placement.py's fewest-PE tiles
+    pipeline   True: prefill runs the layers as a pipeline (Cerebras' layer pipelining); False: one micro-batch
+               through every layer before the next enters
+
+Reductions of L fp32 values held by each of n PEs in a line (`reduce_cycles`; every PE holds its partials at 0,
+a source emits one wavelet per cycle, each relay adds its own value and forwards after a cycles, the end adds its
+own too; tests/test_cycles_sim.py runs the same schedule wavelet by wavelet):
+    chain      (n - 1)(h + a) + L - 1
+    tree       groups of g = ceil(sqrt(n)) PEs; in each, the PEs above and below the group's middle PE chain
+               towards it and it sums both streams, one wavelet per cycle; then the group roots do the same
+               towards the middle group's root, g hops apart (`_star`). Exact when g divides n, an upper bound
+               otherwise. The result is wanted at one PE (the next block's input), so WaferLLM's third phase, the
+               broadcast back to every PE of the line, is not charged.
 
 Matrix-vector product (the csl-examples checkerboard GEMV):
-    broadcast = span h + B ceil(tn a / W)           x slice enters the top row, forwarded down each column
-    mac       = max(B tm tn / m, tm tn b / R)       SIMD FMACs over the tile, or the SRAM reads feeding them,
-                                                    whichever is slower: every weight is read once per pass and
-                                                    a FMAC cannot retire before its weight arrives (the tm fp32
-                                                    accumulators stay in registers/local cache; x is a scalar)
-    reduce    = gc h + B tm                         fp32 partials summed west->east along each PE row, pipelined
-    overhead  = 3 T                                 one task activation per phase
+    broadcast  span h                             the x slice enters the top row, forwarded down each column; its
+                                                  first wavelet reaches the farthest PE row after span hops
+    mac        sum over the slice's wavelets of max(ceil(n tm / m), ceil(n tm b / R)), n values in the wavelet:
+               each arriving wavelet triggers the FMACs over the tile's n columns, or the SRAM reads feeding them,
+               whichever is slower (a PE is never starved: wavelets arrive one per cycle, each takes >= 1 cycle)
+    reduce     reduce_cycles(gc, B tm)            fp32 partials of each tile row along its PE row
+    overhead   T                                  one task, triggered by the data
+Without streaming (and for B > 1): broadcast = span h + B ceil(tn / v), mac = max(B tm tn / m, tm tn b / R) after
+it, and 3 T.
 
 Attention over c cached positions, on the KV grid (one PE column per KV head, positions striped round-robin
 down it, p = ceil(c / gr) per PE, g = n_heads / n_kv query heads per KV head, hd = head_dim):
-    q in     = span h + B ceil((g + 2) hd a / W)    the group's q heads, plus the new k and v to store
-    scores   = max(B p g hd / m, p hd b / R)        q.k for the PE's positions; K read once for the group
-    softmax  = B p g (X + 1) / m32                  exp and running sum, local to the PE
-    values   = max(B p g hd / m, p hd b / R)        weighted sum of V
-    reduce   = span h + B g (hd + 2)                partial outputs with their max and sum (flash-decoding
-                                                    rescale), fp32, pipelined down the column
-    overhead = 5 T
-The local phases fall as 1 / gr and the span terms grow with gr, so spreading the cache helps only so far:
+    q in       span h + ceil((g + 2) hd / v) - 1  the group's q heads, plus the new k and v to store, reach the
+                                                  farthest PE
+    scores     max(ceil(B p g hd / m), ceil(p hd b / R))  q.k for the PE's positions; K read once for the group
+    softmax    ceil(B p g (X + 1) / m32)          exp and running sum, local to the PE
+    values     max(ceil(B p g hd / m), ceil(p hd b / R))  weighted sum of V
+    reduce     reduce_cycles(gr, B g (hd + 2))    partial outputs with their max and sum (flash-decoding rescale),
+                                                  fp32, once every PE of the column holds its partials
+    overhead   2 T (streaming: the local work, the reduce) or 5 T
+The local phases fall as 1 / gr and the reduce grows with gr, so spreading the cache helps only so far:
 placement.py gives each layer's cache the gr (per KV head) at which this is no slower than the layer's slowest
 matvec, computed with `attention_phases` and `matvec_phases` below, when the wafer has the PEs to spare.
 
+Spread s (WaferLLM: every GEMV over a P x P mesh; Cerebras: a model laid out over the whole wafer). placement.py
+cuts each matrix into the fewest tiles that fit a PE (the tiles the host computes and the heatmap shows); with
+s > 1 each such tile is run by s x s PEs holding ceil(tm / s) x ceil(tn / s) of it: grids s times taller and
+wider, spans and the hops between blocks s times longer, and each KV head's positions over s times as many rows
+and s columns (reduced down the columns, then across). `spread_for` takes the s in 1.. that makes a decode step
+fastest at the placement's context among those whose PEs fit each wafer.
+
 Elementwise ops work on the PEs that hold the vector: RMSNorm on the top row of the matrix it feeds (tn values
-per PE): B (2 tn + X) / m32 + 2 gc h (sum of squares reduced along the row, the scale sent back); RoPE on the
-outputs of wq and wk (tm per PE): B tm ROPE_FMACS / m32; SwiGLU on w_gate's outputs: B tm (X + 2) / m32;
-residual adds B tm / m32. Each is one task (T).
-Moving a vector of n values from block A to block B: manhattan(A.origin, B.origin) h + B ceil(n a / W / lanes)
-with lanes = min(A's output lanes, B's input lanes); between wafers: link latency + B n a / link bandwidth.
+per PE): B (2 tn + X) / m32 + reduce_cycles(gc, B) + gc h (sum of squares reduced along the row, the scale sent
+back); RoPE on the outputs of wq and wk (tm per PE): B tm ROPE_FMACS / m32; SwiGLU on w_gate's outputs:
+B tm (X + 2) / m32; residual adds B tm / m32. Each is one task (T).
+Moving a vector of n values from block A to block B: manhattan(A.origin, B.origin) h + B ceil(n / v / lanes)
+with lanes = min(A's output lanes, B's input lanes); between wafers: link latency + B n bytes / link bandwidth.
 
 Decode (one token, context c): host in -> embedding lookup -> per layer, in dependency order
     norm -> {q, k, v} -> RoPE -> attention -> o -> residual -> norm -> {gate, up} -> SwiGLU -> down -> residual
 ({} run in parallel on different PEs: the slowest counts) -> final norm -> lm_head + argmax -> host out.
+The layers run one after another: a token's layer l + 1 needs its layer l, so at batch 1 nothing pipelines.
 Prefill of P tokens: the layers form a pipeline. A micro-batch of B tokens (as many x slices and partial-sum
 sets as a PE's weight budget holds beside its tile) makes each matvec a small matrix product that reads its
 weights once. time = fill (the first micro-batch through every stage) + (ceil(P / B) - 1) x the slowest stage,
@@ -49,7 +81,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from ..model.config import ModelConfig
 from .placement import PARTIAL_BYTES, KVPlacement, MatrixPlacement, Placement
@@ -58,6 +91,49 @@ from .spec import DTYPE_BYTES, WaferSpec
 WIRE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 2}  # activations on the fabric; int8 is weight-only
 ROPE_FMACS = 4  # per element: 2 for the rotation, 2 for advancing cos/sin one position by angle addition
 TOKEN_BYTES = 4  # a token id, int32
+REDUCTIONS = ("best", "tree", "chain")
+
+
+@dataclass(frozen=True)
+class Design:
+    """How the wafer runs a step: one field per published mechanism, the defaults the best documented.
+
+    reduction: how a matvec's partial sums (and attention's partial outputs) are added up along a line of PEs.
+        "tree": WaferLLM (He et al., OSDI 2025, arXiv 2502.04563) MeshGEMV's two-level tree allreduce, as coded in
+        MeshInfra/WaferLLM MeshGEMV/WSE-3/src/comm_lib/comm_pe.csl `two_tree_allreduce_y`: the line is cut into
+        groups, each group's PEs chain towards its middle PE, then the group roots chain towards the middle
+        group's root (the repository's decode configs use ~sqrt(P) PEs per group: P = 720, 24 groups of 30).
+        "chain": csl-examples gemv-checkerboard-pattern: partial sums passed west -> east along the whole row.
+        "best": for each line, whichever of the two is faster. The tree's roots add two streams one wavelet a
+        cycle, so for few PEs and long vectors (L > (n / 2)(h + a)) the chain wins; WaferLLM itself makes the
+        group count a parameter chosen per shape (its README: "a trade-off between routing resources and
+        allreduce latency"), and a compiler would choose likewise.
+    streaming: csl-examples gemv-checkerboard-pattern: each x wavelet arriving down a PE column triggers the FMACs
+        over the tile's columns it carries, so the broadcast overlaps the MACs and a matvec is one data-triggered
+        task. False: the three phases one after another, each a task activation (the model before issue 21).
+    spread: (rows, cols) of PEs per tile. WaferLLM runs every GEMV on a P x P mesh of up to 720 x 720 PEs ("wafer-scale
+        LLM parallelism" partitions each weight over both mesh axes); Cerebras describes a model laid out over
+        the whole wafer with its weights stationary in SRAM (WAFER.md). None: the fastest s that fits
+        (`spread_for`); (1, 1): placement.py's fewest-PE tiles (the model before issue 21).
+    pipeline: Cerebras' layer pipelining (each layer its own region of the wafer, activations streaming from
+        region to region; across wafers over the system's links): prefill's micro-batches overlap, one per layer.
+        False: each micro-batch goes through every layer before the next one starts.
+    """
+
+    reduction: str = "best"
+    streaming: bool = True
+    spread: tuple[int, int] | None = None
+    pipeline: bool = True
+
+    def __post_init__(self):
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        if self.spread is not None and min(self.spread) < 1:
+            raise ValueError(f"spread must be None or (rows, cols) >= 1, got {self.spread}")
+
+
+DESIGN = Design()
+BEFORE_ISSUE_21 = Design(reduction="chain", streaming=False, spread=(1, 1))  # for comparison (notebook 03)
 
 
 @dataclass(frozen=True)
@@ -89,75 +165,155 @@ def wavelets(spec: WaferSpec, dtype: str, n: float) -> int:
     return math.ceil(n * WIRE_BYTES[dtype] / spec.wavelet_bytes)
 
 
-def matvec_phases(spec: WaferSpec, dtype: str, tm: int, tn: int, gc: int, span: int, B: int) -> dict[str, float]:
+# ---------------------------------------------------------------------------------------------- reductions
+
+def _merge(first: list[float], start: float, L: int) -> float:
+    """When a PE that starts at `start` has summed streams of L wavelets, one a cycle, whose first wavelets reach
+    it at `first`: it takes one wavelet a cycle in arrival order (the last one done at max over the streams, latest
+    first, of first + the wavelets from there on - 1)."""
+    if not first:
+        return start
+    a = sorted(max(f, start) for f in first)
+    last = max(a[j] + (len(a) - j) * L for j in range(len(a))) - 1
+    return last
+
+
+def _star(spec: WaferSpec, n: int, L: int, spacing: int, start: float) -> float:
+    """n PEs in a line, `spacing` hops apart, each with L values from `start`: those before and after the middle one
+    (n // 2) chain their sums towards it, which adds both streams. -> when its last sum is done."""
+    h, a = spec.hop_cycles, spec.relay_cycles
+    r = n // 2
+    first = [start + k * spacing * h + (k - 1) * a for k in (r, n - 1 - r) if k > 0]
+    return _merge(first, start, L) + a
+
+
+def reduce_cycles(spec: WaferSpec, reduction: str, n: int, L: int) -> float:
+    """Cycles from every one of n PEs in a line holding L fp32 partials to their sums done at one PE (module
+    docstring): "chain" to the end of the line, "tree" (WaferLLM's two levels) to the middle group's root."""
+    if n <= 1:
+        return 0
+    chain = (n - 1) * (spec.hop_cycles + spec.relay_cycles) + L - 1
+    if reduction == "chain":
+        return chain
+    g = math.ceil(math.sqrt(n))  # PEs per group
+    groups = math.ceil(n / g)
+    first = _star(spec, g, L, 1, 0)
+    tree = first if groups == 1 else _star(spec, groups, L, g, first)
+    return tree if reduction == "tree" else min(chain, tree)
+
+
+# ---------------------------------------------------------------------------------------------- kernels
+
+def _fmac_cycles(spec: WaferSpec, dtype: str, n: float) -> int:
+    """Whole cycles for n FMACs on weights of `dtype`: the SIMD rate or the SRAM reads feeding it, the slower."""
+    return max(math.ceil(n / spec.macs_per_cycle(dtype)), math.ceil(n * DTYPE_BYTES[dtype] /
+                                                                    spec.sram_read_bytes_per_cycle))
+
+
+def matvec_phases(spec: WaferSpec, dtype: str, tm: int, tn: int, gc: int, span: int, B: int,
+                  design: Design = DESIGN) -> dict[str, float]:
     """broadcast, mac and reduce cycles of one matvec on a grid of tm x tn tiles (module docstring)."""
-    m, b = spec.macs_per_cycle(dtype), DTYPE_BYTES[dtype]
+    m, b, h = spec.macs_per_cycle(dtype), DTYPE_BYTES[dtype], spec.hop_cycles
+    reduce = reduce_cycles(spec, design.reduction, gc, B * tm)
+    if design.streaming and B == 1:
+        v = spec.wavelet_bytes // WIRE_BYTES[dtype]  # values per wavelet
+        full, rest = divmod(tn, v)
+        mac = full * _fmac_cycles(spec, dtype, v * tm) + (_fmac_cycles(spec, dtype, rest * tm) if rest else 0)
+        return {"broadcast": span * h, "mac": mac, "reduce": reduce}
     return {
-        "broadcast": span * spec.hop_cycles + B * wavelets(spec, dtype, tn),
+        "broadcast": span * h + B * wavelets(spec, dtype, tn),
         "mac": max(B * tm * tn / m, tm * tn * b / spec.sram_read_bytes_per_cycle),
-        "reduce": gc * spec.hop_cycles + B * tm,
+        "reduce": reduce,
     }
 
 
 def attention_phases(spec: WaferSpec, config: ModelConfig, dtype: str, context: float, pes_per_head: int,
-                     span: int, B: int) -> dict[str, float]:
+                     span: int, B: int, design: Design = DESIGN, cols_per_head: int = 1) -> dict[str, float]:
     """q_in, scores, softmax, values and reduce cycles of attention over `context` positions striped across
-    `pes_per_head` PEs per KV head (module docstring). The local phases shrink as 1 / pes_per_head; the reduce of
-    the partial outputs down the column grows with its span: placement.py spreads the cache to balance the two."""
-    m, m32, b = spec.macs_per_cycle(dtype), spec.macs_per_cycle("fp32"), DTYPE_BYTES[dtype]
+    `pes_per_head` PEs per KV head, in `cols_per_head` columns (module docstring). The local phases shrink as
+    1 / pes_per_head; the reduce of the partial outputs grows with the column: placement.py spreads the cache to
+    balance the two."""
+    m32 = spec.macs_per_cycle("fp32")
     g, hd = config.n_heads / config.n_kv_heads, config.head_dim
     p = math.ceil(context / pes_per_head)  # positions per PE
-    kv_read = p * hd * b / spec.sram_read_bytes_per_cycle  # one head's K (or V) for p positions
+    rows = math.ceil(pes_per_head / cols_per_head)
+    q = wavelets(spec, dtype, (g + 2) * hd)  # q of the group, new k and v
+    L = math.ceil(B * g * (hd + 2))  # partial outputs, max and sum, fp32
+    if design.streaming and B == 1:
+        q_in = span * spec.hop_cycles + q - 1
+    else:
+        q_in = span * spec.hop_cycles + B * q
+    dot = max(math.ceil(B * p * g * hd / spec.macs_per_cycle(dtype)), _fmac_cycles(spec, dtype, p * hd))
+    reduce = reduce_cycles(spec, design.reduction, rows, L)
+    if cols_per_head > 1:
+        reduce += reduce_cycles(spec, design.reduction, cols_per_head, L)
     return {
-        "q_in": span * spec.hop_cycles + B * wavelets(spec, dtype, (g + 2) * hd),  # q of the group, new k and v
-        "scores": max(B * p * g * hd / m, kv_read),
-        "softmax": B * p * g * (spec.transcendental_fmacs + 1) / m32,  # exp and running sum
-        "values": max(B * p * g * hd / m, kv_read),  # weighted sum of V
-        "reduce": span * spec.hop_cycles + B * g * (hd + 2),  # partial outputs, max and sum, down the column
+        "q_in": q_in,
+        "scores": dot,  # q.k; K read once for the group
+        "softmax": math.ceil(B * p * g * (spec.transcendental_fmacs + 1) / m32),  # exp and running sum
+        "values": dot,  # weighted sum of V
+        "reduce": reduce,
     }
 
 
-class _Model:
-    """The per-op costs for one placement; every method returns a Counter of op -> cycles for B tokens."""
+# ---------------------------------------------------------------------------------------------- the model
 
-    def __init__(self, p: Placement):
-        self.p, self.s, self.cfg = p, p.spec, p.config
+class _Model:
+    """The per-op costs for one placement and design; every method returns a Counter of op -> cycles for B tokens.
+    Geometry goes through `spread` (s): tiles s times smaller a side, grids and distances s times larger."""
+
+    def __init__(self, p: Placement, design: Design, spread: tuple[int, int] = (1, 1)):
+        self.p, self.s, self.cfg, self.d = p, p.spec, p.config, design
+        self.sr, self.sc = spread
         self.m32 = self.s.macs_per_cycle("fp32")
         self.a = WIRE_BYTES[p.dtype]
         self.b = self.p.matrices[0].dtype_bytes
+        self.tasks = (1, 2) if design.streaming else (3, 5)  # task activations per matvec, per attention
 
     def wavelets(self, n: float) -> int:
         return wavelets(self.s, self.p.dtype, n)
 
+    def tile(self, m: MatrixPlacement) -> tuple[int, int, int, int]:
+        """(tm, tn, gc, span) of a matrix as spread."""
+        return math.ceil(m.tm / self.sr), math.ceil(m.tn / self.sc), m.gc * self.sc, m.span * self.sr
+
     def matvec(self, m: MatrixPlacement, B: int, lm_head: bool = False) -> Counter:
         s = self.s
-        phases = matvec_phases(s, self.p.dtype, m.tm, m.tn, m.gc, m.span, B)
-        ops = Counter({"task_overhead": 3 * s.task_overhead_cycles})
+        tm, tn, gc, span = self.tile(m)
+        phases = matvec_phases(s, self.p.dtype, tm, tn, gc, span, B, self.d)
+        ops = Counter({"task_overhead": self.tasks[0] * s.task_overhead_cycles})
         for phase, cycles in phases.items():
             ops["lm_head" if lm_head else f"matvec.{phase}"] += cycles
         return ops
 
     def attention(self, kv: KVPlacement, context: float, B: int) -> Counter:
-        cycles = sum(attention_phases(self.s, self.cfg, self.p.dtype, context, kv.gr, kv.span, B).values())
-        return Counter({"attention": cycles, "task_overhead": 5 * self.s.task_overhead_cycles})
+        sr, sc = self.sr, self.sc
+        phases = attention_phases(self.s, self.cfg, self.p.dtype, context, kv.gr * sr * sc, kv.span * sr, B, self.d,
+                                  cols_per_head=sc)
+        return Counter({"attention.q_in": phases["q_in"], "attention.reduce": phases["reduce"],
+                        "attention": phases["scores"] + phases["softmax"] + phases["values"],
+                        "task_overhead": self.tasks[1] * self.s.task_overhead_cycles})
 
-    def elementwise(self, op: str, per_pe: float, B: int, hops: int = 0) -> Counter:
-        return Counter({op: B * per_pe / self.m32 + hops * self.s.hop_cycles,
-                        "task_overhead": self.s.task_overhead_cycles})
+    def elementwise(self, op: str, per_pe: float, B: int, hops: float = 0) -> Counter:
+        return Counter({op: B * per_pe / self.m32 + hops, "task_overhead": self.s.task_overhead_cycles})
 
     def norm(self, m: MatrixPlacement, B: int) -> Counter:
-        return self.elementwise("norm", 2 * m.tn + self.s.transcendental_fmacs, B, hops=2 * m.gc)
+        """Sum of squares over the row's tn values, reduced along the row, the scale sent back along it."""
+        _, tn, gc, _ = self.tile(m)
+        hops = reduce_cycles(self.s, self.d.reduction, gc, B) + gc * self.s.hop_cycles
+        return self.elementwise("norm", 2 * tn + self.s.transcendental_fmacs, B, hops=hops)
 
     def move(self, src, dst, n: int, B: int, streaming: bool = False) -> Counter:
         """A vector of n values from src's outputs to dst's inputs; `streaming` leaves out link latency (it
         overlaps with the micro-batches already on the wire)."""
-        s = self.s
+        s, sr, sc = self.s, self.sr, self.sc
         if src.wafer != dst.wafer:
             latency = 0.0 if streaming else s.wafer_link_latency_s
             return Counter({"wafer_link": (latency + B * n * self.a / s.wafer_link_bytes_per_s) * s.clock_hz})
-        out_lanes = src.gc if isinstance(src, KVPlacement) else src.gr
-        hops = abs(src.origin[0] - dst.origin[0]) + abs(src.origin[1] - dst.origin[1])
-        return Counter({"region_hops": hops * s.hop_cycles + B * math.ceil(self.wavelets(n) / min(out_lanes, dst.gc))})
+        out_lanes = src.gc * sc if isinstance(src, KVPlacement) else src.gr * sr
+        hops = abs(src.origin[0] - dst.origin[0]) * sr + abs(src.origin[1] - dst.origin[1]) * sc
+        return Counter({"region_hops": hops * s.hop_cycles
+                        + B * math.ceil(self.wavelets(n) / min(out_lanes, dst.gc * sc))})
 
     def host(self, n_bytes: float) -> Counter:
         s = self.s
@@ -165,8 +321,8 @@ class _Model:
 
     def embedding(self, B: int) -> Counter:
         """Look up B rows: each of the row's gc PEs reads its tn values."""
-        m = self.p.matrix("embedding")
-        return Counter({"embedding": B * m.tn * self.b / self.s.sram_read_bytes_per_cycle,
+        _, tn, _, _ = self.tile(self.p.matrix("embedding"))
+        return Counter({"embedding": B * tn * self.b / self.s.sram_read_bytes_per_cycle,
                         "task_overhead": self.s.task_overhead_cycles})
 
     def layer(self, l: int, context: float, B: int) -> Counter:
@@ -175,26 +331,27 @@ class _Model:
         cfg, kv = self.cfg, self.p.kv[l]
         d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
         slowest = lambda *ops: max(ops, key=lambda c: sum(c.values()))  # noqa: E731
+        tm = lambda name: self.tile(M(name))[0]  # noqa: E731
         ops = self.norm(M("wq"), B)
         ops += slowest(*(self.move(M("wq"), M(n), d, B) for n in ("wk", "wv")))  # normed x to k and v too
         ops += slowest(*(self.matvec(M(n), B) for n in ("wq", "wk", "wv")))
-        ops += slowest(*(self.elementwise("rope", ROPE_FMACS * M(n).tm, B) for n in ("wq", "wk")))
+        ops += slowest(*(self.elementwise("rope", ROPE_FMACS * tm(n), B) for n in ("wq", "wk")))
         ops += slowest(*(self.move(M(n), kv, rows, B) for n, rows in (("wq", cfg.n_heads * hd),
                                                                       ("wk", cfg.n_kv_heads * hd),
                                                                       ("wv", cfg.n_kv_heads * hd))))
         ops += self.attention(kv, context, B)
         ops += self.move(kv, M("wo"), cfg.n_heads * hd, B)
         ops += self.matvec(M("wo"), B)
-        ops += self.elementwise("residual", M("wo").tm, B)
+        ops += self.elementwise("residual", tm("wo"), B)
         ops += self.move(M("wo"), M("w_gate"), d, B)
         ops += self.norm(M("w_gate"), B)
         ops += self.move(M("w_gate"), M("w_up"), d, B)
         ops += slowest(*(self.matvec(M(n), B) for n in ("w_gate", "w_up")))
         ops += self.move(M("w_up"), M("w_gate"), f, B)  # up's outputs meet gate's
-        ops += self.elementwise("swiglu", (self.s.transcendental_fmacs + 2) * M("w_gate").tm, B)
+        ops += self.elementwise("swiglu", (self.s.transcendental_fmacs + 2) * tm("w_gate"), B)
         ops += self.move(M("w_gate"), M("w_down"), f, B)
         ops += self.matvec(M("w_down"), B)
-        ops += self.elementwise("residual", M("w_down").tm, B)
+        ops += self.elementwise("residual", tm("w_down"), B)
         return ops
 
     def inputs(self) -> list:
@@ -204,15 +361,41 @@ class _Model:
     def microbatch(self) -> int:
         """Tokens a PE can hold x slices and partial sums for beside its tile, within the weight budget."""
         budget = self.s.weight_budget_per_pe
-        return max(1, min((budget - m.tile_bytes) // (PARTIAL_BYTES * (m.tm + m.tn)) for m in self.p.matrices))
+        sizes = [self.tile(m)[:2] for m in self.p.matrices]
+        return max(1, min((budget - tm * tn * self.b) // (PARTIAL_BYTES * (tm + tn)) for tm, tn in sizes))
 
 
-def decode_cycles(placement: Placement, context: int | None = None) -> Breakdown:
-    """One decode step with `context` positions in the KV cache (default: the placement's capacity)."""
-    context = placement.context if context is None else context
-    if not 1 <= context <= placement.context:
-        raise ValueError(f"context {context} outside 1..{placement.context}, the KV capacity of this placement")
-    x = _Model(placement)
+def spread_pes(placement: Placement, spread: tuple[int, int]) -> list[int]:
+    """PEs each wafer would use with every tile run by rows x cols PEs (and its KV cache on as many times more)."""
+    used = [0] * placement.n_wafers
+    for block in (*placement.matrices, *placement.kv):
+        used[block.wafer] += block.pes * spread[0] * spread[1]
+    return used
+
+
+@lru_cache(maxsize=64)
+def spread_for(placement: Placement, design: Design = DESIGN) -> tuple[int, int]:
+    """The spread a design runs `placement` with: its own, or (None) of (s, s), (s, s + 1) and (s + 1, s) for
+    s = 1, 2, ..., the one whose PEs fit every wafer and that makes a decode step at the placement's context
+    fastest (the first on ties; the search stops once three s in a row improve on nothing)."""
+    if design.spread is not None:
+        return design.spread
+    best, best_cycles, s, stale = (1, 1), math.inf, 1, 0
+    while stale < 3:
+        fits = [k for k in ((s, s), (s, s + 1), (s + 1, s)) if max(spread_pes(placement, k)) <= placement.spec.pes]
+        if not fits:
+            break
+        stale += 1
+        for k in fits:
+            cycles = _decode(placement, placement.context, design, k).total_cycles
+            if cycles < best_cycles:
+                best, best_cycles, stale = k, cycles, 0
+        s += 1
+    return best
+
+
+def _decode(placement: Placement, context: int, design: Design, spread: tuple[int, int]) -> Breakdown:
+    x = _Model(placement, design, spread)
     cfg, lm_head = placement.config, placement.matrix("lm_head")
     ops = x.host(TOKEN_BYTES) + x.embedding(1)
     for l, src in enumerate(x.inputs()):
@@ -221,17 +404,26 @@ def decode_cycles(placement: Placement, context: int | None = None) -> Breakdown
     ops += x.norm(lm_head, 1)
     ops += x.matvec(lm_head, 1, lm_head=True)
     # argmax: each PE of the output column takes its tm logits' max, then (value, index) pairs go down the column
-    ops += Counter({"lm_head": lm_head.tm / x.m32 + lm_head.span * placement.spec.hop_cycles + 2,
+    tm, _, _, span = x.tile(lm_head)
+    ops += Counter({"lm_head": tm / x.m32 + span * placement.spec.hop_cycles + 2,
                     "task_overhead": placement.spec.task_overhead_cycles})
     ops += x.host(TOKEN_BYTES)
     return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz)
 
 
-def prefill_cycles(placement: Placement, prompt: int) -> Breakdown:
+def decode_cycles(placement: Placement, context: int | None = None, design: Design = DESIGN) -> Breakdown:
+    """One decode step with `context` positions in the KV cache (default: the placement's capacity)."""
+    context = placement.context if context is None else context
+    if not 1 <= context <= placement.context:
+        raise ValueError(f"context {context} outside 1..{placement.context}, the KV capacity of this placement")
+    return _decode(placement, context, design, spread_for(placement, design))
+
+
+def prefill_cycles(placement: Placement, prompt: int, design: Design = DESIGN) -> Breakdown:
     """Prefill of `prompt` tokens as a layer pipeline (see the module docstring)."""
     if not 1 <= prompt <= placement.context:
         raise ValueError(f"prompt {prompt} outside 1..{placement.context}, the KV capacity of this placement")
-    x = _Model(placement)
+    x = _Model(placement, design, spread_for(placement, design))
     cfg = placement.config
     B = min(prompt, x.microbatch())
     context = (prompt + 1) / 2  # average positions attended
@@ -247,18 +439,21 @@ def prefill_cycles(placement: Placement, prompt: int) -> Breakdown:
             stage += x.move(src, wq, cfg.hidden_size, B)
         stages.append(stage)
         fill += stage
-    slowest = max(stages, key=lambda c: sum(c.values()))
     steps = math.ceil(prompt / B) - 1
+    if design.pipeline:  # one micro-batch leaves the slowest stage per step
+        slowest = max(stages, key=lambda c: sum(c.values()))
+    else:  # every micro-batch goes through every stage before the next starts
+        slowest = fill - x.host(TOKEN_BYTES * prompt)
     ops = fill + Counter({op: steps * cycles for op, cycles in slowest.items()})
     return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz, tokens=prompt)
 
 
-def first_token_cycles(placement: Placement, prompt: int) -> Breakdown:
+def first_token_cycles(placement: Placement, prompt: int, design: Design = DESIGN) -> Breakdown:
     """Time to first token: the prompt's prefill (which runs every prompt token through every layer), then the
     lm_head and argmax of the last position and the token's trip to the host, as a decode step does them. The
     layers do not run again: the first token comes out of the prefill."""
-    ops = Counter(prefill_cycles(placement, prompt).ops)
-    step = decode_cycles(placement, prompt).ops
+    ops = Counter(prefill_cycles(placement, prompt, design).ops)
+    step = decode_cycles(placement, prompt, design).ops
     for op in ("lm_head", "host_io"):
         ops[op] += step.get(op, 0)
     return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz, tokens=prompt)

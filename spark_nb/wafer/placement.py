@@ -437,16 +437,24 @@ def _too_big(config, spec, dtype, context, n_wafers) -> str:
     needed = sum(m.pes for m in matrices) + config.n_layers * config.n_kv_heads * least
     sram = config.n_params * nbytes + config.n_layers * _kv_bytes(config, dtype, context)
     least_wafers = max(n_wafers + 1, math.ceil(needed / spec.pes))
-    # a block wider than the mesh fits no number of wafers: stop looking well past the PE count
-    more = next((n for n in range(least_wafers, 2 * least_wafers + 4)
-                 if _try_place(config, spec, dtype, context, n, spread=False) is not None), None)
+    biggest = max(matrices, key=lambda m: m.pes)
+    if biggest.pes > spec.pes:  # blocks are not split across wafers: no count places it, and trying takes seconds
+        more = None
+        needed_note = (f"; its {biggest.name} alone takes {biggest.pes:,} PEs, more than one {spec.name} has "
+                       f"(a block is not split across wafers)")
+    else:  # stop looking well past the PE count, after a few tries (each packs every block)
+        needed_note = ""
+        counts = sorted({least_wafers, least_wafers + 1, math.ceil(1.25 * least_wafers), 2 * least_wafers + 3})
+        more = next((n for n in counts if _try_place(config, spec, dtype, context, n, spread=False) is not None),
+                    None)
     packing = "" if needed > n_wafers * spec.pes else " (the PE count fits, but not their packing)"
     wafers = f"{n_wafers} x {spec.name} have" if n_wafers > 1 else f"{spec.name} has"
     fixes = ([f"n_wafers={more}"] if more else []) + (["dtype='int8'"] if dtype != "int8" else [])
-    fixes += ["a smaller context"]
+    fixes += ["a smaller context"] if not needed_note else ["a larger wafer preset"]
+    use = f"{', '.join(fixes[:-1])} or {fixes[-1]}" if len(fixes) > 1 else fixes[0]
     return (f"{model_name(config)} in {dtype} needs {needed:,} PEs ({_bytes(sram)} of SRAM) for weights "
             f"and KV cache at context {context}; {wafers} {n_wafers * spec.pes:,} PEs "
-            f"({_bytes(n_wafers * spec.sram_bytes)}){packing}: use {', '.join(fixes[:-1])} or {fixes[-1]}")
+            f"({_bytes(n_wafers * spec.sram_bytes)}){packing}{needed_note}: use {use}")
 
 
 def _bytes(n: float) -> str:

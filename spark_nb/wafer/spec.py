@@ -36,6 +36,11 @@ class WaferSpec:
     # fraction at which that deployment fits (tests/test_wafer_placement.py checks both bounds).
     weight_sram_fraction: float = 0.92
     task_overhead_cycles: int = 40  # cycles to activate a task on a PE per kernel phase; assumption
+    # Cycles from a wavelet reaching a PE that adds its own value to it (a reduction's relay, CSL's
+    # @faddh(fabout, fabin, mem)) to the sum leaving it: the router hands the wavelet to the core's input queue, the
+    # FPU adds, the output queue hands it back. The SDK states one wavelet per link per cycle but no such latency;
+    # 2 is an assumption. It is what separates a chain from a tree: a chain of n PEs pays it n - 1 times.
+    relay_cycles: int = 2
     # Wafer-to-wafer link when a model spans several systems: CS-3 system I/O is 1.2 Tb/s over parallel 100 GbE.
     wafer_link_bytes_per_s: float = 1.2e12 / 8
     wafer_link_latency_s: float = 5e-6  # one Ethernet hop through a switch; assumption
@@ -120,3 +125,25 @@ def get_spec(wafer: "str | WaferSpec") -> WaferSpec:
         return PRESETS[wafer]
     except KeyError:
         raise ValueError(f"unknown wafer preset {wafer!r}; choose one of {sorted(PRESETS)} or pass a WaferSpec") from None
+
+# Where each constant the cycle model reads comes from (`spark-nb project --explain` prints these).
+SOURCES = {
+    "mesh_rows": "fabric rectangle: WaferLLM compile.py --fabric-dims (WSE-3), csl-examples README (WSE-2)",
+    "mesh_cols": "as mesh_rows",
+    "sram_per_pe": "Cerebras SDK docs, memory appendix: 48 KiB (8 banks x 6 KiB)",
+    "clock_hz": "WaferLLM launch_wse3.py uses 1.1 GHz; SDK examples convert at 850 MHz: uncertain",
+    "macs_per_cycle_fp16": "WSE-2: 4-way fp16 SIMD (Hot Chips 34); WSE-3: assumption (2x, width unpublished)",
+    "macs_per_cycle_fp32": "assumption",
+    "macs_per_cycle_int8": "assumption",
+    "wavelet_bytes": "SDK docs: one 32-bit wavelet per link per cycle",
+    "hop_cycles": "assumption (SDK docs describe single-cycle router forwarding)",
+    "relay_cycles": "assumption: a PE adding its value to a passing wavelet (queue in, add, queue out)",
+    "task_overhead_cycles": "assumption: activating a task on a PE",
+    "sram_read_bytes_per_cycle": "SDK docs, memory appendix: two 32-bit reads per cycle",
+    "transcendental_fmacs": "assumption: polynomial exp/rsqrt of the SDK math library",
+    "host_io_latency_s": "assumption: one Ethernet round to the host",
+    "host_io_bytes_per_s": "CS-3 material: 1.2 Tb/s system I/O",
+    "wafer_link_latency_s": "assumption: one Ethernet hop through a switch",
+    "wafer_link_bytes_per_s": "CS-3 material: 1.2 Tb/s system I/O",
+    "weight_sram_fraction": "set so Llama 3.1 70B fits 4 CS-3 in SRAM (public deployment; WAFER.md)",
+}
