@@ -71,10 +71,11 @@ class Refactor:
 _POLITE_HEAD = re.compile(
     r"^(?:(?:please|pls|plz|kindly|can you|could you|would you|will you|can u|could u|i want you to|"
     r"i'd like you to|i would like you to|i need you to|let's|lets|go ahead and|now|just|also|ok|okay|hey|bitte|"
-    r"por favor|s'il (?:te|vous) pla[iî]t|stp|svp)\b[,:]?\s*)+", re.I)
+    r"por favor|s'il (?:te|vous) pla[iî]t|stp|svp|refactor(?=\s*:))\b[,:]?\s*)+", re.I)
 _POLITE_TAIL = re.compile(
     r"[,\s]*\b(?:please|pls|plz|thanks|thank you|thx|for me|in (?:this|the) (?:cell|code|file|snippet)|here|"
-    r"everywhere|throughout|bitte|por favor|s'il (?:te|vous) pla[iî]t|stp|svp|danke|gracias|merci)$", re.I)
+    r"everywhere(?: (?:it is|it's) used)?|and (?:update|fix) (?:its|all(?: its)?|the) (?:callers|uses|references|call sites)|"
+    r"throughout|bitte|por favor|s'il (?:te|vous) pla[iî]t|stp|svp|danke|gracias|merci)$", re.I)
 
 
 def normalise(instruction: str) -> str:
@@ -101,7 +102,8 @@ _KIND_WORDS = {
     "klasse": "class", "funci[oó]n": "function", "clase": "class", "fonction": "function", "classe": "class",
     "m[ée]thode": "method", "m[ée]todo": "method",
 }
-_KIND = r"(?:(?P<kind>" + "|".join(sorted(_KIND_WORDS, key=len, reverse=True)) + r")\s+)?"
+_KIND = (r"(?:(?:local\s+|global\s+|module[- ]level\s+|top[- ]level\s+)?(?P<kind>"
+         + "|".join(sorted(_KIND_WORDS, key=len, reverse=True)) + r")\s+)?")
 _THE = r"(?:the\s+|a\s+|my\s+|die\s+|den\s+|das\s+|la\s+|el\s+|le\s+|l')?"
 _ARROW = r"\s*(?:->|=>|→|⇒|-->)\s*"
 _TO = rf"(?:\s+(?:to|into|as)\s+(?:be\s+)?|{_ARROW})"
@@ -115,7 +117,11 @@ _RENAMES = [
     rf"change\s+the\s+name\s+of\s+{_THE}{_KIND}{OLD}\s+to\s+{NEW}{_IN}",
     rf"change\s+{_THE}{_KIND}{OLD}'s\s+name\s+to\s+{NEW}{_IN}",
     rf"{_THE}{_KIND}{OLD}\s+should\s+(?:be\s+)?(?:called|named|renamed(?:\s+to)?)\s+{NEW}(?:\s+instead)?{_IN}",
-    rf"{_THE}{_KIND}{OLD}\s+is\s+(?:a\s+)?bad\s+name,?\s+(?:call|name)\s+it\s+{NEW}",
+    rf"{_THE}{_KIND}{OLD}\s+is\s+(?:a\s+)?(?:bad|poor|terrible|confusing|unclear)\s+name[,;:]?\s+(?:call|name)\s+it\s+"
+    rf"{NEW}",
+    rf"use\s+(?:the\s+name\s+)?{NEW}\s+instead\s+of\s+{OLD}{_IN}",
+    rf"call\s+{OLD}\s+{NEW}\s+instead{_IN}",  # not "call area twice"
+    rf"(?:a\s+)?better\s+name\s+for\s+{_THE}{_KIND}{OLD}\s*(?:[:=,]|->|would\s+be|is)\s*{NEW}",
     rf"s/{OLD}/{NEW}/g?",
     # German, Spanish, French, Italian, Portuguese
     rf"(?:benenne|benennen\s+sie)\s+{_THE}{_KIND}{OLD}\s+(?:in|zu|nach)\s+{NEW}\s+um{_IN}",
@@ -130,13 +136,14 @@ _RENAMES = [
 _CALL_IT = [  # no old name: routed only when the cell has one candidate
     rf"(?:call|name)\s+(?:it|this|that)\s+{NEW}(?:\s+instead)?",
     rf"(?:call|name)\s+(?:the|this|that)\s+(?P<kind>function|class)\s+{NEW}(?:\s+instead)?",
+    rf"(?:the|this)\s+(?P<kind>function|class)\s+should\s+(?:be\s+)?(?:called|named)\s+{NEW}",
     rf"(?:rename|renaming)\s+(?:it|this|the\s+(?P<kind>function|class))\s+(?:to\s+)?{NEW}",
 ]
 
 _REMOVE = (r"(?:remove|delete|strip(?:\s+out)?|drop|get\s+rid\s+of|take\s+out|eliminate|kill|nuke|erase|clear"
            r"(?:\s+out)?|clean\s+(?:up|out)|rm|purge|cut|scrub)")
 _ALL = r"(?:\s+(?:all\s+(?:of\s+)?(?:the\s+)?|the\s+|any\s+|every\s+|those\s+|these\s+|my\s+|each\s+))?\s*"
-_IMPORTS = r"(?:imports?|import\s+statements?|import\s+lines?)"
+_IMPORTS = r"(?:imports?|import\s+statements?|import\s+lines?|import\s+block|import\s+section)"
 _UNUSED = r"(?:unused|unneeded|unnecessary|not\s+used|superfluous|dead)"
 # Plural, or a mass noun: "remove the print" (which one?) and "remove the breakpoint" go to the model.
 _PRINTS = r"(?:prints|print\s+statements|print\s+calls|print\(\)\s+calls|print\(\)s|printouts|print\s+lines)"
@@ -148,14 +155,18 @@ _FSTR = r"(?:f-?strings?|f\s+strings?|fstrings?)"
 _OLD_FMT = (r"(?:(?:the\s+|all\s+(?:the\s+)?)?(?:string\s+formatting|%[- ]?(?:formatting|format|style|strings?)|"
             r"percent[- ](?:formatting|format|style)|\.?format\(?\)?(?:\s+calls)?|str\.format(?:\(\))?(?:\s+calls)?|"
             r"old[- ]style\s+(?:string\s+)?formatting|%|old\s+formatting|format\s+strings))")
-_LOGGING = r"(?:logging|logging\s+calls|log\s+calls|logging\.info(?:\(\))?(?:\s+calls)?|the\s+logging\s+module)"
+_LOGGING = (r"(?:(?:proper\s+)?logging|logging\s+calls|log\s+calls|logging\.info(?:\(\))?(?:\s+calls)?|"
+            r"the\s+logging\s+module|logger\s+calls)")
 
 _FAMILIES: list[tuple[str, dict, list[str]]] = [
     ("tidy_imports", {}, [
-        rf"(?:clean\s*up|tidy(?:\s+up)?|optimi[sz]e|fix\s+up)\s+{_THE}{_IMPORTS}",
-        rf"(?:sort|order|organi[sz]e)\s+{_THE}{_IMPORTS}\s+and\s+{_REMOVE}{_ALL}{_UNUSED}(?:\s+ones|\s+{_IMPORTS})?",
+        rf"(?:clean\s*up|tidy(?:\s+up)?|optimi[sz]e|fix\s+up)\s+{_THE}{_IMPORTS}(?:\s+like\s+isort(?:\s+would|\s+does)?)?",
+        rf"(?:clean\s*up|tidy(?:\s+up)?)\s+{_THE}{_IMPORTS}\s*[:;,-]\s*(?:drop|remove)\s+(?:the\s+)?{_UNUSED}\s+ones\s+"
+        r"and\s+(?:order|sort)\s+(?:them|the\s+rest)(?:\s+alphabetically)?",
+        rf"(?:sort|order|organi[sz]e)\s+{_THE}{_IMPORTS}\s+and\s+{_REMOVE}{_ALL}(?:{_UNUSED}(?:\s+ones|\s+{_IMPORTS})?|"
+        rf"ones\s+(?:that\s+are\s+|which\s+are\s+)?{_UNUSED})",
         rf"{_REMOVE}{_ALL}{_UNUSED}\s+{_IMPORTS}\s+and\s+(?:sort|order|organi[sz]e)(?:\s+(?:them|the\s+rest|"
-        rf"the\s+others|{_THE}{_IMPORTS}))?",
+        rf"the\s+others|{_THE}{_IMPORTS}))?(?:\s+alphabetically)?",
         r"(?:sort\s+and\s+prune|prune\s+and\s+sort)\s+(?:the\s+)?imports",
     ]),
     ("remove_unused_imports", {}, [
@@ -233,7 +244,7 @@ _FAMILIES: list[tuple[str, dict, list[str]]] = [
         rf"(?:use|switch\s+to|prefer|migrate\s+to|move\s+to){_THE}\s*{_LOGGING}"
         rf"(?:\s+instead\s+of\s+(?:{_ANY_PRINT}|stdout))?",
         rf"(?:log|logging)\s+instead\s+of\s+{_ANY_PRINT}",
-        rf"(?:replace|convert|turn|change|swap|switch|rewrite|transform)\s+{_ALL}{_ANY_PRINT}\s+"
+        rf"(?:replace|convert|turn|change|swap|switch|rewrite|transform){_ALL}{_ANY_PRINT}\s+"
         rf"(?:with|to|into|for|by|as)\s+{_THE}{_LOGGING}",
         rf"switch\s+from\s+{_ANY_PRINT}\s+to\s+{_LOGGING}",
         rf"(?:log|logging)\s+(?:these|the)\s+(?:messages|prints)\s+instead\s+of\s+printing\s+them",
