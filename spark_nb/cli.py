@@ -4,6 +4,8 @@
     spark-nb bench [--json] [--quick]   engine benchmark against transformers on the same weights
     spark-nb bench --edits              edits of held-out cells: plain greedy against speculative
     spark-nb eval [--model PATH]        edits per family on library code and notebook cells (table or --json)
+    spark-nb models [--json]            the models on this machine spark-nb can load, by the names --model takes
+    spark-nb pull REPO [--file F.gguf]  download a model folder or one GGUF file from the Hugging Face hub
     spark-nb warmup                     compile every numba kernel into the on-disk cache
     spark-nb project CONFIG             project decode tok/s and TTFT on a wafer from a config alone
     spark-nb install-kernel [--user]    install the "Python 3 (spark)" Jupyter kernel (magics preloaded)
@@ -99,6 +101,31 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from .model import stores
+
+    models = stores.available()
+    if args.json:
+        print(json.dumps([{**vars(m), "path": str(m.path)} for m in models], indent=2))
+    elif not models:
+        print("no models found (built-in, Hugging Face cache, Ollama, LM Studio, SPARK_NB_MODELS); "
+              "`spark-nb pull REPO` downloads one", file=sys.stderr)
+    else:
+        print(stores.table(models))
+        for m in models:
+            if m.problem:
+                print(f"{m.name}: {m.problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from .model.stores.pull import pull
+
+    name, path = pull(args.repo, args.file, revision=args.revision)
+    print(f"{path}\nuse it as: spark-nb demo --model {name}   (or spark_nb.load({name!r}), %%spark --model {name})")
+    return 0
+
+
 def cmd_warmup(args) -> int:
     """Compile the kernels for every dtype and both forward shapes (T = 1 and T > 1); numba caches them on disk,
     and the cached code serves any model size."""
@@ -191,6 +218,18 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
     ev.add_argument("--card", action="store_true", help="also write the table into the model's card (README.md)")
     ev.set_defaults(run=cmd_eval)
+
+    models = sub.add_parser("models", help="list the models on this machine spark-nb can load (built-in, Hugging "
+                            "Face cache, Ollama, LM Studio, SPARK_NB_MODELS), by the names --model takes")
+    models.add_argument("--json", action="store_true", help="print the list as JSON (with each model's path)")
+    models.set_defaults(run=cmd_models)
+
+    pull = sub.add_parser("pull", help="download a model from the Hugging Face hub into its cache (a model folder's "
+                          "config, tokenizer and safetensors, or one GGUF file) and print the name to use")
+    pull.add_argument("repo", help="a model repository, e.g. Qwen/Qwen2.5-Coder-0.5B-Instruct")
+    pull.add_argument("--file", help="one GGUF file of the repo (needed when it holds several)")
+    pull.add_argument("--revision", default="main", help="a branch, tag or commit (default: main)")
+    pull.set_defaults(run=cmd_pull)
 
     warm = sub.add_parser("warmup", help="compile every numba kernel into the on-disk cache")
     warm.set_defaults(run=cmd_warmup)

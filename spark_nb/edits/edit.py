@@ -52,10 +52,13 @@ class EditResult:
 
 
 def get_engine(model=None, wafer="wse3", dtype="int8"):
-    """An Engine for `model`: an Engine (returned as is), a model folder, or None for the built-in model."""
+    """An Engine for `model`: an Engine (returned as is), a model folder or GGUF file, a name `spark-nb models`
+    lists, or None for the built-in model."""
     if model is not None and not isinstance(model, (str, Path)):
         return model
-    path = Path(model) if model is not None else BUILTIN
+    from ..model.stores import resolve  # the model package loads only when a model does
+
+    path = resolve(model) if model is not None else BUILTIN
     if model is None and not (path / "config.json").exists():
         raise FileNotFoundError(
             f"the built-in model is not installed ({path} is missing). Train and export one with "
