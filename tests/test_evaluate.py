@@ -152,3 +152,26 @@ def test_card_gets_the_table_between_its_markers(edit_folder, tasks, tmp_path, c
     card = (model / "README.md").read_text()
     assert card.count(EVAL_BEGIN) == 1 and "not yet" not in card and card.endswith("## Limits\n")
     assert "| family | kind | n | applied |" in card and "Targets:" in card
+
+
+def test_the_change_checks_read_what_was_asked():
+    from spark_nb.train.families import EditTask
+
+    cell = "import sys\nimport os\nimport numpy as np\nprint(os.sep, np.pi)\n"
+
+    def task(family, instruction, before, after):
+        return EditTask(family, instruction, before, after)
+
+    # "sort imports" asks for an order, isort's sections included; removing the unused one is asked separately
+    isorted = "import os\nimport sys\n\nimport numpy as np\nprint(os.sep, np.pi)\n"
+    flat = "import numpy as np\nimport os\nprint(os.sep, np.pi)\n"
+    assert E.score_task(task("sort_imports", "sort imports", cell, flat), isorted, True)["change"]
+    assert not E.score_task(task("sort_imports", "remove unused imports", cell, flat), isorted, True)["change"]
+    # "remove breakpoints" leaves the prints, "delete the prints" the breakpoints
+    debug = "def f(x):\n    print(x)\n    breakpoint()\n    return x\n"
+    clean = "def f(x):\n    return x\n"
+    for instruction, kept in (("remove breakpoints", "    print(x)\n"), ("delete the prints", "    breakpoint()\n")):
+        proposal = "def f(x):\n" + kept + "    return x\n"
+        assert E.score_task(task("remove_debug", instruction, debug, clean), proposal, True)["change"]
+        assert not E.score_task(task("remove_debug", "remove the debugging statements", debug, clean), proposal,
+                                True)["change"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from collections.abc import Callable, Sequence
 
 from ..train.families import FAMILIES, EditTask
-from ..train.families.debug import _is_log_call, is_debug_stmt
+from ..train.families.debug import _is_log_call, _is_print, is_debug_stmt
 from ..train.families.imports import _bound, _used_names, import_key
 from ..train.families.modernise import to_joined
 from ..train.families.structure import _is_main_guard
@@ -100,21 +101,49 @@ def _prints(tree) -> int:
                and n.func.id == "print")
 
 
-def _debug_stmts(tree) -> int:
-    return sum(1 for n in ast.walk(tree) if isinstance(n, ast.stmt) and is_debug_stmt(n))
+def _debug_stmts(tree, which=is_debug_stmt) -> int:
+    return sum(1 for n in ast.walk(tree) if isinstance(n, ast.stmt) and which(n))
 
 
-def _imports_clean(tree, needed: Sequence[str] = ()) -> bool:
-    """Module-level imports are sorted (the family's order), each bound name is used, and `needed` are imported."""
+def _asked_debug(instruction: str):
+    """Which debug statements the instruction asks to remove: "remove breakpoints" asks for no print to go (the
+    family's reference removes every kind; the request decides what its change is), "delete the prints" for no
+    breakpoint; anything else for all of them."""
+    low = instruction.lower()
+    prints = re.search(r"print|output", low) is not None
+    debuggers = re.search(r"breakpoint|pdb|debugger|set_trace", low) is not None
+    if debuggers and not prints:
+        return lambda s: is_debug_stmt(s) and not _is_print(s)
+    if prints and not debuggers:
+        return _is_print
+    return is_debug_stmt
+
+
+def _imports_clean(tree, needed: Sequence[str] = (), prune: bool = True) -> bool:
+    """Module-level imports are sorted (the family's one order, or isort's sections), each bound name is used when
+    `prune` (the instruction asks to remove unused ones), and `needed` are imported."""
     stmts = [s for s in tree.body if isinstance(s, (ast.Import, ast.ImportFrom))]
     lines = [ast.unparse(s) for s in stmts]
-    if lines != sorted(lines, key=import_key):
+    if lines != sorted(lines, key=import_key) and lines != _isort_order(lines):
         return False
     used = _used_names(tree, set(stmts) | {a for s in stmts for a in ast.walk(s)})
     bound = {b for s in stmts for b in _bound(s)}
-    if any(b not in used for b in bound):
+    if prune and any(b not in used for b in bound):
         return False
     return all(name.split(".")[0] in bound for name in needed)
+
+
+def _isort_order(lines: list[str]) -> list[str]:
+    """The same imports in the order isort gives them (standard library, third party, local; then by name)."""
+    import isort
+
+    return [ast.unparse(s) for s in ast.parse(isort.code("\n".join(lines) + "\n")).body]
+
+
+def _asks_to_prune(instruction: str) -> bool:
+    """Whether the request asks for unused imports to go ("sort imports" alone asks for an order only)."""
+    return re.search(r"unused|not used|remove|drop|prune|clean|tidy|fix|mess|autoflake|superfluous", instruction,
+                     re.I) is not None
 
 
 # -- one check per family: (task, proposal tree, proposal text) -> bool ------------------------------------------
@@ -157,8 +186,9 @@ def _comp_to_loop(task, tree, code) -> bool:
 
 
 def _remove_debug(task, tree, code) -> bool:
-    before, reference = parse(task.before), parse(task.after)
-    return _debug_stmts(tree) < _debug_stmts(before) and _debug_stmts(tree) <= _debug_stmts(reference)
+    before, reference, which = parse(task.before), parse(task.after), _asked_debug(task.instruction)
+    return _debug_stmts(tree, which) < _debug_stmts(before, which) and \
+        _debug_stmts(tree, which) <= _debug_stmts(reference, which)
 
 
 def _print_to_logging(task, tree, code) -> bool:
@@ -194,7 +224,8 @@ CHANGE_CHECKS: dict[str, Check] = {
     "comprehension_to_loop": _comp_to_loop,
     "remove_debug": _remove_debug,
     "print_to_logging": _print_to_logging,
-    "sort_imports": lambda task, tree, code: _imports_clean(tree, task.meta.get("needed") or ()),
+    "sort_imports": lambda task, tree, code: _imports_clean(tree, task.meta.get("needed") or (),
+                                                            _asks_to_prune(task.instruction)),
     "fix_syntax_error": lambda task, tree, code: True,  # the before does not parse; the proposal does
     "fix_misspelt_name": _fix_name,
     "extract_constant": _extract_constant,
