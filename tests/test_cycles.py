@@ -131,3 +131,69 @@ def test_without_spare_pes_the_kv_cache_falls_back_to_the_least():
     p = place(TINY, narrow, "fp16", context=2048)
     assert p.pes_used <= narrow.pes < roomy.pes_used
     assert all(k.gr == k.gr_for_bytes == least for k in p.kv)
+
+
+BUILTIN_SHAPE = ModelConfig(family="llama", vocab_size=4096, hidden_size=256, intermediate_size=704, n_layers=6,
+                            n_heads=4, n_kv_heads=4, head_dim=64, tie_word_embeddings=True)
+
+
+def test_spreading_fits_every_wafer_and_is_never_slower_than_the_fewest_pes():
+    from spark_nb.wafer.cycles import spread_for, spread_pes
+
+    for config, n_wafers in ((BUILTIN_SHAPE, 1), (QWEN_05B, 1), (TINY, 2)):
+        p = place(config, WSE3, "int8", 1024, n_wafers=n_wafers)
+        s = spread_for(p)
+        assert max(spread_pes(p, s)) <= WSE3.pes
+        assert decode_cycles(p).total_cycles <= decode_cycles(p, design=Design(spread=(1, 1))).total_cycles
+    # a tiny model on its fewest PEs reads each ~44 KB tile at 8 B a cycle: spread, the MACs all but vanish
+    p = place(BUILTIN_SHAPE, WSE3, "int8", 2048)
+    fewest, spread = decode_cycles(p, design=Design(spread=(1, 1))), decode_cycles(p)
+    assert spread.ops["matvec.mac"] < fewest.ops["matvec.mac"] / 20
+    assert spread.total_cycles < fewest.total_cycles / 4
+
+
+def test_best_reduction_is_the_faster_of_chain_and_tree():
+    p = place(QWEN_05B, WSE3, "fp16", 1024)
+    best, chain, tree = (decode_cycles(p, design=Design(reduction=r, spread=(1, 1))) for r in ("best", "chain", "tree"))
+    for op in ("matvec.reduce", "attention.reduce"):
+        assert best.ops[op] <= min(chain.ops[op], tree.ops[op])
+    with pytest.raises(ValueError):
+        Design(reduction="ring")
+
+
+def test_streaming_overlaps_the_broadcast_and_saves_task_activations(placed):
+    streaming, phased = (decode_cycles(placed, 512, Design(streaming=s, spread=(1, 1))) for s in (True, False))
+    assert streaming.ops["task_overhead"] < phased.ops["task_overhead"]
+    assert streaming.ops["matvec.broadcast"] < phased.ops["matvec.broadcast"]
+    assert streaming.total_cycles < phased.total_cycles
+
+
+def test_layer_pipelining_speeds_prefill_only(placed):
+    on, off = (prefill_cycles(placed, 1024, Design(pipeline=p)) for p in (True, False))
+    assert on.total_cycles < off.total_cycles
+    assert decode_cycles(placed, 512, Design(pipeline=False)).total_cycles == decode_cycles(placed, 512).total_cycles
+
+
+def test_fed_tokens_cost_one_pipelined_pass_not_a_decode_step_each():
+    from spark_nb.wafer.cycles import feed_cycles
+
+    p = place(BUILTIN_SHAPE, WSE3, "int8", 2048)
+    step = decode_cycles(p, 101).total_cycles
+    assert feed_cycles(p, 100, 1).total_cycles == pytest.approx(step, rel=0.1)
+    for n in (4, 16, 64):
+        assert feed_cycles(p, 100, n, logits=n).total_cycles < n * step / 2
+    with pytest.raises(ValueError):
+        feed_cycles(p, 2040, 16)
+
+
+def test_explain_names_every_op_and_every_constant_with_a_source():
+    from spark_nb.wafer.spec import SOURCES
+
+    r = project(BUILTIN_SHAPE, dtype="int8", context=2048, prompt=64)
+    text = r.explain()
+    for op in r.breakdown.ops:
+        assert op in text
+    for name, source in SOURCES.items():
+        assert name in text and source in text
+    assert "WaferLLM" in text and "csl-examples" in text
+    assert r.pes_active >= r.pes_used and r.spread != (1, 1)

@@ -419,14 +419,16 @@ def decode_cycles(placement: Placement, context: int | None = None, design: Desi
     return _decode(placement, context, design, spread_for(placement, design))
 
 
-def prefill_cycles(placement: Placement, prompt: int, design: Design = DESIGN) -> Breakdown:
-    """Prefill of `prompt` tokens as a layer pipeline (see the module docstring)."""
-    if not 1 <= prompt <= placement.context:
-        raise ValueError(f"prompt {prompt} outside 1..{placement.context}, the KV capacity of this placement")
+def prefill_cycles(placement: Placement, prompt: int, design: Design = DESIGN, start: int = 0) -> Breakdown:
+    """Prefill of `prompt` tokens as a layer pipeline (see the module docstring), after `start` tokens already in
+    the KV cache."""
+    if not 1 <= start + prompt <= placement.context or prompt < 1 or start < 0:
+        raise ValueError(f"tokens {start}..{start + prompt} outside 1..{placement.context}, the KV capacity of "
+                         "this placement")
     x = _Model(placement, design, spread_for(placement, design))
     cfg = placement.config
     B = min(prompt, x.microbatch())
-    context = (prompt + 1) / 2  # average positions attended
+    context = start + (prompt + 1) / 2  # average positions attended
     fill, stages = x.host(TOKEN_BYTES * prompt), [x.embedding(B)]
     fill += stages[0]
     for l, src in enumerate(x.inputs()):
@@ -457,3 +459,16 @@ def first_token_cycles(placement: Placement, prompt: int, design: Design = DESIG
     for op in ("lm_head", "host_io"):
         ops[op] += step.get(op, 0)
     return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz, tokens=prompt)
+
+
+def feed_cycles(placement: Placement, start: int, tokens: int, logits: int = 1, design: Design = DESIGN) -> Breakdown:
+    """`tokens` tokens fed at once after `start` in the cache, with next-token logits after `logits` of them: a
+    speculative draft checked in one pass, or lines an edit copies from the cell. On the wafer they go through the
+    layers as a prefill does (pipelined, `design.pipeline`), not as `tokens` decode steps one after another; each
+    logits row then takes the lm_head and its argmax (charged one after another: an upper bound) and the result
+    goes to the host once."""
+    ops = Counter(prefill_cycles(placement, tokens, design, start).ops)
+    step = decode_cycles(placement, start + tokens, design).ops
+    ops["lm_head"] += logits * step.get("lm_head", 0)
+    ops["host_io"] += step.get("host_io", 0) / 2  # the answer out; the tokens came in with the prefill
+    return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz, tokens=tokens)
