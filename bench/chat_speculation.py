@@ -16,6 +16,12 @@ from spark_nb.evaluate.sets import notebook_cells
 INSTRUCTIONS = ["add a docstring", "use f-strings", "add comments", "add type hints", "rename df to sales"]
 
 
+def timed(cell, instruction, engine, speculative):
+    t = time.perf_counter()
+    result = spark_nb.edit(cell, instruction, model=engine, speculative=speculative, exact=False)
+    return time.perf_counter() - t, result
+
+
 def main(model, n=12, first=0):
     t = time.perf_counter()
     engine = spark_nb.load(model)
@@ -24,13 +30,7 @@ def main(model, n=12, first=0):
     rows = []
     for i, cell in enumerate(cells):
         instruction = INSTRUCTIONS[i % len(INSTRUCTIONS)]
-        runs = {}
-        for speculative in (False, True):
-            t = time.perf_counter()
-            runs[speculative] = (time.perf_counter(), spark_nb.edit(cell, instruction, model=engine,
-                                                                    speculative=speculative, exact=False))
-            runs[speculative] = (runs[speculative][0] - t, runs[speculative][1])
-        (plain_s, plain), (fast_s, fast) = runs[False], runs[True]
+        (plain_s, plain), (fast_s, fast) = (timed(cell, instruction, engine, speculative) for speculative in (False, True))
         rows.append((plain_s, fast_s, fast.stats.drafted, fast.stats.accepted, plain.text == fast.text))
         print(f"{i:2} {instruction:18} tokens={fast.stats.tokens:3} plain={plain_s:5.2f}s speculative={fast_s:5.2f}s "
               f"x{plain_s / fast_s:4.2f} drafted={fast.stats.drafted} accepted={fast.stats.accepted} "
