@@ -54,12 +54,14 @@ The local phases fall as 1 / gr and the reduce grows with gr, so spreading the c
 placement.py gives each layer's cache the gr (per KV head) at which this is no slower than the layer's slowest
 matvec, computed with `attention_phases` and `matvec_phases` below, when the wafer has the PEs to spare.
 
-Spread s (WaferLLM: every GEMV over a P x P mesh; Cerebras: a model laid out over the whole wafer). placement.py
-cuts each matrix into the fewest tiles that fit a PE (the tiles the host computes and the heatmap shows); with
-s > 1 each such tile is run by s x s PEs holding ceil(tm / s) x ceil(tn / s) of it: grids s times taller and
-wider, spans and the hops between blocks s times longer, and each KV head's positions over s times as many rows
-and s columns (reduced down the columns, then across). `spread_for` takes the s in 1.. that makes a decode step
-fastest at the placement's context among those whose PEs fit each wafer.
+Spread (WaferLLM: every GEMV over a P x P mesh; Cerebras: a model laid out over the whole wafer). placement.py
+cuts each matrix into the fewest tiles that fit a PE (the tiles the host computes and the heatmap shows); with a
+spread (r, c) each such tile is run by r x c PEs holding ceil(tm / r) x ceil(tn / c) of it, and every block,
+each KV head on r times the rows and c columns (reduced down the columns, then across), is packed afresh with
+compact folds first (`placement.spread_layout`): the geometry the cycle model then reads is that of the packed
+blocks. `wafer_layout` ranks the spreads whose PEs fit each wafer by a quick estimate (the fewest-PE layout with
+its distances scaled), packs the best three and keeps whichever of them, or the fewest-PE layout, makes a decode
+step at the placement's context fastest.
 
 Elementwise ops work on the PEs that hold the vector: RMSNorm on the top row of the matrix it feeds (tn values
 per PE): B (2 tn + X) / m32 + reduce_cycles(gc, B) + gc h (sum of squares reduced along the row, the scale sent
@@ -85,7 +87,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from ..model.config import ModelConfig
-from .placement import PARTIAL_BYTES, KVPlacement, MatrixPlacement, Placement
+from .placement import PARTIAL_BYTES, KVPlacement, MatrixPlacement, Placement, spread_layout
 from .spec import DTYPE_BYTES, WaferSpec
 
 WIRE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 2}  # activations on the fabric; int8 is weight-only
@@ -118,6 +120,14 @@ class Design:
     pipeline: Cerebras' layer pipelining (each layer its own region of the wafer, activations streaming from
         region to region; across wafers over the system's links): prefill's micro-batches overlap, one per layer.
         False: each micro-batch goes through every layer before the next one starts.
+
+    Not an option: the KV cache's layout. placement.py stripes a head's positions round-robin down its column, so
+    every PE holds an even share and a new token's k and v ride down with q to PE (position mod rows). WaferLLM
+    keeps its cache balanced by shifting entries between neighbouring PEs as tokens arrive (its "shift-based KV
+    cache"; the paper's description of it was not reachable from here, only summaries of it, and the public decode
+    code keeps a static cache tile). A shift moves one position's k and v per PE per step to a neighbour and can run
+    while the following layers compute, so it would add capacity balance, which striping already has, and no
+    cycles to a step's critical path; it is left out rather than charged.
     """
 
     reduction: str = "best"
@@ -287,9 +297,9 @@ class _Model:
         return ops
 
     def attention(self, kv: KVPlacement, context: float, B: int) -> Counter:
-        sr, sc = self.sr, self.sc
-        phases = attention_phases(self.s, self.cfg, self.p.dtype, context, kv.gr * sr * sc, kv.span * sr, B, self.d,
-                                  cols_per_head=sc)
+        rows, cols = kv.gr * self.sr, kv.cols_per_head * self.sc  # PEs of one head
+        phases = attention_phases(self.s, self.cfg, self.p.dtype, context, rows * cols, kv.span * self.sr, B, self.d,
+                                  cols_per_head=cols)
         return Counter({"attention.q_in": phases["q_in"], "attention.reduce": phases["reduce"],
                         "attention": phases["scores"] + phases["softmax"] + phases["values"],
                         "task_overhead": self.tasks[1] * self.s.task_overhead_cycles})
@@ -373,14 +383,11 @@ def spread_pes(placement: Placement, spread: tuple[int, int]) -> list[int]:
     return used
 
 
-@lru_cache(maxsize=64)
-def spread_for(placement: Placement, design: Design = DESIGN) -> tuple[int, int]:
-    """The spread a design runs `placement` with: its own, or (None) of (s, s), (s, s + 1) and (s + 1, s) for
-    s = 1, 2, ..., the one whose PEs fit every wafer and that makes a decode step at the placement's context
-    fastest (the first on ties; the search stops once three s in a row improve on nothing)."""
-    if design.spread is not None:
-        return design.spread
-    best, best_cycles, s, stale = (1, 1), math.inf, 1, 0
+def _candidates(placement: Placement, design: Design) -> list[tuple[int, int]]:
+    """Spreads worth packing, best first by a quick estimate: (s, s), (s, s + 1), (s + 1, s) for s = 1, 2, ...
+    whose PEs fit every wafer, ranked by a decode step on the fewest-PE layout with every distance scaled by the
+    spread (the search stops once three s in a row improve on nothing)."""
+    ranked, s, stale, best = [], 1, 0, math.inf
     while stale < 3:
         fits = [k for k in ((s, s), (s, s + 1), (s + 1, s)) if max(spread_pes(placement, k)) <= placement.spec.pes]
         if not fits:
@@ -388,10 +395,33 @@ def spread_for(placement: Placement, design: Design = DESIGN) -> tuple[int, int]
         stale += 1
         for k in fits:
             cycles = _decode(placement, placement.context, design, k).total_cycles
-            if cycles < best_cycles:
-                best, best_cycles, stale = k, cycles, 0
+            ranked.append((cycles, k))
+            if cycles < best:
+                best, stale = cycles, 0
         s += 1
-    return best
+    return [k for _, k in sorted(ranked)]
+
+
+@lru_cache(maxsize=64)
+def wafer_layout(placement: Placement, design: Design = DESIGN) -> Placement:
+    """The layout a design runs `placement` on (placement.spread_layout): its own spread, or (None) of the three
+    best candidates (`_candidates`) and the fewest-PE layout itself, the one that packs and makes a decode step at
+    the placement's context fastest, its distances now those of the packed blocks."""
+    if design.spread is not None:
+        layout = spread_layout(placement, design.spread)
+        if layout is None:
+            raise ValueError(f"spread {design.spread} does not pack onto {placement.n_wafers} x {placement.spec.name}")
+        return layout
+    layouts = [placement] + [x for x in (spread_layout(placement, k) for k in _candidates(placement, design)[:3])
+                             if x is not None]
+    return min(layouts, key=lambda x: _decode(x, placement.context, design, (1, 1)).total_cycles)
+
+
+def spread_for(placement: Placement, design: Design = DESIGN) -> tuple[int, int]:
+    """(rows, cols) of PEs that run each of placement's tiles in the design's layout."""
+    layout = wafer_layout(placement, design)
+    m, n = placement.matrices[0], layout.matrix(placement.matrices[0].name, placement.matrices[0].layer)
+    return (round(m.tm / n.tm), round(m.tn / n.tn)) if layout is not placement else (1, 1)
 
 
 def _decode(placement: Placement, context: int, design: Design, spread: tuple[int, int]) -> Breakdown:
@@ -416,7 +446,7 @@ def decode_cycles(placement: Placement, context: int | None = None, design: Desi
     context = placement.context if context is None else context
     if not 1 <= context <= placement.context:
         raise ValueError(f"context {context} outside 1..{placement.context}, the KV capacity of this placement")
-    return _decode(placement, context, design, spread_for(placement, design))
+    return _decode(wafer_layout(placement, design), context, design, (1, 1))
 
 
 def prefill_cycles(placement: Placement, prompt: int, design: Design = DESIGN, start: int = 0) -> Breakdown:
@@ -425,7 +455,8 @@ def prefill_cycles(placement: Placement, prompt: int, design: Design = DESIGN, s
     if not 1 <= start + prompt <= placement.context or prompt < 1 or start < 0:
         raise ValueError(f"tokens {start}..{start + prompt} outside 1..{placement.context}, the KV capacity of "
                          "this placement")
-    x = _Model(placement, design, spread_for(placement, design))
+    placement = wafer_layout(placement, design)
+    x = _Model(placement, design)
     cfg = placement.config
     B = min(prompt, x.microbatch())
     context = start + (prompt + 1) / 2  # average positions attended

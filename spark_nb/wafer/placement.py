@@ -137,6 +137,7 @@ class KVPlacement(_Grid):
     origin: tuple[int, int]
     band_rows: int
     gr_for_bytes: int = 0  # PEs per KV head its bytes need; gr is more where the cache is spread for speed
+    cols_per_head: int = 1  # PE columns per KV head (> 1 in a spread layout, `spread_layout`)
 
     @property
     def sram_bytes(self) -> int:
@@ -309,8 +310,9 @@ def _window_max(a: np.ndarray, w: int) -> np.ndarray:
 class _Skyline:
     """The first free row of every mesh column of one wafer; blocks go on top, one at a time."""
 
-    def __init__(self, spec: WaferSpec):
+    def __init__(self, spec: WaferSpec, compact: bool = False):
         self.rows, self.cols = spec.mesh_rows, spec.mesh_cols
+        self.compact = compact  # fewest bands first (short spans, blocks side by side), not the lowest top
         self.top = np.zeros(self.cols, dtype=np.int64)  # [mesh_cols]
 
     def put(self, gr: int, gc: int) -> tuple[int, int, int] | None:
@@ -338,24 +340,27 @@ class _Skyline:
             buried = width * under[fits] - (csum[fits + width] - csum[fits])  # free PEs left under the block
             j = np.lexsort((fits, buried, under[fits]))[0]
             key = (int(under[fits[j]]) + band_rows, int(buried[j]), bands, int(fits[j]))
+            if self.compact:
+                key = (bands,) + key
             if best is None or key < best[0]:
                 best = (key, int(under[fits[j]]), band_rows, width)
         if best is None:
             return None
-        (_, _, bands, col), row, band_rows, width = best
+        key, row, band_rows, width = best
+        bands, col = key[-2:]
         last = gr - (bands - 1) * band_rows  # grid rows in the last band
         top[col:col + width - gc] = row + band_rows
         top[col + width - gc:col + width] = row + last
         return row, col, band_rows
 
 
-def _pack(items: list[list], spec: WaferSpec, n_wafers: int, planned: list[int]) -> list | None:
+def _pack(items: list[list], spec: WaferSpec, n_wafers: int, planned: list[int], compact: bool = False) -> list | None:
     """Place items (lists of blocks, in model order) wafer by wafer: wafer w takes the items planned for it
     and any that did not fit on wafer w - 1; an item that does not fit moves, whole, to the next wafer.
     -> placed blocks, or None when the last wafer runs out."""
     placed, queue = [], list(range(len(items)))
     for w in range(n_wafers):
-        sky, spill = _Skyline(spec), []
+        sky, spill = _Skyline(spec, compact), []
         for i in queue:
             if spill or (planned[i] > w and w < n_wafers - 1):
                 spill.append(i)
@@ -413,6 +418,45 @@ def _try_place(config: ModelConfig, spec: WaferSpec, dtype: str, context: int, n
                              kv=tuple(sorted((b for b in placed if isinstance(b, KVPlacement)),
                                              key=lambda k: k.layer)))
     return None
+
+
+def spread_layout(placement: Placement, spread: tuple[int, int]) -> Placement | None:
+    """The same blocks with every tile run by rows x cols PEs, packed afresh (the layout a compiler with PEs to
+    spare would run; cycles.py's `Design.spread`): tiles ceil(tm / rows) x ceil(tn / cols), grids that much taller
+    and wider, each KV head's positions over `rows` times the rows and `cols` columns. None if it does not pack.
+    The host keeps computing `placement`'s tiles; this layout only sets the wafer's geometry."""
+    sr, sc = spread
+    if spread == (1, 1):
+        return placement
+
+    def matrix(m):
+        tm, tn = math.ceil(m.tm / sr), math.ceil(m.tn / sc)
+        return dataclasses.replace(m, tm=tm, tn=tn, gr=math.ceil(m.rows / tm), gc=math.ceil(m.cols / tn), wafer=-1,
+                                   origin=(-1, -1), band_rows=math.ceil(m.rows / tm))
+
+    def kv(k):
+        return dataclasses.replace(k, gr=k.gr * sr, gc=k.gc * sc, cols_per_head=sc, wafer=-1, origin=(-1, -1),
+                                   band_rows=k.gr * sr)
+
+    config = placement.config
+    items = [] if config.tie_word_embeddings else [[matrix(placement.matrix("embedding"))]]
+    for l in range(config.n_layers):
+        names = ("wq", "wk", "wv", None, "wo", "w_gate", "w_up", "w_down")
+        items += [[kv(placement.kv[l]) if n is None else matrix(placement.matrix(n, l))] for n in names]
+    items.append([matrix(placement.matrix("lm_head"))])
+    spec, n_wafers = placement.spec, placement.n_wafers
+    loads = [sum(b.pes for b in item) for item in items]
+    if sum(loads) > n_wafers * spec.pes:
+        return None
+    planned = _split(loads, n_wafers)
+    # blocks as compact as they fit first (a latency layout: short spans, neighbours near), else as place() packs
+    placed = next((x for x in (_pack(items, spec, n_wafers, plan, compact) for compact in (True, False)
+                               for plan in (planned, [0] * len(items))) if x is not None), None)
+    if placed is None:
+        return None
+    return dataclasses.replace(placement, matrices=tuple(b for b in placed if isinstance(b, MatrixPlacement)),
+                               kv=tuple(sorted((b for b in placed if isinstance(b, KVPlacement)),
+                                               key=lambda k: k.layer)))
 
 
 def place(config: ModelConfig, spec: WaferSpec | str, dtype: str, context: int, n_wafers: int = 1) -> Placement:

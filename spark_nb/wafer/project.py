@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.config import ModelConfig
-from .cycles import DESIGN, Breakdown, Design, decode_cycles, first_token_cycles, prefill_cycles, spread_for, spread_pes
+from .cycles import (DESIGN, Breakdown, Design, decode_cycles, first_token_cycles, prefill_cycles, spread_for,
+                     wafer_layout)
 from .placement import Placement, model_name, place
 from .spec import SOURCES, WaferSpec, get_spec
 
@@ -30,7 +31,12 @@ class Projection:
     placement: Placement
     design: Design = DESIGN
     spread: tuple[int, int] = (1, 1)  # PEs (rows, cols) running each of placement.py's tiles
-    pes_active: int = 0  # PEs the spread design runs on
+    layout: Placement | None = None  # the blocks as the design runs them (placement spread, packed afresh)
+
+    @property
+    def pes_active(self) -> int:
+        """PEs the design runs the model on."""
+        return (self.layout or self.placement).pes_used
 
     @property
     def prefill_tok_per_s(self) -> float:
@@ -109,5 +115,5 @@ def project(config, wafer: str | WaferSpec = "wse3", n_wafers: int = 1, dtype: s
         decode_tok_per_s=1.0 / decode.seconds, ttft_s=first.seconds,
         pes_used=placement.pes_used, sram_bytes_used=placement.sram_bytes_used,
         breakdown=decode, prefill_breakdown=prefill, placement=placement, design=design, spread=spread,
-        pes_active=sum(spread_pes(placement, spread)),
+        layout=wafer_layout(placement, design),
     )
