@@ -21,10 +21,12 @@ import numba
 import numpy as np
 
 from ..model import ModelConfig, Tokenizer, load_checkpoint
+from ..model.stores import resolve
 from ..wafer import forward as fw
 from ..wafer.cycles import decode_cycles, first_token_cycles
 from ..wafer.placement import Placement, place
 from ..wafer.spec import WaferSpec, get_spec
+from . import tile_cache
 from .events import Done, Stats, Token
 from .sampling import sample, validate
 from .speculation import PromptLookup
@@ -59,7 +61,7 @@ class Stream:
 
 
 class Engine:
-    def __init__(self, path: Path, config: ModelConfig, tokenizer: Tokenizer, weights, spec: WaferSpec,
+    def __init__(self, path: Path, config: ModelConfig, tokenizer: Tokenizer, decoder: fw.Decoder, spec: WaferSpec,
                  dtype: str, context: int):
         self.path, self.config, self.tokenizer, self.dtype, self.context = path, config, tokenizer, dtype, context
         self.spec = spec
@@ -70,7 +72,7 @@ class Engine:
         self._k_cache, self._v_cache = fw.kv_cache(config, context, self.kv_dtype)
         self.prefill_threads = numba.config.NUMBA_NUM_THREADS  # workers: this thread leads, helpers join it
         self._pass = fw.Forward(fw.Resident(
-            fw.pack(weights, config, spec, dtype), self._k_cache, self._v_cache, fw.rotary(config, context),
+            decoder, self._k_cache, self._v_cache, fw.rotary(config, context),
             np.float32(config.rms_norm_eps), config.sliding_window or 0, config.head_dim,
             fw.scratch(config, min(PREFILL_CHUNK, context), context, self.prefill_threads)), config.vocab_size)
         self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
@@ -89,12 +91,20 @@ class Engine:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         spec = get_spec(wafer)
-        checkpoint = load_checkpoint(path, dtype=dtype)  # a GGUF file or a Hugging Face folder
-        config = checkpoint.config
+        path = resolve(path)  # a name `spark-nb models` lists -> its file or folder
+        cached = tile_cache.load(path, spec, dtype) if path.exists() else None  # this model packed before
+        if cached is None:
+            checkpoint = load_checkpoint(path, dtype=dtype)  # a GGUF file or a Hugging Face folder
+            config, tokenizer = checkpoint.config, checkpoint.tokenizer
+            decoder = fw.pack(checkpoint.weights, config, spec, dtype)
+            del checkpoint  # the fp32 weights: the tiles are all the engine keeps
+            tile_cache.save(path, spec, dtype, config, tokenizer, decoder)
+        else:
+            config, tokenizer, decoder = cached
         context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
         if context < 2:
             raise ValueError(f"context must be at least 2 tokens, got {context}")
-        return cls(checkpoint.path, config, checkpoint.tokenizer, checkpoint.weights, spec, dtype, context)
+        return cls(path, config, tokenizer, decoder, spec, dtype, context)
 
     def __repr__(self) -> str:
         c = self.config

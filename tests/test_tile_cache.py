@@ -1,0 +1,103 @@
+"""The packed-tile cache: a model loaded a second time maps its tiles from disk instead of reading and packing its
+weights again, and computes exactly what it did; any change to the model file, dtype or wafer builds it anew."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+from store_layouts import tiny_folder, tiny_gguf
+
+from spark_nb.engine import engine as engine_module
+from spark_nb.engine import tile_cache
+from spark_nb.engine.engine import Engine
+from spark_nb.wafer.spec import get_spec as spec
+
+PROMPT = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(tile_cache, "MIN_PARAMS", 0)  # tiny models are kept too
+    return tmp_path / "xdg" / "spark-nb" / "tiles"
+
+
+def loads(monkeypatch):
+    """Count the checkpoints read (a load from the cache reads none)."""
+    calls = []
+    real = engine_module.load_checkpoint
+    monkeypatch.setattr(engine_module, "load_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k))
+    return calls
+
+
+def greedy(engine) -> list[int]:
+    return [i for e in engine.stream(PROMPT, max_new_tokens=8, ignore_eos=True) for i in getattr(e, "token_ids", ())]
+
+
+@pytest.mark.parametrize("kind", ["gguf", "folder"])
+@pytest.mark.parametrize("dtype", ["int8", "fp32"])
+def test_second_load_maps_the_same_tiles(cache, tmp_path, monkeypatch, kind, dtype):
+    path = tiny_gguf(tmp_path / "m.gguf", kinds=(T.Q8_0, T.Q4_0, T.F16)) if kind == "gguf" else tiny_folder(
+        tmp_path / "folder")
+    calls = loads(monkeypatch)
+    first = Engine.load(path, dtype=dtype, wafer="mini")
+    second = Engine.load(path, dtype=dtype, wafer="mini")
+    assert len(calls) == 1 and len(list(cache.iterdir())) == 1
+    ids = first.tokenizer.encode(PROMPT)
+    assert second.tokenizer.encode(PROMPT) == ids
+    for attribute in ("eos_token_ids", "bos_token_id", "chat_template", "special_tokens"):
+        assert getattr(second.tokenizer, attribute) == getattr(first.tokenizer, attribute)
+    assert second.config == first.config
+    np.testing.assert_array_equal(second.logits(ids), first.logits(ids))
+    assert greedy(second) == greedy(first)
+
+
+def test_the_mapped_tiles_are_aligned_and_tied_once(cache, tmp_path):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    Engine.load(path, dtype="int8", wafer="mini")
+    config, tokenizer, decoder = tile_cache.load(path, spec("mini"), "int8")
+    arrays = [decoder.embed, decoder.lm_head, decoder.final_norm, *decoder.layers]
+    assert all(a.ctypes.data % 64 == 0 and a.flags.writeable and type(a) is np.ndarray for a in arrays)
+    assert (decoder.lm_head is decoder.embed) == config.tie_word_embeddings
+
+
+def test_a_changed_file_dtype_or_wafer_is_packed_again(cache, tmp_path, monkeypatch):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    calls = loads(monkeypatch)
+    Engine.load(path, dtype="int8", wafer="mini")
+    Engine.load(path, dtype="fp32", wafer="mini")
+    Engine.load(path, dtype="int8", wafer="wse3")
+    assert len(calls) == 3 and len(list(cache.iterdir())) == 3
+    tiny_gguf(path, kinds=(T.F32,))  # rewritten in place: another size and mtime
+    os.utime(path, ns=(1, 1))
+    Engine.load(path, dtype="int8", wafer="mini")
+    assert len(calls) == 4 and len(list(cache.iterdir())) == 3  # the entry was replaced, not added
+
+
+def test_damaged_entry_is_rebuilt_and_small_models_are_not_kept(cache, tmp_path, monkeypatch):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    calls = loads(monkeypatch)
+    Engine.load(path, dtype="int8", wafer="mini")
+    [entry] = cache.iterdir()
+    (entry / "layers.wqkv.npy").write_bytes(b"\x93NUMPY broken")
+    Engine.load(path, dtype="int8", wafer="mini")
+    assert len(calls) == 2 and np.load(entry / "layers.wqkv.npy").ndim == 5
+    monkeypatch.setattr(tile_cache, "MIN_PARAMS", 10**9)
+    other = tiny_gguf(tmp_path / "other.gguf")
+    Engine.load(other, dtype="int8", wafer="mini")
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_eviction(cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(tile_cache, "MAX_ENTRIES", 2)
+    paths = [tiny_gguf(tmp_path / f"m{i}.gguf") for i in range(3)]
+    for path in paths:
+        Engine.load(path, dtype="int8", wafer="mini")
+    assert len(list(cache.iterdir())) == 2
+    assert tile_cache.load(paths[0], spec("mini"), "int8") is None  # the least recently used went
+    paths[1].unlink()  # a model that is gone loses its entry at the next write
+    Engine.load(paths[0], dtype="int8", wafer="mini")
+    assert sorted(e.name for e in cache.iterdir()) == sorted(
+        tile_cache._entry(tile_cache.identity(p, spec("mini"), "int8")).name for p in (paths[0], paths[2]))
