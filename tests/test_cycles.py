@@ -197,3 +197,26 @@ def test_explain_names_every_op_and_every_constant_with_a_source():
         assert name in text and source in text
     assert "WaferLLM" in text and "csl-examples" in text
     assert r.pes_active >= r.pes_used and r.spread != (1, 1)
+
+
+LLAMA_8B = ModelConfig(family="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, n_layers=32,
+                       n_heads=32, n_kv_heads=8, head_dim=128)
+
+
+def test_mesh_layout_uses_every_pe_for_each_gemv_but_cannot_pipeline_prefill():
+    from spark_nb.wafer.cycles import mesh_side
+
+    p = place(LLAMA_8B, WSE3, "fp16", 1024)
+    mesh, regions = Design(layout="mesh"), Design()
+    side = mesh_side(p, mesh)
+    # the P x P square holds the model's 16 GB (with its KV cache) within each PE's weight budget
+    assert side ** 2 * WSE3.weight_budget_per_pe >= LLAMA_8B.n_params * 2 and side <= WSE3.mesh_rows
+    assert decode_cycles(p, design=mesh).total_cycles < decode_cycles(p, design=regions).total_cycles / 2
+    assert prefill_cycles(p, 1024, mesh).total_cycles > prefill_cycles(p, 1024, regions).total_cycles
+    assert "region_hops" not in decode_cycles(p, design=mesh).ops  # x stays where the allreduce left it
+    with pytest.raises(ValueError):
+        Design(layout="torus")
+    big = ModelConfig(family="llama", vocab_size=128256, hidden_size=8192, intermediate_size=28672, n_layers=80,
+                      n_heads=64, n_kv_heads=8, head_dim=128)
+    with pytest.raises(ValueError, match="mesh layout needs"):
+        decode_cycles(place(big, WSE3, "fp16", 1024, n_wafers=4), design=mesh)

@@ -16,7 +16,7 @@ import math
 import pytest
 
 from spark_nb.model.config import ModelConfig
-from spark_nb.wafer.cycles import Design, attention_phases, matvec_phases, reduce_cycles
+from spark_nb.wafer.cycles import Design, allreduce_cycles, attention_phases, matvec_phases, reduce_cycles
 from spark_nb.wafer.spec import WSE3
 
 SPECS = [WSE3, WSE3.replace(hop_cycles=2, relay_cycles=3)]
@@ -131,6 +131,25 @@ def sim_reduce(spec, reduction: str, n: int, L: int, start: float = 0) -> float:
     return min(sim_reduce(spec, r, n, L, start) for r in ("chain", "tree"))
 
 
+def sim_allreduce(spec, reduction: str, n: int, L: int) -> float:
+    """The reduction, then its sums multicast from the PE that holds them to every PE of the line, one wavelet a
+    cycle. -> when the last PE holds the last sum."""
+    done = sim_reduce(spec, reduction, n, L)
+    if reduction == "chain":
+        root = n - 1
+    else:  # the root of the middle group, as sim_reduce's tree sums there
+        g = math.ceil(math.sqrt(n))
+        roots = sorted(group[len(group) // 2] for group in (list(range(i, min(i + g, n))) for i in range(0, n, g)))
+        root = roots[len(roots) // 2]
+    mesh, last = Mesh(spec), {}
+    for path in (list(range(root, -1, -1)), list(range(root, n))):
+        for i in range(L):
+            mesh.at(done + i, lambda t, path=path: mesh.multicast(t, path, lambda t2, pe: last.__setitem__(
+                pe, max(last.get(pe, 0), t2))))
+    mesh.run()
+    return max([done] + list(last.values()))
+
+
 def fmac_cycles(spec, dtype_bytes, macs_per_cycle, n):
     return max(math.ceil(n / macs_per_cycle), math.ceil(n * dtype_bytes / spec.sram_read_bytes_per_cycle))
 
@@ -236,3 +255,15 @@ def test_attention_matches_the_simulation(spec, context, n, reduction):
         assert sum(phases.values()) == simulated
     else:  # the closed form charges the busiest PE's positions and full groups
         assert simulated <= sum(phases.values())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["wse3", "slow-hops"])
+@pytest.mark.parametrize("n", [2, 3, 4, 9, 12, 16, 25, 30])
+@pytest.mark.parametrize("L", [1, 5])
+@pytest.mark.parametrize("reduction", ["chain", "tree"])
+def test_allreduce_matches_the_simulation(spec, n, L, reduction):
+    closed, simulated = allreduce_cycles(spec, reduction, n, L), sim_allreduce(spec, reduction, n, L)
+    if reduction == "chain" or n % math.ceil(math.sqrt(n)) == 0:
+        assert closed == simulated
+    else:
+        assert simulated <= closed

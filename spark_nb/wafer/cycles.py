@@ -94,6 +94,7 @@ WIRE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 2}  # activations on the 
 ROPE_FMACS = 4  # per element: 2 for the rotation, 2 for advancing cos/sin one position by angle addition
 TOKEN_BYTES = 4  # a token id, int32
 REDUCTIONS = ("best", "tree", "chain")
+LAYOUTS = ("regions", "mesh")
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,14 @@ class Design:
         LLM parallelism" partitions each weight over both mesh axes); Cerebras describes a model laid out over
         the whole wafer with its weights stationary in SRAM (WAFER.md). None: the fastest s that fits
         (`spread_for`); (1, 1): placement.py's fewest-PE tiles (the model before issue 21).
+    layout: "regions": every matrix (and each layer's KV cache) on a region of its own, as placement.py packs them,
+        activations travelling from region to region (Cerebras describes layers laid out over the wafer and
+        pipelined). "mesh": WaferLLM's "wafer-scale LLM parallelism", as in MeshInfra/WaferLLM
+        Decode/WSE-3/src/decode.csl: every matrix of every layer, the KV cache included, cut over the same P x P
+        PEs, so each GEMV uses all of them; x stays where the previous allreduce left it (consecutive GEMVs reduce
+        along alternating axes), so nothing moves between regions, but every GEMV ends in an allreduce across P
+        PEs (`allreduce_cycles`) and layers cannot pipeline. P is the fastest side that holds the model in each
+        PE's weight budget (`mesh_side`); layers are split evenly across wafers, a link between each.
     pipeline: Cerebras' layer pipelining (each layer its own region of the wafer, activations streaming from
         region to region; across wafers over the system's links): prefill's micro-batches overlap, one per layer.
         False: each micro-batch goes through every layer before the next one starts.
@@ -133,11 +142,14 @@ class Design:
     reduction: str = "best"
     streaming: bool = True
     spread: tuple[int, int] | None = None
+    layout: str = "regions"
     pipeline: bool = True
 
     def __post_init__(self):
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.spread is not None and min(self.spread) < 1:
             raise ValueError(f"spread must be None or (rows, cols) >= 1, got {self.spread}")
 
@@ -210,6 +222,22 @@ def reduce_cycles(spec: WaferSpec, reduction: str, n: int, L: int) -> float:
     first = _star(spec, g, L, 1, 0)
     tree = first if groups == 1 else _star(spec, groups, L, g, first)
     return tree if reduction == "tree" else min(chain, tree)
+
+
+def allreduce_cycles(spec: WaferSpec, reduction: str, n: int, L: int) -> float:
+    """reduce_cycles, then the sums multicast back to all n PEs from where they were summed: the middle group's root
+    for the tree, the end of the line for the chain (WaferLLM's third phase); "best": the faster of the two."""
+    if n <= 1:
+        return 0
+    if reduction == "best":
+        return min(allreduce_cycles(spec, r, n, L) for r in ("chain", "tree"))
+    if reduction == "chain":
+        far = n - 1
+    else:
+        g = math.ceil(math.sqrt(n))
+        root = (math.ceil(n / g) // 2) * g + g // 2  # the middle group's root
+        far = max(root, n - 1 - root)
+    return reduce_cycles(spec, reduction, n, L) + far * spec.hop_cycles + L - 1
 
 
 # ---------------------------------------------------------------------------------------------- kernels
@@ -446,6 +474,9 @@ def decode_cycles(placement: Placement, context: int | None = None, design: Desi
     context = placement.context if context is None else context
     if not 1 <= context <= placement.context:
         raise ValueError(f"context {context} outside 1..{placement.context}, the KV capacity of this placement")
+    if design.layout == "mesh":
+        ops = _mesh_pass(placement, design, mesh_side(placement, design), context, 1)
+        return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz)
     return _decode(wafer_layout(placement, design), context, design, (1, 1))
 
 
@@ -455,6 +486,8 @@ def prefill_cycles(placement: Placement, prompt: int, design: Design = DESIGN, s
     if not 1 <= start + prompt <= placement.context or prompt < 1 or start < 0:
         raise ValueError(f"tokens {start}..{start + prompt} outside 1..{placement.context}, the KV capacity of "
                          "this placement")
+    if design.layout == "mesh":
+        return _mesh_prefill(placement, prompt, design, start)
     placement = wafer_layout(placement, design)
     x = _Model(placement, design)
     cfg = placement.config
@@ -503,3 +536,142 @@ def feed_cycles(placement: Placement, start: int, tokens: int, logits: int = 1, 
     ops["lm_head"] += logits * step.get("lm_head", 0)
     ops["host_io"] += step.get("host_io", 0) / 2  # the answer out; the tokens came in with the prefill
     return Breakdown(ops=dict(ops), clock_hz=placement.spec.clock_hz, tokens=tokens)
+
+
+# ---------------------------------------------------------------------------------------------- the mesh layout
+
+class _Mesh:
+    """Design.layout == "mesh": every matrix over the same P x P PEs (WaferLLM); methods return Counters for B
+    tokens through one wafer's layers. An input dimension n sits ceil(n / P) to a PE along one axis, an output
+    dimension along the other; attention as WaferLLM's decode code computes it: scores a GEMV over the K cache
+    (dimensions along one axis, positions along the other), softmax with allreduces of the max and the sum,
+    values a GEMV over the V cache."""
+
+    def __init__(self, p: Placement, design: Design, side: int):
+        self.p, self.s, self.cfg, self.d, self.P = p, p.spec, p.config, design, side
+        self.dtype, self.m32 = p.dtype, self.s.macs_per_cycle("fp32")
+
+    def per(self, n: float) -> int:
+        return math.ceil(n / self.P)
+
+    def allreduce(self, op: str, L: float) -> Counter:
+        return Counter({op: allreduce_cycles(self.s, self.d.reduction, self.P, math.ceil(L)),
+                        "task_overhead": self.s.task_overhead_cycles})
+
+    def gemv(self, op: str, shapes, B: int) -> Counter:
+        """Local FMACs of one or more [out, in] matrices (one PE does them one after another), then one fused
+        allreduce of their outputs (WaferLLM fuses q/k/v and up/gate so)."""
+        s, macs = self.s, 0
+        for out, inp in shapes:
+            n = self.per(out) * self.per(inp)
+            macs += max(math.ceil(B * n / s.macs_per_cycle(self.dtype)), _fmac_cycles(s, self.dtype, n))
+        return (Counter({f"{op}.mac": macs, "task_overhead": s.task_overhead_cycles})
+                + self.allreduce(f"{op}.reduce", B * sum(self.per(out) for out, _ in shapes)))
+
+    def local(self, op: str, fmacs: float) -> Counter:
+        return Counter({op: math.ceil(fmacs / self.m32), "task_overhead": self.s.task_overhead_cycles})
+
+    def norm(self, B: int) -> Counter:
+        d, X = self.cfg.hidden_size, self.s.transcendental_fmacs
+        return self.local("norm", B * (2 * self.per(d) + X)) + self.allreduce("norm", B)
+
+    def attention(self, context: float, B: int) -> Counter:
+        cfg, s = self.cfg, self.s
+        q_dims, kv_dims = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        pos = self.per(context)
+        dot = max(math.ceil(B * self.per(q_dims) * pos / s.macs_per_cycle(self.dtype)),
+                  _fmac_cycles(s, self.dtype, self.per(kv_dims) * pos))  # K (or V) read once for the group
+        ops = Counter({"attention": 2 * dot, "task_overhead": 2 * s.task_overhead_cycles})
+        ops += self.allreduce("attention.reduce", B * pos * max(1, cfg.n_heads / self.P))  # scores
+        ops += self.allreduce("attention.reduce", B) + self.allreduce("attention.reduce", B)  # max, sum
+        ops += self.local("attention", B * pos * (s.transcendental_fmacs + 1))  # exp, scale
+        ops += self.allreduce("attention.reduce", B * self.per(q_dims))  # weighted V
+        return ops
+
+    def layer(self, context: float, B: int) -> Counter:
+        cfg = self.cfg
+        d, f, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+        nq, nkv = cfg.n_heads * hd, cfg.n_kv_heads * hd
+        ops = self.norm(B) + self.gemv("matvec", ((nq, d), (nkv, d), (nkv, d)), B)
+        ops += self.local("rope", B * ROPE_FMACS * self.per(nq + nkv))
+        ops += self.attention(context, B)
+        ops += self.gemv("matvec", ((d, nq),), B) + self.local("residual", B * self.per(d))
+        ops += self.norm(B) + self.gemv("matvec", ((f, d), (f, d)), B)
+        ops += self.local("swiglu", B * (self.s.transcendental_fmacs + 2) * self.per(f))
+        ops += self.gemv("matvec", ((d, f),), B) + self.local("residual", B * self.per(d))
+        return ops
+
+    def lm_head(self, B: int) -> Counter:
+        """Final norm, the vocabulary GEMV with its partial sums reduced, argmax: each PE's max, then (value,
+        index) pairs reduced along the other axis."""
+        cfg = self.cfg
+        ops = self.norm(B) + self.gemv("lm_head", ((cfg.vocab_size, cfg.hidden_size),), B)
+        ops = Counter({("lm_head" if k.startswith("lm_head") else k): v for k, v in ops.items()})
+        return ops + self.local("lm_head", B * self.per(cfg.vocab_size)) + self.allreduce("lm_head", 2 * B)
+
+
+def _mesh_bytes(p: Placement) -> list[float]:
+    """SRAM bytes each wafer's mesh holds: its layers' weights and KV cache; the vocabulary matrices on the first
+    (embedding) and last (lm_head) wafer."""
+    used = [0.0] * p.n_wafers
+    layers = _mesh_layers(p)
+    for w, ls in enumerate(layers):
+        used[w] += sum(m.rows * m.cols * m.dtype_bytes for m in p.matrices if m.layer in ls)
+        used[w] += sum(k.bytes for k in p.kv if k.layer in ls)
+    vocab = p.config.vocab_size * p.config.hidden_size * p.matrices[0].dtype_bytes
+    used[-1] += vocab
+    if not p.config.tie_word_embeddings:
+        used[0] += vocab
+    return used
+
+
+def _mesh_layers(p: Placement) -> list[range]:
+    per = math.ceil(p.config.n_layers / p.n_wafers)
+    return [range(w * per, min((w + 1) * per, p.config.n_layers)) for w in range(p.n_wafers)]
+
+
+def _mesh_pass(p: Placement, design: Design, side: int, context: float, B: int) -> Counter:
+    """B tokens through every layer and the lm_head, host I/O included (a decode step when B = 1)."""
+    x, s = _Mesh(p, design, side), p.spec
+    host = Counter({"host_io": (s.host_io_latency_s + B * TOKEN_BYTES / s.host_io_bytes_per_s) * s.clock_hz})
+    ops = host + Counter({"embedding": B * x.per(p.config.hidden_size) * p.matrices[0].dtype_bytes
+                          / s.sram_read_bytes_per_cycle, "task_overhead": s.task_overhead_cycles})
+    for w, layers in enumerate(_mesh_layers(p)):
+        if w:
+            ops["wafer_link"] += (s.wafer_link_latency_s + B * p.config.hidden_size * WIRE_BYTES[p.dtype]
+                                  / s.wafer_link_bytes_per_s) * s.clock_hz
+        for _ in layers:
+            ops += x.layer(context, B)
+    return ops + x.lm_head(B) + Counter({"host_io": s.host_io_latency_s * s.clock_hz})
+
+
+@lru_cache(maxsize=64)
+def mesh_side(placement: Placement, design: Design = DESIGN) -> int:
+    """P of the mesh layout: the fewest P x P PEs that hold each wafer's share within the weight budget, up to the
+    mesh's shorter side, whichever makes a decode step at the placement's context fastest (tried at 16 sides
+    spaced evenly in between). Raises ValueError when even the whole square does not hold it."""
+    s = placement.spec
+    least = math.ceil(math.sqrt(max(_mesh_bytes(placement)) / s.weight_budget_per_pe))
+    most = min(s.mesh_rows, s.mesh_cols)
+    if least > most:
+        raise ValueError(f"the mesh layout needs {least} x {least} PEs per wafer, more than {most} x {most}: "
+                         f"use more wafers or layout='regions'")
+    sides = sorted({round(least + (most - least) * i / 15) for i in range(16)})
+    return min(sides, key=lambda P: sum(_mesh_pass(placement, design, P, placement.context, 1).values()))
+
+
+def _mesh_prefill(placement: Placement, prompt: int, design: Design, start: int) -> Breakdown:
+    """Prefill in the mesh layout: passes of B prompt tokens, each through every layer (the same PEs hold them
+    all, so nothing pipelines; WaferLLM's MeshGEMM is charged as B GEMVs that read the weights once), B as many
+    tokens as each PE has room for beside its share of the model (fp32 inputs and outputs of the widest GEMV)."""
+    side, cfg, s = mesh_side(placement, design), placement.config, placement.spec
+    free = s.weight_budget_per_pe - max(_mesh_bytes(placement)) / side ** 2
+    widest = math.ceil(cfg.hidden_size / side) + math.ceil(max(cfg.intermediate_size, cfg.vocab_size) / side)
+    B = max(1, min(prompt, int(free // (PARTIAL_BYTES * widest))))
+    passes, last = divmod(prompt, B)
+    context = start + (prompt + 1) / 2
+    ops = Counter()
+    for n, count in ((B, passes), (last, 1 if last else 0)):
+        if count:
+            ops += Counter({op: count * c for op, c in _mesh_pass(placement, design, side, context, n).items()})
+    return Breakdown(ops=dict(ops), clock_hz=s.clock_hz, tokens=prompt)

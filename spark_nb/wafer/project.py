@@ -5,6 +5,7 @@ from the WaferSpec constants and where the tiles landed.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..model.config import ModelConfig
@@ -71,6 +72,9 @@ class Projection:
                   f"  spread     {self.spread[0]} x {self.spread[1]}    PEs per placed tile "
                   f"({'chosen: fastest that fits' if d.spread is None else 'fixed'}); WaferLLM GEMV over a "
                   "P x P mesh, Cerebras: model over the whole wafer",
+                  f"  layout     {d.layout:<8} regions: each matrix its own region (placement.py; Cerebras: layers "
+                  "over the wafer); mesh: every matrix over one P x P mesh (WaferLLM decode.csl)",
+                  f"             {self._other_layout()}",
                   f"  pipeline   {d.pipeline!s:<8} Cerebras layer pipelining (prefill only: at batch 1 a token's "
                   "layers run in order)", "",
                   f"constants ({spec.name}; spark_nb/wafer/spec.py):"]
@@ -78,6 +82,16 @@ class Projection:
         lines += ["", "formulas: spark_nb/wafer/cycles.py module docstring; checked against a wavelet-level "
                   "simulation in tests/test_cycles_sim.py"]
         return "\n".join(lines)
+
+
+    def _other_layout(self) -> str:
+        """What the other layout gives this model: decode tok/s, or why it does not fit."""
+        other = "mesh" if self.design.layout == "regions" else "regions"
+        try:
+            step = decode_cycles(self.placement, self.context, dataclasses.replace(self.design, layout=other))
+        except ValueError as err:
+            return f"{other}: {err}"
+        return f"{other} would decode at {1 / step.seconds:,.0f} tok/s (Design(layout={other!r}))"
 
 
 _OPS = {
