@@ -21,11 +21,13 @@ at spans checked to read it:
     remove_comments(code, keep_directives=True)
     to_fstrings(code)
     print_to_logging(code, defined_elsewhere=())
+    loop_to_comprehension(code, used_elsewhere=())  comprehension_to_loop(code, used_elsewhere=(), defined_elsewhere=())
 
 A refactor that finds nothing to change returns the cell as it was.
 """
 from .base import RefactorError
 from .comments import remove_comments
+from .comprehensions import comprehension_to_loop, loop_to_comprehension
 from .debug import remove_debug
 from .fstrings import to_fstrings
 from .imports import remove_unused_imports, sort_imports, tidy_imports
@@ -34,4 +36,5 @@ from .router import REFACTORS, Refactor, route
 from .to_logging import print_to_logging
 
 __all__ = ["RefactorError", "Refactor", "REFACTORS", "route", "rename", "sort_imports", "remove_unused_imports",
-           "tidy_imports", "remove_debug", "remove_comments", "to_fstrings", "print_to_logging"]
+           "tidy_imports", "remove_debug", "remove_comments", "to_fstrings", "print_to_logging", "loop_to_comprehension",
+           "comprehension_to_loop"]

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from . import comprehensions
 from .base import RefactorError, parse
 from .comments import remove_comments
+from .comprehensions import comprehension_to_loop, loop_to_comprehension
 from .debug import remove_debug
 from .fstrings import to_fstrings
 from .imports import remove_unused_imports, sort_imports, tidy_imports
@@ -36,11 +38,14 @@ REFACTORS = {
     "remove_comments": remove_comments,
     "to_fstrings": to_fstrings,
     "print_to_logging": print_to_logging,
+    "loop_to_comprehension": loop_to_comprehension,
+    "comprehension_to_loop": comprehension_to_loop,
 }
 _MODEL_FAMILY = {  # the built-in model's edit family for the same request (spark_nb.train.families)
     "sort_imports": "sort_imports", "remove_unused_imports": "sort_imports", "tidy_imports": "sort_imports",
     "remove_debug": "remove_debug", "to_fstrings": "to_fstring", "print_to_logging": "print_to_logging",
-    "remove_comments": "remove_comments",
+    "remove_comments": "remove_comments", "loop_to_comprehension": "loop_to_comprehension",
+    "comprehension_to_loop": "comprehension_to_loop",
 }
 
 
@@ -253,6 +258,35 @@ _FAMILIES: list[tuple[str, dict, list[str]]] = [
         rf"(?:utilise|utiliser|utilisez)\s+logging\s+au\s+lieu\s+de\s+(?:print|prints)",
     ]),
 ]
+# a comprehension and a loop that builds a collection, in the words of both directions
+_COMP = (r"(?:(?:a|an|the|this|that|my)\s+)?(?:(?:(?:list|set|dict(?:ionary)?)[- ]?)?(?:comprehensions?|comps?)|"
+         r"listcomps?|setcomps?|dictcomps?)")
+_LOOP = (r"(?:(?:a|an|the|this|that|my)\s+)?(?:(?:explicit|plain|regular|normal|simple|ordinary|old[- ]style)\s+)?"
+         r"(?:(?:append|appending|accumulator|accumulating)\s+)?(?:for[- ]?)?loops?")
+_BUILDS = r"(?:\s+(?:that|which)\s+(?:builds|fills|appends\s+to|makes)\s+(?:the|a)\s+(?:collection|list|set|dict))?"
+_APPENDS = r"(?:\s+(?:that\s+appends|with\s+(?:append|\.append(?:\(\))?|appends)))?"
+_WHY = r"(?:\s*,?\s+so\s+(?:that\s+)?(?:it\s+is|it's)\s+easier\s+to\s+(?:debug|read|follow|step\s+through))?"
+_ARROWISH = r"\s*(?:->|=>|→|⇒|-->|\bto\b)\s*"
+_FAMILIES += [
+    ("loop_to_comprehension", {}, [
+        rf"(?:replace|rewrite|turn|convert|change|simplify|transform|refactor|collapse|condense|fold|make)\s+{_LOOP}"
+        rf"{_BUILDS}\s+(?:into|to|as|with|in)\s+{_COMP}",
+        rf"(?:use|using|prefer|switch\s+to|write\s+it\s+as|go\s+with)\s+{_COMP}(?:\s+instead(?:\s+of\s+{_LOOP})?)?",
+        rf"{_LOOP}{_ARROWISH}{_COMP}",
+        rf"(?:make|turn)\s+(?:it|this)\s+(?:into\s+)?{_COMP}",
+        rf"make\s+(?:it|this)\s+more\s+pythonic\s+with\s+{_COMP}",
+        rf"{_COMP}",
+    ]),
+    ("comprehension_to_loop", {}, [
+        rf"(?:expand|unroll|rewrite|turn|convert|change|replace|transform|unfold|make|refactor|write|unpack)\s+{_COMP}"
+        rf"(?:\s+(?:into|to|as|with|by))?\s+{_LOOP}{_APPENDS}{_WHY}",
+        rf"(?:expand|unroll|unfold)\s+{_COMP}{_WHY}",
+        rf"{_COMP}{_ARROWISH}{_LOOP}",
+        rf"(?:use|write)\s+{_LOOP}\s+instead(?:\s+of\s+{_COMP})?",
+        r"(?:an?\s+)?(?:explicit|plain)\s+(?:for[- ]?)?loops?",
+        rf"no\s+(?:more\s+)?{_COMP}",
+    ]),
+]
 _COMPILED_RENAMES = [re.compile(p, re.I) for p in _RENAMES]
 _COMPILED_CALL_IT = [re.compile(p, re.I) for p in _CALL_IT]
 _COMPILED = [(name, args, [re.compile(p, re.I) for p in pats]) for name, args, pats in _FAMILIES]
@@ -268,7 +302,7 @@ def route(instruction: str, code: str) -> Refactor | None:
     text = normalise(instruction)
     for name, args, patterns in _COMPILED:
         if any(p.fullmatch(text) for p in patterns):
-            return Refactor(name, dict(args)) if _applies(name, code) else None
+            return Refactor(name, dict(args)) if _applies(name, code, text) else None
     for p in _COMPILED_CALL_IT:  # first: "rename it to x" is not the rename of a name `it`
         m = p.fullmatch(text)
         if m:
@@ -287,13 +321,18 @@ def _kind(m: re.Match) -> str | None:
     return next(kind for pattern, kind in _KIND_WORDS.items() if re.fullmatch(pattern, word, re.I))
 
 
-def _applies(name: str, code: str) -> bool:
+def _applies(name: str, code: str, text: str = "") -> bool:
     """Whether the cell has anything for a refactor whose request could also mean something generative: "use
     f-strings" on string concatenation, "use logging" on a cell with no print, are the model's."""
     if name == "to_fstrings":
         return "%" in code or ".format" in code
     if name == "print_to_logging":
         return re.search(r"\bprint\s*\(", code) is not None
+    if name in ("loop_to_comprehension", "comprehension_to_loop"):  # exactly one, of the kind named if any (a
+        # "list comprehension" is often any comprehension; a set or dict one is what it says)
+        what = "loops" if name == "loop_to_comprehension" else "comprehensions"
+        named = {w.lower().replace("ionary", "") for w in re.findall(r"(list|set|dict(?:ionary)?)(?=[- ]?comp)", text, re.I)}
+        return comprehensions.count(code, what) == 1 and not named - {"list"} - comprehensions.kinds(code, what)
     return True
 
 
