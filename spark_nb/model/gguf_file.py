@@ -29,6 +29,7 @@ PERMUTED = ("llama",)  # architectures whose q/k rows llama.cpp's converter perm
 TENSOR_TYPES = (T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
 ROPE_FREQS = "rope_freqs.weight"  # Llama 3.1's rope scaling, written as a divisor per rotary frequency
 MAGIC = b"GGUF"
+DEQUANTIZE_VALUES = 1 << 18  # per call of a block decoder: numpy's per-call cost vanishes, arrays stay in cache
 # A layer's tensors: LayerWeights field -> its name in a GGUF layer ("blk.N." + name), as llama.cpp names them
 GGUF_LAYER = {
     "attn_norm": "attn_norm.weight", "wq": "attn_q.weight", "wk": "attn_k.weight", "wv": "attn_v.weight",
@@ -164,6 +165,22 @@ def unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, rows // n_heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+def dequantize(data: np.ndarray, kind: T) -> np.ndarray:
+    """gguf.quants.dequantize, the same values, several times faster: gguf dequantizes 16 rows per call (a 151936-row
+    embedding is 9,500 calls, each paying numpy's per-operation cost on small arrays); this hands gguf's own
+    block decoder (the type's dequantize_rows) about DEQUANTIZE_VALUES values at a time."""
+    if kind in (T.F32, T.F16, T.BF16):  # conversions, done whole
+        return gguf.quants.dequantize(data, kind)
+    rows = np.asarray(data).reshape(-1, data.shape[-1])
+    decoder = getattr(gguf.quants, kind.name)
+    block, size = gguf.GGML_QUANT_SIZES[kind]
+    out = np.empty((rows.shape[0], rows.shape[1] // size * block), np.float32)
+    step = max(1, DEQUANTIZE_VALUES // out.shape[1])
+    for i in range(0, rows.shape[0], step):
+        out[i : i + step] = decoder.dequantize_rows(rows[i : i + step])
+    return out.reshape(*data.shape[:-1], out.shape[-1])
+
+
 class _TensorReader:
     """Dequantizes named tensors to fp32, checking each one's shape, type and values."""
 
@@ -188,7 +205,7 @@ class _TensorReader:
                 f"{', '.join(k.name for k in TENSOR_TYPES)}: use a file quantized to one of those (e.g. Q4_K_M, Q8_0)"
             )
         self.consumed.add(name)
-        array = np.ascontiguousarray(gguf.quants.dequantize(t.data, kind), dtype=np.float32).reshape(shape)
+        array = np.ascontiguousarray(dequantize(t.data, kind), dtype=np.float32).reshape(shape)
         if np.may_share_memory(array, t.data):  # F32 comes back as a view of the file's read-only memory map
             array = array.copy()
         if heads and self.permuted:
