@@ -52,11 +52,11 @@ def describe(model: StoredModel) -> StoredModel:
 
 
 def _describe_gguf(path: Path) -> dict:
+    from ..gguf_file import ARCHITECTURES as GGUF_ARCHITECTURES  # the gguf library: only once a GGUF file is read
     from .header import read_header
 
     meta, tensors = read_header(path)
     arch = meta.get("general.architecture")
-    from ..gguf_file import ARCHITECTURES as GGUF_ARCHITECTURES  # imports gguf: only once a GGUF file is described
 
     return dict(architecture=arch, quantization=tensor_types(tensors),
                 chat_template=bool(meta.get("tokenizer.chat_template")),
