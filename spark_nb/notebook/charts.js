@@ -89,7 +89,9 @@ function draw(model, root) {
     polyline(left, reqs.map((r, i) => [i, r.wafer_tok_per_s]), WAFER, true);
   }
   // Right: TTFT per request, host and wafer bars side by side (ms, log), rolling history.
-  const right = panel(svg, W, "time to first token, per request", "request (rolling history)", "TTFT (ms)",
+  const drafts = reqs.some((r) => r.drafted);  // the percentages under the bars need saying what they are
+  const right = panel(svg, W, "time to first token, per request",
+    drafts ? "request (under each: % of draft tokens accepted)" : "request (rolling history)", "TTFT (ms)",
     Math.max(reqs.length, 1), reqs.flatMap((r) => [r.ttft_ms, r.wafer_ttft_ms]));
   const bw = right.iw / Math.max(reqs.length, 1);
   reqs.forEach((r, i) => {

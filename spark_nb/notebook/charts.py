@@ -37,10 +37,11 @@ class LiveChart(anywidget.AnyWidget):
                 "projected-wafer TTFT and tok/s)")
 
 
-def request_point(result) -> dict:
-    """A request's point for the history panel, from an EditResult (or anything with `.stats`)."""
+def request_point(result, label: str | None = None) -> dict:
+    """A request's point for the history panel, from an EditResult or a stream's Done (anything with `.stats`);
+    label: what the request was (default: an edit's family, or "edit")."""
     s = result.stats
-    return dict(label=(getattr(result, "family_hint", None) or "edit"), tokens=s.tokens,
+    return dict(label=label or getattr(result, "family_hint", None) or "edit", tokens=s.tokens,
                 ttft_ms=s.ttft_s * 1e3, wafer_ttft_ms=s.wafer_ttft_s * 1e3,
                 tok_per_s=s.tok_per_s, wafer_tok_per_s=s.wafer_tok_per_s, wafer=s.wafer,
                 drafted=getattr(s, "drafted", 0), accepted=getattr(s, "accepted", 0))
