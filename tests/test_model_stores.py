@@ -164,3 +164,15 @@ def test_header_reader_reads_what_gguf_reads(machine):
         k: v for k, v in meta.items() if not isinstance(v, list)}
     assert [(t.name, t.tensor_type, list(t.shape)) for t in tensors] == [
         (t.name, t.tensor_type, list(t.shape)) for t in full.tensors]
+
+
+def test_a_dangling_link_or_a_failing_store_hides_nothing_else(machine, monkeypatch):
+    lms = machine["lmstudio-community/Tiny-Coder-GGUF/Tiny-Coder-Q8_0.gguf"].parent
+    (lms / "Gone-Q4_K_M.gguf").symlink_to(lms / "nowhere.gguf")  # a model moved away behind a link
+    assert "lmstudio-community/Tiny-Coder-GGUF/Gone-Q4_K_M.gguf" not in {m.name for m in stores.find()}
+
+    def unreadable():
+        raise PermissionError("no access")
+
+    monkeypatch.setattr(stores, "STORES", (unreadable, *stores.STORES))
+    assert stores.resolve("qwen2.5-coder:0.5b") == machine["qwen2.5-coder:0.5b"]

@@ -20,8 +20,15 @@ STORES = (local.builtin, local.named, huggingface.find, ollama.find, lmstudio.fi
 
 
 def find() -> list[StoredModel]:
-    """Every model in every store, by name and path only (nothing opened)."""
-    return [model for store in STORES for model in store()]
+    """Every model in every store, by name and path only (nothing opened). A store that cannot be read (a folder
+    without permission, a file vanishing mid-scan) lists nothing rather than failing every name's lookup."""
+    found = []
+    for store in STORES:
+        try:
+            found += store()
+        except OSError:
+            continue
+    return found
 
 
 def available() -> list[StoredModel]:

@@ -25,7 +25,7 @@ def find() -> list[StoredModel]:
             if (repo / "config.json").is_file():
                 found.append(StoredModel(name, repo, SOURCE, folder_size(repo)))
                 continue
-            files = sorted(f for f in repo.glob("*.gguf") if not f.name.lower().startswith("mmproj"))
+            files = sorted(f for f in repo.glob("*.gguf") if f.is_file() and not f.name.lower().startswith("mmproj"))
             for f in files:
                 aliases = (f.name, name)  # the repo's name: its one file, or refused with their names
                 found.append(StoredModel(f"{name}/{f.name}", f, SOURCE, f.stat().st_size, aliases=aliases))
