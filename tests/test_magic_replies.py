@@ -56,7 +56,7 @@ CELL_CASES = [
 LINE_CASES = [
     ("no-command", "%spark", "%spark needs a command"),
     ("unknown-command", "%spark bogus", "invalid choice: 'bogus'"),
-    ("load-without-path", "%spark load", "%spark load takes a PATH"),
+    ("load-without-path", "%spark load", "%spark load takes a MODEL"),
     ("path-for-status", "%spark status extra", "other commands take none"),
     ("line-unknown-flag", "%spark status --bogus", "unrecognized arguments: --bogus"),
     ("line-unclosed-quote", '%spark load "x', "No closing quotation"),
@@ -170,6 +170,6 @@ def test_unloadable_model_is_one_message_and_the_kernel_goes_on(fresh):
     """A failure that is not a usage error (no model at --model) is printed as one line; the cell ends `ok`."""
     reply, ex = run(fresh, "%%spark --model /no/such/folder add docstrings\n" + CELL)
     assert reply["status"] == "ok" and reply["payload"] == [] and ex.errors == []
-    assert ex.stderr.startswith("spark: cannot load the model: no model folder at /no/such/folder")
+    assert ex.stderr.startswith("spark: cannot load the model: model folder /no/such/folder does not exist")
     assert ex.stderr.count("\n") == 1
     assert _user(fresh, "1 + 1") == 2

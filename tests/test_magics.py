@@ -153,7 +153,7 @@ def test_line_commands(ip, capsys):
         ip.run_line_magic("spark", "nonsense")
     with pytest.raises(UsageError, match="needs a command"):
         ip.run_line_magic("spark", "")
-    with pytest.raises(UsageError, match="PATH"):
+    with pytest.raises(UsageError, match="takes a MODEL"):
         ip.run_line_magic("spark", "load")
     ip.run_line_magic("spark", "config")
     assert "Spark.model = 'builtin'" in capsys.readouterr().out
@@ -168,7 +168,7 @@ def test_line_commands(ip, capsys):
 def test_missing_model_is_one_message(ip, capsys):
     ip.run_cell_magic("spark", "--model /no/such/folder add docs", CODE)
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no model folder at /no/such/folder" in err
+    assert err.count("\n") == 1 and "/no/such/folder does not exist" in err
     assert ip.calls == []
 
 
@@ -286,7 +286,7 @@ def test_an_exact_refactor_loads_no_model(ip, monkeypatch, capsys):
     assert ip.calls == [(renamed, True)]
     assert "exact refactor: replaced the cell" in capsys.readouterr().out
     ip.run_cell_magic("spark", "--model /no/such/folder --model-only rename double to twice", CODE)
-    assert "cannot load the model: no model folder at /no/such/folder" in capsys.readouterr().err
+    assert "cannot load the model: model folder /no/such/folder does not exist" in capsys.readouterr().err
 
     def refuse(*args, **kwargs):
         raise RuntimeError("the model cannot load")
@@ -316,3 +316,16 @@ def test_the_guard_knows_what_the_kernel_binds(ip, monkeypatch, tokenizer, capsy
     use(ip, monkeypatch, scripted(tokenizer, replace_second_line(tokenizer, edit)))
     ip.run_cell_magic("spark", "--no-context scale by the factor", CODE)
     assert ip.calls == [("def double(x):\n    return x * factor\n", True)]
+
+
+def test_models_lists_what_loads_and_load_takes_a_gguf(ip, capsys, tmp_path, monkeypatch):
+    from store_layouts import tiny_gguf  # a tiny GGUF file as llama.cpp's converter writes one
+
+    gguf = tiny_gguf(tmp_path / "tiny-coder.gguf")
+    monkeypatch.setenv("SPARK_NB_MODELS", str(tmp_path))
+    ip.run_line_magic("spark", "models")
+    out = capsys.readouterr().out
+    assert "builtin" in out and "tiny-coder" in out and "%spark load NAME" in out
+    ip.run_line_magic("spark", f"load {gguf}")
+    assert "loaded in" in capsys.readouterr().out
+    ip.run_line_magic("spark", "load builtin")

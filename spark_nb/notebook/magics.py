@@ -20,7 +20,7 @@ from .view import LiveEdit, stats_line, summary_line, unified_diff
 
 __all__ = ["SparkMagics", "spark_async"]
 
-COMMANDS = ("status", "load", "warmup", "history", "stats", "config", "apply")
+COMMANDS = ("status", "models", "load", "warmup", "history", "stats", "config", "apply")
 FRONTEND_WAIT_S = 1.0  # how long the first request waits for the view to say whether the live-cell extension is there
 PLAIN_NOTE = ("spark: spark-nb's JupyterLab extension is not active here, so edits do not stream into the cell: the "
               "cell is replaced when it finishes (set_next_input), and the original is in `%spark history`.")
@@ -38,7 +38,8 @@ class SparkMagics(Magics):
     @argument("--preview", action="store_true", help="Show the edit without applying it.")
     @argument("--new", action="store_true", help="Insert the result as a new cell below instead of replacing.")
     @argument("--force", action="store_true", help="Apply even when the result does not parse.")
-    @argument("--model", help="Model folder, or 'builtin' (default: the Spark.model setting).")
+    @argument("--model", help="A model folder, a .gguf file, a name `%%spark models` lists, or 'builtin' "
+                               "(default: the Spark.model setting).")
     @argument("--max-tokens", type=int, help="At most this many generated tokens.")
     @argument("--temperature", type=float, help="Sampling temperature (0: greedy).")
     @argument("--seed", type=int, help="Sampling seed.")
@@ -274,10 +275,11 @@ class SparkMagics(Magics):
 
     @magic_arguments()
     @argument("command", choices=COMMANDS, help="What to do.")
-    @argument("path", nargs="?", help="For load: a model folder or 'builtin'.")
+    @argument("path", nargs="?", help="For load: a model folder, a .gguf file, a name `%%spark models` lists, or "
+                                      "'builtin'.")
     @argument("--wafer", help="For load: the wafer preset.")
     def _line_args(self, line):
-        """%spark status | load PATH [--wafer W] | warmup | history | stats | config | apply"""
+        """%spark status | models | load MODEL [--wafer W] | warmup | history | stats | config | apply"""
 
     def _line(self, line):
         if not line.strip():
@@ -285,7 +287,8 @@ class SparkMagics(Magics):
                              "a cell)")
         args = _parse(self._line_args, line)
         if (args.command == "load") != (args.path is not None):
-            raise UsageError("%spark load takes a PATH (a model folder or 'builtin'); other commands take none")
+            raise UsageError("%spark load takes a MODEL (a folder, a .gguf file, a name `%spark models` lists, or "
+                             "'builtin'); other commands take none")
         getattr(self, f"_cmd_{args.command}")(args)
 
     def _cmd_load(self, args):
@@ -296,6 +299,12 @@ class SparkMagics(Magics):
             print(f"spark: cannot load {args.path}: {err}", file=sys.stderr)
             return
         print(f"loaded in {time.perf_counter() - t0:.1f} s: {engine!r}")
+
+    def _cmd_models(self, args):
+        from ..model import stores
+
+        print(stores.table(stores.available()))
+        print("load one with %spark load NAME, or use it once with %%spark --model NAME")
 
     def _cmd_status(self, args):
         from ..edits import loaded_engines

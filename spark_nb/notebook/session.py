@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from traitlets import Float, Int, Unicode, validate
 from traitlets.config import Configurable
@@ -76,13 +75,11 @@ class Spark(Configurable):
     # -- the engine ----------------------------------------------------------------------------------------------
 
     def engine_for(self, model: str | None = None, wafer: str | None = None):
-        """The Engine for `model` ('builtin' or a folder; default: the `model` setting), cached across requests."""
+        """The Engine for `model` ('builtin', a folder, a .gguf file or a name `%spark models` lists; default: the
+        `model` setting), cached across requests. A model that cannot be loaded raises the loader's own error,
+        which says what is wrong and what to do."""
         model = model or self.model
-        path = None if model == "builtin" else Path(model).expanduser()
-        if path is not None and not (path / "config.json").exists():
-            raise FileNotFoundError(f"no model folder at {path} (it needs a config.json); pass --model PATH to a "
-                                    "Hugging Face model folder, or --model builtin")
-        return get_engine(path, wafer or self.wafer, self.dtype)
+        return get_engine(None if model == "builtin" else model, wafer or self.wafer, self.dtype)
 
     def load(self, model: str, wafer: str | None = None):
         """Load `model` and make it the default."""
