@@ -60,6 +60,11 @@ class Report:
             print(line)
 
 total, means = summarise(load(os.path.join(DATA_DIR, "a.json")), scale=2.0)
+squares = []
+for v in means.values():
+    if v > 0.05:
+        squares.append(v * v)
+print(totl)
 '''
 
 CASES = [
@@ -73,6 +78,12 @@ CASES = [
     ("remove_comments", refactors.remove_comments),
     ("to_fstrings", refactors.to_fstrings),
     ("print_to_logging", refactors.print_to_logging),
+    ("loop_to_comprehension", refactors.loop_to_comprehension),
+    ("comprehension_to_loop (means = {...})", refactors.comprehension_to_loop),
+    ("extract_constant 0.05 -> THRESHOLD", lambda c: refactors.extract_constant(c, "0.05", "THRESHOLD")),
+    ("fix_misspelt_name (totl)", refactors.fix_misspelt_name),
+    ("route + apply: 'use a list comprehension'", lambda c: refactors.route("use a list comprehension", c).apply(c)),
+    ("route + apply: 'fix the typo'", lambda c: refactors.route("fix the typo", c).apply(c)),
     ("route + apply: 'rename scale to factor'", lambda c: refactors.route("rename scale to factor", c).apply(c)),
     ("route: 'add docstrings' (to the model)", lambda c: refactors.route("add docstrings", c)),
 ]

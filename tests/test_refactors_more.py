@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import random
 import sysconfig
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 
 from spark_nb.evaluate.checks import CHANGE_CHECKS
 from spark_nb.evaluate.sets import notebook_cells
-from spark_nb.refactors import RefactorError, comprehension_to_loop, loop_to_comprehension, route
+from spark_nb.refactors import (RefactorError, comprehension_to_loop, extract_constant, fix_misspelt_name,
+                                loop_to_comprehension, route)
 from spark_nb.train.corpus import extract_units
 from spark_nb.train.families import FAMILIES, make_task
 
@@ -169,14 +171,17 @@ def texts() -> list[str]:
     return notebook_cells() + units
 
 
-def agreement(family: str) -> dict:
-    """Over the family's tasks on texts(): how many route to its exact refactor and what it makes of them."""
+def agreement(family: str, most: int = 300) -> dict:
+    """Over the family's first `most` tasks on texts(): how many route to its exact refactor and what it makes of
+    them."""
     fam = FAMILIES[family]
-    counts = dict(tasks=0, routed=0, same_text=0, same_ast=0, refused=0, wrong=[])
+    counts = dict(tasks=0, routed=0, same_text=0, same_ast=0, refused=[], wrong=[])
     for text in texts():
         task = make_task(family, text, random.Random(f"{family}\n{text}"))
         if task is None:
             continue
+        if counts["tasks"] == most:
+            break
         counts["tasks"] += 1
         refactor = route(task.instruction, task.before)
         if refactor is None:
@@ -186,8 +191,7 @@ def agreement(family: str) -> dict:
         try:
             got = refactor.apply(task.before)
         except RefactorError as err:
-            counts["refused"] += 1
-            counts["wrong"].append((task, str(err)))
+            counts["refused"].append((task.before, str(err)))
             continue
         tree = ast.parse(got)
         if got == task.after:
@@ -202,10 +206,113 @@ def agreement(family: str) -> dict:
     return counts
 
 
-@pytest.mark.parametrize("family", ["loop_to_comprehension", "comprehension_to_loop"])
-def test_the_family_tasks(family):
+@pytest.mark.parametrize("family, floor", [("loop_to_comprehension", 0.9), ("comprehension_to_loop", 0.6),
+                                           ("extract_constant", 0.95), ("fix_misspelt_name", 0.7)])
+def test_the_family_tasks(family, floor):
+    """Every routed task gets the family's right answer; `floor`: the share routed at least (measured: see the
+    commits), the rest being ambiguous (several loops, several comprehensions, several unbound names)."""
     counts = agreement(family)
-    wrong = counts.pop("wrong")
-    print(f"\n{family}: {counts}")
-    assert counts["tasks"] > 20 and counts["routed"] >= 0.6 * counts["tasks"]
+    wrong, refused = counts.pop("wrong"), counts.pop("refused")
+    print(f"\n{family}: {counts}, refused {len(refused)}", *refused, sep="\n")
+    assert counts["tasks"] > 20 and counts["routed"] >= floor * counts["tasks"]
     assert not wrong, wrong[:2]
+    # a refusal must be right: the family's answer reads a name the unit's module binds, which the cell lacks
+    assert all("not visible" in why for _, why in refused) and len(refused) <= 0.01 * counts["routed"]
+
+
+# -- extract a constant ----------------------------------------------------------------------------------------------
+
+EXTRACT = [  # (id, code, value, name, expected)
+    ("after-imports", '"""Prices."""\nimport os\n\n\ndef net(x, rate=0.05):\n    return x * (1 - 0.05) + 5e-2 * 0.5\n',
+     "0.05", "RATE",
+     '"""Prices."""\nimport os\n\nRATE = 0.05\n\n\ndef net(x, rate=RATE):\n    return x * (1 - RATE) + RATE * 0.5\n'),
+    ("first-before-def", "def f(x):\n    return 42 if x else -42\n", "42", "ANSWER",
+     "ANSWER = 42\n\n\ndef f(x):\n    return ANSWER if x else -ANSWER\n"),
+    ("negative", "def f(x):\n    return -1 if x else 1\n", "-1", "MISSING",
+     "MISSING = -1\n\n\ndef f(x):\n    return MISSING if x else 1\n"),
+    ("statements", "y = 3 * x\nprint(f'{y * 3}', '3', 3.0)\n", "3", "N", "N = 3\n\ny = N * x\nprint(f'{y * N}', '3', 3.0)\n"),
+    ("glued-keyword", "y = 1if x else 2\n", "2", "TWO", "TWO = 2\n\ny = 1if x else TWO\n"),
+    ("positions-stay", "import sys\nhead = sys.argv[5:] + [5]\n", "5", "SKIP",
+     "import sys\n\nSKIP = 5\nhead = sys.argv[5:] + [SKIP]\n"),
+    ("other-base-stays", "flags = 0x10 | mode\ncount = 16\n", "16", "COUNT", "COUNT = 16\n\nflags = 0x10 | mode\ncount = COUNT\n"),
+]
+
+
+@pytest.mark.parametrize("code, value, name, expected", [c[1:] for c in EXTRACT], ids=[c[0] for c in EXTRACT])
+def test_extract_constant(code, value, name, expected):
+    assert extract_constant(code, value, name) == expected
+    fam = FAMILIES["extract_constant"]
+    if value[0] != "-":  # the meaning check inlines a constant that is a number literal, not a negated one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # `1if`
+            assert fam.semantic_key(expected) == fam.semantic_key(code)
+
+
+REFUSE_EXTRACT = [
+    ("absent", "y = 3\n", "4", "N", "does not occur"),
+    ("type", "y = 3.0 + True\n", "1", "N", "does not occur"),
+    ("name-bound", "N = 2\ny = 3\n", "3", "N", "already used"),
+    ("name-read", "y = N + 3\n", "3", "N", "already used"),
+    ("other-cell", "y = 3\n", "3", "N", "another cell defines N"),
+    ("builtin", "y = 3\n", "3", "max", "builtin"),
+    ("not-a-number", "y = 'a'\n", "'a'", "A", "not a number"),
+    ("case-pattern", "match x:\n    case 3:\n        pass\n", "3", "N", "case pattern"),
+]
+
+
+@pytest.mark.parametrize("code, value, name, reason", [c[1:] for c in REFUSE_EXTRACT],
+                         ids=[c[0] for c in REFUSE_EXTRACT])
+def test_extract_constant_refuses(code, value, name, reason):
+    with pytest.raises(RefactorError, match=reason):
+        extract_constant(code, value, name, defined_elsewhere={"N"} if reason.startswith("another") else ())
+
+
+def test_extract_constant_runs_alike():
+    code = "def area(r, pi=3.14159):\n    return 3.14159 * r * r\nvalues = [area(1), area(2, 3), 3.14159 / 2]\n"
+    assert run(extract_constant(code, "3.14159", "PI"), {"PI"}) == run(code)
+
+
+# -- fix a misspelt name ---------------------------------------------------------------------------------------------
+
+FIX = [  # (id, code, bad or None, defined elsewhere, expected)
+    ("one", "total = 0\nfor v in [1, 2]:\n    total += v\nprint(totl, f'{totl}')\n", None, (),
+     "total = 0\nfor v in [1, 2]:\n    total += v\nprint(total, f'{total}')\n"),
+    ("builtin", "n = lne([1, 2])\n", None, (), "n = len([1, 2])\n"),
+    ("local", "def f(values):\n    return sum(vaules) / len(values)\n", None, (),
+     "def f(values):\n    return sum(values) / len(values)\n"),
+    ("other-names-unbound", "monthly = df.groupby('m').sum()\nmonthly.plot()\nprint(montly)\n", None, (),
+     "monthly = df.groupby('m').sum()\nmonthly.plot()\nprint(monthly)\n"),
+    ("earlier-cell", "print(reslt)\n", None, {"result"}, "print(result)\n"),
+    ("named", "alpha = 1\nbeta = 2\nprint(alpah, btea)\n", "btea", (), "alpha = 1\nbeta = 2\nprint(alpah, beta)\n"),
+    ("nearest", "names = ['a']\nname = 'b'\nprint(namees)\n", None, (), "names = ['a']\nname = 'b'\nprint(names)\n"),
+]
+
+
+@pytest.mark.parametrize("code, bad, elsewhere, expected", [c[1:] for c in FIX], ids=[c[0] for c in FIX])
+def test_fix_misspelt_name(code, bad, elsewhere, expected):
+    assert fix_misspelt_name(code, bad, defined_elsewhere=elsewhere) == expected
+
+
+REFUSE_FIX = [
+    ("nothing-unbound", "x = 1\nprint(x)\n", None, (), "every name the cell reads is bound"),
+    ("no-match", "print(df.head())\n", None, (), "close to a bound"),
+    ("two-typos", "total = 1\ncount = 2\nprint(totl, coutn)\n", None, (), "several names"),
+    ("two-matches", "flag = 1\nflags = 2\nprint(flasg)\n", None, (), "as close to flag as to flags"),
+    ("named-is-bound", "total = 1\nprint(total)\n", "total", (), "total is bound"),
+    ("named-absent", "total = 1\n", "totl", (), "does not read totl"),
+    ("defined-elsewhere", "print(reslt)\nresult = 1\n", None, {"reslt"}, "every name"),
+    ("not-visible", "def f():\n    total = 1\nprint(totl)\n", None, (), "not visible"),
+    ("star-import", "from math import *\nprint(sqroot(2))\n", None, (), "star import"),
+]
+
+
+@pytest.mark.parametrize("code, bad, elsewhere, reason", [c[1:] for c in REFUSE_FIX], ids=[c[0] for c in REFUSE_FIX])
+def test_fix_misspelt_name_refuses(code, bad, elsewhere, reason):
+    with pytest.raises(RefactorError, match=reason):
+        fix_misspelt_name(code, bad, defined_elsewhere=elsewhere)
+
+
+def test_fix_misspelt_name_runs():
+    code = "values = [3, 1, 2]\nbiggest = mxa(values)\ntotal = sum(vaules)\n"
+    fixed = fix_misspelt_name(fix_misspelt_name(code, "mxa"))
+    assert run(fixed) == {"values": [3, 1, 2], "biggest": 3, "total": 6}

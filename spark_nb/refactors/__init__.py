@@ -22,19 +22,23 @@ at spans checked to read it:
     to_fstrings(code)
     print_to_logging(code, defined_elsewhere=())
     loop_to_comprehension(code, used_elsewhere=())  comprehension_to_loop(code, used_elsewhere=(), defined_elsewhere=())
+    extract_constant(code, value, name, defined_elsewhere=())
+    fix_misspelt_name(code, bad=None, defined_elsewhere=())
 
 A refactor that finds nothing to change returns the cell as it was.
 """
 from .base import RefactorError
 from .comments import remove_comments
 from .comprehensions import comprehension_to_loop, loop_to_comprehension
+from .constants import extract_constant
 from .debug import remove_debug
 from .fstrings import to_fstrings
 from .imports import remove_unused_imports, sort_imports, tidy_imports
 from .rename import rename
 from .router import REFACTORS, Refactor, route
 from .to_logging import print_to_logging
+from .typos import fix_misspelt_name
 
 __all__ = ["RefactorError", "Refactor", "REFACTORS", "route", "rename", "sort_imports", "remove_unused_imports",
            "tidy_imports", "remove_debug", "remove_comments", "to_fstrings", "print_to_logging", "loop_to_comprehension",
-           "comprehension_to_loop"]
+           "comprehension_to_loop", "extract_constant", "fix_misspelt_name"]

@@ -7,8 +7,11 @@ An instruction is routed only when the whole of it (less politeness: "please", "
 of the phrasings below, so "remove the comments about X", "sort imports and add type hints" or "rename the
 variable" go to the model. Names come from the instruction; a rename is routed only when the cell binds the old
 name exactly once (as the kind said, in the function said), "call it NEW" only when the cell has one candidate,
-f-strings only when the cell has `%` or `.format` to convert, logging only when it prints. Being conservative is
-the point: a wrong exact edit is worse than asking the model.
+f-strings only when the cell has `%` or `.format` to convert, logging only when it prints, a loop <-> comprehension
+only when the cell has exactly one (of the kind named), a constant only when the instruction gives the number and
+the name, a misspelt name only when one name the cell reads unbound has one nearest bound name (or the instruction
+names it: "name 'totl' is not defined"). Being conservative is the point: a wrong exact edit is worse than asking
+the model.
 """
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ from . import comprehensions
 from .base import RefactorError, parse
 from .comments import remove_comments
 from .comprehensions import comprehension_to_loop, loop_to_comprehension
+from .constants import extract_constant, literal_number
 from .debug import remove_debug
 from .fstrings import to_fstrings
 from .imports import remove_unused_imports, sort_imports, tidy_imports
 from .rename import bindings, rename
 from .to_logging import print_to_logging
+from .typos import fix_misspelt_name, misspelt
 
 REFACTORS = {
     "rename": rename,
@@ -40,12 +45,15 @@ REFACTORS = {
     "print_to_logging": print_to_logging,
     "loop_to_comprehension": loop_to_comprehension,
     "comprehension_to_loop": comprehension_to_loop,
+    "extract_constant": extract_constant,
+    "fix_misspelt_name": fix_misspelt_name,
 }
 _MODEL_FAMILY = {  # the built-in model's edit family for the same request (spark_nb.train.families)
     "sort_imports": "sort_imports", "remove_unused_imports": "sort_imports", "tidy_imports": "sort_imports",
     "remove_debug": "remove_debug", "to_fstrings": "to_fstring", "print_to_logging": "print_to_logging",
     "remove_comments": "remove_comments", "loop_to_comprehension": "loop_to_comprehension",
-    "comprehension_to_loop": "comprehension_to_loop",
+    "comprehension_to_loop": "comprehension_to_loop", "extract_constant": "extract_constant",
+    "fix_misspelt_name": "fix_misspelt_name",
 }
 
 
@@ -267,6 +275,17 @@ _BUILDS = r"(?:\s+(?:that|which)\s+(?:builds|fills|appends\s+to|makes)\s+(?:the|
 _APPENDS = r"(?:\s+(?:that\s+appends|with\s+(?:append|\.append(?:\(\))?|appends)))?"
 _WHY = r"(?:\s*,?\s+so\s+(?:that\s+)?(?:it\s+is|it's)\s+easier\s+to\s+(?:debug|read|follow|step\s+through))?"
 _ARROWISH = r"\s*(?:->|=>|→|⇒|-->|\bto\b)\s*"
+# a number and the constant's name, both given
+_VALUE = rf"{_Q}(?P<value>[-+]?(?:0[xob][0-9a-f_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:e[-+]?\d+)?j?)){_Q}"
+_CONST = rf"{_Q}(?P<name>{_NAME}){_Q}"
+_CONSTANT = (r"(?:a\s+|an\s+|the\s+)?(?:new\s+)?(?:(?:named|module[- ]level|global|top[- ]level)\s+)*"
+             r"(?:constant|variable)")
+_NUMBER_WORDS = (r"(?:(?:the\s+|this\s+|that\s+)?(?:magic\s+(?:number|value|constant)|hard[- ]?coded\s+(?:number|value)|"
+                 r"literal|number|value|constant)\s+)?")
+_CALLED = r"(?:(?:called|named)\s+)?"
+# a misspelt name, maybe named
+_BAD = rf"{_Q}(?P<bad>{_NAME}){_Q}"
+_FIX_IT = r"(?:\s*[,;:.-]?\s*(?:please\s+)?(?:fix|correct)(?:\s+it)?)"
 _FAMILIES += [
     ("loop_to_comprehension", {}, [
         rf"(?:replace|rewrite|turn|convert|change|simplify|transform|refactor|collapse|condense|fold|make)\s+{_LOOP}"
@@ -286,6 +305,33 @@ _FAMILIES += [
         r"(?:an?\s+)?(?:explicit|plain)\s+(?:for[- ]?)?loops?",
         rf"no\s+(?:more\s+)?{_COMP}",
     ]),
+    ("extract_constant", {}, [
+        rf"(?:extract|pull|move|factor|lift|hoist|take|put)\s+{_NUMBER_WORDS}{_VALUE}(?:\s+out)?\s+(?:into|to|as)\s+"
+        rf"{_CONSTANT}\s+{_CALLED}{_CONST}",
+        rf"replace\s+{_NUMBER_WORDS}{_VALUE}\s+(?:with|by)\s+{_CONSTANT}\s+{_CALLED}{_CONST}",
+        rf"(?:introduce|add|define|create|use)\s+{_CONSTANT}\s+{_CALLED}{_CONST}\s+(?:for|instead\s+of)\s+"
+        rf"{_NUMBER_WORDS}{_VALUE}",
+        rf"no\s+magic\s+numbers\s*[:;,-]?\s*name\s+{_NUMBER_WORDS}{_VALUE}\s+{_CONST}",
+        rf"(?:extract|introduce|add|define)\s+(?:a\s+)?constant\s+{_CONST}\s*=\s*{_VALUE}",
+        rf"(?:(?:the\s+)?magic\s+number\s+)?{_VALUE}{_ARROW}{_CONST}",
+        rf"make\s+{_NUMBER_WORDS}{_VALUE}\s+(?:into\s+)?(?:a\s+)?(?:named\s+)?constant\s*\(\s*{_CONST}\s*\)",
+        rf"make\s+{_NUMBER_WORDS}{_VALUE}\s+(?:into\s+)?(?:a\s+)?(?:named\s+)?constant\s+{_CALLED}{_CONST}",
+        rf"const\s+{_CONST}\s+for\s+{_VALUE}",
+        rf"name\s+(?:the\s+)?{_VALUE}\s*[:=]?\s*{_CONST}",
+    ]),
+    ("fix_misspelt_name", {}, [
+        r"fix\s+(?:the\s+|a\s+|this\s+|that\s+)?(?:typo|misspelling|misspelt\s+name|misspelled\s+name|nameerror|"
+        r"name\s+error|spelling\s+mistake|undefined\s+name)",
+        r"fix\s+(?:the\s+)?nameerror\s*[:;,-]\s*a\s+name\s+is\s+(?:misspelt|misspelled|mistyped)",
+        rf"there(?:'s|’s|\s+is)\s+a\s+typo\s+in\s+a\s+(?:variable\s+)?name{_FIX_IT}",
+        r"(?:correct|fix)\s+the\s+(?:misspelt|misspelled|mistyped)\s+(?:identifier|name|variable(?:\s+name)?)",
+        rf"(?:nameerror\s*:\s*)?name\s+{_BAD}\s+is\s+not\s+defined{_FIX_IT}?",
+        rf"{_BAD}\s+is\s+(?:not\s+defined|undefined){_FIX_IT}",
+        rf"running\s+this\s+raises\s+(?:a\s+)?nameerror\s+(?:for|on|about)\s+{_BAD}{_FIX_IT}",
+        rf"typo\s+somewhere{_FIX_IT}",
+        rf"fix\s+(?:the\s+)?(?:nameerror|typo)\s+(?:for|on|of|in)\s+{_BAD}",
+        rf"{_BAD}\s+is\s+(?:a\s+typo|misspelt|misspelled){_FIX_IT}?",
+    ]),
 ]
 _COMPILED_RENAMES = [re.compile(p, re.I) for p in _RENAMES]
 _COMPILED_CALL_IT = [re.compile(p, re.I) for p in _CALL_IT]
@@ -301,8 +347,10 @@ def route(instruction: str, code: str) -> Refactor | None:
         return None
     text = normalise(instruction)
     for name, args, patterns in _COMPILED:
-        if any(p.fullmatch(text) for p in patterns):
-            return Refactor(name, dict(args)) if _applies(name, code, text) else None
+        m = next((m for p in patterns if (m := p.fullmatch(text))), None)
+        if m:
+            args = {**args, **{k: v for k, v in m.groupdict().items() if v is not None}}
+            return Refactor(name, args) if _applies(name, code, text, args) else None
     for p in _COMPILED_CALL_IT:  # first: "rename it to x" is not the rename of a name `it`
         m = p.fullmatch(text)
         if m:
@@ -321,7 +369,7 @@ def _kind(m: re.Match) -> str | None:
     return next(kind for pattern, kind in _KIND_WORDS.items() if re.fullmatch(pattern, word, re.I))
 
 
-def _applies(name: str, code: str, text: str = "") -> bool:
+def _applies(name: str, code: str, text: str = "", args: dict | None = None) -> bool:
     """Whether the cell has anything for a refactor whose request could also mean something generative: "use
     f-strings" on string concatenation, "use logging" on a cell with no print, are the model's."""
     if name == "to_fstrings":
@@ -333,6 +381,13 @@ def _applies(name: str, code: str, text: str = "") -> bool:
         what = "loops" if name == "loop_to_comprehension" else "comprehensions"
         named = {w.lower().replace("ionary", "") for w in re.findall(r"(list|set|dict(?:ionary)?)(?=[- ]?comp)", text, re.I)}
         return comprehensions.count(code, what) == 1 and not named - {"list"} - comprehensions.kinds(code, what)
+    if name == "extract_constant":  # whether the value occurs and the name is free is the refactor's to say
+        return literal_number(args["value"]) is not None and _valid(args["name"])
+    if name == "fix_misspelt_name":  # one unbound name with one close match (earlier cells may change that)
+        try:
+            misspelt(code, args.get("bad"))
+        except RefactorError:
+            return False
     return True
 
 
