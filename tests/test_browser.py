@@ -19,14 +19,11 @@ import ast
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from live_server import running
 
 nbformat = pytest.importorskip("nbformat")
 
@@ -45,7 +42,6 @@ LONG = "\n".join(
 # Cell 0. The first edit runs the built-in model; Stop and Redirect get `--model slow` (tests/slow_engine.py, 40 ms
 # a token, endless until stopped or redirected), so the button is always clicked mid-stream.
 SETUP = """%load_ext spark_nb
-import sys
 sys.path.insert(0, {tests!r})
 from slow_engine import SlowEngine
 from spark_nb.edits.prompt import edit_format
@@ -63,7 +59,6 @@ slow.serve(get_ipython(), "slow")"""
 # The panel notebook: a quick scripted engine (tests/slow_engine.py) that comments every line, so the text changes
 # with every token while it streams.
 PANEL_SETUP = """%load_ext spark_nb
-import sys
 sys.path.insert(0, {tests!r})
 from slow_engine import SlowEngine
 from spark_nb.edits.prompt import edit_format
@@ -120,29 +115,9 @@ def lab(tmp_path_factory):
     news = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no "Jupyter news?" toast over the cells
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           "--IdentityProvider.token=tok", f"--ServerApp.root_dir={root}", "--expose-app-in-browser",
-           f"--LabApp.user_settings_dir={root / 'settings'}", f"--LabApp.workspaces_dir={root / 'workspaces'}"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = open(root / "lab.log", "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token=tok", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("JupyterLab did not start: " + (root / "lab.log").read_text()[-2000:])
-    yield url, root
-    server.terminate()
-    server.wait(timeout=30)
+    with running("lab", root, "--expose-app-in-browser", f"--LabApp.user_settings_dir={root / 'settings'}",
+                 f"--LabApp.workspaces_dir={root / 'workspaces'}") as url:
+        yield url, root
 
 
 def test_edit_stop_and_redirect_in_jupyterlab(lab):

@@ -1,0 +1,66 @@
+"""One inline completion: the prompt for a model's style, and where a suggestion should end.
+
+A model whose tokenizer has fill-in-the-middle tokens (Qwen2.5-Coder's `<|fim_prefix|>`, `<|fim_suffix|>`,
+`<|fim_middle|>`) sees the text before and after the cursor; any other model continues the text before it. Earlier
+cells come first in both, as context.
+
+A suggestion ends at a boundary a reader would choose (`Boundary`): the end of the line when the cursor has text
+after it on its line; otherwise a blank line, or a line that dedents below the cursor's line (the block ended).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FIM = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+CONTEXT_CHARS = 4000  # earlier cells kept (their end); the prompt's prefill must fit a keystroke's pause
+PREFIX_CHARS = 4000
+SUFFIX_CHARS = 1000
+
+
+def has_fim(tokenizer) -> bool:
+    return all(tokenizer.token_to_id(t) is not None for t in FIM)
+
+
+def prompt(tokenizer, prefix: str, suffix: str = "", context: str = "") -> str:
+    """The text the model completes: FIM where the tokenizer has its tokens, continuation of the prefix otherwise."""
+    context = context[-CONTEXT_CHARS:]
+    head = (context.rstrip("\n") + "\n\n" if context.strip() else "") + prefix[-PREFIX_CHARS:]
+    if has_fim(tokenizer):
+        return f"{FIM[0]}{head}{FIM[1]}{suffix[:SUFFIX_CHARS]}{FIM[2]}"
+    return head
+
+
+@dataclass
+class Boundary:
+    """Where a suggestion stops. `shown(text)` is how much of the text generated so far may be shown: everything
+    before the boundary, holding back a new line until its first character says whether it still belongs."""
+
+    indent: int  # the cursor line's indentation
+    single_line: bool  # text follows the cursor on its line: complete that line only
+
+    @classmethod
+    def at(cls, prefix: str, suffix: str) -> "Boundary":
+        line = prefix[prefix.rfind("\n") + 1:]
+        rest = suffix.split("\n", 1)[0]
+        return cls(len(line) - len(line.lstrip(" \t")), bool(rest.strip()))
+
+    def shown(self, text: str) -> tuple[int, bool]:
+        """(characters that may be shown, whether the suggestion has ended there)."""
+        first = text.find("\n")
+        if first < 0:
+            return len(text), False
+        if self.single_line:
+            return first, True
+        start = first  # text[start] is the "\n" before the line being judged
+        while True:
+            end = text.find("\n", start + 1)
+            line = text[start + 1:] if end < 0 else text[start + 1:end]
+            if not line.strip():
+                if end < 0:
+                    return start, False  # whitespace so far: its indentation is not known yet
+                return start, True  # a blank line
+            if len(line) - len(line.lstrip(" \t")) < self.indent:
+                return start, True  # dedented below the cursor's block
+            if end < 0:
+                return len(text), False
+            start = end

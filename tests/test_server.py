@@ -1,0 +1,264 @@
+"""spark-nb's Jupyter server extension (spark_nb.server): inline completion from one warm engine per model.
+
+In process (a scripted engine, 10 ms a token): tokens stream and stop at a sensible boundary; a new request cancels
+the one in flight within one token; one load serves every socket. Against a real `jupyter server` (the extension
+enabled by the config file the wheel installs, the built-in model): a socket or POST without the token is refused,
+two sockets share one load, a model that cannot load answers each request with one clear message.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from live_server import running
+from spark_nb.server.complete import FIM, Boundary, has_fim, prompt
+from spark_nb.server.engines import Engines
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- the prompt and the boundary ------------------------------------------------------------------------------
+
+class _Tok:
+    def __init__(self, special=()):
+        self.special = set(special)
+
+    def token_to_id(self, t):
+        return 1 if t in self.special else None
+
+
+def test_prompt_is_fim_only_where_the_tokenizer_has_fim_tokens():
+    assert not has_fim(_Tok()) and has_fim(_Tok(FIM))
+    assert prompt(_Tok(), "x = ", "\nprint(x)", "import os") == "import os\n\nx = "
+    assert prompt(_Tok(FIM), "x = ", "\nprint(x)", "import os") == (
+        "<|fim_prefix|>import os\n\nx = <|fim_suffix|>\nprint(x)<|fim_middle|>")
+
+
+def test_boundary_blank_line_dedent_and_single_line():
+    body = Boundary.at("def f(xs):\n    total = ", "")
+    assert body.shown("sum(xs)") == (7, False)
+    assert body.shown("sum(xs)\n    ") == (7, False)  # a new line's indentation is held back until known
+    assert body.shown("sum(xs)\n    return total") == (24, False)
+    assert body.shown("sum(xs)\n    return total\n\n") == (24, True)  # a blank line ends it
+    assert body.shown("sum(xs)\n    return total\ndef g") == (24, True)  # ... and so does a dedent
+    mid = Boundary.at("print(", ")")  # text after the cursor on its line: that line only
+    assert mid.shown("x") == (1, False) and mid.shown("x, y\nz") == (4, True)
+
+
+# -- Engines, in process --------------------------------------------------------------------------------------
+
+class _Stream:
+    def __init__(self, pieces, delay):
+        self.pieces, self.delay, self.cancelled, self.made = pieces, delay, False, 0
+
+    def cancel(self):
+        self.cancelled = True
+
+    def __iter__(self):
+        for piece in self.pieces:
+            if self.cancelled:
+                break
+            time.sleep(self.delay)
+            self.made += 1
+            yield type("Token", (), {"text": piece})()
+        stats = type("Stats", (), {"as_dict": lambda self: {"tokens": 0}})()
+        yield type("Done", (), {"reason": "cancelled" if self.cancelled else "length", "stats": stats,
+                                "text": ""})()
+
+
+class _Engine:
+    tokenizer = _Tok()
+
+    def __init__(self, pieces, delay=0.01):
+        self.pieces, self.delay, self.streams, self.prompts = pieces, delay, [], []
+
+    def stream(self, text, max_new_tokens):
+        self.prompts.append(text)
+        s = _Stream(self.pieces[:max_new_tokens], self.delay)
+        self.streams.append(s)
+        return s
+
+
+def _collect(engines, jobs):
+    """Run `jobs(engines, send)` on an event loop; return every message sent until each request ended."""
+    async def main():
+        seen, finished = [], set()
+
+        def send(msg):
+            seen.append((time.perf_counter(), msg))
+            if msg["type"] in ("done", "error"):
+                finished.add(msg["id"])
+
+        ids = await jobs(engines, send)
+        end = time.monotonic() + 20
+        while not ids <= finished and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # nothing more may come after a request's last message
+        return seen
+    return asyncio.run(main())
+
+
+def test_tokens_stream_and_stop_at_the_block_end():
+    engine = _Engine(["sum", "(xs)", "\n", "    return", " total", "\n", "print", "(1)", "x"] * 3)
+    engines = Engines(load=lambda model: engine)
+
+    async def jobs(engines, send):
+        engines.complete("", 1, "def f(xs):\n    total = ", "", "import os", 48, send)
+        return {1}
+
+    seen = [m for _, m in _collect(engines, jobs)]
+    assert "".join(m["text"] for m in seen if m["type"] == "token") == "sum(xs)\n    return total"
+    assert seen[-1]["type"] == "done" and seen[-1]["reason"] == "boundary"
+    assert engine.prompts == ["import os\n\ndef f(xs):\n    total = "]
+    assert engine.streams[0].made <= 8  # stopped within a token of the dedent
+
+
+def test_a_new_request_cancels_the_one_in_flight_within_one_token():
+    engine = _Engine(["x"] * 200, delay=0.01)
+    engines = Engines(load=lambda model: engine)
+    marks = {}
+
+    async def jobs(engines, send):
+        first = engines.complete("", 1, "a = ", "", "", 200, send)
+        await asyncio.sleep(0.1)
+        first.cancel()  # what the socket does when request 2 arrives
+        marks["cancel"] = time.perf_counter()
+        engines.complete("", 2, "b = ", "", "", 5, send)
+        return {1, 2}
+
+    seen = _collect(engines, jobs)
+    done1 = next(m for _, m in seen if m["type"] == "done" and m["id"] == 1)
+    assert done1["reason"] == "cancelled"
+    late = [t for t, m in seen if m["type"] == "token" and m["id"] == 1 and t > marks["cancel"]]
+    assert len(late) <= 1  # at most the token being decoded when the cancel came
+    assert len([m for _, m in seen if m["type"] == "token" and m["id"] == 2]) == 5
+    assert engine.streams[0].made < 20
+
+
+def test_one_engine_load_serves_every_request():
+    loads = []
+
+    def load(model):
+        time.sleep(0.2)
+        loads.append(model)
+        return _Engine(["y"])
+
+    engines = Engines(load=load)
+
+    async def jobs(engines, send):
+        for i in range(4):  # four sockets asking before the model is loaded, then one after
+            engines.complete("m", i, "z = ", "", "", 4, send)
+        await asyncio.sleep(0.4)
+        engines.complete("m", 4, "z = ", "", "", 4, send)
+        return set(range(5))
+
+    seen = [m for _, m in _collect(engines, jobs)]
+    assert loads == ["m"] and engines.loads == {"m": 1}
+    assert sum(m["type"] == "done" for m in seen) == 5
+
+
+def test_a_model_that_fails_to_load_gives_one_clear_error():
+    def load(model):
+        raise FileNotFoundError(f"no model at {model}")
+
+    engines = Engines(load=load)
+
+    async def jobs(engines, send):
+        engines.complete("/nowhere/model", 1, "a", "", "", 4, send)
+        return {1}
+
+    seen = [m for _, m in _collect(engines, jobs)]
+    assert seen == [{"type": "error", "id": 1, "model": "/nowhere/model",
+                     "message": "spark-nb could not load /nowhere/model: no model at /nowhere/model"}]
+    assert engines.status()["/nowhere/model"]["state"] == "failed"
+
+
+# -- a real jupyter server ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("server")
+    with running("server", root) as url:
+        yield url, root
+
+
+async def _socket_messages(url, requests, token="tok"):
+    from tornado.websocket import websocket_connect
+
+    ws = await websocket_connect(url.replace("http", "ws") + "/spark-nb/socket" + (f"?token={token}" if token
+                                                                                    else ""))
+    out = []
+    for req in requests:
+        ws.write_message(json.dumps(req))
+    ended = 0
+    while ended < len(requests):
+        msg = json.loads(await asyncio.wait_for(ws.read_message(), 120))
+        out.append(msg)
+        ended += msg["type"] in ("done", "error")
+    ws.close()
+    return out
+
+
+def _get(url):
+    return json.loads(urllib.request.urlopen(url, timeout=30).read())
+
+
+def test_the_extension_is_enabled_by_the_installed_config(server):
+    config = json.loads((ROOT / "jupyter-config" / "server-config" / "spark_nb.json").read_text())
+    assert config["ServerApp"]["jpserver_extensions"] == {"spark_nb.server": True}
+    assert "jupyter-config/server-config/spark_nb.json" in (ROOT / "pyproject.toml").read_text()
+    url, _ = server
+    assert isinstance(_get(f"{url}/spark-nb/engines?token=tok"), dict)
+
+
+def test_refused_without_the_token(server):
+    from tornado.httpclient import HTTPClientError
+
+    url, _ = server
+    with pytest.raises(HTTPClientError) as refused:
+        asyncio.run(_socket_messages(url, [{"type": "request", "id": 1, "prefix": "x"}], token=None))
+    assert refused.value.code == 403
+    post = urllib.request.Request(f"{url}/spark-nb/complete", data=b'{"prefix": "x"}', method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=30)
+    assert refused.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}/spark-nb/engines", timeout=30)
+    assert refused.value.code == 403
+
+
+def test_two_sockets_share_one_warm_engine_and_post_answers_the_same(server):
+    url, _ = server
+    req = {"type": "request", "prefix": "def add(a, b):\n    return", "suffix": "", "context": "",
+           "max_tokens": 8}
+
+    async def two():
+        return await asyncio.gather(_socket_messages(url, [{**req, "id": 1}]),
+                                    _socket_messages(url, [{**req, "id": 2}]))
+
+    a, b = asyncio.run(two())
+    for msgs in (a, b):
+        assert msgs[-1]["type"] == "done" and msgs[-1]["stats"]["tokens"] >= 1, msgs
+    text = lambda msgs: "".join(m["text"] for m in msgs if m["type"] == "token")  # noqa: E731
+    assert text(a) == text(b)  # greedy: the same suggestion for the same text
+    assert _get(f"{url}/spark-nb/engines?token=tok")["builtin"] == {"state": "ready", "loads": 1, "error": None}
+
+    post = urllib.request.Request(f"{url}/spark-nb/complete?token=tok", method="POST",
+                                  data=json.dumps(req).encode(), headers={"Content-Type": "application/json"})
+    lines = [json.loads(x) for x in urllib.request.urlopen(post, timeout=60).read().decode().splitlines()]
+    assert text(lines) == text(a) and lines[-1]["type"] == "done"
+    assert _get(f"{url}/spark-nb/engines?token=tok")["builtin"]["loads"] == 1
+
+
+def test_a_model_that_cannot_load_answers_with_one_message(server):
+    url, root = server
+    msgs = asyncio.run(_socket_messages(url, [{"type": "request", "id": 9, "prefix": "x = ",
+                                               "model": str(root / "no-such-model")}]))
+    assert len(msgs) == 1 and msgs[0]["type"] == "error" and msgs[0]["id"] == 9
+    assert msgs[0]["message"].startswith(f"spark-nb could not load {root / 'no-such-model'}: ")
