@@ -191,7 +191,6 @@ REFUSED_RENAMES = [  # (id, code, old, new, options, words the reason must conta
     ("capture", "b = 10\ndef f(a):\n    return a + b\n", "a", "b", {}, "already used"),
     ("captured", "def f(a):\n    def g():\n        b = 2\n        return a + b\n    return g\n", "a", "b", {},
      "already means"),
-    ("outer-shadow", "width = 3\ndef f(a):\n    return a\n", "a", "width", {}, "shadow"),
     ("used-by-new", "def f():\n    n = 1\n    return n + limit\n", "n", "limit", {}, "already used"),
     ("not-defined", "print(df.head())\n", "df", "data", {}, "not defined"),
     ("method-on-other-object", "class Shape:\n    def area(self):\n        return 0\ns = Shape()\nprint(s.area())\n",

@@ -84,3 +84,16 @@ def test_scopes_as_the_compiler_has_them():
     declared = "x = 1\ndef g():\n    global x\n    x = 2\n"
     assert renamed_apart(declared.replace("x", "y")) == renamed_apart(declared)
     assert renamed_apart("x = 1\ndef g():\n    global y\n    y = 2\n") != renamed_apart(declared)
+
+
+def test_a_local_may_take_an_outer_name_it_does_not_read():
+    # the notebook way: a function's local named like the result the cell assigns from it
+    from spark_nb.refactors import rename
+
+    cell = ("def fit_line(x, y):\n    s, intercept = x, y\n    return s, intercept\n\n\n"
+            "slope, intercept = fit_line(1, 2)\nprint(slope)\n")
+    result = rename(cell, "s", "slope")
+    assert "slope, intercept = x, y" in result and renamed_apart(result) == renamed_apart(cell)
+    reads = "slope = 2\ndef f(a):\n    return a * slope\n"  # here f reads the outer slope: refused
+    with pytest.raises(ValueError, match="already used"):
+        rename(reads, "a", "slope")

@@ -14,7 +14,7 @@ a renamed parameter's function when those calls are in the cell, and, for a meth
 Whatever cannot be decided from the cell is refused with a RefactorError rather than guessed: a name bound in
 several scopes (say which with `within`), a `.name` attribute on an object that may or may not be the class,
 calls that may pass a renamed parameter by keyword through `**` or an alias, a new name that is already bound or
-used where it would change meaning, or that would shadow a builtin or an outer name; names a match pattern binds.
+used where it would change meaning, or that would shadow a builtin; names a match pattern binds.
 """
 from __future__ import annotations
 
@@ -129,7 +129,9 @@ class _Plan:
 
     def check_new_name(self, taken: set[str]):
         """`new` must not change what any name means: no use of `old` may find another `new` first, no use of
-        `new` may find the renamed binding instead of its own, and `new` shadows nothing outside."""
+        `new` may find the renamed binding instead of its own. A function's local may take the name of an outer
+        one it does not read (`s` -> `slope` inside fit_line, beside a module-level `slope`): the code means the
+        same, as the checks above make sure, and linters' "redefined outer name" is a matter of style."""
         new, scope = self.new, self.scope
         if new in _BUILTINS:
             raise RefactorError(f"{new} would shadow the builtin {new}")
@@ -147,9 +149,6 @@ class _Plan:
             if use.scope.sees(scope) and use.binding not in _chain(use.scope, scope):
                 raise RefactorError(f"{new} is already used in {_where(use.scope)}: it would then mean the "
                                     f"renamed {self.old}")
-        for s in scope.ancestors():
-            if s.kind != "class" and s in binders:
-                raise RefactorError(f"{new} would shadow the {new} defined in {_where(s)}")
         if self.kind in ("method", "attribute"):
             if _dunder(self.old) or _dunder(new):
                 raise RefactorError("special (dunder) methods and attributes are not renamed: Python looks them "
