@@ -316,3 +316,15 @@ def test_fix_misspelt_name_runs():
     code = "values = [3, 1, 2]\nbiggest = mxa(values)\ntotal = sum(vaules)\n"
     fixed = fix_misspelt_name(fix_misspelt_name(code, "mxa"))
     assert run(fixed) == {"values": [3, 1, 2], "biggest": 3, "total": 6}
+
+
+def test_earlier_cells_decide_a_typo():
+    """The router asks the earlier cells' names where they decide: `totl` is a typo of `total` only where
+    something binds `total`; a `totl` an earlier cell binds is no typo at all."""
+    from spark_nb.edits.exact import exact_edit
+
+    assert route("fix the typo", "print(totl)\n") is None
+    assert route("fix the typo", "print(totl)\n", defined_elsewhere={"total"}).name == "fix_misspelt_name"
+    done = exact_edit("print(totl)\n", "fix the typo", context=["total = 3\n"])
+    assert done.ok and done.code == "print(total)\n" and done.family_hint == "fix_misspelt_name"
+    assert exact_edit("print(totl)\ntotal = 1\n", "fix the typo", context=["totl = 3\n"]) is None  # the model's

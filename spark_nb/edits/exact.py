@@ -1,5 +1,6 @@
 """The exact side of an edit: when the instruction names a refactor a program can do exactly (spark_nb.refactors:
-renames, imports, debug prints, comments, f-strings, print to logging), it is done by that program, not the model.
+renames, imports, debug prints, comments, f-strings, print to logging, loop <-> comprehension, extracting a constant,
+a misspelt name), it is done by that program, not the model.
 
     result = exact_edit(code, "rename total to value", context=earlier_cells)   # an EditResult, or None
 
@@ -33,10 +34,10 @@ def exact_edit(code: str, instruction: str, context=(), on_token=None):
     from .edit import EditResult
 
     t0 = time.perf_counter()
-    refactor = route(instruction, code)
+    used, defined = _names(context)
+    refactor = route(instruction, code, defined_elsewhere=defined)
     if refactor is None:
         return None
-    used, defined = _names(context)
     try:
         proposed = refactor.apply(code, used_elsewhere=used, defined_elsewhere=defined)
     except RefactorError as err:

@@ -341,8 +341,10 @@ _COMPILED = [(name, args, [re.compile(p, re.I) for p in pats]) for name, args, p
 MAX_LENGTH = 200  # an instruction naming an exact refactor is short; a longer one says more than that
 
 
-def route(instruction: str, code: str) -> Refactor | None:
-    """The exact refactor `instruction` asks for on `code`, or None: the model's job (see the module docstring)."""
+def route(instruction: str, code: str, *, defined_elsewhere=()) -> Refactor | None:
+    """The exact refactor `instruction` asks for on `code`, or None: the model's job (see the module docstring).
+    defined_elsewhere: names earlier cells define, where a refactor's routing depends on them (a typo of `total`
+    is one only where something binds `total`)."""
     if len(instruction) > MAX_LENGTH:
         return None
     text = normalise(instruction)
@@ -350,7 +352,7 @@ def route(instruction: str, code: str) -> Refactor | None:
         m = next((m for p in patterns if (m := p.fullmatch(text))), None)
         if m:
             args = {**args, **{k: v for k, v in m.groupdict().items() if v is not None}}
-            return Refactor(name, args) if _applies(name, code, text, args) else None
+            return Refactor(name, args) if _applies(name, code, text, args, defined_elsewhere) else None
     for p in _COMPILED_CALL_IT:  # first: "rename it to x" is not the rename of a name `it`
         m = p.fullmatch(text)
         if m:
@@ -369,7 +371,7 @@ def _kind(m: re.Match) -> str | None:
     return next(kind for pattern, kind in _KIND_WORDS.items() if re.fullmatch(pattern, word, re.I))
 
 
-def _applies(name: str, code: str, text: str = "", args: dict | None = None) -> bool:
+def _applies(name: str, code: str, text: str = "", args: dict | None = None, defined_elsewhere=()) -> bool:
     """Whether the cell has anything for a refactor whose request could also mean something generative: "use
     f-strings" on string concatenation, "use logging" on a cell with no print, are the model's."""
     if name == "to_fstrings":
@@ -383,9 +385,9 @@ def _applies(name: str, code: str, text: str = "", args: dict | None = None) -> 
         return comprehensions.count(code, what) == 1 and not named - {"list"} - comprehensions.kinds(code, what)
     if name == "extract_constant":  # whether the value occurs and the name is free is the refactor's to say
         return literal_number(args["value"]) is not None and _valid(args["name"])
-    if name == "fix_misspelt_name":  # one unbound name with one close match (earlier cells may change that)
+    if name == "fix_misspelt_name":  # one unbound name with one nearest bound name
         try:
-            misspelt(code, args.get("bad"))
+            misspelt(code, args.get("bad"), defined_elsewhere)
         except RefactorError:
             return False
     return True
