@@ -8,6 +8,7 @@
     spark-nb pull REPO [--file F.gguf]  download a model folder or one GGUF file from the Hugging Face hub
     spark-nb warmup                     compile every numba kernel into the on-disk cache
     spark-nb project CONFIG             project decode tok/s and TTFT on a wafer from a config alone
+    spark-nb serve [--model M]          the engine behind an OpenAI-compatible server on 127.0.0.1
     spark-nb install-kernel [--user]    install the "Python 3 (spark)" Jupyter kernel (magics preloaded)
 """
 from __future__ import annotations
@@ -167,6 +168,14 @@ def cmd_install_kernel(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    serve(args.model, host=args.host, port=args.port, api_key_env=args.api_key_env, queue_limit=args.queue,
+          wafer=args.wafer, dtype=args.dtype, name=args.name)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spark-nb", description="Real-time AI code editing on an emulated wafer.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -245,6 +254,19 @@ def parser() -> argparse.ArgumentParser:
                       help="each op's cycles and share of a decode step, the design's mechanisms and every constant "
                            "with its source")
     proj.set_defaults(run=cmd_project)
+
+    srv = sub.add_parser("serve", help="the in-process engine behind an OpenAI-compatible server (/v1/models, "
+                         "/v1/chat/completions, /v1/completions, streamed or not), wafer stats as extra fields")
+    srv.add_argument("--model", help="any model spark-nb loads (default: the built-in model)")
+    srv.add_argument("--name", help="the model name clients send (default: builtin, or the folder's name)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port, printed)")
+    srv.add_argument("--api-key-env", help="require the API key held in this environment variable")
+    srv.add_argument("--queue", type=int, default=8, help="requests waiting or running before more are refused "
+                     "with 429 (one runs at a time, first in, first out; default 8)")
+    srv.add_argument("--wafer", choices=WAFERS, default="wse3")
+    srv.add_argument("--dtype", choices=("int8", "fp32"), default="int8")
+    srv.set_defaults(run=cmd_serve)
 
     kern = sub.add_parser("install-kernel", help='install the "Python 3 (spark)" Jupyter kernel, magics preloaded')
     where = kern.add_mutually_exclusive_group()

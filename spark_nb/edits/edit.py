@@ -53,7 +53,12 @@ class EditResult:
 
 def get_engine(model=None, wafer="wse3", dtype="int8"):
     """An Engine for `model`: an Engine (returned as is), a model folder or GGUF file, a name `spark-nb models`
-    lists, or None for the built-in model."""
+    lists, None for the built-in model, or a remote model (`spark_nb.backends`): "openai:MODEL@URL", a name in
+    `backends.ENDPOINTS`, or an endpoint dict."""
+    from ..backends.remote import is_remote
+
+    if is_remote(model):  # an OpenAI-compatible server: "openai:MODEL@URL", a named endpoint, an endpoint dict
+        return _remote_engine(model)
     if model is not None and not isinstance(model, (str, Path)):
         return model
     from ..model.stores import resolve  # the model package loads only when a model does
@@ -69,6 +74,16 @@ def get_engine(model=None, wafer="wse3", dtype="int8"):
         from ..engine import Engine
 
         _ENGINES[key] = Engine.load(path, wafer=wafer, dtype=dtype)
+    return _ENGINES[key]
+
+
+def _remote_engine(spec):
+    from ..backends.remote import Endpoint, RemoteEngine
+
+    endpoint = Endpoint.parse(spec)
+    key = ("remote", endpoint.base_url, endpoint.model, endpoint.api_key_env)
+    if key not in _ENGINES:
+        _ENGINES[key] = RemoteEngine(endpoint)
     return _ENGINES[key]
 
 
@@ -129,7 +144,7 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
         if done is not None:
             return done
     engine = get_engine(model, wafer, dtype)
-    kind = prompt.style(engine.tokenizer)
+    kind = "chat" if getattr(engine, "remote", False) else prompt.style(engine.tokenizer)
     drive = _drive_edit if kind == "edit" else _drive_chat
     cancel = cancel or threading.Event()
     proposed, text, stats, fed, error, settled = yield from drive(engine, code, instruction, context,
@@ -287,9 +302,11 @@ def _stats(engine, prompt_tokens, n, first_s, last_s, total_s, wafer_s, wafer_tt
 
 def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature, seed, on_token, cancel,
                 speculative):
-    text_prompt = prompt.chat_prompt(engine.tokenizer, code, instruction, context)
+    remote = getattr(engine, "remote", False)  # a server (spark_nb.backends) takes the messages, not a prompt
+    text_prompt = (prompt.chat_messages(code, instruction, context) if remote
+                   else prompt.chat_prompt(engine.tokenizer, code, instruction, context))
     if max_new_tokens is None:
-        max_new_tokens = 2 * len(engine.tokenizer.encode(code)) + 128
+        max_new_tokens = 2 * (engine.count_tokens(code) if remote else len(engine.tokenizer.encode(code))) + 128
     stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                            speculative=speculative)  # the answer copies the cell: prompt lookup drafts it
     text, done, n, stopped = "", None, 0, False
@@ -312,6 +329,8 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
     error = None
     if stopped:
         error = f"stopped after {_tokens(n)}"
+    elif getattr(stream, "error", None):  # a remote request failed (spark_nb.backends): its one-line reason
+        proposed, error = None, stream.error
     elif proposed is None:
         error = ("the answer has no complete fenced code block" + (" (it was cut off at max_new_tokens="
                  f"{max_new_tokens})" if done is not None and done.reason == "length" else ""))

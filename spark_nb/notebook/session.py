@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from traitlets import Float, Int, Unicode, validate
+from traitlets import Dict, Float, Int, Unicode, validate
 from traitlets.config import Configurable
 
 from ..edits import EditResult, drain, edit_steps, get_engine
@@ -46,6 +46,9 @@ class Spark(Configurable):
     temperature = Float(0.0, help="Sampling temperature; 0 is greedy.").tag(config=True)
     seed = Int(-1, help="Sampling seed; -1 for none.").tag(config=True)
     context_tokens = Int(512, help="Token budget for earlier cells and names sent with the cell.").tag(config=True)
+    endpoints = Dict(help="Named remote models: {name: {'base_url': ..., 'model': ..., 'api_key_env': ...}}, usable "
+                     "as --model name (spark_nb.backends); the key is read from that environment variable.").tag(
+                         config=True)
     throttle_s = Float(0.03, help="Seconds between widget updates while streaming (at most ~33 per second, so a cell "
                        "streaming an edit updates at least 20 times a second).").tag(config=True)
 
@@ -79,6 +82,7 @@ class Spark(Configurable):
         `model` setting), cached across requests. A model that cannot be loaded raises the loader's own error,
         which says what is wrong and what to do."""
         model = model or self.model
+        model = self.endpoints.get(model, model)  # a named endpoint: its dict (spark_nb.backends)
         return get_engine(None if model == "builtin" else model, wafer or self.wafer, self.dtype)
 
     def load(self, model: str, wafer: str | None = None):

@@ -108,6 +108,8 @@ def _verdict(result, applied: str) -> str:
 def stats_line(stats) -> str:
     if stats is None:
         return ""
+    if stats.wafer == "remote":  # a server's model (spark_nb.backends): measured here, no wafer projection
+        return f"{stats.tokens} tokens | remote: TTFT {stats.ttft_s * 1e3:.1f} ms, {stats.tok_per_s:.1f} tok/s"
     line = (f"{stats.tokens} tokens | host: TTFT {stats.ttft_s * 1e3:.1f} ms, {stats.tok_per_s:.1f} tok/s | "
             f"wafer {stats.wafer or '?'} (projected): TTFT {stats.wafer_ttft_s * 1e3:.3f} ms, "
             f"{stats.wafer_tok_per_s:,.0f} tok/s")

@@ -1,0 +1,442 @@
+"""The server: tornado handlers in front, one worker thread running the engine behind a FIFO queue."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.queues
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+__all__ = ["Server", "make_app", "serve", "start_in_thread"]
+
+DEFAULT_MAX_TOKENS = 256
+
+
+@dataclass
+class Job:
+    """One request: what to generate, and the events the worker sends back to the handler's coroutine."""
+
+    kind: str  # "completion" or "chat"
+    params: dict
+    loop: Any  # the handler's IOLoop: the worker posts events through it (its queue is not thread-safe)
+    events: tornado.queues.Queue = field(default_factory=tornado.queues.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def send(self, kind: str, payload=None) -> None:
+        self.loop.add_callback(self.events.put_nowait, (kind, payload))
+
+
+class Server:
+    """The engine, its name, the key and the queue: what every handler shares."""
+
+    def __init__(self, engine, name: str, api_key: str | None = None, queue_limit: int = 8):
+        if queue_limit < 1:
+            raise ValueError(f"queue_limit must be at least 1, got {queue_limit}")
+        self.engine, self.name, self.api_key, self.queue_limit = engine, name, api_key, queue_limit
+        self._jobs: queue.Queue = queue.Queue()  # first in, first out
+        self._pending = 0  # waiting or running
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._work, name="spark-nb-serve", daemon=True)
+        self._worker.start()
+
+    def submit(self, job: Job) -> bool:
+        """Queue the job, or False when `queue_limit` requests are already waiting or running."""
+        with self._lock:
+            if self._pending >= self.queue_limit:
+                return False
+            self._pending += 1
+        self._jobs.put(job)
+        return True
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                if not job.cancelled.is_set():  # its client left while it waited
+                    self._run(job)
+                else:
+                    job.send("error", (499, "cancelled"))
+            except Exception as err:  # noqa: BLE001 - the request fails, the server goes on
+                job.send("error", (_status(err), f"{type(err).__name__}: {err}"))
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    # -- generation (worker thread) ----------------------------------------------------------------------------
+
+    def _run(self, job: Job) -> None:
+        p = job.params
+        tokenizer = getattr(self.engine, "tokenizer", None)
+        if job.kind == "chat" and _is_edit_model(tokenizer):
+            return self._run_edit(job)
+        if job.kind == "chat":
+            if not getattr(tokenizer, "chat_template", None):
+                raise _Refused(400, "this model has no chat template: use /v1/completions")
+            prompt = tokenizer.apply_chat_template(p["messages"], add_generation_prompt=True)
+        else:
+            prompt = p["prompt"]
+        stream = self.engine.stream(prompt, max_new_tokens=p["max_tokens"], temperature=p["temperature"],
+                                    top_p=p["top_p"], seed=p["seed"], stop=p["stop"])
+        for event in stream:
+            if hasattr(event, "stats"):
+                job.send("done", (event.text, _finish(event.reason), event.stats.as_dict()))
+                return
+            job.send("token", (event.text, event.host_s, event.wafer_s))
+            if job.cancelled.is_set():
+                stream.cancel()
+
+    def _run_edit(self, job: Job) -> None:
+        """The built-in model: the edit the last user message asks for, answered as one fenced block."""
+        from ..edits import drain, edit_steps
+        from ..edits.prompt import _OPEN, extract_code
+
+        p = job.params
+        message = next((m for m in reversed(p["messages"]) if m.get("role") == "user"), None)
+        content = _text(message.get("content")) if message else ""
+        blocks, rest = [], content
+        while (code := extract_code(rest)) is not None:
+            blocks.append(code)
+            rest = rest[rest.index(code) + len(code):]
+            rest = rest.split("\n", 1)[1] if "\n" in rest else ""  # past the closing fence
+        if not blocks:
+            raise _Refused(400, "the built-in model edits code: send the cell in a fenced block and the instruction "
+                                "(spark_nb.edits.prompt.chat_messages' layout)")
+        instruction = content.rsplit("Instruction:", 1)[1].strip() if "Instruction:" in content else \
+            _OPEN.sub("", rest).strip()
+        counter = [0]
+
+        def progress(partial, tokens, host_s, wafer_s):  # empty chunks: the client sees the edit advance
+            counter[0] += 1
+            if counter[0] % 8 == 0:
+                job.send("token", ("", host_s, wafer_s))
+
+        result = drain(edit_steps(blocks[-1], instruction or "edit", model=self.engine, context=blocks[:-1],
+                                  max_new_tokens=p["max_tokens_given"], temperature=p["temperature"], seed=p["seed"],
+                                  cancel=job.cancelled, on_token=progress))
+        code = result.proposed if result.proposed is not None else None
+        if code is None:
+            job.send("done", ("", "stop", dict(_stats(result), error=result.error)))
+            return
+        answer = f"```python\n{code}{'' if code.endswith(chr(10)) else chr(10)}```\n"
+        job.send("token", (answer, result.stats.total_s if result.stats else result.seconds,
+                           result.stats.wafer_total_s if result.stats else 0.0))
+        job.send("done", (answer, "stop", dict(_stats(result), error=result.error, style=result.style)))
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _status(err) -> int:
+    if isinstance(err, _Refused):
+        return err.status
+    return 400 if isinstance(err, ValueError) else 500  # ValueError: a bad argument or a prompt too long
+
+
+def _is_edit_model(tokenizer) -> bool:
+    from ..edits.prompt import EDIT_TOKEN
+
+    return tokenizer is not None and tokenizer.token_to_id(EDIT_TOKEN) is not None
+
+
+def _stats(result) -> dict:
+    return result.stats.as_dict() if result.stats is not None else {}
+
+
+def _finish(reason: str) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def _text(content) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------------------
+
+
+class _Handler(tornado.web.RequestHandler):
+    def initialize(self, server: Server):
+        self.server = server
+        self.job: Job | None = None
+
+    def prepare(self):
+        key = self.server.api_key
+        if key is not None:
+            given = self.request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+                self.fail(401, "missing or wrong API key (Authorization: Bearer ...)", "authentication_error")
+
+    def fail(self, status: int, message: str, kind: str = "invalid_request_error", headers=None):
+        self.set_status(status)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": {"message": message, "type": kind, "code": status}}))
+
+    def on_connection_close(self):
+        if self.job is not None:
+            self.job.cancelled.set()
+
+
+class ModelsHandler(_Handler):
+    def get(self):
+        engine = self.server.engine
+        spec = getattr(engine, "spec", None)
+        self.write({"object": "list", "data": [{
+            "id": self.server.name, "object": "model", "created": 0, "owned_by": "spark-nb",
+            "spark_nb": {"wafer": getattr(spec, "name", ""), "dtype": getattr(engine, "dtype", ""),
+                         "context": getattr(engine, "context", None)}}]})
+
+
+class HealthHandler(_Handler):
+    def prepare(self):  # no key needed to ask whether the server is up
+        pass
+
+    def get(self):
+        self.write({"status": "ok", "model": self.server.name, "pending": self.server.pending})
+
+
+class _Generate(_Handler):
+    kind = ""
+
+    async def post(self):
+        try:
+            body = json.loads(self.request.body or b"{}")
+            params = self._params(body)
+        except (ValueError, TypeError, KeyError) as err:
+            return self.fail(400, f"bad request: {err}")
+        if body.get("model") != self.server.name:
+            return self.fail(404, f"the model {body.get('model')!r} does not exist: this server serves "
+                                  f"{self.server.name!r}", "not_found_error")
+        self.job = Job(self.kind, params, tornado.ioloop.IOLoop.current())
+        if not self.server.submit(self.job):
+            return self.fail(429, f"{self.server.queue_limit} requests are already waiting or running: retry later",
+                             "rate_limit_error", {"Retry-After": "1"})
+        rid = f"{'chatcmpl' if self.kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        if body.get("stream"):
+            usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            await self._stream(rid, created, usage)
+        else:
+            await self._whole(rid, created)
+
+    def _params(self, body: dict) -> dict:
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        if max_tokens is not None and int(max_tokens) < 1:
+            raise ValueError("max_tokens must be at least 1")
+        stop = body.get("stop")
+        p = dict(max_tokens=int(max_tokens or DEFAULT_MAX_TOKENS), max_tokens_given=max_tokens,
+                 temperature=float(body.get("temperature") if body.get("temperature") is not None else 0.0),
+                 top_p=float(body.get("top_p") if body.get("top_p") is not None else 1.0), seed=body.get("seed"),
+                 stop=[stop] if isinstance(stop, str) else stop)
+        from ..engine.sampling import validate
+
+        validate(p["temperature"], p["top_p"])
+        if self.kind == "chat":
+            p["messages"] = body["messages"]
+            if not isinstance(p["messages"], list) or not p["messages"]:
+                raise ValueError("messages must be a non-empty list")
+        else:
+            prompt = body["prompt"]
+            if isinstance(prompt, list):
+                if len(prompt) != 1:
+                    raise ValueError("one prompt per request")
+                prompt = prompt[0]
+            p["prompt"] = prompt
+        return p
+
+    def _chunk(self, rid, created, text, finish=None, extra=None, role=False) -> dict:
+        if self.kind == "chat":
+            delta = {"role": "assistant", "content": text} if role else ({"content": text} if text or not finish
+                                                                           else {})
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            out = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": self.server.name,
+                   "choices": [choice]}
+        else:
+            out = {"id": rid, "object": "text_completion", "created": created, "model": self.server.name,
+                   "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+        if extra is not None:
+            out["spark_nb"] = extra
+        return out
+
+    async def _stream(self, rid, created, usage):
+        kind, payload = await self.job.events.get()
+        if kind == "error":  # before any token: an HTTP error the client reports as such
+            status, message = payload
+            return self.fail(status, message, "server_error" if status >= 500 else "invalid_request_error")
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        first = True
+        try:
+            while True:
+                if kind == "token":
+                    text, host_s, wafer_s = payload
+                    self._send(self._chunk(rid, created, text, extra={"host_s": host_s, "wafer_s": wafer_s},
+                                           role=first))
+                    first = False
+                elif kind == "done":
+                    text, finish, stats = payload
+                    self._send(self._chunk(rid, created, "", finish, extra=stats))
+                    if usage:
+                        self._send({"id": rid, "object": self._object(True), "created": created,
+                                    "model": self.server.name, "choices": [], "usage": _usage(stats)})
+                    self.write("data: [DONE]\n\n")
+                    await self.flush()
+                    break
+                else:  # an error mid-stream: an error event, as OpenAI-compatible servers send it
+                    self._send({"error": {"message": payload[1], "type": "server_error", "code": payload[0]}})
+                    await self.flush()
+                    break
+                await self.flush()
+                kind, payload = await self.job.events.get()
+        except StreamClosedError:
+            self.job.cancelled.set()
+            return
+        self.finish()
+
+    def _send(self, obj) -> None:
+        self.write(f"data: {json.dumps(obj)}\n\n")
+
+    def _object(self, chunk: bool) -> str:
+        if self.kind == "chat":
+            return "chat.completion.chunk" if chunk else "chat.completion"
+        return "text_completion"
+
+    async def _whole(self, rid, created):
+        text = ""
+        while True:
+            kind, payload = await self.job.events.get()
+            if kind == "error":
+                status, message = payload
+                return self.fail(status, message, "server_error" if status >= 500 else "invalid_request_error")
+            if kind == "done":
+                break
+        text, finish, stats = payload
+        if self.kind == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                      "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        self.finish({"id": rid, "object": self._object(False), "created": created, "model": self.server.name,
+                     "choices": [choice], "usage": _usage(stats), "spark_nb": stats})
+
+
+def _usage(stats: dict) -> dict:
+    p, n = stats.get("prompt_tokens", 0), stats.get("tokens", 0)
+    return {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}
+
+
+class ChatHandler(_Generate):
+    kind = "chat"
+
+
+class CompletionsHandler(_Generate):
+    kind = "completion"
+
+
+def make_app(server: Server) -> tornado.web.Application:
+    args = dict(server=server)
+    return tornado.web.Application([
+        (r"/v1/models", ModelsHandler, args),
+        (r"/v1/chat/completions", ChatHandler, args),
+        (r"/v1/completions", CompletionsHandler, args),
+        (r"/health", HealthHandler, args),
+    ])
+
+
+def _listen(server: Server, host: str, port: int):
+    sockets = tornado.netutil.bind_sockets(port, host)
+    http = tornado.httpserver.HTTPServer(make_app(server))
+    http.add_sockets(sockets)
+    return http, sockets[0].getsockname()[1]
+
+
+def _key(api_key_env: str | None) -> str | None:
+    if not api_key_env:
+        return None
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise SystemExit(f"--api-key-env {api_key_env}: that environment variable is not set")
+    return key
+
+
+def serve(model=None, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
+          queue_limit: int = 8, wafer: str = "wse3", dtype: str = "int8", name: str | None = None) -> None:
+    """Load the model and serve it until interrupted (prints the base URL once it listens)."""
+    from ..edits import get_engine
+
+    key = _key(api_key_env)
+    engine = get_engine(model, wafer, dtype)
+    name = name or ("builtin" if model is None else str(model).rstrip("/").rsplit("/", 1)[-1])
+    server = Server(engine, name, key, queue_limit)
+
+    async def main():
+        http, bound = _listen(server, host, port)
+        print(f"spark-nb serve: model {name!r} at http://{host}:{bound}/v1 (queue {queue_limit}"
+              f"{', API key from $' + api_key_env if key else ''})", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.stop()
+
+
+def start_in_thread(engine, name: str = "builtin", host: str = "127.0.0.1", port: int = 0,
+                    api_key: str | None = None, queue_limit: int = 8):
+    """Serve `engine` from a thread of this process (tests, benchmarks): returns (base_url, server, stop)."""
+    server = Server(engine, name, api_key, queue_limit)
+    ready, box = threading.Event(), {}
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+
+        async def start():
+            box["http"], box["port"] = _listen(server, host, port)
+            box["loop"] = loop
+            ready.set()
+
+        loop.run_until_complete(start())
+        loop.run_forever()
+        box["http"].stop()
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+
+    def stop():
+        server.stop()
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+        thread.join(5)
+
+    return f"http://{host}:{box['port']}/v1", server, stop

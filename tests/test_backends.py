@@ -1,0 +1,390 @@
+"""Remote models (spark_nb.backends): names, the chat path of an edit, and one clear message per failure.
+
+Every server here is started by the tests on 127.0.0.1: a fault server (tornado, in a thread) that answers each
+model name with one failure, `spark-nb serve` in a thread, and `transformers serve` (slow: a subprocess) on a tiny
+random chat model. Nothing reaches beyond this machine: the DNS failure is a patched lookup.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("openai")
+
+import tornado.ioloop  # noqa: E402
+import tornado.web  # noqa: E402
+
+import spark_nb  # noqa: E402
+from spark_nb import backends  # noqa: E402
+from spark_nb.backends import Endpoint, RemoteEngine, remote_engine  # noqa: E402
+from spark_nb.edits import edit, edit_steps, get_engine  # noqa: E402
+from spark_nb.edits.prompt import chat_messages  # noqa: E402
+from spark_nb.notebook.view import stats_line  # noqa: E402
+
+CELL = "def double(x):\n    return x * 2\n"
+NEW = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
+ANSWER = f"Here it is:\n\n```python\n{NEW}```\n\nDone."
+
+
+# -- a fault server ------------------------------------------------------------------------------------------------
+
+
+def _chunk(text, finish=None):
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
+
+
+class FaultHandler(tornado.web.RequestHandler):
+    """POST /v1/chat/completions; the model name says what goes wrong: "ok", "prose", "status-N", "cut",
+    "endless" (a token every 20 ms, never done), "silent" (never answers)."""
+
+    def initialize(self, log):
+        self.log = log
+
+    def on_connection_close(self):
+        self.log.append(("closed", time.perf_counter()))
+
+    async def post(self):
+        body = json.loads(self.request.body)
+        model = body["model"]
+        self.log.append(("request", body))
+        if model.startswith("status-"):
+            status = int(model.split("-")[1])
+            self.set_status(status)
+            if status == 429:
+                self.set_header("Retry-After", "7")
+            return self.finish({"error": {"message": f"fault {status}", "type": "fault", "code": status}})
+        if model == "silent":
+            await asyncio.sleep(30)
+            return
+        text = {"ok": ANSWER, "prose": "I would add a docstring saying it doubles x.",
+                "endless": f"```python\n{NEW}"}.get(model, ANSWER)  # endless: the block never closes
+        self.set_header("Content-Type", "text/event-stream")
+        pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
+        for i, piece in enumerate(pieces):
+            if model == "cut" and i == 5:
+                self.request.connection.stream.close()  # mid-stream, no [DONE], an incomplete chunked body
+                return
+            self.write(f"data: {json.dumps(_chunk(piece))}\n\n")
+            await self.flush()
+            if model == "endless":
+                await asyncio.sleep(0.02)
+        if model == "endless":
+            line = json.dumps(_chunk("x = 1\n"))
+            while True:
+                self.write(f"data: {line}\n\n")
+                await self.flush()
+                await asyncio.sleep(0.02)
+        self.write(f"data: {json.dumps(_chunk('', 'stop'))}\n\n")
+        usage = {"prompt_tokens": 30, "completion_tokens": len(pieces), "total_tokens": 30 + len(pieces)}
+        self.write(f"data: {json.dumps({**_chunk(''), 'choices': [], 'usage': usage})}\n\n")
+        self.write("data: [DONE]\n\n")
+        self.finish()
+
+
+def serve_in_thread(app):
+    ready, box = threading.Event(), {}
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+
+        async def start():
+            from tornado.httpserver import HTTPServer
+
+            box["http"] = HTTPServer(app)
+            box["http"].add_sockets([sock])
+
+        loop.run_until_complete(start())
+        box["loop"], box["port"] = loop, sock.getsockname()[1]
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait(10)
+    return box
+
+
+@pytest.fixture(scope="module")
+def faults():
+    log: list = []
+    box = serve_in_thread(tornado.web.Application([(r"/v1/chat/completions", FaultHandler, dict(log=log))]))
+    yield f"http://127.0.0.1:{box['port']}/v1", log
+    box["loop"].call_soon_threadsafe(box["loop"].stop)
+
+
+def remote_edit(url, model, **kw):
+    return edit(CELL, "add a docstring", model=f"openai:{model}@{url}", exact=False, **kw)
+
+
+# -- names ------------------------------------------------------------------------------------------------------
+
+
+def test_endpoint_names():
+    e = Endpoint.parse("openai:qwen2.5-coder:7b@http://localhost:11434/v1/")
+    assert (e.model, e.base_url, e.api_key_env) == ("qwen2.5-coder:7b", "http://localhost:11434/v1", None)
+    e = Endpoint.parse("openai:meta-llama/Llama-3.1-8B@user@https://h:8000/v1")  # the last @http splits
+    assert (e.model, e.base_url) == ("meta-llama/Llama-3.1-8B@user", "https://h:8000/v1")
+    with pytest.raises(ValueError, match="openai:MODEL@http"):
+        Endpoint.parse("openai:model-without-url")
+    with pytest.raises(ValueError, match="base_url, model"):
+        Endpoint.parse({"base_url": "http://h/v1"})
+    backends.ENDPOINTS["gpu-box"] = {"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key_env": "GPU_KEY"}
+    try:
+        engine = get_engine("gpu-box")
+        assert isinstance(engine, RemoteEngine) and engine.remote and engine.endpoint.name == "gpu-box"
+        assert get_engine("gpu-box") is engine  # cached like a loaded model
+    finally:
+        del backends.ENDPOINTS["gpu-box"]
+    assert not backends.is_remote("some/folder") and backends.is_remote({"base_url": "x", "model": "m"})
+
+
+def test_notebook_endpoints_are_looked_up():
+    from spark_nb.notebook.session import Spark
+
+    spark = Spark(endpoints={"box": {"base_url": "http://127.0.0.1:1/v1", "model": "coder"}})
+    engine = spark.engine_for("box")
+    assert isinstance(engine, RemoteEngine) and engine.endpoint.model == "coder"
+
+
+def test_key_comes_from_env_and_is_never_shown(faults, monkeypatch):
+    url, log = faults
+    monkeypatch.setenv("SPARK_TEST_KEY", "sk-very-secret")
+    engine = remote_engine({"base_url": url, "model": "status-401", "api_key_env": "SPARK_TEST_KEY"})
+    result = edit(CELL, "add a docstring", model=engine, exact=False)
+    assert "sk-very-secret" not in repr(engine) and "sk-very-secret" not in result.error
+    assert "401" in result.error and "SPARK_TEST_KEY" in result.error
+    assert "sk-very-secret" not in repr(result)
+
+
+# -- the edit's chat path ----------------------------------------------------------------------------------------
+
+
+def test_remote_edit_streams_into_the_cell(faults):
+    url, log = faults
+    seen = []
+    result = remote_edit(url, "ok", on_token=lambda code, n, host_s, wafer_s: seen.append((code, n, host_s, wafer_s)))
+    assert result.ok and result.code == NEW and result.style == "chat", result.error
+    request = [body for kind, body in log if kind == "request"][-1]
+    assert request["messages"] == chat_messages(CELL, "add a docstring") and request["stream"]
+    assert request["temperature"] == 0.0 and request["max_tokens"] > len(CELL) // 3
+    # the view gets the original until the fence opens, then the code so far, with measured times and no wafer
+    assert seen[0][0] == CELL and seen[-1][0].startswith(NEW[:20])
+    assert all(w == 0.0 for *_, w in seen) and [h for *_, h in seen] == sorted(h for *_, h in seen)
+    s = result.stats
+    assert s.wafer == "remote" and s.wafer_tok_per_s == 0 and s.ttft_s > 0 and s.tokens == len(seen)
+    assert stats_line(s).startswith(f"{s.tokens} tokens | remote: TTFT") and "projected" not in stats_line(s)
+
+
+def test_stream_reads_usage_and_finish(faults):
+    url, _ = faults
+    events = list(remote_engine(f"openai:ok@{url}").stream(chat_messages(CELL, "x"), max_new_tokens=500))
+    done = events[-1]
+    assert done.reason == "eos" and done.text == ANSWER and done.stats.prompt_tokens == 30
+    assert done.stats.tokens == len(events) - 1 and done.stats.tok_per_s > 0
+
+
+@pytest.mark.parametrize("model, words", [
+    ("status-401", ["refused the API key", "401"]),
+    ("status-403", ["403 Forbidden"]),
+    ("status-404", ["has no model 'status-404'", "404", "/models lists"]),
+    ("status-429", ["429", "retry after 7 s"]),
+    ("status-500", ["500 server error", "fault 500"]),
+    ("status-503", ["503 server error"]),
+    ("cut", ["cut after 5 chunks", "cell is unchanged"]),
+    ("prose", ["no complete fenced code block"]),
+])
+def test_each_failure_is_one_clear_message_and_the_cell_is_untouched(faults, model, words):
+    url, _ = faults
+    result = remote_edit(url, model)
+    assert not result.ok and result.code == CELL and result.original == CELL
+    for word in words:
+        assert word in result.error, result.error
+    assert "\n" not in result.error and "Traceback" not in result.error
+
+
+def test_connection_refused():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    t0 = time.perf_counter()
+    result = remote_edit(f"http://127.0.0.1:{port}/v1", "m")
+    assert not result.ok and result.code == CELL and time.perf_counter() - t0 < 5
+    assert "connection refused" in result.error and "is the server running" in result.error
+
+
+def test_dns_failure(monkeypatch):
+    real = socket.getaddrinfo
+
+    def lookup(host, *args, **kw):  # no query leaves this machine
+        if str(host).endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    result = remote_edit("http://gpu-box.invalid:8000/v1", "m")
+    assert not result.ok and result.code == CELL and "DNS lookup failed" in result.error, result.error
+
+
+def test_tls_error():
+    sock = socket.socket()  # a plain-HTTP answer to a TLS hello: "wrong version number"
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+
+    def answer():
+        conn, _ = sock.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    result = remote_edit(f"https://127.0.0.1:{sock.getsockname()[1]}/v1", "ok")
+    sock.close()
+    assert not result.ok and result.code == CELL and "TLS failed" in result.error, result.error
+
+
+def test_read_timeout(faults, monkeypatch):
+    url, _ = faults
+    monkeypatch.setitem(backends.TIMEOUTS, "read", 0.5)
+    t0 = time.perf_counter()
+    result = edit(CELL, "add a docstring", model=RemoteEngine(Endpoint.parse(f"openai:silent@{url}")), exact=False)
+    assert not result.ok and result.code == CELL and time.perf_counter() - t0 < 5
+    assert "timed out" in result.error, result.error
+
+
+def test_stop_closes_the_stream_at_once(faults):
+    url, log = faults
+    cancel = threading.Event()
+    at = {}
+
+    def on_token(code, n, host_s, wafer_s):
+        if n == 40 and not cancel.is_set():
+            at["stop"] = time.perf_counter()
+            cancel.set()
+
+    log.clear()
+    steps = edit_steps(CELL, "add a docstring", model=f"openai:endless@{url}", exact=False, cancel=cancel,
+                       on_token=on_token)
+    result = spark_nb.edits.drain(steps)
+    assert result.stopped and not result.ok and result.code == CELL and result.error == "stopped after 40 tokens"
+    deadline = time.perf_counter() + 2
+    while not any(kind == "closed" for kind, _ in log) and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    closed = [t for kind, t in log if kind == "closed"]
+    assert closed and closed[0] - at["stop"] < 0.5  # the server saw the connection close: it stops generating
+
+
+def test_cancel_from_another_thread(faults):
+    url, _ = faults
+    stream = remote_engine(f"openai:endless@{url}").stream(chat_messages(CELL, "x"), max_new_tokens=10_000)
+    threading.Timer(0.3, stream.cancel).start()
+    t0 = time.perf_counter()
+    events = list(stream)
+    assert events[-1].reason == "cancelled" and stream.error is None and time.perf_counter() - t0 < 2
+
+
+# -- against spark-nb serve ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served():
+    from spark_nb.serve import start_in_thread
+
+    engine = get_engine(None)
+    url, server, stop = start_in_thread(engine, "builtin")
+    yield url, engine
+    stop()
+
+
+def test_remote_edit_against_spark_nb_serve_equals_in_process(served):
+    """The built-in model behind `spark-nb serve`: the same edit as in-process, through the chat path."""
+    url, engine = served
+    cell = "def area(w, h):\n    return w*h\n"
+    local = edit(cell, "add type hints", model=engine, exact=False)
+    remote = edit(cell, "add type hints", model=f"openai:builtin@{url}", exact=False)
+    assert remote.proposed == local.proposed and remote.ok == local.ok
+    assert remote.stats.wafer == "remote"
+
+
+def test_remote_completion_text_equals_in_process(served):
+    url, engine = served
+    prompt = "def fibonacci(n):\n"
+    local = list(engine.stream(prompt, max_new_tokens=24))[-1]
+    remote = list(remote_engine(f"openai:builtin@{url}").stream(prompt, max_new_tokens=24))[-1]
+    assert remote.text == local.text and remote.stats.tokens == 24 and remote.reason == local.reason
+
+
+# -- against transformers serve -----------------------------------------------------------------------------------
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def transformers_serve(tmp_path_factory):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("torch")
+    from spark_nb.model.synthetic import write_random_model
+
+    folder = write_random_model(tmp_path_factory.mktemp("tiny-chat"), {"family": "qwen2", "vocab_size": 512,
+                                                                       "max_position_embeddings": 512})
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "chat_template": CHATML}))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    cli = os.path.join(os.path.dirname(sys.executable), "transformers")
+    proc = subprocess.Popen([cli, "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"})
+    lines, deadline = [], time.time() + 180
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "running on" in line.lower() or time.time() > deadline:
+                break
+        if proc.poll() is not None or not any("running on" in x.lower() for x in lines):
+            pytest.skip("transformers serve did not start: " + "".join(lines[-5:]))
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep its pipe drained
+        yield f"http://127.0.0.1:{port}/v1", str(folder)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_remote_backend_against_transformers_serve(transformers_serve):
+    import openai
+
+    url, name = transformers_serve
+    messages = chat_messages(CELL, "add a docstring")
+    chunks = openai.OpenAI(base_url=url, api_key="none").chat.completions.create(
+        model=name, messages=messages, max_tokens=12, temperature=0.0, stream=True)
+    bare = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    events = list(remote_engine(f"openai:{name}@{url}").stream(messages, max_new_tokens=12))
+    done = events[-1]
+    assert done.reason in ("length", "eos") and done.stats.wafer == "remote" and done.stats.ttft_s > 0
+    assert done.text == bare  # greedy both times, streamed both times: the same text
+    # a random model answers no code block: one clear message, the cell untouched
+    result = edit(CELL, "add a docstring", model=f"openai:{name}@{url}", exact=False, max_new_tokens=12)
+    assert not result.ok and result.code == CELL and "no complete fenced code block" in result.error
+    missing = edit(CELL, "add a docstring", model=f"openai:no-such-model@{url}", exact=False, max_new_tokens=4)
+    assert not missing.ok and missing.code == CELL and missing.error
