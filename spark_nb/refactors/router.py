@@ -267,13 +267,14 @@ _FAMILIES: list[tuple[str, dict, list[str]]] = [
     ]),
 ]
 # a comprehension and a loop that builds a collection, in the words of both directions
-_COMP = (r"(?:(?:a|an|the|this|that|my)\s+)?(?:(?:(?:list|set|dict(?:ionary)?)[- ]?)?(?:comprehensions?|comps?)|"
-         r"listcomps?|setcomps?|dictcomps?)")
+_COMP = (r"(?:(?:a|an|the|this|that|my)\s+)?(?:(?:one[- ]liner|single[- ]line)\s+)?"
+         r"(?:(?:(?:list|set|dict(?:ionary)?)[- ]?)?(?:comprehensions?|comps?)|listcomps?|setcomps?|dictcomps?)")
 _LOOP = (r"(?:(?:a|an|the|this|that|my)\s+)?(?:(?:explicit|plain|regular|normal|simple|ordinary|old[- ]style)\s+)?"
          r"(?:(?:append|appending|accumulator|accumulating)\s+)?(?:for[- ]?)?loops?")
 _BUILDS = r"(?:\s+(?:that|which)\s+(?:builds|fills|appends\s+to|makes)\s+(?:the|a)\s+(?:collection|list|set|dict))?"
 _APPENDS = r"(?:\s+(?:that\s+appends|with\s+(?:append|\.append(?:\(\))?|appends)))?"
-_WHY = r"(?:\s*,?\s+so\s+(?:that\s+)?(?:it\s+is|it's)\s+easier\s+to\s+(?:debug|read|follow|step\s+through))?"
+_WHY = (r"(?:\s*,?\s+so\s+(?:that\s+)?(?:(?:it\s+is|it's)\s+easier\s+to|i\s+can)\s+(?:debug|read|follow|step\s+through)"
+        r"(?:\s+it)?)?")
 _ARROWISH = r"\s*(?:->|=>|→|⇒|-->|\bto\b)\s*"
 # a number and the constant's name, both given
 _VALUE = rf"{_Q}(?P<value>[-+]?(?:0[xob][0-9a-f_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:e[-+]?\d+)?j?)){_Q}"
@@ -289,7 +290,13 @@ _FIX_IT = r"(?:\s*[,;:.-]?\s*(?:please\s+)?(?:fix|correct)(?:\s+it)?)"
 _FAMILIES += [
     ("loop_to_comprehension", {}, [
         rf"(?:replace|rewrite|turn|convert|change|simplify|transform|refactor|collapse|condense|fold|make)\s+{_LOOP}"
-        rf"{_BUILDS}\s+(?:into|to|as|with|in)\s+{_COMP}",
+        rf"{_BUILDS}\s+(?:(?:into|to|as|with|in)\s+)?{_COMP}",
+        rf"{_COMP}\s+instead\s+of\s+(?:{_LOOP}|(?:a\s+)?for\s*\+\s*append|(?:an?\s+)?append\s+loop)",
+        rf"(?:usa|usar|utiliza)\s+(?:una\s+)?(?:comprensi[oó]n\s+de\s+(?:listas?|conjuntos?|diccionarios?)|{_COMP})",
+        rf"(?:convierte|convertir|transforma)\s+el\s+bucle(?:\s+for)?\s+en\s+(?:una\s+)?(?:comprensi[oó]n|{_COMP})"
+        r"(?:\s+de\s+listas?)?",
+        rf"(?:transforme|transformer|convertis|convertir|utilise|utiliser)\s+(?:la\s+boucle(?:\s+for)?\s+en\s+)?"
+        r"(?:une\s+)?compr[ée]hension(?:\s+de\s+liste)?",
         rf"(?:use|using|prefer|switch\s+to|write\s+it\s+as|go\s+with)\s+{_COMP}(?:\s+instead(?:\s+of\s+{_LOOP})?)?",
         rf"{_LOOP}{_ARROWISH}{_COMP}",
         rf"(?:make|turn)\s+(?:it|this)\s+(?:into\s+)?{_COMP}",
@@ -302,6 +309,9 @@ _FAMILIES += [
         rf"(?:expand|unroll|unfold)\s+{_COMP}{_WHY}",
         rf"{_COMP}{_ARROWISH}{_LOOP}",
         rf"(?:use|write)\s+{_LOOP}\s+instead(?:\s+of\s+{_COMP})?",
+        rf"(?:write|rewrite)\s+(?:it|this)\s+as\s+{_LOOP}(?:\s+instead(?:\s+of\s+{_COMP})?)?",
+        rf"(?:schreib|schreibe)\s+(?:die\s+)?{_COMP}\s+als\s+(?:normale\s+)?for-?schleife",
+        rf"(?:transforme|transforma|convierte)\s+{_COMP}\s+(?:em|en)\s+(?:um|un)\s+(?:la[çc]o|bucle)(?:\s+for)?",
         r"(?:an?\s+)?(?:explicit|plain)\s+(?:for[- ]?)?loops?",
         rf"no\s+(?:more\s+)?{_COMP}",
     ]),
@@ -309,6 +319,8 @@ _FAMILIES += [
         rf"(?:extract|pull|move|factor|lift|hoist|take|put)\s+{_NUMBER_WORDS}{_VALUE}(?:\s+out)?\s+(?:into|to|as)\s+"
         rf"{_CONSTANT}\s+{_CALLED}{_CONST}",
         rf"replace\s+{_NUMBER_WORDS}{_VALUE}\s+(?:with|by)\s+{_CONSTANT}\s+{_CALLED}{_CONST}",
+        rf"(?:extract|pull|move|put)\s+(?:the\s+)?(?:[a-z]+\s+){{0,2}}{_VALUE}(?:\s+out)?\s+(?:in|into|to)\s+(?:an?\s+|the\s+)?"
+        rf"(?!(?:a|an|the|new|named)\s){_CONST}\s+constant(?:\s+at\s+the\s+top)?",
         rf"(?:introduce|add|define|create|use)\s+{_CONSTANT}\s+{_CALLED}{_CONST}\s+(?:for|instead\s+of)\s+"
         rf"{_NUMBER_WORDS}{_VALUE}",
         rf"no\s+magic\s+numbers\s*[:;,-]?\s*name\s+{_NUMBER_WORDS}{_VALUE}\s+{_CONST}",
@@ -317,13 +329,17 @@ _FAMILIES += [
         rf"make\s+{_NUMBER_WORDS}{_VALUE}\s+(?:into\s+)?(?:a\s+)?(?:named\s+)?constant\s*\(\s*{_CONST}\s*\)",
         rf"make\s+{_NUMBER_WORDS}{_VALUE}\s+(?:into\s+)?(?:a\s+)?(?:named\s+)?constant\s+{_CALLED}{_CONST}",
         rf"const\s+{_CONST}\s+for\s+{_VALUE}",
-        rf"name\s+(?:the\s+)?{_VALUE}\s*[:=]?\s*{_CONST}",
+        rf"name\s+(?:the\s+)?{_VALUE}\s*[:=]\s*{_CONST}",  # the sign: "name 2 variables" is no constant
     ]),
     ("fix_misspelt_name", {}, [
         r"fix\s+(?:the\s+|a\s+|this\s+|that\s+)?(?:typo|misspelling|misspelt\s+name|misspelled\s+name|nameerror|"
-        r"name\s+error|spelling\s+mistake|undefined\s+name)",
+        r"name\s+error|spelling\s+mistake|undefined\s+name)(?:\s+in\s+(?:the|a)\s+(?:variable\s+)?name)?",
+        rf"i\s+(?:misspelled|misspelt|mistyped)\s+{_BAD}{_FIX_IT}?",
+        rf"{_BAD}\s+is\s+(?:spelled|spelt)\s+wrong(?:{_FIX_IT}|\s*[,;]?\s*fix\s+the\s+name)?",
+        r"(?:corrige|corregir|corriger|corrigez|correggi|behebe|korrigiere)\s+(?:la\s+|el\s+|il\s+|den\s+|le\s+)?"
+        r"(?:nameerror|errata|faute\s+de\s+frappe|tippfehler|typo|errore\s+di\s+battitura)(?:\s+im\s+variablennamen)?",
         r"fix\s+(?:the\s+)?nameerror\s*[:;,-]\s*a\s+name\s+is\s+(?:misspelt|misspelled|mistyped)",
-        rf"there(?:'s|’s|\s+is)\s+a\s+typo\s+in\s+a\s+(?:variable\s+)?name{_FIX_IT}",
+        rf"there(?:'s|’s|\s+is)\s+a\s+typo\s+in\s+a\s+(?:variable\s+)?name{_FIX_IT}?",
         r"(?:correct|fix)\s+the\s+(?:misspelt|misspelled|mistyped)\s+(?:identifier|name|variable(?:\s+name)?)",
         rf"(?:nameerror\s*:\s*)?name\s+{_BAD}\s+is\s+not\s+defined{_FIX_IT}?",
         rf"{_BAD}\s+is\s+(?:not\s+defined|undefined){_FIX_IT}",
