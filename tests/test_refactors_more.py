@@ -48,6 +48,8 @@ TO_COMPREHENSION = [  # (id, before, after): written by hand
      "out = [v for v in range(3)]\nfor v in 'xy':\n    print(v)\n"),
     ("read-before", "v = 9\nprint(v)\nout = []\nfor v in range(3):\n    out.append(v)\n",
      "v = 9\nprint(v)\nout = [v for v in range(3)]\n"),
+    ("hash-in-string", "out = []\nfor r in rows:  # each\n    if '#' in r:\n        out.append(r.strip(\"#\"))\n",
+     "# each\nout = [r.strip(\"#\") for r in rows if '#' in r]\n"),
     ("long", "def f(records):\n    selected = []\n    for record in records:\n"
              "        if record.get('status') == 'active' and record.get('score', 0) > 10:\n"
              "            selected.append((record['name'], record['score'], record.get('team')))\n    return selected\n",

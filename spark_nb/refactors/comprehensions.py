@@ -229,11 +229,11 @@ class _Source:
         return self.a.offset(node.lineno, node.col_offset), self.a.offset(node.end_lineno, node.end_col_offset)
 
     def piece(self, node, parens: bool = False) -> str:
-        """The expression as written (unparsed where it spans lines or holds a comment), in parentheses if asked
-        and it has none."""
+        """The expression as written (unparsed where it spans lines: its comments move in front of the statement),
+        in parentheses if asked and it has none."""
         a, b = self.span(node)
         text = self.code[a:b]
-        if "\n" in text or "#" in text:
+        if "\n" in text:
             text = ast.unparse(node)
         return f"({text})" if parens and not _parenthesised(text) else text
 
