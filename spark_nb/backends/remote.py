@@ -102,9 +102,10 @@ class RemoteEngine:
 
     def stream(self, prompt: str | Sequence[dict], max_new_tokens: int = 256, temperature: float = 0.0,
                top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] | str | None = None,
-               **ignored) -> "RemoteStream":
-        """Chat messages go to /chat/completions, a text prompt to /completions; either way streamed. `ignored`:
-        the in-process engine's options a server does not take (speculative, ignore_eos)."""
+               ignore_eos: bool = False, **ignored) -> "RemoteStream":
+        """Chat messages go to /chat/completions, a text prompt to /completions; either way streamed. ignore_eos
+        is sent as vLLM's extra parameter (vLLM, SGLang and spark-nb serve take it; only sent when asked).
+        `ignored`: the in-process engine's options a server does not take (speculative)."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         args: dict[str, Any] = dict(model=self.endpoint.model, max_tokens=max_new_tokens, temperature=temperature,
@@ -113,6 +114,8 @@ class RemoteEngine:
             args["top_p"] = top_p
         if seed is not None:
             args["seed"] = seed
+        if ignore_eos:
+            args["extra_body"] = {"ignore_eos": True}
         if stop:
             args["stop"] = [stop] if isinstance(stop, str) else list(stop)
         chat = not isinstance(prompt, str)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import json
 import os
@@ -16,7 +17,7 @@ from typing import Any
 import tornado.httpserver
 import tornado.ioloop
 import tornado.netutil
-import tornado.queues
+import tornado.locks
 import tornado.web
 from tornado.iostream import StreamClosedError
 
@@ -25,18 +26,50 @@ __all__ = ["Server", "make_app", "serve", "start_in_thread"]
 DEFAULT_MAX_TOKENS = 256
 
 
+class Channel:
+    """Events from the worker thread to a handler's coroutine. The worker appends; it wakes the event loop only
+    when the handler waits on an empty channel, so a burst of tokens costs one wake-up, not one each."""
+
+    def __init__(self, loop):
+        self._loop, self._items, self._lock = loop, collections.deque(), threading.Lock()
+        self._ready = tornado.locks.Event()  # set and cleared on the loop's thread only
+        self._waiting = False
+
+    def put(self, item) -> None:  # any thread
+        with self._lock:
+            self._items.append(item)
+            wake, self._waiting = self._waiting, False
+        if wake:
+            self._loop.add_callback(self._ready.set)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self):  # the loop's thread
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                self._waiting = True
+                self._ready.clear()
+            await self._ready.wait()
+
+
 @dataclass
 class Job:
     """One request: what to generate, and the events the worker sends back to the handler's coroutine."""
 
     kind: str  # "completion" or "chat"
     params: dict
-    loop: Any  # the handler's IOLoop: the worker posts events through it (its queue is not thread-safe)
-    events: tornado.queues.Queue = field(default_factory=tornado.queues.Queue)
+    loop: Any  # the handler's IOLoop: the worker's events wake it
     cancelled: threading.Event = field(default_factory=threading.Event)
+    events: Channel = field(init=False)
+
+    def __post_init__(self):
+        self.events = Channel(self.loop)
 
     def send(self, kind: str, payload=None) -> None:
-        self.loop.add_callback(self.events.put_nowait, (kind, payload))
+        self.events.put((kind, payload))
 
 
 class Server:
@@ -98,7 +131,7 @@ class Server:
         else:
             prompt = p["prompt"]
         stream = self.engine.stream(prompt, max_new_tokens=p["max_tokens"], temperature=p["temperature"],
-                                    top_p=p["top_p"], seed=p["seed"], stop=p["stop"])
+                                    top_p=p["top_p"], seed=p["seed"], stop=p["stop"], ignore_eos=p["ignore_eos"])
         for event in stream:
             if hasattr(event, "stats"):
                 job.send("done", (event.text, _finish(event.reason), event.stats.as_dict()))
@@ -254,7 +287,8 @@ class _Generate(_Handler):
         p = dict(max_tokens=int(max_tokens or DEFAULT_MAX_TOKENS), max_tokens_given=max_tokens,
                  temperature=float(body.get("temperature") if body.get("temperature") is not None else 0.0),
                  top_p=float(body.get("top_p") if body.get("top_p") is not None else 1.0), seed=body.get("seed"),
-                 stop=[stop] if isinstance(stop, str) else stop)
+                 stop=[stop] if isinstance(stop, str) else stop,
+                 ignore_eos=bool(body.get("ignore_eos", False)))  # vLLM's extra parameter, for benchmarks
         from ..engine.sampling import validate
 
         validate(p["temperature"], p["top_p"])
@@ -313,7 +347,8 @@ class _Generate(_Handler):
                     self._send({"error": {"message": payload[1], "type": "server_error", "code": payload[0]}})
                     await self.flush()
                     break
-                await self.flush()
+                if self.job.events.empty():  # one flush for all the tokens that came while the last one was sent
+                    await self.flush()
                 kind, payload = await self.job.events.get()
         except StreamClosedError:
             self.job.cancelled.set()
