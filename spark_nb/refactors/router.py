@@ -33,6 +33,7 @@ from .imports import remove_unused_imports, sort_imports, tidy_imports
 from .rename import bindings, rename
 from .to_logging import print_to_logging
 from .typos import fix_misspelt_name, misspelt
+from .wrap_main import has_script_code, wrap_main
 
 REFACTORS = {
     "rename": rename,
@@ -47,13 +48,14 @@ REFACTORS = {
     "comprehension_to_loop": comprehension_to_loop,
     "extract_constant": extract_constant,
     "fix_misspelt_name": fix_misspelt_name,
+    "wrap_main": wrap_main,
 }
 _MODEL_FAMILY = {  # the built-in model's edit family for the same request (spark_nb.train.families)
     "sort_imports": "sort_imports", "remove_unused_imports": "sort_imports", "tidy_imports": "sort_imports",
     "remove_debug": "remove_debug", "to_fstrings": "to_fstring", "print_to_logging": "print_to_logging",
     "remove_comments": "remove_comments", "loop_to_comprehension": "loop_to_comprehension",
     "comprehension_to_loop": "comprehension_to_loop", "extract_constant": "extract_constant",
-    "fix_misspelt_name": "fix_misspelt_name",
+    "fix_misspelt_name": "fix_misspelt_name", "wrap_main": "wrap_main",
 }
 
 
@@ -209,6 +211,7 @@ _FAMILIES: list[tuple[str, dict, list[str]]] = [
         rf"{_REMOVE}{_ALL}(?:#\s+|code\s+)?comments(?:\s+lines)?"
         r"(?:\s+from\s+(?:the|this)\s+(?:code|cell|snippet|function))?",
         rf"{_REMOVE}\s+every\s+comment",
+        rf"{_REMOVE}{_ALL}comments[,;:]?\s+(?:and\s+)?(?:keep|leave)\s+the\s+code\s+(?:as\s+it\s+is|as\s+is|unchanged|alone)",
         r"(?:no|without)\s+comments",
         r"(?:kommentare\s+entfernen|entferne\s+(?:alle\s+|die\s+)?kommentare|l[öo]sche\s+(?:alle\s+|die\s+)?kommentare)",
         r"(?:elimina|eliminar|quita|quitar|borra|borrar)\s+(?:todos\s+)?(?:los\s+)?comentarios",
@@ -241,7 +244,7 @@ _FAMILIES: list[tuple[str, dict, list[str]]] = [
         rf"(?:convert|change|turn|rewrite|transform|port|moderni[sz]e|update|upgrade)(?:\s+(?:it|this|them|these|"
         rf"{_OLD_FMT}|(?:the\s+|all\s+(?:the\s+)?)?strings?|(?:the\s+|all\s+(?:the\s+)?)?string\s+formats?))?"
         rf"\s+(?:to|into|as|with|using)\s+{_THE}{_FSTR}",
-        rf"replace\s+{_OLD_FMT}\s+(?:with|by)\s+{_FSTR}",
+        rf"replace\s+{_OLD_FMT}(?:\s+(?:and|or)\s+{_OLD_FMT})?\s+(?:with|by)\s+{_FSTR}",
         rf"{_OLD_FMT}{_ARROW}{_FSTR}",
         rf"{_FSTR}(?:\s+(?:this|it|them|these|everything|all\s+the\s+things))?", r"f-?string-?ify(?:\s+this|\s+it)?",
         rf"(?:to|->|→)\s*{_FSTR}",
@@ -254,7 +257,7 @@ _FAMILIES: list[tuple[str, dict, list[str]]] = [
     ("print_to_logging", {}, [
         rf"{_ANY_PRINT}{_ARROW}(?:logging|log\s+calls|logging\s+calls)",
         rf"{_ANY_PRINT}\s+to\s+(?:logging|log\s+calls|logging\s+calls)",
-        rf"(?:use|switch\s+to|prefer|migrate\s+to|move\s+to){_THE}\s*{_LOGGING}"
+        rf"(?:use|switch\s+to|prefer|migrate\s+to|move\s+to)\s+{_THE}(?:{_LOGGING}|logger)"
         rf"(?:\s+instead\s+of\s+(?:{_ANY_PRINT}|stdout))?",
         rf"(?:log|logging)\s+instead\s+of\s+{_ANY_PRINT}",
         rf"(?:replace|convert|turn|change|swap|switch|rewrite|transform){_ALL}{_ANY_PRINT}\s+"
@@ -284,6 +287,11 @@ _CONSTANT = (r"(?:a\s+|an\s+|the\s+)?(?:new\s+)?(?:(?:named|module[- ]level|glob
 _NUMBER_WORDS = (r"(?:(?:the\s+|this\s+|that\s+)?(?:magic\s+(?:number|value|constant)|hard[- ]?coded\s+(?:number|value)|"
                  r"literal|number|value|constant)\s+)?")
 _CALLED = r"(?:(?:called|named)\s+)?"
+# main(): "a main function", "main()", "def main()", with its guard
+_MAIN = r"(?:an?\s+|the\s+)?(?:`?main\(\)`?(?:\s+function)?|`?main`?\s+function|def\s+main\(\))"
+_GUARD = (r"(?:an?\s+|the\s+)?(?:`?if\s+__name__\s*==\s*['\"]__main__['\"]:?`?|__main__|__name__|main)(?:\s+guard|"
+          r"\s+check|\s+block)?")
+
 # a misspelt name, maybe named
 _BAD = rf"{_Q}(?P<bad>{_NAME}){_Q}"
 _FIX_IT = r"(?:\s*[,;:.-]?\s*(?:please\s+)?(?:fix|correct)(?:\s+it)?)"
@@ -348,6 +356,18 @@ _FAMILIES += [
         rf"fix\s+(?:the\s+)?(?:nameerror|typo)\s+(?:for|on|of|in)\s+{_BAD}",
         rf"{_BAD}\s+is\s+(?:a\s+typo|misspelt|misspelled){_FIX_IT}?",
     ]),
+    ("wrap_main", {}, [
+        rf"(?:wrap|put|move|refactor)\s+(?:(?:it|this|everything|all\s+of\s+it|(?:the|this)\s+(?:top[- ]level|script|"
+        rf"module[- ]level)\s+(?:code|body|statements)|(?:the|this)\s+(?:code|script(?:\s+code)?|script\s+body|"
+        rf"module[- ]level\s+statements))\s+)?(?:in|into|inside)\s+(?:{_MAIN}|main)(?:\s+with\s+{_GUARD})?",
+        rf"{_MAIN}",
+        rf"(?:add|write|create|make)\s+{_MAIN}(?:\s+(?:and|with|plus)\s+{_GUARD})?",
+        rf"(?:add|write)\s+{_GUARD}",
+        rf"{_MAIN}\s+(?:pls|please)",
+        rf"def\s+main\s*\+\s*(?:an?\s+)?__main__\s+guard",
+        rf"script\s*(?:->|→|=>)\s*main\(\)",
+        r"make\s+(?:this|it)\s+importable\s*[:;,-]\s*wrap\s+it\s+in\s+main\(\)",
+    ]),
 ]
 _COMPILED_RENAMES = [re.compile(p, re.I) for p in _RENAMES]
 _COMPILED_CALL_IT = [re.compile(p, re.I) for p in _CALL_IT]
@@ -401,6 +421,8 @@ def _applies(name: str, code: str, text: str = "", args: dict | None = None, def
         return comprehensions.count(code, what) == 1 and not named - {"list"} - comprehensions.kinds(code, what)
     if name == "extract_constant":  # whether the value occurs and the name is free is the refactor's to say
         return literal_number(args["value"]) is not None and _valid(args["name"])
+    if name == "wrap_main":  # a cell of definitions has nothing to wrap: what was meant is the model's guess
+        return has_script_code(code)
     if name == "fix_misspelt_name":  # one unbound name with one nearest bound name
         try:
             misspelt(code, args.get("bad"), defined_elsewhere)
