@@ -42,6 +42,7 @@ LONG = "\n".join(
 # Cell 0. The first edit runs the built-in model; Stop and Redirect get `--model slow` (tests/slow_engine.py, 40 ms
 # a token, endless until stopped or redirected), so the button is always clicked mid-stream.
 SETUP = """%load_ext spark_nb
+import sys
 sys.path.insert(0, {tests!r})
 from slow_engine import SlowEngine
 from spark_nb.edits.prompt import edit_format
@@ -59,6 +60,7 @@ slow.serve(get_ipython(), "slow")"""
 # The panel notebook: a quick scripted engine (tests/slow_engine.py) that comments every line, so the text changes
 # with every token while it streams.
 PANEL_SETUP = """%load_ext spark_nb
+import sys
 sys.path.insert(0, {tests!r})
 from slow_engine import SlowEngine
 from spark_nb.edits.prompt import edit_format
