@@ -388,3 +388,39 @@ def test_remote_backend_against_transformers_serve(transformers_serve):
     assert not result.ok and result.code == CELL and "no complete fenced code block" in result.error
     missing = edit(CELL, "add a docstring", model=f"openai:no-such-model@{url}", exact=False, max_new_tokens=4)
     assert not missing.ok and missing.code == CELL and missing.error
+
+
+# -- %%spark with a remote model ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ip(monkeypatch):
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or __import__("IPython").get_ipython()
+    shell.run_line_magic("load_ext", "spark_nb")
+    magics = shell.magics_manager.registry["SparkMagics"]
+    magics.session.history.clear()
+    calls = []
+    monkeypatch.setattr(shell, "set_next_input", lambda text, replace=False: calls.append((text, replace)))
+    shell.calls, shell.spark_magics = calls, magics
+    yield shell
+    magics.session.endpoints = {}
+    shell.run_line_magic("unload_ext", "spark_nb")
+
+
+def test_spark_magic_with_a_remote_model(ip, faults, capsys):
+    url, _ = faults
+    ip.run_cell_magic("spark", f"--model openai:ok@{url} --no-context add a docstring", CELL)
+    assert ip.calls == [(NEW, True)]
+    out = capsys.readouterr().out
+    assert "replaced the cell" in out and "remote: TTFT" in out and "projected" not in out
+    ip.spark_magics.session.endpoints = {"down": {"base_url": url, "model": "status-503"}}
+    ip.run_cell_magic("spark", "--model down --no-context add a docstring", CELL)
+    assert ip.calls == [(NEW, True)]  # nothing more: the cell is untouched
+    captured = capsys.readouterr()
+    assert "503 server error" in captured.out + captured.err
+    ip.run_line_magic("spark", "status")
+    ip.run_line_magic("spark", "history")
+    out = capsys.readouterr().out
+    assert "RemoteEngine('ok' at http://127.0.0.1:" in out and "503 server error" in out  # status, history
