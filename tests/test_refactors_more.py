@@ -50,6 +50,11 @@ TO_COMPREHENSION = [  # (id, before, after): written by hand
      "v = 9\nprint(v)\nout = [v for v in range(3)]\n"),
     ("hash-in-string", "out = []\nfor r in rows:  # each\n    if '#' in r:\n        out.append(r.strip(\"#\"))\n",
      "# each\nout = [r.strip(\"#\") for r in rows if '#' in r]\n"),
+    ("multi-line-part", "def f(words):\n    chunks = []\n    for word in words:\n"
+                        "        chunks.append(b'z' if not word else\n                      b'y' if word == 0x20202020 else  # spaces\n"
+                        "                      chars[word % 85])\n    return chunks\n",
+     "def f(words):\n    chunks = [\n        b'z' if not word else\n        b'y' if word == 0x20202020 else  # spaces\n"
+     "        chars[word % 85]\n        for word in words\n    ]\n    return chunks\n"),
     ("long", "def f(records):\n    selected = []\n    for record in records:\n"
              "        if record.get('status') == 'active' and record.get('score', 0) > 10:\n"
              "            selected.append((record['name'], record['score'], record.get('team')))\n    return selected\n",
@@ -107,6 +112,8 @@ TO_LOOP = [
      "def f(p, q):\n\tpairs = {}\n\tfor a, b in zip(p, q):\n\t\tpairs[a] = b\n\treturn pairs\n"),
     ("multi-line", "rows = [\n    (name, len(name))  # with its length\n    for name in names\n]\n",
      "# with its length\nrows = []\nfor name in names:\n    rows.append((name, len(name)))\n"),
+    ("multi-line-part", "d = {k: f(k,\n         0x10) for k in a +\n                          b}\n",
+     "d = {}\nfor k in (a +\n            b):\n    d[k] = f(k,\n            0x10)\n"),
     ("nested-in-loop", "for i in range(3):\n    ys = [i * j for j in r]\n",
      "for i in range(3):\n    ys = []\n    for j in r:\n        ys.append(i * j)\n"),
     ("other-comprehension-same-name", "a = [x for x in p]\nprint([x for x in a])\n",

@@ -9,7 +9,10 @@
 Lists (`x = []` / `list()`, `x.append(e)`), sets (`set()`, `x.add(e)`) and dicts (`{}` / `dict()`, `x[k] = v`), one
 loop with its body only that one addition, optionally under one `if` without `else`. The cell must hold exactly
 one such loop (one such comprehension assigned to a name as a statement): which one is meant is otherwise the
-model's question. Only those lines change; comments inside them move in front of the new statement.
+model's question. Only those lines change. A part over several lines keeps its lines and comments (moved as far as
+its start moves; inside the brackets the layout is free), so `0x20202020` stays hex; other comments of those lines
+move in front of the new statement. Each result is checked to parse to the expected tree, else it is written again
+with parentheses, or with its parts unparsed onto one line.
 
 Refused (RefactorError) where the other form would behave differently or the meaning check
 (`train.families.modernise`) cannot confirm it: an `async for`, a loop `else`, `await`/`yield`/`:=`, a lambda or
@@ -224,18 +227,29 @@ class _Source:
     def __init__(self, code: str, analysis: Analysis):
         self.code, self.a = code, analysis
         self.lines = code.splitlines(keepends=True)
+        self.verbatim = True  # pieces over several lines as written (False: unparsed)
+        self.base = ""  # the indentation of the statement being replaced
+        self.kept: list[tuple[int, int]] = []  # the spans of pieces over several lines kept as written
 
     def span(self, node) -> tuple[int, int]:
         return self.a.offset(node.lineno, node.col_offset), self.a.offset(node.end_lineno, node.end_col_offset)
 
-    def piece(self, node, parens: bool = False) -> str:
-        """The expression as written (unparsed where it spans lines: its comments move in front of the statement),
-        in parentheses if asked and it has none."""
+    def piece(self, node, parens: bool = False, at: int = 0) -> str:
+        """The expression as written, in parentheses if asked and it has none. One over several lines keeps its
+        lines and comments where `verbatim`, its continuation lines moved as far as its start moves (`at`: the
+        column it starts at in the new statement, less the statement's indentation); else it is unparsed onto one
+        line and its comments move in front of the statement."""
         a, b = self.span(node)
         text = self.code[a:b]
-        if "\n" in text:
+        parens = parens and not _parenthesised(text)
+        if "\n" in text and self.verbatim:
+            self.kept.append((a, b))
+            shift = at + parens - (a - self.a.offset(node.lineno, 0))  # new column less the old one
+            first, *rest = text.split("\n")
+            text = "\n".join([first, *(_shift(line, shift) for line in rest)])
+        elif "\n" in text:
             text = ast.unparse(node)
-        return f"({text})" if parens and not _parenthesised(text) else text
+        return f"({text})" if parens else text
 
     def target(self, node) -> str:
         """A loop's or comprehension's target, a tuple without its parentheses (`for k, v in ...`)."""
@@ -254,15 +268,18 @@ class _Source:
         return start, end
 
     def comments(self, start: int, end: int) -> list[str]:
-        """The comments between two offsets, in order."""
+        """The comments between two offsets, in order, but those inside pieces kept as written."""
         first = self.code.count("\n", 0, start) + 1
         last = self.code.count("\n", 0, end) + (0 if end and self.code[end - 1] == "\n" else 1)
         text = "".join(self.lines[first - 1:last])
         try:
-            return [t.string for t in tokenize.generate_tokens(io.StringIO(text).readline)
-                    if t.type == tokenize.COMMENT]
+            found = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
         except (tokenize.TokenError, IndentationError, SyntaxError):
             raise RefactorError("cannot read the comments of those lines") from None
+        at = self.a.offset(first, 0)
+        return [t.string for t in found
+                if not any(a <= at + len("".join(text.splitlines(keepends=True)[:t.start[0] - 1])) + t.start[1] < b
+                           for a, b in self.kept)]
 
     def indent(self, node) -> str:
         line = self.lines[node.lineno - 1]
@@ -293,6 +310,16 @@ def _replace(src: _Source, b: Build, new: str, expected: list[ast.stmt]) -> str:
     body = "".join(ind + line if line.strip() else line for line in new.splitlines(keepends=True))
     tail = "" if end == len(src.code) and not src.code.endswith("\n") else "\n"
     return src.code[:start] + head + body.rstrip("\n") + tail + src.code[end:]
+
+
+def _shift(line: str, by: int) -> str:
+    """`line` moved right by `by` columns (left: as far as it has leading spaces)."""
+    if by >= 0:
+        return " " * by + line if line.strip() else line
+    n = 0
+    while n < -by and n < len(line) and line[n] == " ":
+        n += 1
+    return line[n:]
 
 
 def _parenthesised(text: str) -> bool:
@@ -332,13 +359,22 @@ def loop_to_comprehension(code: str, *, used_elsewhere: Iterable[str] = ()) -> s
             raise RefactorError(f"the loop variable {name} is used outside the loop (line {seen.node.lineno}), "
                                 "and a comprehension would not set it")
     opening, closing = ("[", "]") if b.kind == "list" else ("{", "}")
-    for careful in (False, True):  # parentheses where a comprehension needs them; then around all but atoms
-        wrap = lambda node, bare=_BARE_IN_FOR: src.piece(node, _needs_parens(node, bare, careful))  # noqa: E731
-        item = f"{wrap(b.key, ())}: {wrap(b.elt, ())}" if b.key is not None else wrap(b.elt, ())
-        parts = [item, f"for {src.target(b.target)} in {wrap(b.iter)}", *(f"if {wrap(c)}" for c in b.conds)]
+    src.base = src.indent(b.stmts[0])
+    for src.verbatim, careful in _ATTEMPTS:
+        src.kept = []
+        unit = src.unit()  # the pieces start one level in, after their keyword
+        wrap = lambda node, at, bare=_BARE_IN_FOR: src.piece(node, _needs_parens(node, bare, careful),  # noqa: E731
+                                                             len(unit) + at)
+        if b.key is not None:
+            key = wrap(b.key, 0, ())
+            item = f"{key}: {wrap(b.elt, len(key.rsplit(chr(10), 1)[-1]) + 2, ())}"
+        else:
+            item = wrap(b.elt, 0, ())
+        target = src.target(b.target)
+        parts = [item, f"for {target} in {wrap(b.iter, len(f'for {target} in '))}",
+                 *(f"if {wrap(c, 3)}" for c in b.conds)]
         new = f"{b.name} = {opening}{' '.join(parts)}{closing}\n"
-        if len(src.indent(b.stmts[0]) + new) > _ONE_LINE:
-            unit = src.unit()
+        if len(src.base + new) > _ONE_LINE or "\n" in new[:-1]:
             new = f"{b.name} = {opening}\n" + "".join(f"{unit}{p}\n" for p in parts) + f"{closing}\n"
         gen = ast.comprehension(target=b.target, iter=b.iter, ifs=b.conds, is_async=0)
         comp = (ast.DictComp(key=b.key, value=b.elt, generators=[gen]) if b.kind == "dict" else
@@ -347,9 +383,13 @@ def loop_to_comprehension(code: str, *, used_elsewhere: Iterable[str] = ()) -> s
         try:
             return _replace(src, b, new, expected)
         except RefactorError:
-            if careful:
+            if (src.verbatim, careful) == _ATTEMPTS[-1]:
                 raise
     raise AssertionError("unreachable")
+
+
+# multi-line pieces as written, then unparsed; each with the parentheses a position needs, then around all but atoms
+_ATTEMPTS = ((True, False), (True, True), (False, False), (False, True))
 
 
 _ATOMS = (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant, ast.List, ast.Dict, ast.Set,
@@ -410,24 +450,33 @@ def comprehension_to_loop(code: str, *, used_elsewhere: Iterable[str] = (),
     if b.kind == "set" and any(o.name == "set" and o.binds for o in analysis.occurrences):
         raise RefactorError("set is rebound in the cell, so set() would not make an empty set")
     src = _Source(code, analysis)
-    unit = src.unit()
+    unit, src.base = src.unit(), src.indent(b.stmts[0])
     if b.key is not None:
-        add = f"{b.name}[{src.piece(b.key)}] = {src.piece(b.elt)}"
         stmt = ast.Assign(targets=[ast.Subscript(value=ast.Name(id=b.name, ctx=ast.Load()), slice=b.key,
                                                  ctx=ast.Store())], value=b.elt, type_comment=None)
     else:
         method = "append" if b.kind == "list" else "add"
-        add = f"{b.name}.{method}({src.piece(b.elt)})"
         stmt = ast.Expr(value=ast.Call(func=ast.Attribute(value=ast.Name(id=b.name, ctx=ast.Load()), attr=method,
                                                           ctx=ast.Load()), args=[b.elt], keywords=[]))
-    new = f"{b.name} = {_EMPTY[b.kind]}\nfor {src.target(b.target)} in {src.piece(b.iter)}:\n"
-    body = [stmt]
-    if b.conds:
-        new += f"{unit}if {src.piece(b.conds[0])}:\n{unit}{unit}{add}\n"
-        body = [ast.If(test=b.conds[0], body=body, orelse=[])]
-    else:
-        new += f"{unit}{add}\n"
+    body = [ast.If(test=b.conds[0], body=[stmt], orelse=[])] if b.conds else [stmt]
     empty = ast.parse(_EMPTY[b.kind], mode="eval").body
     expected = [ast.Assign(targets=[ast.Name(id=b.name, ctx=ast.Store())], value=empty, type_comment=None),
                 ast.For(target=b.target, iter=b.iter, body=body, orelse=[], type_comment=None)]
-    return _replace(src, b, new, expected)
+    for src.verbatim, careful in _ATTEMPTS:
+        src.kept = []
+        wrap = lambda node, at: src.piece(node, careful and not isinstance(node, _ATOMS), at)  # noqa: E731
+        inner = len(unit) * (2 if b.conds else 1)  # where the addition's line starts
+        if b.key is not None:
+            key = wrap(b.key, inner + len(b.name) + 1)
+            add = f"{b.name}[{key}] = {wrap(b.elt, inner + len(f'{b.name}[{key}] = '.rsplit(chr(10), 1)[-1]))}"
+        else:
+            add = f"{b.name}.{method}({wrap(b.elt, inner + len(f'{b.name}.{method}('))})"
+        target = src.target(b.target)
+        new = f"{b.name} = {_EMPTY[b.kind]}\nfor {target} in {wrap(b.iter, len(f'for {target} in '))}:\n"
+        new += f"{unit}if {wrap(b.conds[0], len(unit) + 3)}:\n{unit}{unit}{add}\n" if b.conds else f"{unit}{add}\n"
+        try:
+            return _replace(src, b, new, expected)
+        except RefactorError:
+            if (src.verbatim, careful) == _ATTEMPTS[-1]:
+                raise
+    raise AssertionError("unreachable")
