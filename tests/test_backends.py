@@ -28,6 +28,7 @@ from spark_nb.backends import Endpoint, RemoteEngine, remote_engine  # noqa: E40
 from spark_nb.edits import edit, edit_steps, get_engine  # noqa: E402
 from spark_nb.edits.prompt import chat_messages  # noqa: E402
 from spark_nb.notebook.view import stats_line  # noqa: E402
+from test_magics import ip  # noqa: E402,F401 - the IPython shell fixture with %%spark loaded
 
 CELL = "def double(x):\n    return x * 2\n"
 NEW = 'def double(x):\n    """Twice x."""\n    return x * 2\n'
@@ -391,22 +392,6 @@ def test_remote_backend_against_transformers_serve(transformers_serve):
 
 
 # -- %%spark with a remote model ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ip(monkeypatch):
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython() or __import__("IPython").get_ipython()
-    shell.run_line_magic("load_ext", "spark_nb")
-    magics = shell.magics_manager.registry["SparkMagics"]
-    magics.session.history.clear()
-    calls = []
-    monkeypatch.setattr(shell, "set_next_input", lambda text, replace=False: calls.append((text, replace)))
-    shell.calls, shell.spark_magics = calls, magics
-    yield shell
-    magics.session.endpoints = {}
-    shell.run_line_magic("unload_ext", "spark_nb")
 
 
 def test_spark_magic_with_a_remote_model(ip, faults, capsys):
