@@ -409,3 +409,15 @@ def test_spark_magic_with_a_remote_model(ip, faults, capsys):
     ip.run_line_magic("spark", "history")
     out = capsys.readouterr().out
     assert "RemoteEngine('ok' at http://127.0.0.1:" in out and "503 server error" in out  # status, history
+
+
+def test_the_panel_lists_a_loaded_remote_model(faults):
+    from spark_nb.notebook.panel import Panel
+    from spark_nb.notebook.session import Spark
+
+    url, _ = faults
+    engine = get_engine(f"openai:ok@{url}")
+    panel = Panel(Spark(), CELL, bound=False)
+    assert engine.path == f"openai:ok@{url}" and engine.path in panel.controls.models
+    result = Spark().edit(CELL, "add a docstring", model=engine.path, exact=False)  # the picker's name works
+    assert result.ok and result.code == NEW

@@ -87,6 +87,7 @@ class RemoteEngine:
         import openai
 
         self.endpoint = endpoint
+        self.path = str(endpoint)  # what names it where a loaded engine's folder would (the panel's model picker)
         key = os.environ.get(endpoint.api_key_env, "") if endpoint.api_key_env else ""
         # the client needs some key; servers without one ignore the header. The key stays inside the client.
         self._client = openai.OpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0,
