@@ -5,5 +5,5 @@
 # folders: the bundler's module ids come from paths, so the stamp is what can be compared.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sha256sum labextension/src/*.ts labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
+sha256sum labextension/src/*.ts labextension/schema/*.json labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
     | sha256sum | cut -d' ' -f1

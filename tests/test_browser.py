@@ -16,6 +16,7 @@ SPARK_NB_REQUIRE_BROWSER=1, which turns a missing piece into a failure instead o
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import os
 import shutil
@@ -225,3 +226,49 @@ def test_panel_streams_into_the_cell_with_accept_reject_stop_undo(lab):
         "magic_updates_per_s": _updates_per_second(streaming),
         "accept_ms": last[0] - accept["accept_at"], "stop_ms": restored_at - stop["stop_at"],
         "reject_ms": reject["changes"][-1][0] - reject["reject_at"]}, indent=1))
+
+
+def _completion_bench():
+    """bench/completion_latency.py (not a package): the notebook, the run and the summary, shared with the script
+    that prints the latencies for the README."""
+    spec = importlib.util.spec_from_file_location("completion_bench", ROOT / "bench" / "completion_latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inline_completion_streams_cancels_and_reports_a_failed_model(lab):
+    """Ghost text from the server's warm built-in engine while typing (tests/browser/completion.mjs): the provider
+    is registered, a suggestion streams token by token, a keystroke cancels the request in flight, typing is as
+    quick with completion on as off, the socket's overhead is measured beside one POST each, and a model that
+    cannot load says so once however many keystrokes ask."""
+    url, root = lab
+    bench = _completion_bench()
+    seen = bench.run(f"{url}/?token=tok", bench.write_notebook(root), SHOTS, trials=12)
+    assert "error" not in seen, f"{seen}\n{(root / 'lab.log').read_text()[-3000:]}"
+    assert seen["page_errors"] == []
+    assert seen["registered"] == {"plugin": True, "provider": "spark-nb"}
+
+    stream = seen["steps"]["stream"]  # context = the cell above, prefix = the cell up to the cursor
+    assert stream["request"]["context"] == bench.CELLS[0] and stream["request"]["prefix"] == bench.CELLS[1] + "f"
+    assert stream["tokens"] >= 2 and stream["done"]["stats"]["tokens"] >= 2 and stream["shown"]
+
+    frames = seen["steps"]["cancel"]["frames"]  # "ff" 5 ms apart: the first request is cancelled by the second
+    requests = [f for f in frames if f[0] == "sent" and f[2] == "request"]
+    assert len(requests) == 2
+    first, second = requests[0][3], requests[1][3]
+    cancels = [i for i, f in enumerate(frames) if f[0] == "sent" and f[2] == "cancel" and f[3] == first]
+    assert cancels and cancels[0] < frames.index(requests[1]), frames  # cancelled before the next one went out
+    assert any(f[0] == "received" and f[2] == "done" and f[3] == second for f in frames), frames
+
+    summary = bench.summarize(seen)
+    for transport in ("websocket", "http"):
+        s = summary[transport]
+        assert s["missed"] <= s["keystrokes"] // 4, s  # nearly every keystroke gets its ghost text
+        assert s["ghost_p50"] < 500, s  # generous: the machine is shared; bench/completion_latency.py reports
+    assert summary["websocket"]["echo_p50"] < summary["off"]["echo_p50"] + 10  # typing is not slowed
+
+    toasts = seen["steps"]["failed"]["toasts"]
+    assert len(toasts) == 1 and toasts[0].startswith("spark-nb could not load /nonexistent/spark-nb-model"), toasts
+    (SHOTS / "completion-latency.json").write_text(json.dumps(summary, indent=1))
+    assert (SHOTS / "completion-ghost.png").stat().st_size > 10_000

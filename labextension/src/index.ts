@@ -20,7 +20,11 @@
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Cell } from '@jupyterlab/cells';
+import { ICompletionProviderManager } from '@jupyterlab/completer';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+
+import { DEFAULTS, ICompletionSettings, SparkCompletionProvider } from './completer';
 
 /** What a view holds while it owns a cell's source. */
 export interface ILiveCell {
@@ -157,4 +161,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+/** Ghost-text completion from spark-nb's server extension (./completer.ts); settings: schema/inline-completion.json. */
+const completion: JupyterFrontEndPlugin<void> = {
+  id: 'spark-nb:inline-completion',
+  description: 'Inline completion (ghost text) from a warm spark-nb engine on the Jupyter server.',
+  autoStart: true,
+  requires: [ICompletionProviderManager],
+  optional: [ISettingRegistry],
+  activate: (_: JupyterFrontEnd, manager: ICompletionProviderManager, registry: ISettingRegistry | null) => {
+    const provider = new SparkCompletionProvider();
+    manager.registerInlineProvider(provider);
+    (globalThis as unknown as { sparkNbCompletion: SparkCompletionProvider }).sparkNbCompletion = provider;
+    if (!registry) return;
+    void registry.load(completion.id).then(settings => {
+      const apply = () => {
+        provider.settings = { ...DEFAULTS, ...(settings.composite as Partial<ICompletionSettings>) };
+        if (!provider.settings.enabled) provider.cancel();
+      };
+      apply();
+      settings.changed.connect(apply);
+    }).catch(e => console.warn('spark-nb: inline completion settings', e));
+  }
+};
+
+export default [plugin, completion];

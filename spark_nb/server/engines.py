@@ -141,6 +141,7 @@ def _decode(engine, job: Job, prefix, suffix, context, max_tokens, post) -> None
             if upto > sent:
                 post({"type": "token", "id": job.id, "text": text[sent:upto]})
                 sent = upto
+                time.sleep(0)  # hand the GIL to the IOLoop now, not at the next switch interval (5 ms)
             if ended:
                 stream.cancel()
                 reason = "boundary"

@@ -1,0 +1,129 @@
+"""Inline completion latency in a real browser: keystroke -> first ghost character, over spark-nb's persistent
+WebSocket and over one HTTP request each, with the built-in model.
+
+    python bench/completion_latency.py [--trials 40]
+
+Starts JupyterLab (spark-nb's server extension and labextension as installed), opens a notebook in Debian's headless
+Chromium (tests/browser/completion.mjs, playwright-core), and types into a cell one key at a time (a character, then
+Backspace, ...), each key given time for its suggestion, first with the provider's transport set to the socket,
+then to HTTP. Per keystroke, in the page:
+
+- ghost: keydown -> the first streamed character of the ghost text in the DOM (the debounce is 0: the full path,
+  keystroke handler, request, prefill, first token, back, JupyterLab's inline completer, CodeMirror);
+- per request: sent -> its first token arrived (round trip), and the engine's own TTFT (Stats.ttft_s); the
+  difference is the transport's overhead (the server's queueing, the socket or the POST, the browser's handling);
+- echo: keydown -> the key's own character in the cell's source, with completion on and off (typing must not slow).
+
+Needs /usr/bin/chromium, node and `npm ci --prefix tests/browser`. tests/test_browser.py runs the same script
+(fewer trials) and asserts on it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BROWSER = ROOT / "tests" / "browser"
+CELLS = ("import math\n\nPI = math.pi", "def area(r):\n    return math.")  # context, the cell typed into
+NOTEBOOK = "complete.ipynb"
+
+
+def write_notebook(root: Path) -> str:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nbformat.write(nb, root / NOTEBOOK)
+    return NOTEBOOK
+
+
+def quiet_settings(root: Path) -> Path:
+    """A settings folder with no news toast over the cells (the failed-model step counts toasts)."""
+    news = root / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    return root / "settings"
+
+
+def run(url: str, notebook: str, shots: Path, trials: int) -> dict:
+    """completion.mjs against a running lab (url with ?token=...): what it saw, as a dict."""
+    shots.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["node", str(BROWSER / "completion.mjs"), url, notebook, str(shots), str(trials)],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _p(values, q):
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def summarize(seen: dict) -> dict:
+    """p50 / p90 (ms) of each measurement, per transport; `missed`: keystrokes whose suggestion showed nothing."""
+    lat = seen["steps"]["latency"]
+    out = {}
+    for transport in ("websocket", "http"):
+        keys = lat[transport]
+        ghost = [k["ghost"] for k in keys if k["ghost"] is not None]
+        reqs = [r for r in lat[f"{transport}_requests"] if r["first"] is not None and r["ttft"] is not None]
+        trip = [r["first"] - r["sent"] for r in reqs]
+        over = [r["first"] - r["sent"] - r["ttft"] for r in reqs]
+        out[transport] = {
+            "keystrokes": len(keys), "missed": len(keys) - len(ghost),
+            "ghost_p50": _p(ghost, 50), "ghost_p90": _p(ghost, 90),
+            "first_token_p50": _p(trip, 50), "first_token_p90": _p(trip, 90),
+            "engine_ttft_p50": _p([r["ttft"] for r in reqs], 50),
+            "overhead_p50": _p(over, 50), "overhead_p90": _p(over, 90),
+            "echo_p50": _p([k["echo"] for k in keys if k["echo"] is not None], 50),
+        }
+    off = [k["echo"] for k in lat["off"] if k["echo"] is not None]
+    out["off"] = {"keystrokes": len(lat["off"]), "echo_p50": _p(off, 50), "echo_p90": _p(off, 90)}
+    return out
+
+
+def table(summary: dict) -> str:
+    rows = ["| transport | keystroke -> first ghost char p50 / p90 | request -> first token p50 | engine TTFT p50 |"
+            " overhead p50 / p90 | missed |", "|---|---|---|---|---|---|"]
+    for name in ("websocket", "http"):
+        s = summary[name]
+        rows.append(f"| {name} | {s['ghost_p50']:.1f} / {s['ghost_p90']:.1f} ms | {s['first_token_p50']:.1f} ms | "
+                    f"{s['engine_ttft_p50']:.1f} ms | {s['overhead_p50']:.1f} / {s['overhead_p90']:.1f} ms | "
+                    f"{s['missed']} of {s['keystrokes']} |")
+    ws, http = summary["websocket"], summary["http"]
+    rows.append("")
+    rows.append(f"overhead, socket / HTTP (p50): {ws['overhead_p50'] / http['overhead_p50']:.2f}x; typing echo p50: "
+                f"{ws['echo_p50']:.1f} ms with completion, {summary['off']['echo_p50']:.1f} ms without")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=40, help="keystrokes per transport")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from live_server import running
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        notebook = write_notebook(root)
+        settings = quiet_settings(root)
+        with running("lab", root, "--expose-app-in-browser", f"--LabApp.user_settings_dir={settings}",
+                     f"--LabApp.workspaces_dir={root / 'workspaces'}") as url:
+            seen = run(f"{url}/?token=tok", notebook, root / "shots", args.trials)
+    if "error" in seen:
+        raise SystemExit(f"the browser run failed: {seen['error']}")
+    summary = summarize(seen)
+    print(table(summary))
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+// Inline completion in JupyterLab: ghost text from spark-nb's server extension while a user types.
+//   node completion.mjs URL NOTEBOOK SHOTS_DIR [TRIALS]
+// Prints one JSON object: whether the provider is registered, what streamed, the cancel frames, keystroke -> first
+// ghost character over the WebSocket and over one HTTP request each (ms, per keystroke; with each request's clock:
+// sent, first token, the engine's TTFT), keystroke -> the
+// keystroke's own character in the editor with completion on and off, and the notifications a model that cannot
+// load raises.
+import { openNotebook } from "./jupyterlab.mjs";
+
+const [url, notebook, shots, trialsArg] = process.argv.slice(2);
+const trials = Number(trialsArg || 30);
+const out = { steps: {} };
+const lab = await openNotebook(url, notebook);
+const { page } = lab;
+
+const frames = []; // what the page sends and receives on spark-nb's socket
+page.on("websocket", (ws) => {
+  if (!ws.url().includes("/spark-nb/socket")) return;
+  ws.on("framesent", (f) => frames.push(["sent", Date.now(), JSON.parse(f.payload)]));
+  ws.on("framereceived", (f) => frames.push(["received", Date.now(), JSON.parse(f.payload)]));
+});
+
+// In the page: the time of each keydown, of the editor's change that follows it, and of the first ghost character
+// streamed after it.
+async function instrument() {
+  await page.evaluate(() => {
+    const w = window;
+    w.__keys = [];
+    document.addEventListener("keydown", () => w.__keys.push({ key: performance.now(), echo: null, ghost: null }),
+                              true);
+    const latest = () => w.__keys[w.__keys.length - 1];
+    new MutationObserver(() => {
+      const k = latest();
+      if (!k || k.ghost !== null) return;
+      // A streamed token's span: only a stream update makes one (not the old suggestion, re-shown as typed over)
+      for (const g of document.querySelectorAll(".jp-GhostText-streamedToken")) {
+        if (g.textContent) {
+          k.ghost = performance.now() - k.key;
+          w.__ghostText = g.closest(".jp-GhostText")?.textContent;
+          return;
+        }
+      }
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+async function watchEcho(i) {
+  await page.evaluate((i) => {
+    const shared = window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel;
+    shared.changed.connect((_, change) => {
+      const k = window.__keys[window.__keys.length - 1];
+      if (change.sourceChange && k && k.echo === null) k.echo = performance.now() - k.key;
+    });
+  }, i);
+}
+
+const settings = (values) => page.evaluate((v) => Object.assign(window.sparkNbCompletion.settings, v), values);
+const keys = () => page.evaluate(() => window.__keys.splice(0));
+
+// Type one key at a time (a character, then Backspace, ...), each given `settle` ms for its ghost text to appear.
+async function typeKeys(n, settle = 400) {
+  for (let t = 0; t < n; t++) {
+    await page.keyboard.press(t % 2 === 0 ? "f" : "Backspace");
+    const end = Date.now() + settle;
+    while (Date.now() < end) {
+      const k = await page.evaluate(() => window.__keys[window.__keys.length - 1]);
+      if (k && k.ghost !== null) break;
+      await page.waitForTimeout(5);
+    }
+    await page.waitForTimeout(120); // the stream finishes; a user's pause
+  }
+  return keys();
+}
+
+try {
+  out.registered = await page.evaluate(() => ({
+    plugin: window.jupyterapp.isPluginActivated("spark-nb:inline-completion"),
+    provider: !!window.sparkNbCompletion && window.sparkNbCompletion.identifier,
+  }));
+  await instrument();
+  await watchEcho(1);
+  await lab.focusEditor(1);
+
+  // Warm: the first request loads the built-in model on the server (the socket opens, the engine loads).
+  await page.keyboard.press("f");
+  await page.locator(".jp-GhostText").first().waitFor({ timeout: 120000 });
+  await page.waitForTimeout(500);
+  await page.keyboard.press("Backspace");
+  await page.waitForTimeout(800);
+  await keys();
+  frames.length = 0;
+
+  // Streams: one keystroke, then every frame until its done.
+  await page.keyboard.press("f");
+  await page.waitForTimeout(1500);
+  await page.screenshot({ path: `${shots}/completion-ghost.png` });
+  const shownText = await page.evaluate(() => window.__ghostText);
+  const requests = frames.filter(([d, , m]) => d === "sent" && m.type === "request");
+  const last = requests[requests.length - 1]?.[2];
+  out.steps.stream = {
+    request: last,
+    tokens: frames.filter(([d, , m]) => d === "received" && m.type === "token" && m.id === last?.id).length,
+    done: frames.find(([d, , m]) => d === "received" && m.type === "done" && m.id === last?.id)?.[2] ?? null,
+    shown: shownText,
+  };
+  await page.keyboard.press("Backspace");
+  await page.waitForTimeout(500);
+  await keys();
+
+  // Cancel on typing: two keystrokes 5 ms apart; the first one's request is cancelled when the second comes.
+  frames.length = 0;
+  await page.keyboard.type("ff", { delay: 5 });
+  await page.waitForTimeout(1000);
+  out.steps.cancel = { frames: frames.map(([d, t, m]) => [d, t, m.type, m.id, m.reason ?? null]) };
+  await page.keyboard.press("Backspace");
+  await page.keyboard.press("Backspace");
+  await page.waitForTimeout(500);
+  await keys();
+
+  // Latency: keystroke -> first ghost character, over the socket, then over one POST each.
+  out.steps.latency = {};
+  for (const transport of ["websocket", "http"]) {
+    await settings({ transport });
+    await typeKeys(2); // the first POST opens its connection
+    await page.evaluate(() => window.sparkNbCompletion.recent.splice(0));
+    out.steps.latency[transport] = await typeKeys(trials);
+    out.steps.latency[`${transport}_requests`] = await page.evaluate(() => window.sparkNbCompletion.recent.splice(0));
+  }
+  await settings({ transport: "websocket" });
+
+  // Typing with completion off: the keystroke's own character reaches the editor as fast as with it on.
+  await settings({ enabled: false });
+  out.steps.latency.off = await typeKeys(trials, 60);
+  await settings({ enabled: true });
+
+  // A model that cannot load: one clear message, however many keystrokes ask for it.
+  await settings({ model: "/nonexistent/spark-nb-model" });
+  for (let t = 0; t < 3; t++) {
+    await page.keyboard.press(t % 2 === 0 ? "f" : "Backspace");
+    await page.waitForTimeout(600);
+  }
+  await page.waitForTimeout(1000);
+  out.steps.failed = {
+    toasts: await page.locator(".Toastify__toast", { hasText: "could not load" }).allInnerTexts(),
+  };
+  await page.screenshot({ path: `${shots}/completion-error.png` });
+  await settings({ model: "" });
+} catch (e) {
+  out.error = String(e);
+  await page.screenshot({ path: `${shots}/completion-failure.png`, fullPage: true }).catch(() => {});
+}
+out.page_errors = lab.errors;
+console.log(JSON.stringify(out));
+await lab.close();
