@@ -82,7 +82,7 @@ def runs_into(cells, code) -> str | None:
     for cell in cells:
         exec(cell, namespace)
     try:
-        exec(compile(code, "<cell>", "exec"), namespace)
+        exec(compile(code, "<cell>", "exec", dont_inherit=True), namespace)  # as a kernel runs it
     except NameError as err:
         return err.name
     return None
