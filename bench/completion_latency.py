@@ -12,7 +12,9 @@ then to HTTP. Per keystroke, in the page:
   keystroke handler, request, prefill, first token, back, JupyterLab's inline completer, CodeMirror);
 - per request: sent -> its first token arrived (round trip), and the engine's own TTFT (Stats.ttft_s); the
   difference is the transport's overhead (the server's queueing, the socket or the POST, the browser's handling);
-- echo: keydown -> the key's own character in the cell's source, with completion on and off (typing must not slow).
+- echo: keydown -> the key's own character in the cell's source, with completion on and off (typing must not slow);
+- debounce: a burst of 6 keys 90 ms apart at debounce 0, 50, 100 and 200 ms: how many requests the burst sent (each
+  cancels the one before it) and the last key -> its first ghost character.
 
 Needs /usr/bin/chromium, node and `npm ci --prefix tests/browser`. tests/test_browser.py runs the same script
 (fewer trials) and asserts on it.
@@ -86,6 +88,7 @@ def summarize(seen: dict) -> dict:
         }
     off = [k["echo"] for k in lat["off"] if k["echo"] is not None]
     out["off"] = {"keystrokes": len(lat["off"]), "echo_p50": _p(off, 50), "echo_p90": _p(off, 90)}
+    out["debounce"] = seen["steps"].get("debounce", [])
     return out
 
 
@@ -101,6 +104,10 @@ def table(summary: dict) -> str:
     rows.append("")
     rows.append(f"overhead, socket / HTTP (p50): {ws['overhead_p50'] / http['overhead_p50']:.2f}x; typing echo p50: "
                 f"{ws['echo_p50']:.1f} ms with completion, {summary['off']['echo_p50']:.1f} ms without")
+    for d in summary.get("debounce", []):
+        rows.append(f"debounce {d['debounce']:>3} ms: a 6-key burst (90 ms apart) sent {d['requests']} requests; "
+                    f"last key -> first ghost char {d['ghost']:.1f} ms" if d["ghost"] is not None else
+                    f"debounce {d['debounce']:>3} ms: {d['requests']} requests, no ghost text")
     return "\n".join(rows)
 
 

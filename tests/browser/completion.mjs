@@ -133,6 +133,24 @@ try {
   out.steps.latency.off = await typeKeys(trials, 60);
   await settings({ enabled: true });
 
+  // The debounce: a burst of 6 keys 90 ms apart (a quick typist), at each setting: requests sent during the burst
+  // (each cancels the one before) and the last key -> its first ghost character.
+  out.steps.debounce = [];
+  for (const debounce of [0, 50, 100, 200]) {
+    await settings({ debounce });
+    await keys();
+    frames.length = 0;
+    await page.keyboard.type("ffffff", { delay: 90 });
+    await page.waitForTimeout(1200);
+    const typed = await keys();
+    const sent = frames.filter(([d, , m]) => d === "sent" && m.type === "request").length;
+    out.steps.debounce.push({ debounce, keys: typed.length, requests: sent, ghost: typed[typed.length - 1]?.ghost });
+    for (let t = 0; t < 6; t++) await page.keyboard.press("Backspace");
+    await page.waitForTimeout(800);
+  }
+  await settings({ debounce: 0 });
+  await keys();
+
   // A model that cannot load: one clear message, however many keystrokes ask for it.
   await settings({ model: "/nonexistent/spark-nb-model" });
   for (let t = 0; t < 3; t++) {
