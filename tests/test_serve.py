@@ -29,6 +29,15 @@ def client(url, key="none", **kw):
     return openai.OpenAI(base_url=url, api_key=key, max_retries=0, **kw)
 
 
+def idle(server, seconds=10) -> bool:
+    """Whether the server's queue empties within `seconds` (the worker counts a request done after its client may
+    already have read the last chunk)."""
+    deadline = time.time() + seconds
+    while server.pending and time.time() < deadline:
+        time.sleep(0.02)
+    return server.pending == 0
+
+
 @pytest.fixture(scope="module")
 def builtin():
     engine = get_engine(None)
@@ -117,50 +126,57 @@ def test_api_key():
         stop()
 
 
-class _Slow:
-    """An engine whose answer takes 0.3 s and records the order it served the prompts in."""
+class _Held:
+    """An engine that answers each prompt with itself once the test releases it, recording the order it served
+    them in."""
 
     tokenizer = None
 
     def __init__(self):
-        self.order = []
+        self.order, self.release = [], threading.Event()
 
     def stream(self, prompt, max_new_tokens=1, **kw):
         from spark_nb.engine.events import Done, Stats, Token
 
         def events():
             self.order.append(prompt)
-            time.sleep(0.3)
-            yield Token(prompt, (), 0.3, 0.0)
-            yield Done(prompt, (), "length", Stats(1, 1, 0.3, 0.0, 0.3, 0.0, 0.0, 0.0, "", ""))
+            self.release.wait(10)
+            yield Token(prompt, (), 0.1, 0.0)
+            yield Done(prompt, (), "length", Stats(1, 1, 0.1, 0.0, 0.1, 0.0, 0.0, 0.0, "", ""))
 
         return events()
 
 
 def test_queue_is_fifo_and_bounded():
-    """One worker, first in first out: with two places, a third request at once is refused with 429 and the first
-    two are served in the order they came."""
-    engine = _Slow()
-    url, server, stop = start_in_thread(engine, "slow", queue_limit=2)
+    """One worker, first in first out: with two places taken (one running, one waiting), a third request is
+    refused at once with 429, and the first two are served in the order they came."""
+    engine = _Held()
+    url, server, stop = start_in_thread(engine, "held", queue_limit=2)
     results = {}
 
     def ask(name):
         try:
-            results[name] = client(url).completions.create(model="slow", prompt=name, max_tokens=1).choices[0].text
+            results[name] = client(url).completions.create(model="held", prompt=name, max_tokens=1).choices[0].text
         except openai.RateLimitError as err:
             results[name] = f"429 after {err.response.headers['retry-after']}"
 
     try:
         threads = []
-        for name in ("first", "second", "third"):
+        for n, name in enumerate(("first", "second", "third"), 1):
             threads.append(threading.Thread(target=ask, args=(name,)))
             threads[-1].start()
-            time.sleep(0.05)  # the order they arrive in
+            deadline = time.time() + 10
+            while server.pending < min(n, 2) and time.time() < deadline:  # it has arrived: the next one may go
+                time.sleep(0.01)
+        threads[-1].join(10)
+        assert results == {"third": "429 after 1"}  # refused while the others still wait
+        engine.release.set()
         for t in threads:
             t.join(10)
         assert results == {"first": "first", "second": "second", "third": "429 after 1"}
-        assert engine.order == ["first", "second"] and server.pending == 0
+        assert engine.order == ["first", "second"] and idle(server)
     finally:
+        engine.release.set()
         stop()
 
 
@@ -169,10 +185,7 @@ def test_a_client_that_leaves_cancels_its_request(builtin):
     stream = client(url).completions.create(model="builtin", prompt=PROMPT, max_tokens=2000, stream=True)
     next(iter(stream))
     stream.close()  # the connection closes: the worker stops within a token
-    deadline = time.time() + 10
-    while server.pending and time.time() < deadline:
-        time.sleep(0.02)
-    assert server.pending == 0
+    assert idle(server)
 
 
 def test_sixteen_streams_complete_or_are_refused_cleanly(builtin):
@@ -205,7 +218,7 @@ def test_sixteen_streams_complete_or_are_refused_cleanly(builtin):
     assert len(done) + len(refused) == 16, outcome
     assert len(done) >= 8 and all(text == local and finish == "length" for _, text, finish in done)
     assert all(after == "1" for _, after, _ in refused)
-    assert server.pending == 0
+    assert idle(server)
     assert client(url).completions.create(model="builtin", prompt=PROMPT, max_tokens=4).choices[0].text
 
 
