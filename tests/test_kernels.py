@@ -23,6 +23,7 @@ from spark_nb.model.synthetic import config_dict
 from spark_nb.wafer import forward as fw
 from spark_nb.wafer import kernels as k
 from spark_nb.wafer import reference as ref
+from spark_nb.wafer.packing import pack
 from spark_nb.wafer.spec import WSE3
 from spark_nb.wafer.tiles import to_tiles
 
@@ -219,7 +220,7 @@ def tiny_decoder(rng, family="qwen2", dtype="int8", spec=SMALL_PE, **sizes):
     embed = w(vocab, d)
     weights = DecoderWeights(embed=embed, final_norm=1 + w(d), layers=layers,
                              lm_head=embed if config.tie_word_embeddings else w(vocab, d))
-    return config, fw.pack(weights, config, spec, dtype)
+    return config, pack(weights, config, spec, dtype)
 
 
 def reference_forward(tokens, start, model, config, k_cache, v_cache, rot, window):

@@ -189,6 +189,22 @@ def test_weights_equal_the_state_dict(checkpoints, name):
         np.testing.assert_array_equal(array, reference[tensor_name], err_msg=tensor_name)
 
 
+@pytest.mark.parametrize("name", list(CHECKPOINTS))
+def test_streamed_weights_are_the_same_arrays(checkpoints, name):
+    """load_folder(streamed=True) reads each layer, and the vocabulary matrices a few rows at a time (bf16, fp16,
+    shards), only when asked: the same arrays as the whole read."""
+    whole = load_folder(checkpoints[name][0]).weights
+    streamed = load_folder(checkpoints[name][0], streamed=True).weights
+    assert streamed.tied == whole.tied
+    for matrix in ("embed", "lm_head"):
+        blocks = [streamed.rows(matrix, start, start + 7) for start in range(0, streamed.vocab_size, 7)]
+        np.testing.assert_array_equal(np.concatenate(blocks), getattr(whole, matrix))
+    np.testing.assert_array_equal(streamed.final_norm, whole.final_norm)
+    for i, layer in enumerate(whole.layers):
+        for field, array in vars(streamed.layer(i)).items():
+            assert (array is None and getattr(layer, field) is None) or np.array_equal(array, getattr(layer, field))
+
+
 def test_qwen2_has_attention_biases(checkpoints):
     layer = load_folder(checkpoints["qwen2"][0]).weights.layers[0]
     assert layer.bq.shape == (32,) and layer.bk.shape == layer.bv.shape == (16,)

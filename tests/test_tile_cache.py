@@ -2,6 +2,7 @@
 weights again, and computes exactly what it did; any change to the model file, dtype or wafer builds it anew."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -9,9 +10,13 @@ import pytest
 from gguf import GGMLQuantizationType as T
 from store_layouts import tiny_folder, tiny_gguf
 
+from spark_nb.edits import BUILTIN
 from spark_nb.engine import engine as engine_module
 from spark_nb.engine import tile_cache
 from spark_nb.engine.engine import Engine
+from spark_nb.model import load_checkpoint
+from spark_nb.wafer import cycles
+from spark_nb.wafer import placement as layouts
 from spark_nb.wafer.spec import get_spec as spec
 
 PROMPT = "def add(a, b):\n    return a + b\n"
@@ -101,3 +106,66 @@ def test_eviction(cache, tmp_path, monkeypatch):
     Engine.load(paths[0], dtype="int8", wafer="mini")
     assert sorted(e.name for e in cache.iterdir()) == sorted(
         tile_cache._entry(tile_cache.identity(p, spec("mini"), "int8")).name for p in (paths[0], paths[2]))
+
+
+def searches(monkeypatch):
+    """Count the placement searches, wafer layout searches and decode-thread probes (in-process memo cleared)."""
+    calls = {"place": 0, "layout": 0, "probe": 0}
+
+    def counted(name, real):
+        return lambda *a, **k: calls.__setitem__(name, calls[name] + 1) or real(*a, **k)
+
+    monkeypatch.setattr(engine_module.layouts, "place", counted("place", engine_module.layouts.place))
+    monkeypatch.setattr(cycles, "_candidates", counted("layout", cycles._candidates))
+    monkeypatch.setattr(Engine, "_fastest_decode_threads", counted("probe", Engine._fastest_decode_threads))
+    cycles.wafer_layout.cache_clear()
+    cycles._FOUND.clear()
+    return calls
+
+
+@pytest.mark.parametrize("wafer", ["mini", "wse3"])
+def test_placement_layout_and_decode_threads_are_kept_and_reused(cache, tmp_path, monkeypatch, wafer):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    calls = searches(monkeypatch)
+    first = Engine.load(path, wafer=wafer)
+    assert calls == {"place": 1, "layout": 1, "probe": 1}
+    assert (next(cache.iterdir()) / tile_cache.ENGINE_FILE).exists()
+    cycles.wafer_layout.cache_clear()
+    second = Engine.load(path, wafer=wafer)
+    assert calls == {"place": 1, "layout": 1, "probe": 1}  # none of them again
+    assert second.placement == first.placement and second.decode_threads == first.decode_threads
+    layout = cycles.wafer_layout(second.placement, cycles.DESIGN)
+    assert (layout is second.placement) == (cycles.wafer_layout(first.placement, cycles.DESIGN) is first.placement)
+    assert layout == cycles.wafer_layout(first.placement, cycles.DESIGN)
+    assert (second._wafer_step_base, second._wafer_step_slope) == (first._wafer_step_base, first._wafer_step_slope)
+    assert second._wafer_ttft_s(20) == first._wafer_ttft_s(20)
+
+
+def test_kept_search_results_are_found_again_when_their_key_changes(cache, tmp_path, monkeypatch):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    calls = searches(monkeypatch)
+    Engine.load(path, wafer="mini", context=64)
+    Engine.load(path, wafer="mini", context=32)  # another context: another placement, probed again
+    assert calls == {"place": 2, "layout": 2, "probe": 2}
+    cycles.wafer_layout.cache_clear()
+    Engine.load(path, wafer="mini", context=64)  # both contexts are kept
+    Engine.load(path, wafer="mini", context=32)
+    assert calls == {"place": 2, "layout": 2, "probe": 2}
+    monkeypatch.setattr(tile_cache, "ENGINE_SOURCES", tile_cache.ENGINE_SOURCES[:-1])  # as if the code changed
+    cycles.wafer_layout.cache_clear()
+    Engine.load(path, wafer="mini", context=64)
+    assert calls == {"place": 3, "layout": 3, "probe": 3}
+    (next(cache.iterdir()) / tile_cache.ENGINE_FILE).write_text("{broken")  # a damaged record: found again
+    cycles.wafer_layout.cache_clear()
+    Engine.load(path, wafer="mini", context=64)
+    assert calls == {"place": 4, "layout": 4, "probe": 4}
+
+
+@pytest.mark.parametrize("wafer", ["mini", "wse3"])
+def test_a_placement_round_trips_through_its_state(wafer):
+    config = load_checkpoint(BUILTIN).config
+    placement = layouts.place(config, wafer, "int8", 256)
+    for p in (placement, cycles.wafer_layout(placement)):
+        state = json.loads(json.dumps(layouts.to_state(p)))
+        again = layouts.from_state(state, config, spec(wafer))
+        assert again == p and hash(again) == hash(p)

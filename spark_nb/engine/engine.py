@@ -23,8 +23,10 @@ import numpy as np
 from ..model import ModelConfig, Tokenizer, load_checkpoint
 from ..model.stores import resolve
 from ..wafer import forward as fw
-from ..wafer.cycles import decode_cycles, first_token_cycles
-from ..wafer.placement import Placement, place
+from ..wafer import placement as layouts
+from ..wafer.cycles import DESIGN, decode_cycles, first_token_cycles, remember_layout, wafer_layout
+from ..wafer.packing import pack
+from ..wafer.placement import Placement
 from ..wafer.spec import WaferSpec, get_spec
 from . import tile_cache
 from .events import Done, Stats, Token
@@ -62,10 +64,18 @@ class Stream:
 
 class Engine:
     def __init__(self, path: Path, config: ModelConfig, tokenizer: Tokenizer, decoder: fw.Decoder, spec: WaferSpec,
-                 dtype: str, context: int):
+                 dtype: str, context: int, known: dict | None = None):
+        """known: what an earlier engine of this model found (tile_cache.recall): {"placement", "layout",
+        "decode_threads"}, used instead of searching and measuring again."""
         self.path, self.config, self.tokenizer, self.dtype, self.context = path, config, tokenizer, dtype, context
         self.spec = spec
-        self.placement: Placement = place(config, spec, dtype, context)  # raises if the model does not fit
+        if known:
+            self.placement: Placement = layouts.from_state(known["placement"], config, spec)
+            layout = known["layout"]
+            remember_layout(self.placement, self.placement if layout is None
+                            else layouts.from_state(layout, config, spec))
+        else:
+            self.placement = layouts.place(config, spec, dtype, context)  # raises if the model does not fit
         # int8 weights keep their KV cache in fp16: late in a long prompt a decode step reads as many bytes of cache
         # as of weights, and fp16's rounding is far below int8's; fp32 stays the exact reference all the way
         self.kv_dtype = "fp16" if dtype == "int8" else "fp32"
@@ -84,7 +94,13 @@ class Engine:
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
-        self.decode_threads = self._fastest_decode_threads()
+        self.decode_threads = known["decode_threads"] if known else self._fastest_decode_threads()
+
+    def _found(self) -> dict:
+        """What this engine searched and measured, for tile_cache.remember (JSON)."""
+        layout = wafer_layout(self.placement, DESIGN)  # as decode_cycles asked for it: memoised
+        return {"placement": layouts.to_state(self.placement), "decode_threads": self.decode_threads,
+                "layout": None if layout is self.placement else layouts.to_state(layout)}
 
     @classmethod
     def load(cls, path, wafer: str | WaferSpec = "wse3", dtype: str = "int8", context: int | None = None) -> "Engine":
@@ -94,17 +110,25 @@ class Engine:
         path = resolve(path)  # a name `spark-nb models` lists -> its file or folder
         cached = tile_cache.load(path, spec, dtype) if path.exists() else None  # this model packed before
         if cached is None:
-            checkpoint = load_checkpoint(path, dtype=dtype)  # a GGUF file or a Hugging Face folder
+            # a GGUF file or a Hugging Face folder, its weights read a layer at a time as they are packed
+            checkpoint = load_checkpoint(path, dtype=dtype, streamed=True)
             config, tokenizer = checkpoint.config, checkpoint.tokenizer
-            decoder = fw.pack(checkpoint.weights, config, spec, dtype)
-            del checkpoint  # the fp32 weights: the tiles are all the engine keeps
+            decoder = pack(checkpoint.weights, config, spec, dtype)
+            checkpoint.weights.close()
+            del checkpoint
             tile_cache.save(path, spec, dtype, config, tokenizer, decoder)
         else:
             config, tokenizer, decoder = cached
         context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
         if context < 2:
             raise ValueError(f"context must be at least 2 tokens, got {context}")
-        return cls(path, config, tokenizer, decoder, spec, dtype, context)
+        # the placement, wafer layout and decode threads found for this entry before (~1 s a load to find again)
+        key = tile_cache.engine_key(context, numba.config.NUMBA_NUM_THREADS)
+        known = tile_cache.recall(path, spec, dtype, key) if cached is not None else None
+        engine = cls(path, config, tokenizer, decoder, spec, dtype, context, known)
+        if known is None:
+            tile_cache.remember(path, spec, dtype, key, engine._found())
+        return engine
 
     def __repr__(self) -> str:
         c = self.config

@@ -6,8 +6,11 @@ One entry per model path, dtype and wafer, under $XDG_CACHE_HOME/spark-nb/tiles 
 array of the packed Decoder as .npy (mapped copy-on-write at load, so nothing is read until a forward touches it),
 the tokenizer as tokenizer.json and its settings, the config, and what the entry was made from — the model's
 identity (every file's size and mtime), the packing code's own source, the wafer spec. Any difference and the
-entry is rebuilt. Only models of MIN_PARAMS or more are kept (a small one loads faster than it is written); at
-most MAX_ENTRIES are, the least recently used and those whose model is gone evicted first.
+entry is rebuilt. Beside the tiles, engine.json keeps what an engine searched and measured for them — the
+placement, the wafer layout the cycle model found for it, the decode threads the probe chose — under a key of the
+context, the worker threads, the machine and that code (`engine_key`), so a second load skips ~1 s of finding
+them. Only models of MIN_PARAMS or more are kept (a small one loads faster than it is written); at most MAX_ENTRIES
+are, the least recently used and those whose model is gone evicted first.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -29,9 +33,15 @@ MIN_PARAMS = 50_000_000
 MAX_ENTRIES = 4
 FORMAT = 1
 # the code whose output an entry holds: a change to any of these files and every entry is rebuilt
-SOURCES = ("wafer/forward.py", "wafer/tiles.py", "model/quant.py", "model/config.py", "model/tokenizer.py",
-           "model/weights.py", "model/folder.py", "model/gguf_file.py", "model/gguf_tokenizer.py")
+SOURCES = ("wafer/forward.py", "wafer/packing.py", "wafer/tiles.py", "model/quant.py", "model/config.py",
+           "model/tokenizer.py", "model/weights.py", "model/folder.py", "model/gguf_file.py", "model/gguf_tokenizer.py")
 PACKAGE = Path(__file__).resolve().parents[1]
+# beside the tiles, what an engine searched and measured for them (placement, wafer layout, decode threads), and the
+# code that found it: a change to any of these files and it is found again
+ENGINE_FILE = "engine.json"
+ENGINE_SOURCES = ("wafer/placement.py", "wafer/cycles.py", "wafer/tiles.py", "wafer/spec.py", "wafer/forward.py",
+                  "wafer/kernels.py", "wafer/workers.py", "engine/engine.py")
+MAX_ENGINE_KEYS = 4
 
 
 def root() -> Path:
@@ -104,6 +114,44 @@ def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer
         return None
     _evict(keep=entry)
     return entry
+
+
+def engine_key(context: int, threads: int) -> dict:
+    """What an engine's searched and measured settings for an entry depend on besides the entry's own identity:
+    the context (the KV cache the placement holds), the worker threads and the machine (the decode-thread probe),
+    and the code that finds them."""
+    code = hashlib.sha256(b"".join((PACKAGE / name).read_bytes() for name in ENGINE_SOURCES)).hexdigest()
+    return {"context": context, "threads": threads, "host": platform.node(), "cpus": os.cpu_count(), "code": code}
+
+
+def recall(path: Path, spec, dtype: str, key: dict) -> dict | None:
+    """What remember kept for this model's entry under key: {"placement", "layout", "decode_threads"} (JSON),
+    or None."""
+    try:
+        entry = _entry(identity(path, spec, dtype))
+        kept = json.loads((entry / ENGINE_FILE).read_text())
+        return next(value for k, value in kept if k == key)
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        return None
+
+
+def remember(path: Path, spec, dtype: str, key: dict, value: dict) -> None:
+    """Keep an engine's placement, wafer layout and decode threads (JSON-able) beside the model's tiles, for the
+    next load under the same key (a few keys per entry, the newest first). Nothing when the model has no entry."""
+    try:
+        entry = _entry(identity(path, spec, dtype))
+        if not (entry / "meta.json").exists():
+            return
+        try:
+            kept = json.loads((entry / ENGINE_FILE).read_text())
+        except (OSError, ValueError):
+            kept = []
+        kept = [[key, value]] + [pair for pair in kept if pair[0] != key][: MAX_ENGINE_KEYS - 1]
+        tmp = entry / f".{ENGINE_FILE}.{os.getpid()}"
+        tmp.write_text(json.dumps(kept))
+        os.replace(tmp, entry / ENGINE_FILE)
+    except (OSError, ValueError, TypeError):
+        pass  # the cache is an optimisation, never an error
 
 
 def _evict(keep: Path) -> None:

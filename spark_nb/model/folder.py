@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import ModelConfig
 from .errors import ModelLoadError
 from .tokenizer import Tokenizer
-from .weights import DecoderWeights, load_decoder_weights
+from .weights import DecoderWeights, StreamedWeights, load_decoder_weights, stream_decoder_weights
 
 DTYPES = ("fp32", "int8")  # int8: the engine quantizes the fp32 weights with quant.quantize_int8
 
@@ -21,12 +21,13 @@ class Checkpoint:
     path: Path
     config: ModelConfig
     tokenizer: Tokenizer
-    weights: DecoderWeights  # always fp32
+    weights: DecoderWeights | StreamedWeights  # fp32; streamed: read as it is packed
     dtype: str  # the precision the engine should run in, one of DTYPES
 
 
-def load_folder(path: str | Path, dtype: str = "fp32") -> Checkpoint:
-    """Read and validate a model folder; raises ModelLoadError saying what is wrong and what to do."""
+def load_folder(path: str | Path, dtype: str = "fp32", streamed: bool = False) -> Checkpoint:
+    """Read and validate a model folder; raises ModelLoadError saying what is wrong and what to do. streamed: the
+    weights are StreamedWeights, read only as the engine packs them."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ModelLoadError(f"model folder {path} does not exist; pass the folder that holds config.json")
@@ -42,5 +43,5 @@ def load_folder(path: str | Path, dtype: str = "fp32") -> Checkpoint:
             f"{path / 'tokenizer.json'} has {tokenizer.vocab_size} tokens but config.json's vocab_size is "
             f"{config.vocab_size}: some token ids would have no embedding; the tokenizer belongs to another model"
         )
-    weights = load_decoder_weights(path, config)
+    weights = (stream_decoder_weights if streamed else load_decoder_weights)(path, config)
     return Checkpoint(path=path, config=config, tokenizer=tokenizer, weights=weights, dtype=dtype)

@@ -11,6 +11,7 @@ q and k projections (it pairs rotary dimensions (i, i + hd/2) as adjacent rows, 
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .config import ModelConfig
 from .errors import ModelLoadError
 from .folder import DTYPES, Checkpoint
 from .gguf_tokenizer import tokenizer_from_metadata
-from .weights import DecoderWeights, LayerWeights, layer_shapes
+from .weights import LayerWeights, StreamedWeights, layer_shapes
 
 ARCHITECTURES = ("llama", "qwen2")  # general.architecture; Mistral 7B is written as "llama"
 PERMUTED = ("llama",)  # architectures whose q/k rows llama.cpp's converter permutes
@@ -207,14 +208,19 @@ def dequantize(data: np.ndarray, kind: T) -> np.ndarray:
 
 
 class _TensorReader:
-    """Dequantizes named tensors to fp32, checking each one's shape, type and values."""
+    """Dequantizes named tensors to fp32, checking each one's shape and type (`check`, before any is read) and
+    values (`read`); the file's pages a tensor was read from are handed back as soon as it is."""
 
-    def __init__(self, tensors: dict, config: ModelConfig, where: str, permuted: bool):
-        self.tensors, self.config, self.where, self.permuted = tensors, config, where, permuted
+    def __init__(self, reader: gguf.GGUFReader, config: ModelConfig, where: str, permuted: bool):
+        self.tensors = {t.name: t for t in reader.tensors}
+        self.config, self.where, self.permuted = config, where, permuted
+        # np.memmap's mmap.mmap (mapped from the file's first byte) and its address, to give pages back
+        self.file = getattr(reader.data, "_mmap", None) if getattr(reader.data, "offset", None) == 0 else None
+        self.base = reader.data.ctypes.data
         self.consumed: set[str] = set()
 
-    def tensor(self, name: str, shape: tuple[int, ...], meaning: str, heads: int = 0) -> np.ndarray:
-        """The tensor, [out, in] as in Hugging Face checkpoints; `heads`: undo the q/k permutation over so many."""
+    def check(self, name: str, shape: tuple[int, ...], meaning: str) -> None:
+        """The tensor is there, [out, in] as in Hugging Face checkpoints, of a type spark-nb dequantizes."""
         if name not in self.tensors:
             raise ModelLoadError(f"{self.where} lacks tensor {name!r} ({meaning}, shape {shape}) of a "
                                  f"{self.config.family} model; the file is incomplete or of another architecture")
@@ -230,27 +236,55 @@ class _TensorReader:
                 f"{', '.join(k.name for k in TENSOR_TYPES)}: use a file quantized to one of those (e.g. Q4_K_M, Q8_0)"
             )
         self.consumed.add(name)
-        array = np.ascontiguousarray(dequantize(t.data, kind), dtype=np.float32).reshape(shape)
+
+    def read(self, name: str, heads: int = 0, rows: slice = slice(None)) -> np.ndarray:
+        """The (checked) tensor, or its rows `rows` of a matrix, as fp32; `heads`: undo the q/k permutation."""
+        t = self.tensors[name]
+        data = t.data[rows] if t.data.ndim > 1 else t.data
+        shape = (len(data), *reversed([int(n) for n in t.shape[:-1]])) if t.data.ndim > 1 else (int(t.shape[0]),)
+        array = np.ascontiguousarray(dequantize(data, T(t.tensor_type)), dtype=np.float32).reshape(shape)
         if np.may_share_memory(array, t.data):  # F32 comes back as a view of the file's read-only memory map
             array = array.copy()
+        self._give_back(data)
         if heads and self.permuted:
             array = unpermute(array, heads)
         # a sum is NaN or inf when any value is (checked exactly only then): no mask as large as the tensor
         with np.errstate(over="ignore", invalid="ignore"):
             finite = np.isfinite(array.sum()) or np.isfinite(array).all()
         if not finite:
+            if rows != slice(None):  # count over the whole tensor
+                return self.read(name, heads)
             raise ModelLoadError(f"{self.where}'s tensor {name!r} holds {int(np.isnan(array).sum())} NaN and "
                                  f"{int(np.isinf(array).sum())} inf values; the file is corrupt")
         return array
 
-    def layer(self, i: int) -> LayerWeights:
+    def tensor(self, name: str, shape: tuple[int, ...], meaning: str, heads: int = 0) -> np.ndarray:
+        self.check(name, shape, meaning)
+        return self.read(name, heads)
+
+    def _give_back(self, data: np.ndarray) -> None:
+        """Drop the file's pages under data from this process (they stay in the OS's page cache): a tensor read is
+        not needed again, and the mapped file would otherwise add its whole size to the peak memory of a load."""
+        if self.file is None or not hasattr(mmap, "MADV_DONTNEED") or not data.nbytes:
+            return
+        start = data.ctypes.data - self.base
+        first, end = start // mmap.PAGESIZE * mmap.PAGESIZE, start + data.nbytes
+        try:
+            self.file.madvise(mmap.MADV_DONTNEED, first, end - first)
+        except (OSError, ValueError):
+            pass
+
+    def layer_tensors(self, i: int) -> dict:
+        """LayerWeights field -> (GGUF name, shape, meaning, heads to unpermute) of layer i."""
         c = self.config
         shapes, biases = layer_shapes(c)
         heads = {"wq": c.n_heads, "bq": c.n_heads, "wk": c.n_kv_heads, "bk": c.n_kv_heads}  # permuted q/k rows
-        p = f"blk.{i}."
-        tensors = {field: self.tensor(p + GGUF_LAYER[field], *spec, heads.get(field, 0))
-                   for field, spec in (shapes | (biases if c.attention_bias else {})).items()}
-        return LayerWeights(**{field: None for field in biases} | tensors)
+        return {field: (f"blk.{i}." + GGUF_LAYER[field], *spec, heads.get(field, 0))
+                for field, spec in (shapes | (biases if c.attention_bias else {})).items()}
+
+    def layer(self, i: int) -> LayerWeights:
+        tensors = {field: self.read(name, heads) for field, (name, _, _, heads) in self.layer_tensors(i).items()}
+        return LayerWeights(**{field: None for field in layer_shapes(self.config)[1]} | tensors)
 
     def check_nothing_left(self) -> None:
         left = sorted(set(self.tensors) - self.consumed)
@@ -260,8 +294,10 @@ class _TensorReader:
                                  f"{shown}; the model has parts spark-nb does not implement (or too few layers)")
 
 
-def load_gguf(path: str | Path, dtype: str = "fp32") -> Checkpoint:
-    """Read and validate a GGUF file; raises ModelLoadError saying what is wrong and what to do."""
+def load_gguf(path: str | Path, dtype: str = "fp32", streamed: bool = False) -> Checkpoint:
+    """Read and validate a GGUF file; raises ModelLoadError saying what is wrong and what to do. streamed: the
+    weights are StreamedWeights, dequantized only as the engine packs them (every tensor's presence, shape and
+    type are checked here, its values as it is read)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"GGUF file {path} does not exist" if not path.exists() else f"{path} is not a file")
@@ -278,7 +314,7 @@ def load_gguf(path: str | Path, dtype: str = "fp32") -> Checkpoint:
                              "rows: some tokens would have no embedding; the file is corrupt")
     # the bos and stop tokens the tokenizer found in the metadata (the engine stops at these)
     config = replace(config, bos_token_id=tokenizer.bos_token_id, eos_token_ids=tokenizer.eos_token_ids)
-    tensor_reader = _TensorReader(tensors, config, where, permuted=meta["general.architecture"] in PERMUTED)
+    tensor_reader = _TensorReader(reader, config, where, permuted=meta["general.architecture"] in PERMUTED)
     if config.rope_scaling and config.rope_scaling["rope_type"] == "freq_factors":
         factors = tensor_reader.tensor(ROPE_FREQS, (config.head_dim // 2,), "a divisor per rotary frequency")
         config = replace(config, rope_scaling={"rope_type": "freq_factors", "factors": tuple(map(float, factors))})
@@ -286,12 +322,22 @@ def load_gguf(path: str | Path, dtype: str = "fp32") -> Checkpoint:
         config.check_rotary()
     except ModelLoadError as err:  # its words are config.json's; the values here come from the file's metadata
         raise ModelLoadError(f"{where}'s rope settings are unusable: {err}") from None
+    # every tensor's presence, shape and type, before any is read
     vocab_by_d = (config.vocab_size, config.hidden_size)
-    embed = tensor_reader.tensor("token_embd.weight", vocab_by_d, "vocab, hidden_size")
-    layers = [tensor_reader.layer(i) for i in range(config.n_layers)]
-    final_norm = tensor_reader.tensor("output_norm.weight", (config.hidden_size,), "hidden_size")
+    tensor_reader.check("token_embd.weight", vocab_by_d, "vocab, hidden_size")
+    for i in range(config.n_layers):
+        for name, shape, meaning, _ in tensor_reader.layer_tensors(i).values():
+            tensor_reader.check(name, shape, meaning)
+    tensor_reader.check("output_norm.weight", (config.hidden_size,), "hidden_size")
     tied = config.tie_word_embeddings
-    lm_head = embed if tied else tensor_reader.tensor("output.weight", vocab_by_d, "vocab, hidden_size")
+    if not tied:
+        tensor_reader.check("output.weight", vocab_by_d, "vocab, hidden_size")
     tensor_reader.check_nothing_left()
-    weights = DecoderWeights(embed=embed, final_norm=final_norm, lm_head=lm_head, layers=layers)
+    names = {"embed": "token_embd.weight", "lm_head": "output.weight"}
+    weights = StreamedWeights(
+        vocab_size=config.vocab_size, tied=tied, final_norm=tensor_reader.read("output_norm.weight"),
+        read_layer=tensor_reader.layer,
+        read_rows=lambda name, start, stop: tensor_reader.read(names[name], rows=slice(start, stop)))
+    if not streamed:
+        weights = weights.read_all(config.n_layers)
     return Checkpoint(path=path, config=config, tokenizer=tokenizer, weights=weights, dtype=dtype)

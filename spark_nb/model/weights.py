@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,44 @@ class DecoderWeights:
     final_norm: np.ndarray  # [d]
     lm_head: np.ndarray  # [vocab, d]; the very same array as `embed` when the config ties them
     layers: list[LayerWeights]
+
+    # what a packer reads (spark_nb.wafer.forward.pack), as StreamedWeights hands it over
+    @property
+    def tied(self) -> bool:
+        return self.lm_head is self.embed
+
+    def layer(self, i: int) -> LayerWeights:
+        return self.layers[i]
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop of "embed" or "lm_head"."""
+        return getattr(self, name)[start:stop]
+
+
+@dataclass
+class StreamedWeights:
+    """A checkpoint's decoder weights read only as a packer asks for them: a layer at a time, the vocabulary
+    matrices a block of rows at a time, each checked as it is read (as DecoderWeights' are), so that fp32 never
+    holds the whole model. Every tensor's presence and shape are checked before this is handed out."""
+
+    vocab_size: int
+    tied: bool
+    final_norm: np.ndarray  # [d]
+    read_layer: Callable[[int], LayerWeights]
+    read_rows: Callable[[str, int, int], np.ndarray]  # ("embed" | "lm_head", start, stop) -> fp32 rows
+    close: Callable[[], None] = lambda: None  # the files it reads from, once packed
+
+    def layer(self, i: int) -> LayerWeights:
+        return self.read_layer(i)
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        return self.read_rows("embed" if self.tied else name, start, min(stop, self.vocab_size))
+
+    def read_all(self, n_layers: int) -> DecoderWeights:
+        embed = self.rows("embed", 0, self.vocab_size)
+        layers = [self.layer(i) for i in range(n_layers)]
+        lm_head = embed if self.tied else self.rows("lm_head", 0, self.vocab_size)
+        return DecoderWeights(embed=embed, final_norm=self.final_norm, lm_head=lm_head, layers=layers)
 
 
 # A layer's tensors: LayerWeights field -> its name in a Hugging Face layer ("model.layers.N." + name)
@@ -250,20 +289,24 @@ class TensorStore:
     def __contains__(self, name: str) -> bool:
         return name in self.entries
 
-    def read(self, name: str) -> np.ndarray:
-        """The tensor as a C-contiguous float32 array."""
+    def read(self, name: str, rows: slice | None = None) -> np.ndarray:
+        """The tensor, or rows `rows` (a slice with a start and a stop) of a matrix, as a C-contiguous float32
+        array."""
         entry = self.entries[name]
+        shape = entry.shape if rows is None else (len(range(entry.shape[0])[rows]), *entry.shape[1:])
         try:
             if entry.dtype == "BF16":
+                row = math.prod(entry.shape[1:]) * 2  # bytes
                 with open(entry.file, "rb") as f:
-                    f.seek(entry.begin)
-                    raw = np.fromfile(f, dtype="<u2", count=(entry.end - entry.begin) // 2)
-                return bf16_to_fp32(raw).reshape(entry.shape)
+                    f.seek(entry.begin + (0 if rows is None else rows.start * row))
+                    raw = np.fromfile(f, dtype="<u2", count=math.prod(shape))
+                return bf16_to_fp32(raw).reshape(shape)
             if entry.dtype in NUMPY_DTYPES:
                 if entry.file not in self._handles:
                     self._handles[entry.file] = safe_open(str(entry.file), framework="numpy")
-                tensor = self._handles[entry.file].get_tensor(name)
-                return np.ascontiguousarray(tensor, dtype=np.float32)
+                handle = self._handles[entry.file]
+                tensor = handle.get_tensor(name) if rows is None else handle.get_slice(name)[rows]
+                return np.ascontiguousarray(tensor, dtype=np.float32).reshape(shape)
         except (SafetensorError, ValueError) as err:
             # read_header has checked what safetensors checks; this is a file that changed (shrank) since then
             raise ModelLoadError(f"{entry.file} cannot be read at {name!r} ({err}); fetch the file again") from None
@@ -288,13 +331,14 @@ class TensorStore:
 
 
 class _DecoderReader:
-    """Reads named tensors, checking each against the shape the config implies and for NaN/inf."""
+    """Checks named tensors against the shapes the config implies (`check`, before any is read), then reads them,
+    checking each for NaN/inf (`read`)."""
 
     def __init__(self, store: TensorStore, config: ModelConfig):
         self.store, self.config = store, config
         self.consumed: set[str] = set()
 
-    def tensor(self, name: str, shape: tuple[int, ...], meaning: str) -> np.ndarray:
+    def check(self, name: str, shape: tuple[int, ...], meaning: str) -> None:
         if name not in self.store:
             raise ModelLoadError(
                 f"missing tensor {name!r} (shape {shape}: {meaning}) in {self.store.source}, the weights of a "
@@ -308,25 +352,26 @@ class _DecoderReader:
                 f"({meaning}); the weights and config.json belong to different models, keep them together"
             )
         self.consumed.add(name)
-        array = self.store.read(name)
+
+    def read(self, name: str, rows: slice | None = None) -> np.ndarray:
+        array = self.store.read(name, rows)
         if not np.isfinite(array).all():
+            if rows is not None:  # count over the whole tensor
+                return self.read(name)
             n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
             raise ModelLoadError(
-                f"tensor {name!r} in {entry.file.name} holds {n_nan} NaN and {n_inf} inf values; the checkpoint "
-                "is corrupt or was saved after training diverged, use an earlier checkpoint"
+                f"tensor {name!r} in {self.store.entries[name].file.name} holds {n_nan} NaN and {n_inf} inf values; "
+                "the checkpoint is corrupt or was saved after training diverged, use an earlier checkpoint"
             )
         return array
 
-    def optional(self, name: str, shape: tuple[int, ...], meaning: str, required: bool) -> np.ndarray | None:
-        return self.tensor(name, shape, meaning) if required or name in self.store else None
-
-    def layer(self, i: int) -> LayerWeights:
+    def layer_tensors(self, i: int) -> dict:
+        """LayerWeights field -> (name, shape, meaning) of layer i's tensors in the folder (biases where present
+        or required)."""
         shapes, biases = layer_shapes(self.config)
         p = f"model.layers.{i}."
-        tensors = {field: self.tensor(p + HF_LAYER[field], *spec) for field, spec in shapes.items()}
-        tensors |= {field: self.optional(p + HF_LAYER[field], *spec, self.config.attention_bias)
-                    for field, spec in biases.items()}
-        return LayerWeights(**tensors)
+        return {field: (p + HF_LAYER[field], *spec) for field, spec in (shapes | biases).items()
+                if field in shapes or self.config.attention_bias or p + HF_LAYER[field] in self.store}
 
     def check_nothing_left(self) -> None:
         # A tensor we do not read (an o_proj or MLP bias, say) would change the output: refuse rather than ignore.
@@ -341,17 +386,37 @@ class _DecoderReader:
 
 def load_decoder_weights(folder: str | Path, config: ModelConfig) -> DecoderWeights:
     """Read, check and convert to fp32 every decoder tensor of the model folder."""
-    with TensorStore.open(folder) as store:
-        reader = _DecoderReader(store, config)
-        vocab_by_d = (config.vocab_size, config.hidden_size)
-        embed = reader.tensor("model.embed_tokens.weight", vocab_by_d, "vocab_size, hidden_size")
-        layers = [reader.layer(i) for i in range(config.n_layers)]
-        final_norm = reader.tensor("model.norm.weight", (config.hidden_size,), "hidden_size")
-        if config.tie_word_embeddings:
-            # Some exporters still write the tied copy; it is the embedding by definition, so share one array.
-            reader.consumed.add("lm_head.weight")
-            lm_head = embed
-        else:
-            lm_head = reader.tensor("lm_head.weight", vocab_by_d, "vocab_size, hidden_size")
-        reader.check_nothing_left()
-    return DecoderWeights(embed=embed, final_norm=final_norm, lm_head=lm_head, layers=layers)
+    streamed = stream_decoder_weights(folder, config)
+    try:
+        return streamed.read_all(config.n_layers)
+    finally:
+        streamed.close()
+
+
+def stream_decoder_weights(folder: str | Path, config: ModelConfig) -> StreamedWeights:
+    """The model folder's decoder weights as StreamedWeights: every tensor's presence and shape checked now (and
+    that nothing is left over), each read, checked and converted to fp32 only when the packer asks for it."""
+    store = TensorStore.open(folder)
+    reader = _DecoderReader(store, config)
+    vocab_by_d = (config.vocab_size, config.hidden_size)
+    names = {"embed": "model.embed_tokens.weight", "lm_head": "lm_head.weight"}
+    reader.check(names["embed"], vocab_by_d, "vocab_size, hidden_size")
+    layers = [reader.layer_tensors(i) for i in range(config.n_layers)]
+    for layer in layers:
+        for name, shape, meaning in layer.values():
+            reader.check(name, shape, meaning)
+    reader.check("model.norm.weight", (config.hidden_size,), "hidden_size")
+    if config.tie_word_embeddings:
+        reader.consumed.add("lm_head.weight")  # a tied copy some exporters write: the embedding by definition
+    else:
+        reader.check(names["lm_head"], vocab_by_d, "vocab_size, hidden_size")
+    reader.check_nothing_left()
+
+    def layer(i: int) -> LayerWeights:
+        tensors = {field: reader.read(name) for field, (name, _, _) in layers[i].items()}
+        return LayerWeights(**{field: None for field in layer_shapes(config)[1]} | tensors)
+
+    return StreamedWeights(vocab_size=config.vocab_size, tied=config.tie_word_embeddings,
+                           final_norm=reader.read("model.norm.weight"), read_layer=layer,
+                           read_rows=lambda name, start, stop: reader.read(names[name], slice(start, stop)),
+                           close=store.close)

@@ -1,7 +1,7 @@
 """The decoder forward pass, executed on the PE-tile layout.
 
-`pack()` cuts every weight matrix into the PE tiles its placement gives it (int8 with per-output-channel scales,
-or fp32 with unit scales) and stacks the layers; a `Forward` over the packed model, its caches and scratch then runs
+`packing.pack()` cuts every weight matrix into the PE tiles its placement gives it (int8 with per-output-channel
+scales, or fp32 with unit scales) and stacks the layers; a `Forward` over the packed model, its caches and scratch then runs
 T tokens through the decoder in one numba call (`run`, `_worker`), reading top to bottom like the model's equations:
 
     x = E[tokens]
@@ -35,7 +35,6 @@ from numba import njit, types
 from numba.core.dispatcher import Dispatcher
 from numba.experimental import structref
 
-from ..model.quant import quantize_int8
 from .kernels import (
     AMX_TOKENS,
     JIT,
@@ -59,7 +58,7 @@ from .kernels import (
 )
 from . import kernels, workers
 from .jit_cache import keyed_by_sources
-from .tiles import aligned, tile_shape, to_tiles
+from .tiles import aligned
 from .workers import (
     IDLE_POLLS,
     START,
@@ -137,46 +136,6 @@ class Own(NamedTuple):
 class Rotary(NamedTuple):
     cos: np.ndarray  # [context, hd/2]
     sin: np.ndarray
-
-
-def _tiled(w: np.ndarray, spec, dtype: str, shape_of: np.ndarray | None = None):
-    """A matrix [rows, cols] as (tiles, scale) in its PE tile shape, or in that of the matrix shape_of (the first
-    of several stacked into w)."""
-    tm, tn = tile_shape(spec, *(w if shape_of is None else shape_of).shape, dtype)
-    if dtype == "int8":
-        q, scale = quantize_int8(w)
-        return to_tiles(q, tm, tn), scale
-    return to_tiles(w.astype(np.float32), tm, tn), np.ones(w.shape[0], np.float32)
-
-
-def pack(weights, config, spec, dtype: str) -> Decoder:
-    """Cut a checkpoint's fp32 weights (spark_nb.model DecoderWeights) into PE tiles and stack the layers."""
-
-    def stacked(*names):  # the named matrices of every layer, one above the other, as one matrix
-        pairs = [_tiled(np.concatenate([getattr(layer, n) for n in names]), spec, dtype, getattr(layer, names[0]))
-                 for layer in weights.layers]
-        return aligned(np.stack([t for t, _ in pairs])), np.stack([s for _, s in pairs])
-
-    def biases(*pairs):  # (name, width) each, side by side
-        return np.stack([np.concatenate([np.zeros(width, np.float32) if getattr(layer, name) is None
-                                         else getattr(layer, name).astype(np.float32) for name, width in pairs])
-                         for layer in weights.layers])
-
-    def vectors(name):
-        return np.stack([getattr(layer, name).astype(np.float32) for layer in weights.layers])
-
-    hd = config.head_dim
-    q, kv = config.n_heads * hd, config.n_kv_heads * hd
-    layers = Layers(
-        vectors("attn_norm"), *stacked("wq", "wk", "wv"), biases(("bq", q), ("bk", kv), ("bv", kv)),
-        *stacked("wo"), vectors("mlp_norm"), *stacked("w_gate", "w_up"), *stacked("w_down"),
-    )
-    embed, embed_scale = _tiled(weights.embed, spec, dtype)
-    if weights.lm_head is weights.embed:
-        lm_head, lm_head_scale = embed, embed_scale
-    else:
-        lm_head, lm_head_scale = _tiled(weights.lm_head, spec, dtype)
-    return Decoder(embed, embed_scale, layers, weights.final_norm.astype(np.float32), lm_head, lm_head_scale)
 
 
 def scratch(config, max_tokens: int, context: int, workers: int = 1) -> Scratch:

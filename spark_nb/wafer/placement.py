@@ -472,6 +472,26 @@ def place(config: ModelConfig, spec: WaferSpec | str, dtype: str, context: int, 
     return placement
 
 
+def to_state(placement: Placement) -> dict:
+    """A placement as JSON-able values, without its config and spec (from_state takes them): what an engine's tile
+    cache keeps so that a second load skips the search."""
+    def fields(block):
+        return [getattr(block, f.name) for f in dataclasses.fields(block)]
+
+    return {"dtype": placement.dtype, "context": placement.context, "n_wafers": placement.n_wafers,
+            "matrices": [fields(m) for m in placement.matrices], "kv": [fields(k) for k in placement.kv]}
+
+
+def from_state(state: dict, config: ModelConfig, spec: WaferSpec) -> Placement:
+    """The placement to_state wrote (its tuples come back from JSON as lists)."""
+    def block(kind, values):
+        return kind(*(tuple(v) if isinstance(v, list) else v for v in values))
+
+    return Placement(config=config, spec=spec, dtype=state["dtype"], context=state["context"],
+                     n_wafers=state["n_wafers"], matrices=tuple(block(MatrixPlacement, m) for m in state["matrices"]),
+                     kv=tuple(block(KVPlacement, k) for k in state["kv"]))
+
+
 def _too_big(config, spec, dtype, context, n_wafers) -> str:
     """What the model needs, what is there, and fixes that work: the fewest wafers that place it (tried)."""
     d, vocab, nbytes = config.hidden_size, config.vocab_size, DTYPE_BYTES[dtype]

@@ -68,14 +68,21 @@ def tile_shape(spec: WaferSpec, rows: int, cols: int, dtype: str) -> tuple[int, 
     return int(tm[best]), int(tn[best])
 
 
+def aligned_empty(shape, dtype, zero: bool = False) -> np.ndarray:
+    """An uninitialised (or, zero=True, zero-filled) C-contiguous array whose data starts on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = (np.zeros if zero else np.empty)(nbytes + VECTOR_BYTES, np.uint8)  # zeros: pages the OS zeroes lazily
+    skip = -raw.ctypes.data % VECTOR_BYTES
+    return raw[skip : skip + nbytes].view(dtype).reshape(shape)
+
+
 def aligned(a: np.ndarray) -> np.ndarray:
     """A C-contiguous copy of a whose data starts on a 64-byte boundary, so that every tile row (a whole number of
     64-byte vectors) and every cache block is one cache line per vector load. NumPy aligns large arrays to 16
     bytes only, and a load split across two lines costs up to twice as much: two copies of one model ran a
     decode step up to 2x apart by where their arrays happened to land."""
-    raw = np.empty(a.nbytes + VECTOR_BYTES, np.uint8)
-    skip = -raw.ctypes.data % VECTOR_BYTES
-    out = raw[skip : skip + a.nbytes].view(a.dtype).reshape(a.shape)
+    out = aligned_empty(a.shape, a.dtype)
     out[...] = a
     return out
 
@@ -83,10 +90,30 @@ def aligned(a: np.ndarray) -> np.ndarray:
 def to_tiles(w: np.ndarray, tm: int, tn: int) -> np.ndarray:
     """W[rows, cols] -> tiles[gr, gc, tm, tn], zero-padded, C-contiguous and 64-byte aligned."""
     rows, cols = w.shape
-    gr, gc = math.ceil(rows / tm), math.ceil(cols / tn)
-    padded = np.zeros((gr * tm, gc * tn), dtype=w.dtype)
-    padded[:rows, :cols] = w
-    return aligned(padded.reshape(gr, tm, gc, tn).transpose(0, 2, 1, 3))
+    tiles = aligned_empty((math.ceil(rows / tm), math.ceil(cols / tn), tm, tn), w.dtype, zero=True)
+    write_tiles(tiles, w)
+    return tiles
+
+
+def write_tiles(tiles: np.ndarray, w: np.ndarray, row0: int = 0) -> None:
+    """Write rows row0.. of a matrix (w: [n, cols]) into its zero-filled tiles [gr, gc, tm, tn] as to_tiles lays
+    them out, without a padded copy: a matrix packed a block of rows at a time (row0 a multiple of tm) never
+    exists whole. The padding stays as it was (zero)."""
+    gr, gc, tm, tn = tiles.shape
+    n, cols = w.shape
+    if row0 % tm or n and row0 + n > gr * tm or cols > gc * tn:
+        raise ValueError(f"rows {row0}..{row0 + n} x {cols} do not start a tile row of tiles {tiles.shape}")
+    whole, edge = divmod(cols, tn)  # whole tile columns, then the width of a ragged last one
+    first, k = row0 // tm, n // tm  # first tile row; whole tile rows
+    parts = [(w[: k * tm], tiles[first : first + k].transpose(0, 2, 1, 3))]  # [k, tm, gc, tn]
+    if n > k * tm:  # a last, partial tile row: its first n - k tm rows
+        parts.append((w[k * tm :], tiles[first + k, None].transpose(0, 2, 1, 3)[:, : n - k * tm]))
+    for rows, dest in parts:
+        k, r = dest.shape[:2]  # tile rows, matrix rows in each
+        if whole:
+            dest[:, :, :whole] = rows[:, : whole * tn].reshape(k, r, whole, tn)
+        if edge:
+            dest[:, :, whole, :edge] = rows[:, whole * tn :].reshape(k, r, edge)
 
 
 def from_tiles(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -1,0 +1,107 @@
+"""pack: a checkpoint's fp32 weights -> the decoder's PE tiles (forward.Decoder), as the forward pass reads them.
+
+Every weight matrix is cut into the PE tiles its placement gives it (tiles.tile_shape; int8 with per-output-row
+scales, or fp32 with unit scales) and the layers are stacked: field[l] of forward.Layers is layer l. Matrices that
+read the same input are stacked too, Wqkv = [Wq; Wk; Wv] and Wgu = [Wg; Wu], and cut as one in the tile shape of
+the first: every output row is the same dot product as in its own matrix.
+
+The weights come a layer at a time, and the vocabulary matrices a block of whole tile rows at a time, each written
+straight into its place in the stacked, 64-byte aligned tiles: with StreamedWeights, which read (dequantize, check)
+a part only when asked, fp32 never holds more than a layer per thread, not the whole model (a 0.5B model is 2 GB in
+fp32, 0.5 GB packed at int8), and nothing is copied twice. The parts are independent, so several threads pack them.
+
+Kept apart from forward.py: numba's cache of the forward pass is keyed by that file's source, and packing changes
+need not recompile it.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..model.quant import quantize_int8
+from .forward import Decoder, Layers
+from .tiles import aligned_empty, tile_shape, write_tiles
+
+PACK_VALUES = 1 << 20  # values of a vocabulary matrix converted at a time: it never exists whole in fp32
+PACK_THREADS = min(os.cpu_count() or 1, 4)  # parts packed at once (each holds one layer or block in fp32)
+
+
+def _converted(w: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a matrix as the tiles hold them: (int8 values, per-row scales), or (fp32 values, unit scales)."""
+    if dtype == "int8":
+        return quantize_int8(w)
+    return w.astype(np.float32), np.ones(w.shape[0], np.float32)
+
+
+def _empty_tiles(spec, dtype: str, rows: int, cols: int, shape_of: tuple[int, int] | None = None,
+                 layers: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-filled, 64-byte aligned tiles [*layers, gr, gc, tm, tn] of a rows x cols matrix in its PE tile shape,
+    or in that of a shape_of matrix (the first of several stacked into it), and its scales [*layers, rows]."""
+    tm, tn = tile_shape(spec, *(shape_of or (rows, cols)), dtype)
+    grid = (*layers, -(-rows // tm), -(-cols // tn), tm, tn)
+    return aligned_empty(grid, np.int8 if dtype == "int8" else np.float32, zero=True), np.empty((*layers, rows),
+                                                                                               np.float32)
+
+
+def pack(weights, config, spec, dtype: str, threads: int | None = None) -> Decoder:
+    """Cut a checkpoint's fp32 weights into PE tiles and stack the layers, a layer at a time and the vocabulary
+    matrices a block of rows at a time, each written straight into its place in the stacked, aligned tiles.
+    `weights`: spark_nb.model's DecoderWeights (arrays in memory), or StreamedWeights, which reads each part
+    only when asked here, so that fp32 never holds more than a layer per thread (a 0.5B model is 2 GB in fp32).
+    The parts are independent (each writes its own tiles): `threads` (default PACK_THREADS) do them at once."""
+    L, d, f, hd = config.n_layers, config.hidden_size, config.intermediate_size, config.head_dim
+    q, kv = config.n_heads * hd, config.n_kv_heads * hd
+    # stacked matrices: the layers' matrices one above the other, in the tile shape of the first
+    groups = {("wq", "wk", "wv"): (q + 2 * kv, d, (q, d)), ("wo",): (d, q, None),
+              ("w_gate", "w_up"): (2 * f, d, (f, d)), ("w_down",): (d, f, None)}
+    stacked = {names: _empty_tiles(spec, dtype, rows, cols, first, (L,))
+               for names, (rows, cols, first) in groups.items()}
+    attn_norm, mlp_norm = np.empty((L, d), np.float32), np.empty((L, d), np.float32)
+    bqkv = np.zeros((L, q + 2 * kv), np.float32)  # zero for families without q/k/v biases
+    vocabulary = {name: _empty_tiles(spec, dtype, config.vocab_size, d)
+                  for name in (("embed",) if weights.tied else ("embed", "lm_head"))}
+    tm = vocabulary["embed"][0].shape[-2]
+    step = max(1, PACK_VALUES // (d * tm)) * tm  # vocabulary rows at a time: whole tile rows
+
+    def layer(l):
+        w = weights.layer(l)
+        for names, (tiles, scale) in stacked.items():
+            values, scale[l] = _converted(np.concatenate([getattr(w, n) for n in names]), dtype)
+            write_tiles(tiles[l], values)
+        attn_norm[l], mlp_norm[l] = w.attn_norm, w.mlp_norm
+        for name, at, width in (("bq", 0, q), ("bk", q, kv), ("bv", q + kv, kv)):
+            if getattr(w, name) is not None:
+                bqkv[l, at : at + width] = getattr(w, name)
+
+    def rows(name, start):
+        tiles, scale = vocabulary[name]
+        values, scale[start : start + step] = _converted(weights.rows(name, start, start + step), dtype)
+        write_tiles(tiles, values, start)
+
+    parts = [(layer, l) for l in range(L)]
+    parts += [(rows, name, start) for name in vocabulary for start in range(0, config.vocab_size, step)]
+    _each(parts, PACK_THREADS if threads is None else threads)
+    layers = Layers(attn_norm, *stacked["wq", "wk", "wv"], bqkv, *stacked["wo",], mlp_norm,
+                    *stacked["w_gate", "w_up"], *stacked["w_down",])
+    embed, embed_scale = vocabulary["embed"]
+    lm_head, lm_head_scale = vocabulary.get("lm_head", vocabulary["embed"])
+    return Decoder(embed, embed_scale, layers, np.array(weights.final_norm, np.float32), lm_head, lm_head_scale)
+
+
+def _each(calls: list[tuple], threads: int) -> None:
+    """fn(*args) for every (fn, *args), on `threads` threads (numpy lets go of the GIL in its loops); the first
+    error is raised once the calls running finish, and no more start."""
+    if threads <= 1:
+        for fn, *args in calls:
+            fn(*args)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(*call) for call in calls]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
