@@ -317,15 +317,19 @@ def test_remote_edit_against_spark_nb_serve_equals_in_process(served):
     local = edit(cell, "add type hints", model=engine, exact=False)
     remote = edit(cell, "add type hints", model=f"openai:builtin@{url}", exact=False)
     assert remote.proposed == local.proposed and remote.ok == local.ok
-    assert remote.stats.wafer == "remote"
+    # the server projects the wafer: its numbers come along (the edit's own, one generation)
+    assert remote.stats.wafer == "wse3" and remote.stats.wafer_tok_per_s == pytest.approx(
+        local.stats.wafer_tok_per_s, rel=1e-6) and remote.stats.wafer_ttft_s == pytest.approx(local.stats.wafer_ttft_s)
 
 
 def test_remote_completion_text_equals_in_process(served):
     url, engine = served
     prompt = "def fibonacci(n):\n"
     local = list(engine.stream(prompt, max_new_tokens=24))[-1]
-    remote = list(remote_engine(f"openai:builtin@{url}").stream(prompt, max_new_tokens=24))[-1]
+    *tokens, remote = remote_engine(f"openai:builtin@{url}").stream(prompt, max_new_tokens=24)
     assert remote.text == local.text and remote.stats.tokens == 24 and remote.reason == local.reason
+    assert [t.wafer_s for t in tokens] == sorted(t.wafer_s for t in tokens) and tokens[0].wafer_s > 0
+    assert remote.stats.wafer_total_s == pytest.approx(local.stats.wafer_total_s)  # projected by the server
 
 
 # -- against transformers serve -----------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 The engine offers what the edit driver's chat path uses: `remote = True`, `stream(messages | prompt, ...)` -> a
 `RemoteStream` of Token events and one Done with Stats, and `RemoteStream.cancel()`, which closes the HTTP stream
 at once. Times are measured here (seconds since the request was sent); there is no wafer projection for a model
-whose shape is unknown, so the wafer fields are 0 and `Stats.wafer` says "remote".
+whose shape is unknown, so the wafer fields are 0 and `Stats.wafer` says "remote" — unless the server projects
+them itself: `spark-nb serve` sends each token's projected wafer time and the request's projected stats as an
+extra field `spark_nb`, and those are kept (`Stats.wafer` then names the server's wafer preset).
 
 A request that fails does not raise: its stream ends with Done(reason="error") and `RemoteStream.error` says what
 went wrong in one sentence (connection refused, unknown host, TLS, key refused, no such model, rate limited, the
@@ -135,6 +137,7 @@ class RemoteStream:
         self._response = None
         self._cancelled = threading.Event()
         self.error: str | None = None  # set when the stream ended with Done(reason="error"): what went wrong
+        self._wafer = "remote"  # the wafer preset a projecting server names
         self._events = self._generate()
 
     def __iter__(self) -> "RemoteStream":
@@ -160,6 +163,8 @@ class RemoteStream:
         t0 = time.perf_counter()
         text, n, first_s, last_s = "", 0, 0.0, 0.0
         reason, usage = "length", None
+        wafer_s = first_wafer_s = 0.0  # only a server that projects (spark-nb serve) sends these ...
+        projected: dict = {}  # ... and its request's projected stats, on its last chunk
         try:
             if self._cancelled.is_set():
                 raise _Cancelled
@@ -170,14 +175,20 @@ class RemoteStream:
             for chunk in self._response:
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
+                extra = (chunk.model_extra or {}).get("spark_nb")  # spark-nb serve: the wafer the server projects
+                if extra:
+                    wafer_s = extra.get("wafer_s", wafer_s)
+                    self._wafer = extra.get("wafer", self._wafer)
+                    projected = extra if "wafer_tok_per_s" in extra else projected
                 for choice in chunk.choices or ():
                     delta = (choice.delta.content if self._chat else choice.text) or ""
                     if delta:
                         n += 1
                         last_s = time.perf_counter() - t0
                         first_s = first_s or last_s
+                        first_wafer_s = first_wafer_s or wafer_s
                         text += delta
-                        yield Token(delta, (), last_s, 0.0)
+                        yield Token(delta, (), last_s, wafer_s)
                     if choice.finish_reason:
                         reason = {"stop": "eos", "length": "length"}.get(choice.finish_reason, choice.finish_reason)
                 if self._cancelled.is_set():
@@ -195,9 +206,15 @@ class RemoteStream:
         total = time.perf_counter() - t0
         tokens = getattr(usage, "completion_tokens", None) or n
         rate = (n - 1) / (last_s - first_s) if n > 1 and last_s > first_s else 0.0
+        if wafer_s and not projected:  # a stream ended before its last chunk (an edit stops at the closed block)
+            projected = dict(wafer_ttft_s=first_wafer_s, wafer_total_s=wafer_s, wafer=self._wafer,
+                             wafer_tok_per_s=(n - 1) / (wafer_s - first_wafer_s) if wafer_s > first_wafer_s else 0.0)
         stats = Stats(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0, tokens=tokens, ttft_s=first_s,
-                      tok_per_s=rate, total_s=total, wafer_ttft_s=0.0, wafer_tok_per_s=0.0, wafer_total_s=0.0,
-                      wafer="remote", dtype="")
+                      tok_per_s=rate, total_s=total, wafer_ttft_s=projected.get("wafer_ttft_s", 0.0),
+                      wafer_tok_per_s=projected.get("wafer_tok_per_s", 0.0),
+                      wafer_total_s=projected.get("wafer_total_s", 0.0), wafer=projected.get("wafer") or "remote",
+                      dtype=projected.get("dtype", ""), drafted=projected.get("drafted", 0),
+                      accepted=projected.get("accepted", 0))
         yield Done(text, (), reason, stats)
 
 

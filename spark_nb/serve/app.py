@@ -174,7 +174,7 @@ class Server:
             return
         answer = f"```python\n{code}{'' if code.endswith(chr(10)) else chr(10)}```\n"
         job.send("token", (answer, result.stats.total_s if result.stats else result.seconds,
-                           result.stats.wafer_total_s if result.stats else 0.0))
+                           result.stats.wafer_total_s if result.stats else 0.0, _stats(result)))
         job.send("done", (answer, "stop", dict(_stats(result), error=result.error, style=result.style)))
 
 
@@ -329,10 +329,11 @@ class _Generate(_Handler):
         first = True
         try:
             while True:
-                if kind == "token":
-                    text, host_s, wafer_s = payload
-                    self._send(self._chunk(rid, created, text, extra={"host_s": host_s, "wafer_s": wafer_s},
-                                           role=first))
+                if kind == "token":  # (text, host_s, wafer_s[, the request's stats when it comes whole])
+                    extra = {"host_s": payload[1], "wafer_s": payload[2], "wafer": self._wafer}
+                    if len(payload) > 3:
+                        extra.update(payload[3])
+                    self._send(self._chunk(rid, created, payload[0], extra=extra, role=first))
                     first = False
                 elif kind == "done":
                     text, finish, stats = payload
@@ -354,6 +355,10 @@ class _Generate(_Handler):
             self.job.cancelled.set()
             return
         self.finish()
+
+    @property
+    def _wafer(self) -> str:
+        return getattr(getattr(self.server.engine, "spec", None), "name", "")
 
     def _send(self, obj) -> None:
         self.write(f"data: {json.dumps(obj)}\n\n")
