@@ -11,7 +11,9 @@ then to HTTP. Per keystroke, in the page:
 - ghost: keydown -> the first streamed character of the ghost text in the DOM (the debounce is 0: the full path,
   keystroke handler, request, prefill, first token, back, JupyterLab's inline completer, CodeMirror);
 - per request: sent -> its first token arrived (round trip), and the engine's own TTFT (Stats.ttft_s); the
-  difference is the transport's overhead (the server's queueing, the socket or the POST, the browser's handling);
+  difference is the overhead (the server's queueing, the socket or the POST, the browser's handling), split into
+  the server's own part (the request's arrival -> its first token sent, from the done message) and the rest
+  (browser <-> server: the transport, the browser's event loop);
 - echo: keydown -> the key's own character in the cell's source, with completion on and off (typing must not slow);
 - debounce: a burst of 6 keys 90 ms apart at debounce 0, 50, 100 and 200 ms: how many requests the burst sent (each
   cancels the one before it) and the last key -> its first ghost character.
@@ -78,12 +80,15 @@ def summarize(seen: dict) -> dict:
         reqs = [r for r in lat[f"{transport}_requests"] if r["first"] is not None and r["ttft"] is not None]
         trip = [r["first"] - r["sent"] for r in reqs]
         over = [r["first"] - r["sent"] - r["ttft"] for r in reqs]
+        server = [r["server"] for r in reqs if r.get("server") is not None]
+        wire = [r["first"] - r["sent"] - r["server"] for r in reqs if r.get("server") is not None]
         out[transport] = {
             "keystrokes": len(keys), "missed": len(keys) - len(ghost),
             "ghost_p50": _p(ghost, 50), "ghost_p90": _p(ghost, 90),
             "first_token_p50": _p(trip, 50), "first_token_p90": _p(trip, 90),
             "engine_ttft_p50": _p([r["ttft"] for r in reqs], 50),
             "overhead_p50": _p(over, 50), "overhead_p90": _p(over, 90),
+            "server_first_token_p50": _p(server, 50), "wire_p50": _p(wire, 50), "wire_p90": _p(wire, 90),
             "echo_p50": _p([k["echo"] for k in keys if k["echo"] is not None], 50),
         }
     off = [k["echo"] for k in lat["off"] if k["echo"] is not None]
@@ -94,11 +99,13 @@ def summarize(seen: dict) -> dict:
 
 def table(summary: dict) -> str:
     rows = ["| transport | keystroke -> first ghost char p50 / p90 | request -> first token p50 | engine TTFT p50 |"
-            " overhead p50 / p90 | missed |", "|---|---|---|---|---|---|"]
+            " overhead p50 / p90 | in the server p50 | browser <-> server p50 / p90 | missed |",
+            "|---|---|---|---|---|---|---|---|"]
     for name in ("websocket", "http"):
         s = summary[name]
         rows.append(f"| {name} | {s['ghost_p50']:.1f} / {s['ghost_p90']:.1f} ms | {s['first_token_p50']:.1f} ms | "
                     f"{s['engine_ttft_p50']:.1f} ms | {s['overhead_p50']:.1f} / {s['overhead_p90']:.1f} ms | "
+                    f"{s['server_first_token_p50']:.1f} ms | {s['wire_p50']:.1f} / {s['wire_p90']:.1f} ms | "
                     f"{s['missed']} of {s['keystrokes']} |")
     ws, http = summary["websocket"], summary["http"]
     rows.append("")

@@ -53,7 +53,7 @@ interface IRequest {
 /** What the server sends for one request. */
 type Message =
   | { type: 'token'; id: number; text: string }
-  | { type: 'done'; id: number; reason: string; stats: unknown }
+  | { type: 'done'; id: number; reason: string; stats: unknown; server_first_token_ms?: number | null }
   | { type: 'error'; id: number; message: string };
 
 /** The messages of one request, as an async iterable; `end()` stops it where it is (a cancel). */
@@ -219,6 +219,7 @@ export interface ITiming {
   sent: number; // the request went out
   first: number | null; // its first token arrived
   ttft: number | null; // the engine's own time to first token (Stats.ttft_s), from its done message
+  server: number | null; // the server's: the request's arrival -> its first token sent
 }
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
@@ -260,7 +261,8 @@ export class SparkCompletionProvider implements IInlineCompletionProvider {
     const channel = new Channel();
     this._channels.set(String(id), channel);
     this._inFlight = { id, transport };
-    this.recent.push({ id, transport: s.transport, sent: performance.now(), first: null, ttft: null });
+    this.recent.push({ id, transport: s.transport, sent: performance.now(), first: null, ttft: null,
+                       server: null });
     if (this.recent.length > 200) this.recent.shift();
     transport.start({
       id,
@@ -287,6 +289,7 @@ export class SparkCompletionProvider implements IInlineCompletionProvider {
       } else if (msg.type === 'done') {
         const stats = msg.stats as { ttft_s?: number } | null;
         if (timing && stats?.ttft_s !== undefined) timing.ttft = stats.ttft_s * 1000;
+        if (timing) timing.server = msg.server_first_token_ms ?? null;
       } else if (msg.type === 'error') {
         this._say(msg.message);
         yield { response: { insertText: text, error: { message: msg.message } } };

@@ -15,7 +15,8 @@ Messages (JSON) on the socket; the POST takes a request's fields and answers wit
         "max_tokens": 48, "model": ""}        a new request cancels the socket's request in flight
     -> {"type": "cancel", "id": 7}
     <- {"type": "token", "id": 7, "text": "..."}   ... as the engine decodes them
-    <- {"type": "done", "id": 7, "reason": "eos|length|boundary|cancelled", "stats": {...} | null}
+    <- {"type": "done", "id": 7, "reason": "eos|length|boundary|cancelled", "stats": {...} | null,
+        "server_first_token_ms": 4.2}       the engine's Stats; the request's arrival -> its first token sent
     <- {"type": "error", "id": 7, "message": "spark-nb could not load ...: ..."}   (instead of done)
 """
 from __future__ import annotations

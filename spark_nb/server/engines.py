@@ -81,10 +81,20 @@ class Engines:
 
     def complete(self, model: str | None, id, prefix: str, suffix: str, context: str, max_tokens: int,
                  send: Callable[[dict], None]) -> Job:
-        """Start a completion; `send` gets {type: token|done|error, id, ...} on the calling thread's event loop."""
+        """Start a completion; `send` gets {type: token|done|error, id, ...} on the calling thread's event loop (a
+        done also says `server_first_token_ms`: from this call to its first token handed to `send`)."""
         loop = asyncio.get_running_loop()
         job = Job(id)
-        post = lambda msg: loop.call_soon_threadsafe(send, msg)  # noqa: E731
+        t0, first = time.perf_counter(), []
+
+        def deliver(msg: dict) -> None:  # on the IOLoop: what the server itself took, for the latency breakdown
+            if msg["type"] == "token" and not first:
+                first.append((time.perf_counter() - t0) * 1e3)
+            elif msg["type"] == "done":
+                msg["server_first_token_ms"] = first[0] if first else None  # request in -> first token out
+            send(msg)
+
+        post = lambda msg: loop.call_soon_threadsafe(deliver, msg)  # noqa: E731
         key = model or ""
         loaded = self.engine(model)
 

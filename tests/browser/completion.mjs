@@ -92,11 +92,16 @@ try {
 
   // Streams: one keystroke, then every frame until its done.
   await page.keyboard.press("f");
-  await page.waitForTimeout(1500);
+  const lastRequest = () => frames.filter(([d, , m]) => d === "sent" && m.type === "request").pop()?.[2];
+  for (let end = Date.now() + 15000; Date.now() < end; ) { // until the latest request's done (a loaded machine)
+    const id = lastRequest()?.id;
+    if (id !== undefined && frames.some(([d, , m]) => d === "received" && m.type === "done" && m.id === id)) break;
+    await page.waitForTimeout(50);
+  }
+  await page.waitForTimeout(300);
   await page.screenshot({ path: `${shots}/completion-ghost.png` });
   const shownText = await page.evaluate(() => window.__ghostText);
-  const requests = frames.filter(([d, , m]) => d === "sent" && m.type === "request");
-  const last = requests[requests.length - 1]?.[2];
+  const last = lastRequest();
   out.steps.stream = {
     request: last,
     tokens: frames.filter(([d, , m]) => d === "received" && m.type === "token" && m.id === last?.id).length,
