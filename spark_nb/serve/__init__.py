@@ -14,9 +14,10 @@ running (within one token).
 
 Chat with an instruct model renders the messages with its chat template. The built-in model edits code: it takes
 the last user message in spark-nb's own chat layout (`spark_nb.edits.prompt.chat_messages`: earlier cells and the
-cell in fenced blocks, then "Instruction: ..."), makes the edit with its edit format, and answers the new cell in
-one ```python block. Its edit format writes lines out of order, so that answer arrives in one chunk at the end
-(empty chunks carry the progress meanwhile); /v1/completions streams any model token by token.
+cell in fenced blocks, then "Instruction: ..."), makes the edit with its edit format (the model itself: exact
+refactors are the client's business), and answers the new cell in one ```python block. Its edit format writes
+lines out of order, so that answer arrives in one chunk at the end (empty chunks carry the progress meanwhile);
+/v1/completions streams any model token by token.
 """
 from __future__ import annotations
 
