@@ -312,6 +312,12 @@ REFUSE_FIX = [
     ("defined-elsewhere", "print(reslt)\nresult = 1\n", None, {"reslt"}, "every name"),
     ("not-visible", "def f():\n    total = 1\nprint(totl)\n", None, (), "not visible"),
     ("star-import", "from math import *\nprint(sqroot(2))\n", None, (), "star import"),
+    # what looks like a typo in library code but is a name the cell does not show (an import, another cell's)
+    ("a-module", "codec = 'utf-8'\nprint(codecs.lookup(codec))\n", None, (), "close to a bound"),
+    ("an-alias", "pt = 1\nplt.plot(pt)\n", None, (), "close to a bound"),
+    ("case", "loader = 1\nLoader(loader)\n", None, (), "close to a bound"),
+    ("far", "context = 1\ngetcontext(context)\n", None, (), "close to a bound"),
+    ("not-none", "Node(1)\n", None, (), "close to a bound"),
 ]
 
 

@@ -5,13 +5,14 @@
 
 Bound means bound in the cell (in any scope, as the compiler's symbol tables say: `scopes.Analysis`), by earlier
 cells (`defined_elsewhere`), by IPython (`display`, `In`, ...) or a builtin. A name may be a typo of those
-difflib.get_close_matches takes at cutoff 0.8, or of one a single edit away (a letter dropped, added, changed, or
-two swapped: `lne` for `len`, which difflib misses), the nearest where several are. Only the spans that read the
+difflib.get_close_matches takes at cutoff 0.8 and at most two edits away, or of one a single edit away (a letter
+dropped, added, changed, or two swapped: `lne` for `len`, which difflib misses), the nearest where several are, with
+the first letter's case unchanged. Only the spans that read the
 misspelt name change, and the result must read no unbound name where the fix went.
 
-Exact only when that is unambiguous: of the unbound names (other cells' `df` and `plt` among them, when the
-router has only the cell) exactly one is close to a bound name, or the instruction names it, and one bound name is
-nearest; else the model's (none, several look misspelt, two names as near, a star import that could bind
+Exact only when that is unambiguous: of the unbound names (other cells' `df` and `plt` among them) exactly one is
+close to a bound name and is no module's name (`codecs` is an import the cell does not show, not a typo of
+`codec`), or the instruction names it, and one bound name is nearest; else the model's (none, several look misspelt, two names as near, a star import that could bind
 anything). This is
 conservative in one direction only: the router and this refactor see the cell and the names other cells define,
 not the kernel's namespace, so a name the kernel binds (a cell since deleted, `%run`) looks unbound here. Pass
@@ -24,6 +25,7 @@ import ast
 import builtins
 import difflib
 import re
+import sys
 from collections.abc import Iterable
 
 from .base import RefactorError
@@ -34,7 +36,16 @@ _IPYTHON = frozenset({"get_ipython", "display", "In", "Out", "_", "__", "___", "
                       "_dh", "exit", "quit"})
 _ALWAYS = re.compile(r"_i?\d+|__\w+__")  # output history and dunders
 _BUILTINS = frozenset(dir(builtins))
+# an unbound name that is a module, or a notebook's usual alias of one, was most likely imported where the cell does
+# not show (an earlier cell, the kernel): no typo unless the instruction names it
+_MODULES = frozenset(sys.stdlib_module_names) | {
+    "np", "pd", "plt", "sns", "mpl", "tf", "torch", "nn", "F", "sp", "sk", "px", "go", "xr", "pl", "jnp", "jax",
+    "numpy", "pandas", "matplotlib", "seaborn", "scipy", "sklearn", "polars", "plotly", "tqdm"}
+# the builtins and IPython names a typo may stand for: not `_oh` or `None` (a `Node` is no misspelt None)
+_TARGETS = frozenset(n for n in _BUILTINS | _IPYTHON if not n.startswith("_") and n not in ("None", "True", "False",
+                                                                                               "Ellipsis"))
 CUTOFF = 0.8
+MOST_EDITS = 2  # a typo is a slip or two: getcontext is no typo of context, though difflib finds them close
 
 
 def unbound_reads(analysis: Analysis, known: set[str]) -> dict[str, list[Occurrence]]:
@@ -51,10 +62,11 @@ def unbound_reads(analysis: Analysis, known: set[str]) -> dict[str, list[Occurre
 
 
 def close_matches(bad: str, names: Iterable[str]) -> list[str]:
-    """The names `bad` may be a typo of: difflib's close matches at CUTOFF and (for 3 letters or more) the names one
-    edit away (a letter dropped, added, changed, or two swapped); where several, only the nearest by edits."""
-    names = set(names) - {bad}
-    near = set(difflib.get_close_matches(bad, names, n=5, cutoff=CUTOFF))
+    """The names `bad` may be a typo of: difflib's close matches at CUTOFF at most MOST_EDITS edits away and (for 3
+    letters or more) the names one edit away (a letter dropped, added, changed, or two swapped), the first letter's
+    case as in `bad`; where several, only the nearest by edits."""
+    names = {n for n in names if n != bad and n[:1].isupper() == bad[:1].isupper()}  # Loader is no typo of loader
+    near = {n for n in difflib.get_close_matches(bad, names, n=5, cutoff=CUTOFF) if edits(bad, n) <= MOST_EDITS}
     if len(bad) >= 3:
         near |= {n for n in names if abs(len(n) - len(bad)) <= 1 and edits(bad, n) == 1}
     if len(near) > 1:
@@ -84,11 +96,12 @@ def misspelt(code: str, bad: str | None = None, defined_elsewhere: Iterable[str]
 def _find(analysis: Analysis, bad: str | None, elsewhere: set[str]) -> tuple[str, str, list[Occurrence]]:
     known = _BUILTINS | _IPYTHON | elsewhere
     unbound = unbound_reads(analysis, known)
-    names = {o.name for o in analysis.occurrences if o.variable and o.binds} | known
+    names = {o.name for o in analysis.occurrences if o.variable and o.binds} | elsewhere | _TARGETS
     if bad is None:
         if not unbound:
             raise RefactorError("every name the cell reads is bound (in it, an earlier cell or builtins)")
-        typos = {u: m for u in unbound if (m := close_matches(u, names))}  # the rest: names of the kernel's?
+        typos = {u: m for u in unbound if u not in _MODULES and (m := close_matches(u, names))}  # the rest: the
+        #                                                                                       kernel's names?
         if not typos:
             raise RefactorError(f"no name the cell reads unbound ({', '.join(sorted(unbound))}) is close to a bound "
                                 "one")
