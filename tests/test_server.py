@@ -49,6 +49,10 @@ def test_boundary_blank_line_dedent_and_single_line():
     assert body.shown("sum(xs)\n    return total\ndef g") == (24, True)  # ... and so does a dedent
     mid = Boundary.at("print(", ")")  # text after the cursor on its line: that line only
     assert mid.shown("x") == (1, False) and mid.shown("x, y\nz") == (4, True)
+    assert mid.shown("values)") == (6, True)  # the model writes the rest of the line again: it ends there
+    total = Boundary.at("total = sum(", "), 2)\n")
+    assert total.shown("values") == (6, False) and total.shown("values)") == (6, False)  # `)` may begin `), 2)`
+    assert total.shown("values) + 1") == (11, False) and total.shown("values), 2)") == (6, True)
 
 
 # -- Engines, in process --------------------------------------------------------------------------------------

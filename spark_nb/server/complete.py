@@ -5,7 +5,8 @@ A model whose tokenizer has fill-in-the-middle tokens (Qwen2.5-Coder's `<|fim_pr
 cells come first in both, as context.
 
 A suggestion ends at a boundary a reader would choose (`Boundary`): the end of the line when the cursor has text
-after it on its line; otherwise a blank line, or a line that dedents below the cursor's line (the block ended).
+after it on its line (or where the model writes that text again); otherwise a blank line, or a line that dedents
+below the cursor's line (the block ended).
 """
 from __future__ import annotations
 
@@ -37,20 +38,29 @@ class Boundary:
 
     indent: int  # the cursor line's indentation
     single_line: bool  # text follows the cursor on its line: complete that line only
+    rest: str = ""  # ... that text, stripped: where the model writes it again (`values)` before `)`), it ends
 
     @classmethod
     def at(cls, prefix: str, suffix: str) -> "Boundary":
         line = prefix[prefix.rfind("\n") + 1:]
-        rest = suffix.split("\n", 1)[0]
-        return cls(len(line) - len(line.lstrip(" \t")), bool(rest.strip()))
+        rest = suffix.split("\n", 1)[0].strip()
+        return cls(len(line) - len(line.lstrip(" \t")), bool(rest), rest)
 
     def shown(self, text: str) -> tuple[int, bool]:
         """(characters that may be shown, whether the suggestion has ended there)."""
+        if self.single_line:
+            line = text.split("\n", 1)[0]
+            hit = line.find(self.rest)
+            if hit >= 0:
+                return hit, True
+            if "\n" in text:
+                return len(line), True
+            held = next((n for n in range(min(len(self.rest), len(line)), 0, -1)
+                         if self.rest.startswith(line[-n:])), 0)  # may be where the rest begins again
+            return len(line) - held, False
         first = text.find("\n")
         if first < 0:
             return len(text), False
-        if self.single_line:
-            return first, True
         start = first  # text[start] is the "\n" before the line being judged
         while True:
             end = text.find("\n", start + 1)
