@@ -433,7 +433,11 @@ def serve(model=None, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
     from ..edits import get_engine
 
     key = _key(api_key_env)
+    if key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"spark-nb serve: listening on {host} without a key: anyone who can reach it can use it "
+              "(--api-key-env VAR requires one)", file=sys.stderr)
     engine = get_engine(model, wafer, dtype)
+    list(engine.stream("def", max_new_tokens=2))  # numba loads its kernels now, not in the first request's TTFT
     name = name or ("builtin" if model is None else str(model).rstrip("/").rsplit("/", 1)[-1])
     server = Server(engine, name, key, queue_limit)
 
