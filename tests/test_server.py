@@ -3,11 +3,14 @@
 In process (a scripted engine, 10 ms a token): tokens stream and stop at a sensible boundary; a new request cancels
 the one in flight within one token; one load serves every socket. Against a real `jupyter server` (the extension
 enabled by the config file the wheel installs, the built-in model): a socket or POST without the token is refused,
-two sockets share one load, a model that cannot load answers each request with one clear message.
+and so is a socket with the login cookie from a page of another origin (Jupyter's own rules: a token-authenticated
+request skips the origin check); two sockets share one load; a model that cannot load answers each request with
+one clear message.
 """
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
 import time
 import urllib.error
@@ -192,11 +195,12 @@ def server(tmp_path_factory):
         yield url, root
 
 
-async def _socket_messages(url, requests, token="tok"):
+async def _socket_messages(url, requests, token="tok", headers=None):
+    from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
-    ws = await websocket_connect(url.replace("http", "ws") + "/spark-nb/socket" + (f"?token={token}" if token
-                                                                                    else ""))
+    ws = await websocket_connect(HTTPRequest(
+        url.replace("http", "ws") + "/spark-nb/socket" + (f"?token={token}" if token else ""), headers=headers))
     out = []
     for req in requests:
         ws.write_message(json.dumps(req))
@@ -221,12 +225,24 @@ def test_the_extension_is_enabled_by_the_installed_config(server):
     assert isinstance(_get(f"{url}/spark-nb/engines?token=tok"), dict)
 
 
-def test_refused_without_the_token(server):
+def test_refused_without_the_token_or_from_another_origin(server):
     from tornado.httpclient import HTTPClientError
 
     url, _ = server
     with pytest.raises(HTTPClientError) as refused:
         asyncio.run(_socket_messages(url, [{"type": "request", "id": 1, "prefix": "x"}], token=None))
+    assert refused.value.code == 403
+    # The login cookie (what a browser tab holds): accepted from the server's own origin, refused from another
+    jar = http.cookiejar.CookieJar()
+    urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar)).open(f"{url}/api/status?token=tok")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    assert cookie
+    ok = asyncio.run(_socket_messages(url, [{"type": "request", "id": 1, "prefix": "x = ", "max_tokens": 2}],
+                                      token=None, headers={"Cookie": cookie, "Origin": url}))
+    assert ok[-1]["type"] == "done", ok
+    with pytest.raises(HTTPClientError) as refused:
+        asyncio.run(_socket_messages(url, [{"type": "request", "id": 1, "prefix": "x"}], token=None,
+                                     headers={"Cookie": cookie, "Origin": "http://elsewhere.example"}))
     assert refused.value.code == 403
     post = urllib.request.Request(f"{url}/spark-nb/complete", data=b'{"prefix": "x"}', method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
