@@ -359,12 +359,15 @@ def loop_to_comprehension(code: str, *, used_elsewhere: Iterable[str] = ()) -> s
             raise RefactorError(f"the loop variable {name} is used outside the loop (line {seen.node.lineno}), "
                                 "and a comprehension would not set it")
     opening, closing = ("[", "]") if b.kind == "list" else ("{", "}")
-    src.base = src.indent(b.stmts[0])
-    for src.verbatim, careful in _ATTEMPTS:
-        src.kept = []
-        unit = src.unit()  # the pieces start one level in, after their keyword
-        wrap = lambda node, at, bare=_BARE_IN_FOR: src.piece(node, _needs_parens(node, bare, careful),  # noqa: E731
-                                                             len(unit) + at)
+    src.base, unit = src.indent(b.stmts[0]), src.unit()  # the parts start one level in, after their keyword
+    gen = ast.comprehension(target=b.target, iter=b.iter, ifs=b.conds, is_async=0)
+    comp = (ast.DictComp(key=b.key, value=b.elt, generators=[gen]) if b.kind == "dict" else
+            (ast.ListComp if b.kind == "list" else ast.SetComp)(elt=b.elt, generators=[gen]))
+    expected = [ast.Assign(targets=[ast.Name(id=b.name, ctx=ast.Store())], value=comp, type_comment=None)]
+
+    def write(careful: bool) -> str:
+        def wrap(node, at, bare=_BARE_IN_FOR):
+            return src.piece(node, _needs_parens(node, bare, careful), len(unit) + at)
         if b.key is not None:
             key = wrap(b.key, 0, ())
             item = f"{key}: {wrap(b.elt, len(key.rsplit(chr(10), 1)[-1]) + 2, ())}"
@@ -376,20 +379,22 @@ def loop_to_comprehension(code: str, *, used_elsewhere: Iterable[str] = ()) -> s
         new = f"{b.name} = {opening}{' '.join(parts)}{closing}\n"
         if len(src.base + new) > _ONE_LINE or "\n" in new[:-1]:
             new = f"{b.name} = {opening}\n" + "".join(f"{unit}{p}\n" for p in parts) + f"{closing}\n"
-        gen = ast.comprehension(target=b.target, iter=b.iter, ifs=b.conds, is_async=0)
-        comp = (ast.DictComp(key=b.key, value=b.elt, generators=[gen]) if b.kind == "dict" else
-                (ast.ListComp if b.kind == "list" else ast.SetComp)(elt=b.elt, generators=[gen]))
-        expected = [ast.Assign(targets=[ast.Name(id=b.name, ctx=ast.Store())], value=comp, type_comment=None)]
+        return new
+
+    return _rewrite(src, b, expected, write)
+
+
+def _rewrite(src: _Source, b: Build, expected: list[ast.stmt], write) -> str:
+    """The cell with b's lines replaced by the first text `write(careful)` makes that parses back to `expected`:
+    parts over several lines as written, then unparsed; each with the parentheses a position needs
+    (careful=False), then around all but atoms."""
+    for src.verbatim, careful in ((True, False), (True, True), (False, False), (False, True)):
+        src.kept = []
         try:
-            return _replace(src, b, new, expected)
-        except RefactorError:
-            if (src.verbatim, careful) == _ATTEMPTS[-1]:
-                raise
-    raise AssertionError("unreachable")
-
-
-# multi-line pieces as written, then unparsed; each with the parentheses a position needs, then around all but atoms
-_ATTEMPTS = ((True, False), (True, True), (False, False), (False, True))
+            return _replace(src, b, write(careful), expected)
+        except RefactorError as err:
+            error = err
+    raise error
 
 
 _ATOMS = (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant, ast.List, ast.Dict, ast.Set,
@@ -462,9 +467,9 @@ def comprehension_to_loop(code: str, *, used_elsewhere: Iterable[str] = (),
     empty = ast.parse(_EMPTY[b.kind], mode="eval").body
     expected = [ast.Assign(targets=[ast.Name(id=b.name, ctx=ast.Store())], value=empty, type_comment=None),
                 ast.For(target=b.target, iter=b.iter, body=body, orelse=[], type_comment=None)]
-    for src.verbatim, careful in _ATTEMPTS:
-        src.kept = []
-        wrap = lambda node, at: src.piece(node, careful and not isinstance(node, _ATOMS), at)  # noqa: E731
+    def write(careful: bool) -> str:
+        def wrap(node, at):
+            return src.piece(node, careful and not isinstance(node, _ATOMS), at)
         inner = len(unit) * (2 if b.conds else 1)  # where the addition's line starts
         if b.key is not None:
             key = wrap(b.key, inner + len(b.name) + 1)
@@ -473,10 +478,7 @@ def comprehension_to_loop(code: str, *, used_elsewhere: Iterable[str] = (),
             add = f"{b.name}.{method}({wrap(b.elt, inner + len(f'{b.name}.{method}('))})"
         target = src.target(b.target)
         new = f"{b.name} = {_EMPTY[b.kind]}\nfor {target} in {wrap(b.iter, len(f'for {target} in '))}:\n"
-        new += f"{unit}if {wrap(b.conds[0], len(unit) + 3)}:\n{unit}{unit}{add}\n" if b.conds else f"{unit}{add}\n"
-        try:
-            return _replace(src, b, new, expected)
-        except RefactorError:
-            if (src.verbatim, careful) == _ATTEMPTS[-1]:
-                raise
-    raise AssertionError("unreachable")
+        return new + (f"{unit}if {wrap(b.conds[0], len(unit) + 3)}:\n{unit}{unit}{add}\n" if b.conds
+                      else f"{unit}{add}\n")
+
+    return _rewrite(src, b, expected, write)
