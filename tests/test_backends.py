@@ -45,7 +45,8 @@ def _chunk(text, finish=None):
 
 class FaultHandler(tornado.web.RequestHandler):
     """POST /v1/chat/completions; the model name says what goes wrong: "ok", "prose", "status-N", "cut",
-    "endless" (a token every 20 ms, never done), "silent" (never answers)."""
+    "error-event" (an error event after 3 chunks), "endless" (a token every 20 ms, never done), "silent" (never
+    answers)."""
 
     def initialize(self, log):
         self.log = log
@@ -74,6 +75,9 @@ class FaultHandler(tornado.web.RequestHandler):
             if model == "cut" and i == 5:
                 self.request.connection.stream.close()  # mid-stream, no [DONE], an incomplete chunked body
                 return
+            if model == "error-event" and i == 3:  # what vLLM and spark-nb serve send when generation fails
+                self.write(f"data: {json.dumps({'error': {'message': 'engine failed', 'code': 500}})}\n\n")
+                return self.finish()
             self.write(f"data: {json.dumps(_chunk(piece))}\n\n")
             await self.flush()
             if model == "endless":
@@ -205,6 +209,7 @@ def test_stream_reads_usage_and_finish(faults):
     ("status-500", ["500 server error", "fault 500"]),
     ("status-503", ["503 server error"]),
     ("cut", ["cut after 5 chunks", "cell is unchanged"]),
+    ("error-event", ["error mid-stream after 3 chunks", "engine failed"]),
     ("prose", ["no complete fenced code block"]),
 ])
 def test_each_failure_is_one_clear_message_and_the_cell_is_untouched(faults, model, words):
