@@ -17,6 +17,7 @@ from spark_nb.engine.engine import Engine
 from spark_nb.model import load_checkpoint
 from spark_nb.wafer import cycles
 from spark_nb.wafer import placement as layouts
+from spark_nb.wafer.packing import pack
 from spark_nb.wafer.spec import get_spec as spec
 
 PROMPT = "def add(a, b):\n    return a + b\n"
@@ -169,3 +170,21 @@ def test_a_placement_round_trips_through_its_state(wafer):
         state = json.loads(json.dumps(layouts.to_state(p)))
         again = layouts.from_state(state, config, spec(wafer))
         assert again == p and hash(again) == hash(p)
+
+
+def test_tiles_packed_into_the_entry_files_are_the_tiles_packed_in_memory(cache, tmp_path):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    checkpoint = load_checkpoint(path, dtype="int8", streamed=True)
+    in_memory = pack(checkpoint.weights, checkpoint.config, spec("mini"), "int8")
+    writer = tile_cache.begin(path, spec("mini"), "int8", checkpoint.config)
+    in_place = pack(checkpoint.weights, checkpoint.config, spec("mini"), "int8", allocate=writer.allocate)
+    assert set(writer.files) == {"layers.wqkv", "layers.wo", "layers.w_gate_up", "layers.w_down", "embed",
+                                 "lm_head"}
+    entry = tile_cache.save(path, spec("mini"), "int8", checkpoint.config, checkpoint.tokenizer, in_place, writer)
+    _, _, mapped = tile_cache.load(path, spec("mini"), "int8")
+    for ours, theirs, kept in zip(in_place, in_memory, mapped):
+        for a, b, c in zip(ours, theirs, kept) if isinstance(ours, tuple) else [(ours, theirs, kept)]:
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(c, b)
+            assert a.dtype == b.dtype and (a.ndim < 4 or a.ctypes.data % 64 == 0)  # tiles aligned
+    assert not any(p.name.startswith(".writing-") for p in entry.parent.iterdir())

@@ -113,10 +113,18 @@ class Engine:
             # a GGUF file or a Hugging Face folder, its weights read a layer at a time as they are packed
             checkpoint = load_checkpoint(path, dtype=dtype, streamed=True)
             config, tokenizer = checkpoint.config, checkpoint.tokenizer
-            decoder = pack(checkpoint.weights, config, spec, dtype)
-            checkpoint.weights.close()
+            writer = tile_cache.begin(path, spec, dtype, config)  # the tiles packed straight into its files
+            try:
+                decoder = pack(checkpoint.weights, config, spec, dtype,
+                               **({"allocate": writer.allocate} if writer else {}))
+            except BaseException:
+                if writer:
+                    writer.discard()
+                raise
+            finally:
+                checkpoint.weights.close()
             del checkpoint
-            tile_cache.save(path, spec, dtype, config, tokenizer, decoder)
+            tile_cache.save(path, spec, dtype, config, tokenizer, decoder, writer)
         else:
             config, tokenizer, decoder = cached
         context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)

@@ -1,6 +1,6 @@
 """A model's packed tiles on disk: loading it a second time maps them instead of reading, dequantizing, quantizing
-and tiling its weights again (~20 s -> ~1.8 s for a 0.5B GGUF at int8 on 2 cores, most of it no longer
-the weights).
+and tiling its weights again (a 0.5B GGUF at int8 on 2 cores: 9.8 s of CPU the first time, 1.65 s the second,
+most of that the imports, the tokenizer and numba's cached code).
 
 One entry per model path, dtype and wafer, under $XDG_CACHE_HOME/spark-nb/tiles (~/.cache/spark-nb/tiles): each
 array of the packed Decoder as .npy (mapped copy-on-write at load, so nothing is read until a forward touches it),
@@ -28,6 +28,7 @@ import numpy as np
 
 from ..model import ModelConfig, Tokenizer
 from ..wafer import forward as fw
+from ..wafer.tiles import VECTOR_BYTES, aligned_empty
 
 MIN_PARAMS = 50_000_000
 MAX_ENTRIES = 4
@@ -83,18 +84,63 @@ def load(path: Path, spec, dtype: str):
     return config, tokenizer, fw.Decoder(layers=layers, lm_head=head[0], lm_head_scale=head[1], **top)
 
 
-def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer, decoder) -> Path | None:
-    """Keep the packed decoder of a large enough model; returns the entry (None: not kept, or it cannot be
-    written: the cache is an optimisation, never an error)."""
+class Writer:
+    """An entry being written (`begin`): the packer's tiles allocated as its files, mapped and zero-filled
+    (`allocate`, packing.pack's allocate=), so that they are written once, in place, rather than packed in memory
+    and copied to disk afterwards; `save` then adds the rest."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.files: dict[str, np.ndarray] = {}  # name -> the array mapped from tmp / name.npy
+
+    def allocate(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A zero-filled array [shape] backed by name.npy (64-byte aligned: .npy data starts at a multiple of 64);
+        in memory instead where the file cannot be made (a full disk fails here, not at a write into the map)."""
+        file = self.tmp / f"{name}.npy"
+        try:
+            array = np.asarray(np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape))
+            with open(file, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, file.stat().st_size)
+            if array.ctypes.data % VECTOR_BYTES:
+                raise ValueError("unaligned")
+        except (OSError, ValueError):
+            file.unlink(missing_ok=True)
+            return aligned_empty(shape, dtype, zero=True)
+        self.files[name] = array
+        return array
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def begin(path: Path, spec, dtype: str, config: ModelConfig) -> Writer | None:
+    """A Writer for this model's entry, or None when it is not kept (a small model, a cache that cannot be
+    written)."""
     if config.n_params < MIN_PARAMS:
+        return None
+    try:
+        entry = _entry(identity(path, spec, dtype))
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        return Writer(Path(tempfile.mkdtemp(prefix=".writing-", dir=entry.parent)))
+    except OSError:
+        return None
+
+
+def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer, decoder,
+         writer: Writer | None = None) -> Path | None:
+    """Keep the packed decoder of a large enough model; returns the entry (None: not kept, or it cannot be
+    written: the cache is an optimisation, never an error). writer: the Writer the decoder was packed into (its
+    files are not written again)."""
+    writer = writer or begin(path, spec, dtype, config)
+    if writer is None:
         return None
     try:
         ident = identity(path, spec, dtype)
         entry = _entry(ident)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".writing-", dir=entry.parent))
     except OSError:
+        writer.discard()
         return None
+    tmp = writer.tmp
     tied = decoder.lm_head is decoder.embed
     arrays = {f"layers.{f}": getattr(decoder.layers, f) for f in fw.Layers._fields}
     arrays |= {f: getattr(decoder, f) for f in fw.Decoder._fields
@@ -104,13 +150,14 @@ def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer
                           "eos_token_ids": list(tokenizer.eos_token_ids), "bos_token_id": tokenizer.bos_token_id}}
     try:
         for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", array)
+            if writer.files.get(name) is not array:  # not packed in place
+                np.save(tmp / f"{name}.npy", array)
         (tmp / "tokenizer.json").write_text(tokenizer.backend.to_str())
         (tmp / "meta.json").write_text(json.dumps(meta))  # last: an entry without it is no entry
         shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        writer.discard()
         return None
     _evict(keep=entry)
     return entry

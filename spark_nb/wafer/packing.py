@@ -35,32 +35,37 @@ def _converted(w: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return w.astype(np.float32), np.ones(w.shape[0], np.float32)
 
 
-def _empty_tiles(spec, dtype: str, rows: int, cols: int, shape_of: tuple[int, int] | None = None,
-                 layers: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+def _in_memory(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    return aligned_empty(shape, dtype, zero=True)
+
+
+def _empty_tiles(allocate, name: str, spec, dtype: str, rows: int, cols: int,
+                 shape_of: tuple[int, int] | None = None, layers: tuple[int, ...] = ()):
     """Zero-filled, 64-byte aligned tiles [*layers, gr, gc, tm, tn] of a rows x cols matrix in its PE tile shape,
     or in that of a shape_of matrix (the first of several stacked into it), and its scales [*layers, rows]."""
     tm, tn = tile_shape(spec, *(shape_of or (rows, cols)), dtype)
     grid = (*layers, -(-rows // tm), -(-cols // tn), tm, tn)
-    return aligned_empty(grid, np.int8 if dtype == "int8" else np.float32, zero=True), np.empty((*layers, rows),
-                                                                                               np.float32)
+    return allocate(name, grid, np.int8 if dtype == "int8" else np.float32), np.empty((*layers, rows), np.float32)
 
 
-def pack(weights, config, spec, dtype: str, threads: int | None = None) -> Decoder:
+def pack(weights, config, spec, dtype: str, threads: int | None = None, allocate=_in_memory) -> Decoder:
     """Cut a checkpoint's fp32 weights into PE tiles and stack the layers, a layer at a time and the vocabulary
     matrices a block of rows at a time, each written straight into its place in the stacked, aligned tiles.
     `weights`: spark_nb.model's DecoderWeights (arrays in memory), or StreamedWeights, which reads each part
     only when asked here, so that fp32 never holds more than a layer per thread (a 0.5B model is 2 GB in fp32).
-    The parts are independent (each writes its own tiles): `threads` (default PACK_THREADS) do them at once."""
+    The parts are independent (each writes its own tiles): `threads` (default PACK_THREADS) do them at once.
+    allocate(name, shape, dtype): the zero-filled, 64-byte aligned array of a matrix's tiles, named as the tile
+    cache names its files ("layers.wqkv", "embed", ...); the engine's tile cache hands out its files' maps."""
     L, d, f, hd = config.n_layers, config.hidden_size, config.intermediate_size, config.head_dim
     q, kv = config.n_heads * hd, config.n_kv_heads * hd
     # stacked matrices: the layers' matrices one above the other, in the tile shape of the first
-    groups = {("wq", "wk", "wv"): (q + 2 * kv, d, (q, d)), ("wo",): (d, q, None),
-              ("w_gate", "w_up"): (2 * f, d, (f, d)), ("w_down",): (d, f, None)}
-    stacked = {names: _empty_tiles(spec, dtype, rows, cols, first, (L,))
-               for names, (rows, cols, first) in groups.items()}
+    groups = {("wq", "wk", "wv"): ("wqkv", q + 2 * kv, d, (q, d)), ("wo",): ("wo", d, q, None),
+              ("w_gate", "w_up"): ("w_gate_up", 2 * f, d, (f, d)), ("w_down",): ("w_down", d, f, None)}
+    stacked = {names: _empty_tiles(allocate, f"layers.{field}", spec, dtype, rows, cols, first, (L,))
+               for names, (field, rows, cols, first) in groups.items()}
     attn_norm, mlp_norm = np.empty((L, d), np.float32), np.empty((L, d), np.float32)
     bqkv = np.zeros((L, q + 2 * kv), np.float32)  # zero for families without q/k/v biases
-    vocabulary = {name: _empty_tiles(spec, dtype, config.vocab_size, d)
+    vocabulary = {name: _empty_tiles(allocate, name, spec, dtype, config.vocab_size, d)
                   for name in (("embed",) if weights.tied else ("embed", "lm_head"))}
     tm = vocabulary["embed"][0].shape[-2]
     step = max(1, PACK_VALUES // (d * tm)) * tm  # vocabulary rows at a time: whole tile rows
