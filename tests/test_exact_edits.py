@@ -99,3 +99,12 @@ def test_demo_says_an_exact_refactor_made_its_edit(capsys):
     assert cli.main(["demo", "--instruction", "rename n to b"]) == 0  # refused: b is taken
     assert capsys.readouterr().out.rstrip().endswith("not applied: the exact refactor (rename n -> b) refused: b is "
                                                      "already defined in function fibonacci")
+
+
+def test_a_name_the_kernel_binds_is_no_typo():
+    # `dff` looks like a typo of `df` from the cell alone; the kernel says it is a variable of its own
+    cell = "df = load()\nprint(dff.shape)\n"
+    fixed = spark_nb.edit(cell, "fix the typo", names=["load"])
+    assert fixed.style == "exact" and "print(df.shape)" in fixed.code
+    kept = spark_nb.edit(cell, "fix the typo", names=["load", "dff"], exact=True, model=None)
+    assert kept.style != "exact" or not kept.ok

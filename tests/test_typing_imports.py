@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+import test_edit_api as base
+
 from spark_nb.edits.guard import judge
 from spark_nb.edits.typing_imports import add_typing_imports
+
+edit_folder, edit_tokenizer = base.edit_folder, base.edit_tokenizer  # the shared session fixtures
 
 ORIGINAL = "import os\n\n\ndef join(parts, sep=None):\n    return (sep or os.sep).join(parts)\n"
 
@@ -37,3 +41,16 @@ def test_only_typing_names_are_imported():
     assert completed.startswith('"""Paths."""\nfrom typing import Sequence, T\n\n') is False  # T is no typing name
     completed = add_typing_imports(cell, '"""Paths."""\ndef first(xs: Sequence[Any]) -> Any:\n    return xs[0]\n')
     assert completed.startswith('"""Paths."""\nfrom typing import Any, Sequence\n\n') and runs(completed)
+
+
+def test_an_edit_gets_the_import(edit_tokenizer):  # the model's answer through spark_nb.edit, scripted
+    from spark_nb.edits import edit
+    from spark_nb.train import tokenizer as T
+    from test_edit_api import ScriptedEngine, edit_script
+
+    code = "def first(xs):\n    return xs[0]\n"
+    script = edit_script(edit_tokenizer, [(T.LINE, None), (T.REPLACE, "def first(xs: Sequence[Any]) -> Any:\n"),
+                                          (T.LINE, None), (T.KEEP, None), (T.END, None)])
+    result = edit(code, "add type hints", model=ScriptedEngine(edit_tokenizer, script), exact=False)
+    assert result.ok and result.code.startswith("from typing import Any, Sequence\n\ndef first(xs: Sequence[Any])")
+    assert runs(result.code)

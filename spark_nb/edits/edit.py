@@ -21,6 +21,7 @@ import numpy as np
 from . import guard, prompt
 from .exact import exact_edit
 from .recognise import recognise
+from .typing_imports import add_typing_imports
 
 __all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine", "loaded_engines"]
 
@@ -139,8 +140,9 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     if max_new_tokens is not None and max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     context = [context] if isinstance(context, str) else list(context)
+    names = list(names)  # read twice (the exact side, the guard): an iterator would be spent by the first
     if exact:
-        done = exact_edit(code, instruction, context, on_token)
+        done = exact_edit(code, instruction, context, on_token, names)
         if done is not None:
             return done
     engine = get_engine(model, wafer, dtype)
@@ -153,8 +155,10 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     hint = recognise(instruction)
     checked = False
     if proposed is not None:
-        ok, error, checked = guard.judge(code, proposed, hint if family is None else (family or None),
-                                         context=context, names=names)
+        judged_as = hint if family is None else (family or None)
+        if judged_as == "add_type_hints":  # hints whose typing import was all the answer lacked
+            proposed = add_typing_imports(code, proposed, context, names)
+        ok, error, checked = guard.judge(code, proposed, judged_as, context=context, names=names)
     else:
         ok = False
     stopped = proposed is None and cancel.is_set()

@@ -26,20 +26,24 @@ def describe(refactor) -> str:
     return refactor.name.replace("_", " ").replace("to fstrings", "to f-strings")
 
 
-def exact_edit(code: str, instruction: str, context=(), on_token=None):
+def exact_edit(code: str, instruction: str, context=(), on_token=None, names=()):
     """An EditResult made by an exact refactor (style "exact", no stats: no model ran; `seconds` its time; `text`
     what it did), or None (the model's job).
-    context: earlier cells, whose names a refactor must respect (an import they use, a name they define)."""
+    context: earlier cells, whose names a refactor must respect (an import they use, a name they define). names:
+    the kernel's names, which only decide what is a typo (`dff` the kernel binds is none, even beside a `df`):
+    for the other refactors they would include this cell's own names once it has run, and refuse everything."""
     from ..refactors import RefactorError, route
     from .edit import EditResult
 
     t0 = time.perf_counter()
     used, defined = _names(context)
-    refactor = route(instruction, code, defined_elsewhere=defined)
+    bound = defined | set(names)
+    refactor = route(instruction, code, defined_elsewhere=bound)  # only a typo's routing reads them
     if refactor is None:
         return None
     try:
-        proposed = refactor.apply(code, used_elsewhere=used, defined_elsewhere=defined)
+        proposed = refactor.apply(code, used_elsewhere=used,
+                                  defined_elsewhere=bound if refactor.name == "fix_misspelt_name" else defined)
     except RefactorError as err:
         if guard.parse_error(code) is not None:  # not Python the refactors read (magics): the model may still
             return None

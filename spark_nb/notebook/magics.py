@@ -193,7 +193,7 @@ class SparkMagics(Magics):
         engine = exact = None
         if not args.model_only:  # a refactor a program does exactly needs no model: none is loaded (or missing)
             context = () if args.no_context else ctx.recent_cells(earlier, self.session.context_tokens)
-            exact = self.session.exact(cell, instruction, context)  # kept: the request reuses it
+            exact = self.session.exact(cell, instruction, context, names=list(ns))  # kept: the request reuses it
         if exact is None:
             try:
                 engine = self.session.engine_for(args.model, args.wafer)

@@ -102,7 +102,7 @@ class Spark(Configurable):
         engine is loaded only for a request the model makes. names: what the kernel's namespace binds (the guard
         refuses a model's edit that reads a name nothing binds)."""
         if exact:
-            done = self.exact(code, instruction, context, on_token)
+            done = self.exact(code, instruction, context, on_token, names)
             if done is not None:
                 return done
         engine = self.engine_for(model, wafer)
@@ -113,13 +113,14 @@ class Spark(Configurable):
                                       temperature=temperature, seed=seed, context=context, on_token=on_token,
                                       cancel=cancel, exact=False, names=names))
 
-    def exact(self, code: str, instruction: str, context=(), on_token=None) -> EditResult | None:
+    def exact(self, code: str, instruction: str, context=(), on_token=None, names=()) -> EditResult | None:
         """The edit a program makes exactly (`spark_nb.edits.exact`), or None: the model's job. The last answer is
         kept, so %%spark can ask before it decides whether to load a model and the request then reuses it: routing
-        and applying a refactor parse the cell (seconds for one of 50,000 lines)."""
-        key = (code, instruction, tuple(context))
+        and applying a refactor parse the cell (seconds for one of 50,000 lines). names: the kernel's, which decide
+        what is a typo."""
+        key = (code, instruction, tuple(context), frozenset(names))
         if self._exact is None or self._exact[0] != key:
-            self._exact = (key, exact_edit(code, instruction, context))
+            self._exact = (key, exact_edit(code, instruction, context, names=names))
         done = self._exact[1]
         if done is not None and done.ok and on_token is not None:  # all at once: a view shows it like a stream
             on_token(done.proposed, 0, done.seconds, 0.0)
