@@ -239,7 +239,8 @@ def _completion_bench():
 
 def test_inline_completion_streams_cancels_and_reports_a_failed_model(lab):
     """Ghost text from the server's warm built-in engine while typing (tests/browser/completion.mjs): the provider
-    is registered, a suggestion streams token by token, a keystroke cancels the request in flight, typing is as
+    is registered, a suggestion streams token by token, Alt+ArrowRight accepts its first word, a keystroke cancels
+    the request in flight, typing is as
     quick with completion on as off, the socket's overhead is measured beside one POST each, and a model that
     cannot load says so once however many keystrokes ask."""
     url, root = lab
@@ -252,6 +253,10 @@ def test_inline_completion_streams_cancels_and_reports_a_failed_model(lab):
     stream = seen["steps"]["stream"]  # context = the cell above, prefix = the cell up to the cursor
     assert stream["request"]["context"] == bench.CELLS[0] and stream["request"]["prefix"] == bench.CELLS[1] + "f"
     assert stream["tokens"] >= 2 and stream["done"]["stats"]["tokens"] >= 2 and stream["shown"]
+
+    word = seen["steps"]["word"]  # Alt+ArrowRight takes the suggestion's first word into the cell
+    assert word["after"].startswith(word["before"]) and len(word["after"]) > len(word["before"]), word
+    assert word["after"][len(word["before"]):].startswith(word["ghost"]), word  # the ghost's first token, then more
 
     frames = seen["steps"]["cancel"]["frames"]  # "ff" 5 ms apart: the first request is cancelled by the second
     requests = [f for f in frames if f[0] == "sent" and f[2] == "request"]

@@ -198,6 +198,11 @@ class HttpTransport implements ITransport {
   }
 }
 
+/** The next word of a suggestion (with the spaces before it), or a run of punctuation: what accept-word takes. */
+export function nextWord(text: string): string {
+  return /^\s*(\w+|[^\w\s]+)|^\s+/.exec(text)?.[0] ?? '';
+}
+
 /** The code of the cells above the active one, the end of it kept, IPython's magic and shell lines left out. */
 export function earlierCells(widget: unknown, limit: number): string {
   if (!(widget instanceof NotebookPanel)) return '';

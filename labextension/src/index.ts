@@ -20,11 +20,12 @@
 
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Cell } from '@jupyterlab/cells';
+import { CodeEditor } from '@jupyterlab/codeeditor';
 import { ICompletionProviderManager } from '@jupyterlab/completer';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
-import { DEFAULTS, ICompletionSettings, SparkCompletionProvider } from './completer';
+import { DEFAULTS, ICompletionSettings, nextWord, SparkCompletionProvider } from './completer';
 
 /** What a view holds while it owns a cell's source. */
 export interface ILiveCell {
@@ -162,15 +163,39 @@ const plugin: JupyterFrontEndPlugin<void> = {
 };
 
 /** Ghost-text completion from spark-nb's server extension (./completer.ts); settings: schema/inline-completion.json. */
+const ACCEPT_WORD = 'spark-nb:accept-word';
+
+/** The editor with the keyboard: the active cell's in a notebook, a file editor's own. */
+function activeEditor(app: JupyterFrontEnd, tracker: INotebookTracker): CodeEditor.IEditor | null {
+  const widget = app.shell.currentWidget;
+  if (widget && tracker.currentWidget === widget) return tracker.activeCell?.editor ?? null;
+  const content = (widget as unknown as { content?: { editor?: CodeEditor.IEditor } } | null)?.content;
+  return content?.editor ?? null;
+}
+
 const completion: JupyterFrontEndPlugin<void> = {
   id: 'spark-nb:inline-completion',
   description: 'Inline completion (ghost text) from a warm spark-nb engine on the Jupyter server.',
   autoStart: true,
-  requires: [ICompletionProviderManager],
+  requires: [ICompletionProviderManager, INotebookTracker],
   optional: [ISettingRegistry],
-  activate: (_: JupyterFrontEnd, manager: ICompletionProviderManager, registry: ISettingRegistry | null) => {
+  activate: (app: JupyterFrontEnd, manager: ICompletionProviderManager, tracker: INotebookTracker,
+             registry: ISettingRegistry | null) => {
     const provider = new SparkCompletionProvider();
     manager.registerInlineProvider(provider);
+    // Accept the suggestion a word at a time (JupyterLab's inline completer accepts it whole): the word is typed
+    // into the editor, and the completer keeps showing the rest, as it does when the user types what it shows.
+    app.commands.addCommand(ACCEPT_WORD, {
+      label: 'Accept the Next Word of the Inline Completion',
+      execute: () => {
+        const editor = activeEditor(app, tracker);
+        const ghost = editor?.host.querySelector('.jp-GhostText');
+        const word = nextWord(ghost?.textContent ?? '');
+        if (editor?.replaceSelection && word) editor.replaceSelection(word);
+      }
+    });
+    app.commands.addKeyBinding({ command: ACCEPT_WORD, keys: ['Alt ArrowRight'],
+                                 selector: '.jp-mod-inline-completer-active' });
     (globalThis as unknown as { sparkNbCompletion: SparkCompletionProvider }).sparkNbCompletion = provider;
     if (!registry) return;
     void registry.load(completion.id).then(settings => {

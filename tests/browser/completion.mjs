@@ -108,6 +108,17 @@ try {
     done: frames.find(([d, , m]) => d === "received" && m.type === "done" && m.id === last?.id)?.[2] ?? null,
     shown: shownText,
   };
+
+  // Accept a word of it (Alt+ArrowRight, spark-nb's accept-word), then put the cell back as it was.
+  const before = await lab.source(1);
+  await page.keyboard.press("Alt+ArrowRight");
+  await page.waitForTimeout(300);
+  out.steps.word = { before, after: await lab.source(1), ghost: shownText };
+  await page.evaluate((src) => window.jupyterapp.shell.currentWidget.content.widgets[1].model.sharedModel
+    .setSource(src), before);
+  await lab.focusEditor(1);
+  await page.waitForTimeout(800);
+
   await page.keyboard.press("Backspace");
   await page.waitForTimeout(500);
   await keys();
