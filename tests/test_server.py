@@ -282,3 +282,14 @@ def test_a_model_that_cannot_load_answers_with_one_message(server):
                                                "model": str(root / "no-such-model")}]))
     assert len(msgs) == 1 and msgs[0]["type"] == "error" and msgs[0]["id"] == 9
     assert msgs[0]["message"].startswith(f"spark-nb could not load {root / 'no-such-model'}: ")
+
+
+def test_a_new_request_on_a_socket_cancels_its_request_in_flight(server):
+    url, _ = server
+    long = {"type": "request", "prefix": "def area(r):\n    return math.f", "context": "import math",
+            "max_tokens": 256}  # the built-in model writes `_c_c_c...` on one line: no boundary before 256 tokens
+    msgs = asyncio.run(_socket_messages(url, [{**long, "id": 1}, {**long, "id": 2, "max_tokens": 4}]))
+    done = {m["id"]: m for m in msgs if m["type"] == "done"}
+    assert done[1]["reason"] == "cancelled", done  # no cancel message: the second request was enough
+    assert done[2]["reason"] in ("length", "boundary", "eos") and done[2]["stats"]["tokens"] >= 1, done
+    assert sum(m["type"] == "token" and m["id"] == 1 for m in msgs) < 50
