@@ -12,7 +12,7 @@ from gguf import GGMLQuantizationType as T
 from gguf_files import byte_level_vocab, cycle_types, write_gguf
 from store_layouts import tiny_folder, tiny_gguf
 
-from spark_nb.model import load_checkpoint, quantize_int8
+from spark_nb.model import ModelLoadError, load_checkpoint, quantize_int8
 from spark_nb.model.synthetic import config_dict, random_weights, write_random_model
 from spark_nb.model.weights import StreamedWeights
 from spark_nb.wafer import forward as fw
@@ -101,8 +101,22 @@ def test_streamed_pack_is_the_whole_model_pack(tmp_path, monkeypatch, model, dty
     assert streamed.config == whole.config
     assert streamed.weights.tied == whole.config.tie_word_embeddings == ("tied" in model)
     ref = reference_pack(whole.weights, whole.config, spec, dtype)
-    assert_same_decoder(packing.pack(streamed.weights, streamed.config, spec, dtype), ref)
-    assert_same_decoder(packing.pack(whole.weights, whole.config, spec, dtype), ref)  # arrays in memory, the same
+    assert_same_decoder(packing.pack(streamed.weights, streamed.config, spec, dtype, threads=3), ref)
+    assert_same_decoder(packing.pack(whole.weights, whole.config, spec, dtype, threads=1), ref)  # arrays in memory
+
+
+def test_an_error_in_one_part_is_raised_from_the_threads(tmp_path):
+    checkpoint = load_checkpoint(tiny_gguf(tmp_path / "m.gguf"), streamed=True)
+    weights = checkpoint.weights
+
+    def layer(i):
+        if i == 0:
+            raise ModelLoadError("layer 0 is corrupt")
+        return read_layer(i)
+
+    read_layer, weights.read_layer = weights.read_layer, layer
+    with pytest.raises(ModelLoadError, match="layer 0 is corrupt"):
+        packing.pack(weights, checkpoint.config, get_spec("mini"), "int8", threads=2)
 
 
 def test_streamed_weights_read_all_is_the_whole_read(tmp_path):

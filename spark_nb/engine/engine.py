@@ -109,6 +109,7 @@ class Engine:
         spec = get_spec(wafer)
         path = resolve(path)  # a name `spark-nb models` lists -> its file or folder
         cached = tile_cache.load(path, spec, dtype) if path.exists() else None  # this model packed before
+        kept = cached is not None
         if cached is None:
             # a GGUF file or a Hugging Face folder, its weights read a layer at a time as they are packed
             checkpoint = load_checkpoint(path, dtype=dtype, streamed=True)
@@ -124,17 +125,17 @@ class Engine:
             finally:
                 checkpoint.weights.close()
             del checkpoint
-            tile_cache.save(path, spec, dtype, config, tokenizer, decoder, writer)
+            kept = tile_cache.save(path, spec, dtype, config, tokenizer, decoder, writer) is not None
         else:
             config, tokenizer, decoder = cached
         context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
         if context < 2:
             raise ValueError(f"context must be at least 2 tokens, got {context}")
         # the placement, wafer layout and decode threads found for this entry before (~1 s a load to find again)
-        key = tile_cache.engine_key(context, numba.config.NUMBA_NUM_THREADS)
+        key = tile_cache.engine_key(context, numba.config.NUMBA_NUM_THREADS) if kept else None
         known = tile_cache.recall(path, spec, dtype, key) if cached is not None else None
         engine = cls(path, config, tokenizer, decoder, spec, dtype, context, known)
-        if known is None:
+        if kept and known is None:
             tile_cache.remember(path, spec, dtype, key, engine._found())
         return engine
 

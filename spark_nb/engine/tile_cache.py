@@ -1,5 +1,5 @@
 """A model's packed tiles on disk: loading it a second time maps them instead of reading, dequantizing, quantizing
-and tiling its weights again (a 0.5B GGUF at int8 on 2 cores: 9.8 s of CPU the first time, 1.65 s the second,
+and tiling its weights again (a 0.5B GGUF at int8 on 2 cores: 7.7 s of CPU the first time, 1.45 s the second,
 most of that the imports, the tokenizer and numba's cached code).
 
 One entry per model path, dtype and wafer, under $XDG_CACHE_HOME/spark-nb/tiles (~/.cache/spark-nb/tiles): each

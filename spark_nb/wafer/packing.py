@@ -26,6 +26,7 @@ from .tiles import aligned_empty, tile_shape, write_tiles
 
 PACK_VALUES = 1 << 20  # values of a vocabulary matrix converted at a time: it never exists whole in fp32
 PACK_THREADS = min(os.cpu_count() or 1, 4)  # parts packed at once (each holds one layer or block in fp32)
+THREADED_PARAMS = 20_000_000  # smaller models pack on one thread: their parts take less than handing them out
 
 
 def _converted(w: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +54,8 @@ def pack(weights, config, spec, dtype: str, threads: int | None = None, allocate
     matrices a block of rows at a time, each written straight into its place in the stacked, aligned tiles.
     `weights`: spark_nb.model's DecoderWeights (arrays in memory), or StreamedWeights, which reads each part
     only when asked here, so that fp32 never holds more than a layer per thread (a 0.5B model is 2 GB in fp32).
-    The parts are independent (each writes its own tiles): `threads` (default PACK_THREADS) do them at once.
+    The parts are independent (each writes its own tiles): `threads` (default PACK_THREADS, one for a small model)
+    do them at once.
     allocate(name, shape, dtype): the zero-filled, 64-byte aligned array of a matrix's tiles, named as the tile
     cache names its files ("layers.wqkv", "embed", ...); the engine's tile cache hands out its files' maps."""
     L, d, f, hd = config.n_layers, config.hidden_size, config.intermediate_size, config.head_dim
@@ -87,7 +89,9 @@ def pack(weights, config, spec, dtype: str, threads: int | None = None, allocate
 
     parts = [(layer, l) for l in range(L)]
     parts += [(rows, name, start) for name in vocabulary for start in range(0, config.vocab_size, step)]
-    _each(parts, PACK_THREADS if threads is None else threads)
+    if threads is None:
+        threads = PACK_THREADS if config.n_params >= THREADED_PARAMS else 1
+    _each(parts, threads)
     layers = Layers(attn_norm, *stacked["wq", "wk", "wv"], bqkv, *stacked["wo",], mlp_norm,
                     *stacked["w_gate", "w_up"], *stacked["w_down",])
     embed, embed_scale = vocabulary["embed"]
