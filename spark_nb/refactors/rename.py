@@ -14,7 +14,8 @@ a renamed parameter's function when those calls are in the cell, and, for a meth
 Whatever cannot be decided from the cell is refused with a RefactorError rather than guessed: a name bound in
 several scopes (say which with `within`), a `.name` attribute on an object that may or may not be the class,
 calls that may pass a renamed parameter by keyword through `**` or an alias, a new name that is already bound or
-used where it would change meaning, or that would shadow a builtin; names a match pattern binds.
+used where it would change meaning, or a module-level name that would shadow a builtin; names a match pattern
+binds.
 """
 from __future__ import annotations
 
@@ -130,13 +131,16 @@ class _Plan:
     def check_new_name(self, taken: set[str]):
         """`new` must not change what any name means: no use of `old` may find another `new` first, no use of
         `new` may find the renamed binding instead of its own. A function's local may take the name of an outer
-        one it does not read (`s` -> `slope` inside fit_line, beside a module-level `slope`): the code means the
-        same, as the checks above make sure, and linters' "redefined outer name" is a matter of style."""
+        one it does not read (`s` -> `slope` inside fit_line, beside a module-level `slope`; `f` -> `filter` where
+        the function calls no filter()): the code means the same, as the checks below make sure, and linters'
+        "redefined outer name" is a matter of style. A module-level name is the notebook's: it may not take a
+        builtin's name or one another cell defines."""
         new, scope = self.new, self.scope
-        if new in _BUILTINS:
-            raise RefactorError(f"{new} would shadow the builtin {new}")
-        if new in taken:
-            raise RefactorError(f"{new} is already defined elsewhere in the notebook")
+        if scope.kind == "module":  # the notebook's namespace: later cells would find the new name changed
+            if new in _BUILTINS:
+                raise RefactorError(f"{new} would shadow the builtin {new}")
+            if new in taken:
+                raise RefactorError(f"{new} is already defined elsewhere in the notebook")
         if self.a.bound_in(scope, new):
             raise RefactorError(f"{new} is already defined in {_where(scope)}")
         binders = {o.binding for o in self.a.of(new) if o.binds}
