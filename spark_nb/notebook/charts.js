@@ -52,6 +52,7 @@ function panel(svg, x0, title, xlabel, ylabel, xmax, values, xticks = false) {
 }
 
 function polyline(p, pts, color, dashed) {
+  pts = pts.filter(([, y]) => y > 0);  // nothing to draw where there is no value (a remote model's wafer series)
   if (!pts.length) return;
   el("polyline", { points: pts.map(([x, y]) => `${p.sx(x).toFixed(1)},${p.sy(y).toFixed(1)}`).join(" "),
     fill: "none", stroke: color, "stroke-width": 1.8, "stroke-dasharray": dashed ? "5 3" : "" }, p.g);
@@ -103,7 +104,7 @@ function draw(model, root) {
         fmt(r.tok_per_s) : fmt(r.wafer_tok_per_s)} tok/s`);
     };
     bar(r.ttft_ms, 1, HOST, "host");
-    bar(r.wafer_ttft_ms, 1 + w + 1, WAFER, "wafer");
+    if (r.wafer_ttft_ms > 0) bar(r.wafer_ttft_ms, 1 + w + 1, WAFER, "wafer");  // none for a remote model
     if (r.drafted && bw >= 24) {  // speculative edits: the share of draft tokens accepted, under the bars
       el("text", { x: x + bw / 2, y: M.t + right.ih + 12, "text-anchor": "middle", class: "spark-tick" }, right.g,
         `${Math.round((100 * r.accepted) / r.drafted)}%`).appendChild(el("title", {}, null,

@@ -101,7 +101,10 @@ function render({ model, el }) {
     // speeds only for a model that generates or has generated: an exact refactor (a program, no tokens), a panel
     // not yet asked, a request that failed before its first token have none (the summary says what happened)
     const generating = model.get("tokens") > 0 || s === "waiting" || s === "streaming";
-    host.style.display = wafer.style.display = generating ? "" : "none";
+    host.style.display = generating ? "" : "none";
+    // a remote server's model has no wafer projection (its time is measured only): no "wafer 0 tok/s" line
+    const projected = wttft > 0 || model.get("wafer_tok_per_s") > 0 || s === "waiting";
+    wafer.style.display = generating && projected ? "" : "none";
     controls.style.display = model.get("controls") && s === "streaming" ? "" : "none";
     const deciding = model.get("decide") && s === "done";
     decision.style.display = deciding ? "" : "none";
