@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import spark_nb
-from spark_nb.edits import EditResult, check, edit, parse_error
+from spark_nb.edits import EditResult, check, edit, parse_error, prompt
 from spark_nb.edits.prompt import chat_messages, edit_format, extract_code, style
 from spark_nb.engine import Engine
 from spark_nb.engine.engine import Superseded
@@ -197,8 +197,8 @@ def test_extract_code_takes_first_complete_block():
     assert extract_code("no code here") is None
     assert extract_code("```python\nx = 1\n") is None  # cut off
     msgs = chat_messages("s = '```'\n", "fix", context=["import os\n"])
-    assert msgs[0]["role"] == "system" and "````python\ns = '```'\n````" in msgs[1]["content"]
-    assert "import os" in msgs[1]["content"] and msgs[1]["content"].endswith("Instruction: fix")
+    assert msgs[0]["role"] == "system" and "````python\ns = '```'\n````" in msgs[-1]["content"]
+    assert "import os" in msgs[-1]["content"] and msgs[-1]["content"].endswith("Instruction: fix")
 
 
 # -- the built-in format ------------------------------------------------------------------------------------------
@@ -360,13 +360,11 @@ def test_session_feed_matches_full_forward(edit_folder):
 # -- instruct checkpoints -----------------------------------------------------------------------------------------
 
 
-def test_chat_template_path_takes_the_first_fenced_block(chat_folder):
-    engine = Engine.load(chat_folder, dtype="fp32", context=512)
-    tok = engine.tokenizer
-    target = "def add(a, b):\n    return a + b\n"
-    answer = tok.encode(f"Here it is:\n```python\n{target}```\nThe rest is prose that is never generated.")
-    script, prompts = iter([]), []
-    vocab = engine.config.vocab_size
+def scripted(engine, answer_text):
+    """Replace the engine's forward pass so that, after any prompt, it generates answer_text's tokens then eos (the
+    real stream loop runs, one token at a time: no drafts to verify); returns the list the prompts are recorded in."""
+    tok, vocab, prompts = engine.tokenizer, engine.config.vocab_size, []
+    script = iter(())
 
     def onehot():
         out = np.full(vocab, -1.0, np.float32)
@@ -376,22 +374,31 @@ def test_chat_template_path_takes_the_first_fenced_block(chat_folder):
     def prefill(ids, start=0, at=None):
         nonlocal script
         prompts.append(tok.decode(ids.tolist(), skip_special_tokens=False))
-        script = iter(answer)
+        script = iter(tok.encode(answer_text))
         return onehot()[None]
 
-    engine._prefill = prefill  # the real stream loop runs; only the forward pass is scripted (one token at a
-    engine._decode_step = lambda token, pos, threads=None: onehot()  # time: no drafts to verify)
+    engine._prefill = prefill
+    engine._decode_step = lambda token, pos, threads=None: onehot()
+    return prompts
+
+
+def test_chat_template_path_takes_the_first_fenced_block(chat_folder, monkeypatch):
+    monkeypatch.setattr(prompt, "OPEN_ANSWER", False)  # the model writes the fence itself, after some prose
+    engine = Engine.load(chat_folder, dtype="fp32", context=512)
+    target = "def add(a, b):\n    return a + b\n"
+    answer = f"Here it is:\n```python\n{target}```\nThe rest is prose that is never generated."
+    prompts = scripted(engine, answer)
     edit = functools.partial(spark_nb.edit, speculative=False)
     r = edit("def add(a,b): return a+b", "format it", model=engine)
     assert r.ok and r.style == "chat" and r.code == target.rstrip("\n")
     assert prompts[0].startswith("<|im_start|>system\n") and prompts[0].endswith("<|im_start|>assistant\n")
     assert "def add(a,b): return a+b" in prompts[0] and "Instruction: format it" in prompts[0]
-    assert "prose" not in r.text and r.stats.tokens < len(answer)  # stopped once the block closed
+    assert "prose" not in r.text and r.stats.tokens < len(engine.tokenizer.encode(answer))  # stopped at the fence
 
-    answer = tok.encode("```python\ndef add(a, b)\n    return a + b\n```\n")
+    scripted(engine, "```python\ndef add(a, b)\n    return a + b\n```\n")
     r = edit("x = 1\n", "break it", model=engine)
     assert not r.ok and r.code == "x = 1\n" and "line 1" in r.error
-    answer = tok.encode("I would rather not.")
+    scripted(engine, "I would rather not.")
     r = edit("x = 1\n", "anything", model=engine)
     assert not r.ok and "no complete fenced code block" in r.error
 

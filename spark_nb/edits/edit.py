@@ -313,7 +313,8 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
         max_new_tokens = 2 * (engine.count_tokens(code) if remote else len(engine.tokenizer.encode(code))) + 128
     stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                            speculative=speculative)  # the answer copies the cell: prompt lookup drafts it
-    text, done, n, stopped = "", None, 0, False
+    start = "" if remote else prompt.answer_start(code)  # the prompt's own start of the answer, if any
+    text, done, n, stopped = start, None, 0, False
     for event in stream:
         if hasattr(event, "stats"):
             done = event
@@ -328,7 +329,7 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
         elif cancel.is_set():
             stream.cancel()
             stopped = True
-    text = done.text if done is not None else text
+    text = start + done.text if done is not None else text
     proposed = None if stopped else prompt.extract_code(text)
     error = None
     if stopped:

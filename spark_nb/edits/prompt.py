@@ -5,20 +5,33 @@ Two styles:
 - ``"edit"``: the built-in model (its tokenizer has the edit format's special tokens). The prompt and the
   line-aligned output are spark_nb.train.format's: `edit_format(tokenizer).prompt_ids(...)`, then an
   `EditDecoder` says which tokens the model generates and which input lines the driver feeds.
-- ``"chat"``: any instruct checkpoint with a chat template. A system and a user message (earlier cells, the cell
-  in a fenced block, the instruction), rendered by the tokenizer's template; the answer's first fenced block is
-  the new cell.
+- ``"chat"``: any instruct checkpoint with a chat template. A system message, one worked example (a user message
+  and the assistant's answer), then the user message (earlier cells, the cell in a fenced block, the instruction),
+  rendered by the tokenizer's template; the prompt ends with the answer's opening fence (`answer_start`), and the
+  answer's first complete fenced block is the new cell. Chosen by measurement on Qwen2.5-Coder-0.5B-Instruct
+  (bench/prompts.py, README "Use a better model").
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-__all__ = ["style", "edit_format", "chat_messages", "chat_prompt", "extract_code", "SYSTEM"]
+__all__ = ["style", "edit_format", "chat_messages", "chat_prompt", "answer_start", "extract_code", "SYSTEM",
+           "EXAMPLE"]
 
 EDIT_TOKEN = "<|edit|>"
-SYSTEM = ("You edit Python code in a Jupyter notebook cell. Apply the requested change and nothing else, keep "
-          "everything else exactly as it is, and reply with the whole new cell in one ```python fenced block.")
+# The chat prompt, chosen by measurement on real models (bench/prompts.py; README "Use a better model"). What it is
+# for: Qwen2.5-Coder 0.5B dropped a cell's trailing calls and prints when it added docstrings (the guard then
+# refuses the edit); the example shows them kept, and the open fence leaves no room for prose first.
+SYSTEM = ("You edit one cell of a Jupyter notebook. Make the change the instruction asks for, and copy every other "
+          "line of the cell into your answer unchanged, including the code after the functions (calls, prints, "
+          "plots): your answer is the whole new cell. Reply with it in one ```python fenced block.")
+# one worked example, an earlier exchange of the conversation: (cell, instruction, answer), or None
+EXAMPLE: tuple[str, str, str] | None = (
+    "def area(w, h):\n    return w * h\n\n\nprint(area(3, 4))\n",
+    "add a docstring",
+    'def area(w, h):\n    """The area of a w by h rectangle."""\n    return w * h\n\n\nprint(area(3, 4))\n')
+OPEN_ANSWER = True  # end the prompt with the answer's opening fence (in-process engines; a server takes messages)
 
 _FORMATS: dict[int, tuple] = {}  # id(tokenizer) -> (tokenizer, EditFormat): the tokenizer is kept alive with it
 
@@ -49,7 +62,8 @@ def _fence(code: str) -> str:
     return "`" * max(3, longest + 1)
 
 
-def chat_messages(code: str, instruction: str, context: Sequence[str] = ()) -> list[dict]:
+def _request(code: str, instruction: str, context: Sequence[str] = ()) -> str:
+    """One user message: earlier cells (if any), the cell in a fence, the instruction."""
     parts = []
     if context:
         cells = "\n\n".join(f"{_fence(c)}python\n{c.rstrip()}\n{_fence(c)}" for c in context)
@@ -57,11 +71,28 @@ def chat_messages(code: str, instruction: str, context: Sequence[str] = ()) -> l
     fence = _fence(code)
     parts.append(f"The cell:\n\n{fence}python\n{code.rstrip()}\n{fence}")
     parts.append(f"Instruction: {instruction}")
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+    return "\n\n".join(parts)
+
+
+def chat_messages(code: str, instruction: str, context: Sequence[str] = ()) -> list[dict]:
+    """System prompt, the worked example as an earlier exchange (when EXAMPLE is set), then the request."""
+    messages = [{"role": "system", "content": SYSTEM}]
+    if EXAMPLE is not None:
+        cell, ask, answer = EXAMPLE
+        messages += [{"role": "user", "content": _request(cell, ask)},
+                     {"role": "assistant", "content": f"{_fence(answer)}python\n{answer}{_fence(answer)}"}]
+    return messages + [{"role": "user", "content": _request(code, instruction, context)}]
+
+
+def answer_start(code: str) -> str:
+    """What chat_prompt writes at the start of the assistant's answer: the answer text begins with it."""
+    return f"{_fence(code)}python\n" if OPEN_ANSWER else ""
 
 
 def chat_prompt(tokenizer, code: str, instruction: str, context: Sequence[str] = ()) -> str:
-    return tokenizer.apply_chat_template(chat_messages(code, instruction, context), add_generation_prompt=True)
+    """The rendered prompt, ending where the model's answer begins (after `answer_start(code)`)."""
+    return (tokenizer.apply_chat_template(chat_messages(code, instruction, context), add_generation_prompt=True)
+            + answer_start(code))
 
 
 _OPEN = re.compile(r"^(?P<indent>[ \t]{0,3})(?P<fence>`{3,}|~{3,})[^\n`]*\n", re.M)

@@ -1,0 +1,90 @@
+"""The chat prompt (spark_nb.edits.prompt) as the tiny chat model's template renders it, and the chat driver's
+answer handling: the worked example stays an earlier exchange, never the cell; the first complete fenced block of
+the answer is the new cell; generation stops at its closing fence, with and without the prompt opening the fence.
+"""
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import spark_nb
+from spark_nb.edits import guard, prompt
+from spark_nb.edits.prompt import answer_start, chat_messages, chat_prompt, extract_code, open_block
+from spark_nb.engine import Engine
+from spark_nb.model import Tokenizer
+from test_edit_api import chat_folder, scripted  # noqa: F401  (a tiny qwen2 folder with a ChatML template)
+
+CELL = "def add(a,b): return a+b\n\n\nprint(add(1, 2))\n"
+
+
+def turns(rendered: str) -> list[tuple[str, str]]:
+    """(role, content) of each ChatML turn of a rendered prompt; the open assistant turn last, with what it holds."""
+    out = []
+    for chunk in rendered.split("<|im_start|>")[1:]:
+        role, _, content = chunk.partition("\n")
+        out.append((role, content.removesuffix("<|im_end|>\n")))
+    return out
+
+
+@pytest.mark.parametrize("open_answer", [False, True])
+def test_chat_prompt_renders_system_example_then_the_request(chat_folder, monkeypatch, open_answer):
+    monkeypatch.setattr(prompt, "OPEN_ANSWER", open_answer)
+    tok = Tokenizer.from_folder(chat_folder)
+    rendered = chat_prompt(tok, CELL, "add a docstring", context=["import os\n"])
+    got = turns(rendered)
+    roles = [role for role, _ in got]
+    example = ["user", "assistant"] if prompt.EXAMPLE is not None else []
+    assert roles == ["system", *example, "user", "assistant"]
+    assert got[0][1] == prompt.SYSTEM
+    request = got[-2][1]  # the user's cell, its context and instruction: in the last user turn only
+    assert f"```python\n{CELL.rstrip()}\n```" in request and request.endswith("Instruction: add a docstring")
+    assert "import os" in request and all(CELL.rstrip() not in content for _, content in got[:-2])
+    assert got[-1][1] == ("```python\n" if open_answer else "")  # the answer starts after the prompt
+    assert rendered.endswith("<|im_start|>assistant\n" + answer_start(CELL))
+
+
+def test_worked_example_is_a_complete_earlier_exchange():
+    if prompt.EXAMPLE is None:
+        pytest.skip("no worked example in the chosen prompt")
+    cell, ask, answer = prompt.EXAMPLE
+    msgs = chat_messages(CELL, "add comments")
+    assert msgs[1]["role"] == "user" and cell.rstrip() in msgs[1]["content"] and ask in msgs[1]["content"]
+    assert msgs[2] == {"role": "assistant", "content": f"```python\n{answer}```"}
+    assert extract_code(msgs[2]["content"]) == answer  # the example's answer is a complete block of its own
+    assert guard.judge(cell, answer, "add_docstrings")[0]  # and a right one
+    assert CELL.rstrip() in msgs[-1]["content"] and cell.rstrip() not in msgs[-1]["content"]
+
+
+def test_a_cell_with_backticks_gets_a_longer_fence_in_the_prompt_and_the_answer(monkeypatch):
+    monkeypatch.setattr(prompt, "OPEN_ANSWER", True)
+    code = "s = '```'\n"
+    assert "````python\ns = '```'\n````" in chat_messages(code, "fix")[-1]["content"]
+    assert answer_start(code) == "````python\n"
+    assert extract_code(answer_start(code) + "s = '```'  # three\n````\n```python\nx = 2\n```\n") \
+        == "s = '```'  # three\n"
+
+
+def test_extraction_takes_the_first_complete_block_after_the_opened_fence():
+    assert extract_code("```python\nx = 1\n```\nThen:\n```python\ny = 2\n```\n") == "x = 1\n"
+    assert extract_code("```python\nx = 1\n") is None  # cut off before the closing fence
+    assert open_block("```python\nx = 1\ny", "old\n") == "x = 1\ny"
+    assert open_block("Sure", "old\n") == "old\n"
+
+
+@pytest.mark.parametrize("open_answer", [False, True])
+def test_chat_driver_stops_at_the_closing_fence_and_takes_the_users_cell(chat_folder, monkeypatch, open_answer):
+    monkeypatch.setattr(prompt, "OPEN_ANSWER", open_answer)
+    engine = Engine.load(chat_folder, dtype="fp32", context=1024)
+    target = 'def add(a, b):\n    """Add two numbers."""\n    return a + b\n\n\nprint(add(1, 2))\n'
+    body = f"{target}```\nI added a docstring.\n```python\nprint('never')\n```\n"
+    prompts = scripted(engine, body if open_answer else "```python\n" + body)
+    edit = functools.partial(spark_nb.edit, speculative=False, exact=False)
+    r = edit(CELL, "add a docstring", model=engine, family="add_docstrings")
+    assert r.ok and r.code == target and r.text.startswith("```python\n")
+    assert "I added" not in r.text and "never" not in r.text  # generation stopped once the block closed
+    assert prompts[0].endswith("<|im_start|>assistant\n" + answer_start(CELL))
+
+    prompts = scripted(engine, "" if open_answer else "I cannot.")  # nothing usable: the example is not taken
+    r = edit(CELL, "add a docstring", model=engine)
+    assert not r.ok and r.code == CELL and r.proposed is None and "no complete fenced code block" in r.error
