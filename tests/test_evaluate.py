@@ -81,7 +81,7 @@ def test_pipeline_sends_exact_refactors_to_the_refactors_and_model_only_does_not
     assert pipeline["pipeline"] and not alone["pipeline"]
     exact = {name for name, a in pipeline["families"].items() if a["by_refactor"]}
     assert {"rename_variable", "rename_function", "sort_imports"} <= exact
-    assert not exact & {"add_docstrings", "add_type_hints", "fix_syntax_error", "wrap_main"}  # the model's job
+    assert not exact & {"add_docstrings", "add_type_hints", "add_comments", "fix_syntax_error"}  # the model's job
     for name in exact:
         assert pipeline["families"][name]["useful"] > 0 == alone["families"][name]["useful"], name
     assert all(a["by_refactor"] == 0.0 for a in alone["families"].values())
