@@ -10,12 +10,11 @@ instruction, where exact match means something.
 from __future__ import annotations
 
 import ast
-import io
 import re
-import tokenize
 from collections.abc import Callable, Sequence
 
 from ..train.families import FAMILIES, EditTask
+from ..train.families.comments import comment_count
 from ..train.families.debug import _is_log_call, _is_print, is_debug_stmt
 from ..train.families.imports import _bound, _used_names, import_key
 from ..train.families.modernise import to_joined
@@ -57,13 +56,6 @@ def _annotations(tree) -> int:
         elif isinstance(node, ast.AnnAssign):
             n += 1
     return n
-
-
-def _comments(code: str) -> int:
-    try:
-        return sum(t.type == tokenize.COMMENT for t in tokenize.generate_tokens(io.StringIO(code).readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return 0
 
 
 def _names(tree) -> set[str]:
@@ -213,9 +205,9 @@ def _wrap_main(task, tree, code) -> bool:
 CHANGE_CHECKS: dict[str, Check] = {
     "add_docstrings": _more(_docstrings),
     "add_type_hints": _more(_annotations),
-    "add_comments": lambda task, tree, code: _comments(code) > _comments(task.before),
+    "add_comments": lambda task, tree, code: comment_count(code) > comment_count(task.before),
     # no more comments left than the exact refactor leaves (tool directives such as `# noqa` stay)
-    "remove_comments": lambda task, tree, code: _comments(code) <= _comments(task.after) < _comments(task.before),
+    "remove_comments": lambda task, tree, code: comment_count(code) <= comment_count(task.after) < comment_count(task.before),
     "add_error_handling": _more(lambda t: _count(t, ast.Try, getattr(ast, "TryStar", ast.Try))),
     "rename_variable": _rename,
     "rename_function": _rename,
