@@ -263,10 +263,10 @@ _FAMILIES: list[tuple[str, dict, list[str]]] = [
         rf"(?:replace|convert|turn|change|swap|switch|rewrite|transform){_ALL}{_ANY_PRINT}\s+"
         rf"(?:with|to|into|for|by|as)\s+{_THE}{_LOGGING}",
         rf"switch\s+from\s+{_ANY_PRINT}\s+to\s+{_LOGGING}",
-        rf"(?:log|logging)\s+(?:these|the)\s+(?:messages|prints)\s+instead\s+of\s+printing\s+them",
-        rf"(?:verwende|benutze|nutze)\s+logging\s+statt\s+(?:print|prints)",
-        rf"(?:usa|usar|utiliza)\s+logging\s+en\s+(?:lugar|vez)\s+de\s+(?:print|prints)",
-        rf"(?:utilise|utiliser|utilisez)\s+logging\s+au\s+lieu\s+de\s+(?:print|prints)",
+        r"(?:log|logging)\s+(?:these|the)\s+(?:messages|prints)\s+instead\s+of\s+printing\s+them",
+        r"(?:verwende|benutze|nutze)\s+logging\s+statt\s+(?:print|prints)",
+        r"(?:usa|usar|utiliza)\s+logging\s+en\s+(?:lugar|vez)\s+de\s+(?:print|prints)",
+        r"(?:utilise|utiliser|utilisez)\s+logging\s+au\s+lieu\s+de\s+(?:print|prints)",
     ]),
 ]
 # a comprehension and a loop that builds a collection, in the words of both directions
@@ -364,8 +364,8 @@ _FAMILIES += [
         rf"(?:add|write|create|make)\s+{_MAIN}(?:\s+(?:and|with|plus)\s+{_GUARD})?",
         rf"(?:add|write)\s+{_GUARD}",
         rf"{_MAIN}\s+(?:pls|please)",
-        rf"def\s+main\s*\+\s*(?:an?\s+)?__main__\s+guard",
-        rf"script\s*(?:->|→|=>)\s*main\(\)",
+        r"def\s+main\s*\+\s*(?:an?\s+)?__main__\s+guard",
+        r"script\s*(?:->|→|=>)\s*main\(\)",
         r"make\s+(?:this|it)\s+importable\s*[:;,-]\s*wrap\s+it\s+in\s+main\(\)",
     ]),
 ]
