@@ -303,7 +303,7 @@ class Engine:
                 with self._lock:  # the token and its draft in one forward: the logits after each of them
                     judged = self._prefill(np.array([token, *draft], dtype=np.int64), pos,
                                            np.arange(len(draft) + 1))
-                wafer_s += sum(self._wafer_decode_s(p + 1) for p in range(pos, pos + len(draft) + 1))
+                wafer_s += self._wafer_fed_s(pos, len(draft) + 1)
                 n = 0
                 while n < len(draft) and sample(judged[n], temperature, top_p, rng) == draft[n]:
                     n += 1
@@ -333,6 +333,11 @@ class Engine:
         if prompt_tokens not in self._wafer_ttft:  # the cycle model takes ~1 ms; a request asks twice or more
             self._wafer_ttft[prompt_tokens] = first_token_cycles(self.placement, prompt_tokens).seconds
         return self._wafer_ttft[prompt_tokens]
+
+    def _wafer_fed_s(self, start: int, n: int) -> float:
+        """n tokens fed at once after `start` in the cache (a verified draft, copied lines): one decode step each,
+        an upper bound (`cycles.feed_cycles` models the pipelined pass, at a cost too high per call today)."""
+        return sum(self._wafer_decode_s(p + 1) for p in range(start, start + n))
 
     def _wafer_decode_s(self, context: int) -> float:
         return self._wafer_step_base + self._wafer_step_slope * (context - 1)
@@ -395,7 +400,7 @@ class Session:
         if self.pos == 0:
             self.wafer_s += e._wafer_ttft_s(n)
         else:  # every token fed costs one decode step, rejected draft tokens too: an upper bound
-            self.wafer_s += sum(e._wafer_decode_s(p + 1) for p in range(self.pos, self.pos + n))
+            self.wafer_s += e._wafer_fed_s(self.pos, n)
         self.pos += n
 
 
