@@ -1,0 +1,144 @@
+"""GGUF block tiles (spark_nb/wafer/blocks.py) and the matmul kernels on them (quant_kernels.py).
+
+The blocks come from a tiny GGUF file written here with gguf.GGUFWriter (random valid blocks: gguf has no
+quantizer for the K-quants) and read back with gguf.GGUFReader, as a real file's tensors are. Every weight must
+dequantize to gguf.quants.dequantize's value bit for bit; the kernel must equal its NumPy twin bit for bit, stay
+within the int8-activation bound of the float64 product of the dequantized weights, and give a token the same bits
+alone as among others (speculative decoding relies on it).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from gguf_files import random_blocks
+from spark_nb.wafer import blocks
+from spark_nb.wafer import quant_kernels as qk
+from spark_nb.wafer.kernels import quantized
+from spark_nb.wafer.reference import quantize_slices
+from spark_nb.wafer.spec import MINI, WSE3
+
+KINDS = blocks.BLOCK_KINDS
+ROWS = 37  # ragged against every tile height
+
+
+@pytest.fixture(scope="module")
+def file_blocks(tmp_path_factory):
+    """kind -> raw[ROWS, bytes per row] of a ROWS x width(kind) matrix of random blocks, read back from a GGUF
+    file."""
+    path = tmp_path_factory.mktemp("blocks") / "blocks.gguf"
+    rng = np.random.default_rng(0)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for kind in KINDS:
+        writer.add_tensor(kind.name, random_blocks(ROWS, width(kind), kind, rng), raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader = gguf.GGUFReader(str(path))
+    return {T(t.tensor_type): np.array(t.data) for t in reader.tensors}
+
+
+def width(kind):
+    return 3 * blocks.FORMATS[kind].block if blocks.FORMATS[kind].block == 256 else 7 * 32
+
+
+def tile_width(kind):
+    """A tile width in weights that leaves a ragged last PE column."""
+    return 2 * blocks.FORMATS[kind].block if blocks.FORMATS[kind].block == 256 else 64
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_every_weight_is_gguf_s_own(file_blocks, kind):
+    raw = file_blocks[kind]
+    ours, theirs = blocks.dequantize(raw, kind), gguf.quants.dequantize(raw, kind)
+    assert ours.shape == theirs.shape == (ROWS, width(kind))
+    assert np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_tiles_cut_along_blocks_and_hold_the_file_s_bytes(file_blocks, kind):
+    raw, f = file_blocks[kind], blocks.FORMATS[kind]
+    tiles = blocks.to_block_tiles(raw, kind, 8, tile_width(kind))
+    assert tiles.dtype == np.uint8 and tiles.ctypes.data % 64 == 0
+    assert tiles.shape[3] == tile_width(kind) // f.block * f.nbytes  # whole blocks
+    assert np.array_equal(blocks.from_block_tiles(tiles, kind, ROWS, width(kind)), raw)
+    padding = tiles.sum() - raw.astype(np.int64).sum()
+    assert padding == 0  # zero bytes: blocks whose weights are all 0
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize("spec", [WSE3, MINI], ids=lambda s: s.name)
+def test_block_tile_shape_fits_a_pe(kind, spec):
+    f = blocks.FORMATS[kind]
+    tm, tn = blocks.block_tile_shape(spec, 896, 4864, kind)
+    assert tm % 8 == 0 and tn % f.block == 0
+    assert blocks.tile_bytes(tm, tn, kind) <= spec.weight_budget_per_pe
+    # the real bytes per weight: a Q4_K tile holds more weights than an int8 one in the same SRAM
+    assert tm * tn * blocks.bytes_per_weight(kind) == tm * (tn // f.block) * f.nbytes
+
+
+def test_bytes_per_weight():
+    assert blocks.bytes_per_weight(T.Q8_0) == 34 / 32
+    assert blocks.bytes_per_weight(T.Q4_K) == 144 / 256 == 4.5 / 8
+    assert blocks.bytes_per_weight(T.Q6_K) == 210 / 256
+
+
+def check_block_matmul(raw, kind, tokens, rng):
+    """The kernel against its twin (bit for bit), against float64 (within the int8 activations' bound), and a token
+    alone against the same token among the others (bit for bit)."""
+    m, n, tn = raw.shape[0], width(kind), tile_width(kind)
+    tiles = blocks.to_block_tiles(raw, kind, 8, tn)
+    x = rng.standard_normal((tokens, n)).astype(np.float32)
+    q = quantized(tokens, tiles.shape[1] * tn)
+    y = np.full((tokens, m), np.nan, np.float32)
+    code = blocks.FORMATS[kind].code
+    qk.block_matmul(x, tiles, code, y, q)
+    assert np.array_equal(y, qk.matmul_reference(x, raw, kind, tn))
+    # x rounded to int8 per PE column slice is off by at most half a step per element: a bound per output, plus
+    # float32 rounding of the sums (well under 1e-5 of the magnitudes summed)
+    w = gguf.quants.dequantize(raw, kind).astype(np.float64)
+    exact = x.astype(np.float64) @ w.T
+    _, scales, _ = quantize_slices(x, tn)
+    step = np.repeat(scales.astype(np.float64), tn, axis=1)[:, :n]  # [T, n]
+    bound = 0.5 * step @ np.abs(w).T + 1e-5 * (np.abs(x) @ np.abs(w).T)
+    assert (np.abs(y - exact) <= bound).all()
+    for t in (0, tokens - 1):
+        alone = np.full((1, m), np.nan, np.float32)
+        qk.block_matmul(x[t : t + 1], tiles, code, alone, q)
+        assert np.array_equal(alone[0], y[t])
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize("tokens", [1, 4, 17])  # decode, a verified draft, a prompt
+def test_block_matmul(file_blocks, kind, tokens):
+    check_block_matmul(file_blocks[kind], kind, tokens, np.random.default_rng(tokens))
+
+
+NO_JIT_SCRIPT = """
+import numpy as np, gguf
+from spark_nb.wafer import quant_kernels
+import test_blocks as t
+from gguf_files import random_blocks
+
+assert not hasattr(quant_kernels.block_matmul, "py_func"), "JIT is on"
+rng = np.random.default_rng(0)
+for kind in t.KINDS:
+    t.check_block_matmul(random_blocks(9, t.width(kind), kind, rng), kind, 2, rng)
+print("no-jit ok")
+"""
+
+
+def test_block_kernels_run_without_jit():
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    result = subprocess.run([sys.executable, "-c", NO_JIT_SCRIPT], cwd=Path(__file__).parent, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no-jit ok" in result.stdout
