@@ -218,8 +218,10 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
             on_token(dec.partial(), len(generated), last_s, getattr(session, "wafer_s", 0.0))
         return feed
 
+    wafer_ttft = 0.0
     try:
         logits = session.feed(ids)
+        wafer_ttft = getattr(session, "wafer_s", 0.0)  # the prompt's charge (less when the cache held part of it)
         yield
         while not dec.done:
             if len(generated) >= max_new_tokens:
@@ -262,8 +264,7 @@ def _drive_edit(engine, code, instruction, context, max_new_tokens, temperature,
         error = f"the model broke the edit format: {err}"
     text = fmt.decode_text(generated)
     stats = _stats(engine, len(ids), len(generated), first_s, last_s, time.perf_counter() - t0,
-                   getattr(session, "wafer_s", 0.0),
-                   engine._wafer_ttft_s(len(ids)) if hasattr(engine, "_wafer_ttft_s") else 0.0, drafted, accepted)
+                   getattr(session, "wafer_s", 0.0), wafer_ttft, drafted, accepted, getattr(session, "reused", 0))
     return (dec.result() if dec.done and error is None else None), text, stats, dec.n_fed, error, dec.settled()
 
 
@@ -290,7 +291,8 @@ def _sample(logits, temperature, rng) -> int:
     return sample(logits, temperature, 1.0, rng)
 
 
-def _stats(engine, prompt_tokens, n, first_s, last_s, total_s, wafer_s, wafer_ttft_s, drafted=0, accepted=0):
+def _stats(engine, prompt_tokens, n, first_s, last_s, total_s, wafer_s, wafer_ttft_s, drafted=0, accepted=0,
+           reused=0):
     from ..engine.engine import _rate
     from ..engine.events import Stats
 
@@ -298,7 +300,7 @@ def _stats(engine, prompt_tokens, n, first_s, last_s, total_s, wafer_s, wafer_tt
     return Stats(prompt_tokens=prompt_tokens, tokens=n, ttft_s=first_s, tok_per_s=_rate(n - 1, last_s - first_s),
                  total_s=total_s, wafer_ttft_s=wafer_ttft_s, wafer_tok_per_s=_rate(n - 1, wafer_s - wafer_ttft_s),
                  wafer_total_s=wafer_s, wafer=getattr(spec, "name", ""), dtype=getattr(engine, "dtype", ""),
-                 drafted=drafted, accepted=accepted)
+                 drafted=drafted, accepted=accepted, reused=reused)
 
 
 # -- instruct checkpoints ----------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@
 
 Every step runs the decoder's forward on the PE-tile layout (spark_nb.wafer.forward) and reports two clocks:
 the host time measured here and the wafer time the cycle model projects for the same computation.
+
+The KV cache outlives a request: a new prompt that starts with tokens the cache already holds (the chat prompt's
+system message and worked example, the cell again after Redirect) runs only from the first token that differs.
+A token's keys and values are the same numbers whichever forward call computed them, so the output is the same
+as with an empty cache.
 """
 from __future__ import annotations
 
@@ -86,6 +91,8 @@ class Engine:
             np.float32(config.rms_norm_eps), config.sliding_window or 0, config.head_dim,
             fw.scratch(config, min(PREFILL_CHUNK, context), context, self.prefill_threads)), config.vocab_size)
         self._lock = threading.Lock()  # one forward at a time: the KV cache and scratch are shared
+        # the tokens whose keys and values the cache holds, at positions 0.._held_n: what a prompt can reuse
+        self._held, self._held_n = np.zeros(context, np.int64), 0
         self._request = 0  # a new request supersedes an unfinished one (its stream ends as cancelled)
         # Projected decode step time is affine in the context (only attention grows with it; the cycle model's
         # ceilings make it exact to ~0.1%), and evaluating the model costs milliseconds: take two points.
@@ -171,7 +178,24 @@ class Engine:
         """Run ids at positions start.. and write the logits after the positions `at` (int64 indices into ids)
         into logits [len(at), vocab], with `threads` workers: this thread leads, helper threads join."""
         self._pass.helpers.start(threads)
+        kept = self._held_n = min(self._held_n, start)  # a write at `start` leaves what lies before it intact
         self._pass(ids, start, at, logits, threads)
+        if start == kept:  # (a write past the held tokens, like a scratch step, leaves a gap: nothing more held)
+            self._held[start : start + len(ids)] = ids
+            self._held_n = start + len(ids)
+
+    def _reusable(self, ids: np.ndarray) -> int:
+        """How many leading tokens of ids the KV cache already holds, at most all but the last (whose logits the
+        request needs)."""
+        n = min(self._held_n, len(ids) - 1)
+        same = self._held[:n] == ids[:n]
+        return n if same.all() else int(same.argmin())
+
+    def _prefill_prompt(self, ids: np.ndarray) -> tuple[np.ndarray, int]:
+        """The logits after a request's prompt [vocab], running only what the cache does not hold; and how many
+        prompt tokens it reused."""
+        start = self._reusable(ids)
+        return self._prefill(ids[start:], start)[0], start
 
     def _decode_step(self, token: int, pos: int, threads: int | None = None) -> np.ndarray:
         """Logits [vocab] after feeding one token at pos (a view, overwritten by the next step)."""
@@ -255,8 +279,8 @@ class Engine:
         with self._lock:
             self._request += 1
             request = self._request
-            logits = self._prefill(ids)[0]
-        wafer_ttft = wafer_s = self._wafer_ttft_s(len(ids))
+            logits, reused = self._prefill_prompt(ids)
+        wafer_ttft = wafer_s = self._wafer_prompt_s(len(ids), reused)
         decoder = self.tokenizer.stream_decoder()
         generated: list[int] = []
         text, shown = "", 0  # all text so far; how much of it has been yielded
@@ -324,7 +348,8 @@ class Engine:
         stats = Stats(
             prompt_tokens=len(ids), tokens=n, ttft_s=first_s, tok_per_s=_rate(n - 1, last_s - first_s),
             total_s=total, wafer_ttft_s=wafer_ttft, wafer_tok_per_s=_rate(n - 1, wafer_s - wafer_ttft),
-            wafer_total_s=wafer_s, wafer=self.spec.name, dtype=self.dtype, drafted=drafted, accepted=accepted)
+            wafer_total_s=wafer_s, wafer=self.spec.name, dtype=self.dtype, drafted=drafted, accepted=accepted,
+            reused=reused)
         yield Done(text, tuple(generated), reason, stats)
 
     # -- projected wafer time --------------------------------------------------------------------------------
@@ -333,6 +358,12 @@ class Engine:
         if prompt_tokens not in self._wafer_ttft:  # the cycle model takes ~1 ms; a request asks twice or more
             self._wafer_ttft[prompt_tokens] = first_token_cycles(self.placement, prompt_tokens).seconds
         return self._wafer_ttft[prompt_tokens]
+
+    def _wafer_prompt_s(self, prompt_tokens: int, reused: int) -> float:
+        """Projected TTFT of a prompt whose first `reused` tokens the cache held: the rest fed after them, never
+        more than the whole prompt's prefill (the wafer keeps its KV cache in SRAM and could reuse it alike)."""
+        whole = self._wafer_ttft_s(prompt_tokens)
+        return min(whole, self._wafer_fed_s(reused, prompt_tokens - reused)) if reused else whole
 
     def _wafer_fed_s(self, start: int, n: int) -> float:
         """n tokens fed at once after `start` in the cache (a verified draft, copied lines): one decode step each,
@@ -352,7 +383,8 @@ class Session:
         logits = s.feed(line_ids)            # several tokens at once (chunked like prefill)
 
     `wafer_s` accumulates the projected wafer time: the first feed as time to first token, every later token as
-    one decode step (several fed tokens are charged one step each, an upper bound). A newer request on the same
+    one decode step (several fed tokens are charged one step each, an upper bound). The first feed reuses what the
+    engine's cache holds of it (`reused` tokens), as `Engine.stream` does. A newer request on the same
     engine supersedes this one: its next feed raises `Superseded`.
     """
 
@@ -360,6 +392,7 @@ class Session:
         self.engine, self._request = engine, request
         self.pos = 0  # tokens in the cache
         self.wafer_s = 0.0
+        self.reused = 0  # leading tokens of the first feed the cache already held
 
     def feed(self, token_ids: Sequence[int]) -> np.ndarray:
         """Run token_ids at positions pos.. and return the last one's next-token logits [vocab] (a copy)."""
@@ -368,7 +401,9 @@ class Session:
         with e._lock:
             if e._request != self._request:
                 raise Superseded("a newer request started on this engine; start a new session")
-            if len(ids) == 1:
+            if self.pos == 0:
+                logits, self.reused = e._prefill_prompt(ids)
+            elif len(ids) == 1:
                 logits = e._decode_step(int(ids[0]), self.pos).copy()
             else:
                 logits = e._prefill(ids, self.pos)[0]
@@ -398,7 +433,7 @@ class Session:
     def _advance(self, n: int) -> None:
         e = self.engine
         if self.pos == 0:
-            self.wafer_s += e._wafer_ttft_s(n)
+            self.wafer_s += e._wafer_prompt_s(n, self.reused)
         else:  # every token fed costs one decode step, rejected draft tokens too: an upper bound
             self.wafer_s += e._wafer_fed_s(self.pos, n)
         self.pos += n

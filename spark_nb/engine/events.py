@@ -31,6 +31,7 @@ class Stats:
     dtype: str
     drafted: int = 0  # speculative decoding: draft tokens proposed for verification
     accepted: int = 0  # ... and accepted (generated tokens that cost no decode step of their own)
+    reused: int = 0  # prompt tokens whose keys and values the cache held from an earlier request (not run again)
 
     def __getitem__(self, key: str):
         return getattr(self, key)
