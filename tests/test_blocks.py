@@ -100,7 +100,8 @@ def check_block_matmul(raw, kind, tokens, rng):
     q = quantized(tokens, tiles.shape[1] * tn)
     y = np.full((tokens, m), np.nan, np.float32)
     code = blocks.FORMATS[kind].code
-    qk.block_matmul(x, tiles, code, y, q)
+    u = qk.group_sums(tokens, tiles.shape[1] * tn)
+    qk.block_matmul(x, tiles, code, y, q, u)
     assert np.array_equal(y, qk.matmul_reference(x, raw, kind, tn))
     # x rounded to int8 per PE column slice is off by at most half a step per element: a bound per output, plus
     # float32 rounding of the sums (well under 1e-5 of the magnitudes summed)
@@ -112,7 +113,7 @@ def check_block_matmul(raw, kind, tokens, rng):
     assert (np.abs(y - exact) <= bound).all()
     for t in (0, tokens - 1):
         alone = np.full((1, m), np.nan, np.float32)
-        qk.block_matmul(x[t : t + 1], tiles, code, alone, q)
+        qk.block_matmul(x[t : t + 1], tiles, code, alone, q, u)
         assert np.array_equal(alone[0], y[t])
 
 

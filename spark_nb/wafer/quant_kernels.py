@@ -9,8 +9,9 @@ slice's int8 values, and the floats follow in one fixed order:
 
 (every product and sum rounded to float32 on its own: JIT's fast-math allows no contraction or reassociation), so
 a token's outputs are the same bits alone (decode), among k (verification) or in a prompt (prefill), and the same
-on every host: speculative decoding relies on it. The tile row's bytes are decoded once for all the tokens in
-flight. `matmul_reference` is the NumPy twin (the same integer sums, the same float32 steps, vectorised over rows).
+on every host: speculative decoding relies on it. A group's integers are formed in vector registers straight from
+the file's bytes (_group_dot), for each token in flight (a row of blocks stays in L1). `matmul_reference` is the
+NumPy twin (the same integer sums, the same float32 steps, vectorised over rows).
 """
 from __future__ import annotations
 
@@ -18,18 +19,20 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from numba import config, njit, types
 from numba.core.dispatcher import Dispatcher
+from numba.core import cgutils
 from numba.extending import intrinsic
 from llvmlite import ir
 
 from . import kernels
-from .blocks import FORMATS, unpack
+from .blocks import BLOCK_KINDS, FORMATS, unpack
 from .jit_cache import keyed_by_sources
 from .kernels import JIT, quantize_slices
 from .reference import quantize_slices as quantize_slices_reference
 
-# per Format.code: weights a block, bytes a block
+# per Format.code: weights a block, bytes a block, weights a group
 BLOCK = tuple(f.block for f in sorted(FORMATS.values()))
 NBYTES = tuple(f.nbytes for f in sorted(FORMATS.values()))
+GROUP = tuple(f.group for f in sorted(FORMATS.values()))
 Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K = (FORMATS[k].code for k in (T.Q8_0, T.Q4_0, T.Q5_0, T.Q4_K, T.Q5_K, T.Q6_K))
 
 
@@ -57,101 +60,180 @@ def _f16(b, at):
 
 
 @njit(inline="always", **JIT)
-def _k_scale_min(s, j):
-    """Sub-block j's six-bit scale and min from a Q4_K/Q5_K block's 12 scale bytes s (gguf's get_scale_min)."""
+def _k_scale_min(b, at, j):
+    """Sub-block j's six-bit scale and min from a Q4_K/Q5_K block's 12 scale bytes b[at:] (gguf's get_scale_min)."""
     if j < 4:
-        return np.int32(s[j] & 63), np.int32(s[j + 4] & 63)
-    return (np.int32((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4)),
-            np.int32((s[j + 4] >> 4) | ((s[j] >> 6) << 4)))
+        return np.int32(b[at + j] & 63), np.int32(b[at + j + 4] & 63)
+    return (np.int32((b[at + j + 4] & 15) | ((b[at + j - 4] >> 6) << 4)),
+            np.int32((b[at + j + 4] >> 4) | ((b[at + j] >> 6) << 4)))
+
+
+if config.DISABLE_JIT:
+
+    def _group_dot(b, bo, g, x, xo, code):
+        q = unpack(b[bo : bo + NBYTES[code]].reshape(1, -1), BLOCK_KINDS[code])[0][0]
+        group = GROUP[code]
+        return np.int32((q[g * group : (g + 1) * group].astype(np.int32) * x[xo : xo + group]).sum())
+
+else:
+
+    @intrinsic
+    def _group_dot(typingctx, b, bo, g, x, xo, code):
+        """The exact integer sum of group g of the block at b[bo:] (a format's weights as small integers, see
+        blocks.unpack) times x[xo : xo + group] (int8), `code` a compile-time format: the group's integers are
+        formed in a vector register straight from the file's bytes (shifts and masks), widened to int32 with x,
+        multiplied and summed (llvm.vector.reduce.add: integer sums are exact in any order). Decoding in registers
+        and again for each token in flight costs less than writing the integers out: a row of blocks is in L1."""
+        if not isinstance(code, types.IntegerLiteral):
+            return None
+        kind = code.literal_value
+        n = GROUP[kind]
+
+        def codegen(context, builder, signature, args):
+            i8, i32 = ir.IntType(8), ir.IntType(32)
+            intp = context.get_value_type(types.intp)
+            bo, g, xo = args[1], args[2], args[4]
+            b_data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            x_data = context.make_array(signature.args[3])(context, builder, args[3]).data
+
+            def const(k, ty=intp):
+                return ir.Constant(ty, k)
+
+            def bytes_at(data, offset, count):  # count bytes from data + offset, a <count x i8>
+                ty = ir.VectorType(i8, count)
+                return builder.load(builder.bitcast(builder.gep(data, [offset]), ty.as_pointer()), align=1)
+
+            def splat(value, count):  # a constant in every lane of a <count x i8>
+                return ir.Constant(ir.VectorType(i8, count), [value] * count)
+
+            def spread(value, count):  # a runtime value in every lane
+                one = builder.insert_element(ir.Constant(ir.VectorType(value.type, count), None), value, const(0, i32))
+                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, count), [0] * count))
+
+            def shift_of(amount, count):  # a runtime shift (intp) as a <count x i8> of it
+                return spread(builder.trunc(amount, i8), count)
+
+            def at(*terms):
+                total = terms[0]
+                for term in terms[1:]:
+                    total = builder.add(total, term if not isinstance(term, int) else const(term))
+                return total
+
+            if kind == Q8_0:
+                w = bytes_at(b_data, at(bo, 2), 32)
+            elif kind in (Q4_0, Q5_0):
+                nib = bytes_at(b_data, at(bo, 2 if kind == Q4_0 else 6), 16)
+                low = builder.and_(nib, splat(15, 16))
+                high = builder.lshr(nib, splat(4, 16))
+                w = builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(i32, 32), list(range(32))))
+                if kind == Q5_0:  # bit e of the 32-bit qh is weight e's fifth bit
+                    qh = builder.load(builder.bitcast(builder.gep(b_data, [at(bo, 2)]), i32.as_pointer()), align=1)
+                    bits = builder.lshr(spread(qh, 32), ir.Constant(ir.VectorType(i32, 32), list(range(32))))
+                    fifth = builder.trunc(builder.and_(bits, ir.Constant(ir.VectorType(i32, 32), [1] * 32)),
+                                          ir.VectorType(i8, 32))
+                    w = builder.or_(w, builder.shl(fifth, splat(4, 32)))
+                w = builder.sub(w, splat(8 if kind == Q4_0 else 16, 32))
+            elif kind in (Q4_K, Q5_K):  # group g: nibble g % 2 of the 32 bytes 32 (g // 2) into the nibbles
+                nib = bytes_at(b_data, at(bo, 16 if kind == Q4_K else 48,
+                                          builder.mul(builder.udiv(g, const(2)), const(32))), 32)
+                w = builder.and_(builder.lshr(nib, shift_of(builder.mul(builder.urem(g, const(2)), const(4)), 32)),
+                                 splat(15, 32))
+                if kind == Q5_K:  # bit g of the 32 bytes after the scales
+                    fifth = builder.and_(builder.lshr(bytes_at(b_data, at(bo, 16), 32), shift_of(g, 32)), splat(1, 32))
+                    w = builder.or_(w, builder.shl(fifth, splat(4, 32)))
+            else:  # Q6_K, group g of 16: half h = g // 8, k = (g % 8) // 2, e0 = 16 (g % 2) (module docstring)
+                h, k = builder.udiv(g, const(8)), builder.udiv(builder.urem(g, const(8)), const(2))
+                e0 = builder.mul(builder.urem(g, const(2)), const(16))
+                low = bytes_at(b_data, at(bo, builder.mul(h, const(64)), builder.mul(builder.urem(k, const(2)),
+                                                                                      const(32)), e0), 16)
+                low = builder.and_(builder.lshr(low, shift_of(builder.mul(builder.udiv(k, const(2)), const(4)), 16)),
+                                   splat(15, 16))
+                high = bytes_at(b_data, at(bo, 128, builder.mul(h, const(32)), e0), 16)
+                high = builder.and_(builder.lshr(high, shift_of(builder.mul(k, const(2)), 16)), splat(3, 16))
+                w = builder.sub(builder.or_(low, builder.shl(high, splat(4, 16))), splat(32, 16))
+            ints = ir.VectorType(i32, n)
+            reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [ints]),
+                                                    f"llvm.vector.reduce.add.v{n}i32")
+            product = builder.mul(builder.sext(w, ints), builder.sext(bytes_at(x_data, xo, n), ints))
+            return builder.call(reduce, [product])
+
+        return types.int32(b, bo, g, x, xo, code), codegen
 
 
 @njit(inline="always", **JIT)
-def _xsum(x, lo, n):
-    total = np.int32(0)
-    for e in range(n):
-        total += np.int32(x[lo + e])
-    return total
-
-
-@njit(inline="always", **JIT)
-def _block_dot(code, b, x, s):
-    """s after one block b (its bytes) against x (the block's int8 values): the groups in order (module docstring)."""
+def _block_dot(code, b, bo, x, xo, xsums, s):
+    """s after the block at b[bo:] against its int8 values x[xo:], the groups in order (module docstring); xsums:
+    the token's group sums of x (the K-quants' min term)."""
     if code == Q8_0:
-        total = np.int32(0)
-        for e in range(32):
-            total += np.int32(np.int8(b[2 + e])) * np.int32(x[e])
-        return s + _f16(b, 0) * np.float32(total)
-    if code == Q4_0 or code == Q5_0:
-        high = np.uint32(0)
-        nib = 2
-        bias = np.int32(8)
-        if code == Q5_0:
-            high = np.uint32(b[2]) | (np.uint32(b[3]) << 8) | (np.uint32(b[4]) << 16) | (np.uint32(b[5]) << 24)
-            nib, bias = 6, np.int32(16)
-        total = np.int32(0)
-        for e in range(16):
-            lo = np.int32(b[nib + e] & 15) | np.int32(((high >> e) & 1) << 4)
-            hi = np.int32(b[nib + e] >> 4) | np.int32(((high >> (e + 16)) & 1) << 4)
-            total += (lo - bias) * np.int32(x[e]) + (hi - bias) * np.int32(x[e + 16])
-        return s + _f16(b, 0) * np.float32(total)
+        return s + _f16(b, bo) * np.float32(_group_dot(b, bo, 0, x, xo, 0))
+    if code == Q4_0:
+        return s + _f16(b, bo) * np.float32(_group_dot(b, bo, 0, x, xo, 1))
+    if code == Q5_0:
+        return s + _f16(b, bo) * np.float32(_group_dot(b, bo, 0, x, xo, 2))
     if code == Q4_K or code == Q5_K:
-        d, dmin = _f16(b, 0), _f16(b, 2)
-        nib = 48 if code == Q5_K else 16
+        d, dmin = _f16(b, bo), _f16(b, bo + 2)
         for g in range(8):
-            sc, mn = _k_scale_min(b[4:16], g)
-            shift = 4 * (g % 2)
-            total = np.int32(0)
-            for e in range(32):
-                v = np.int32((b[nib + 32 * (g // 2) + e] >> shift) & 15)
-                if code == Q5_K:
-                    v |= np.int32(((b[16 + e] >> g) & 1) << 4)
-                total += v * np.int32(x[32 * g + e])
+            sc, mn = _k_scale_min(b, bo + 4, g)
+            total = _group_dot(b, bo, g, x, xo + 32 * g, 3) if code == Q4_K else _group_dot(b, bo, g, x, xo + 32 * g, 4)
             s = s + (d * np.float32(sc)) * np.float32(total)
-            s = s - (dmin * np.float32(mn)) * np.float32(_xsum(x, 32 * g, 32))
+            s = s - (dmin * np.float32(mn)) * np.float32(xsums[(xo + 32 * g) // 32])
         return s
-    # Q6_K: weight u of half h (u < 128) is low nibble (u // 64) of ql[64 h + u % 64] with two bits of
-    # qh[32 h + u % 32] above it, minus 32; sixteen groups of 16
-    d = _f16(b, 208)
+    d = _f16(b, bo + 208)  # Q6_K
     for g in range(16):
-        h, u0 = g // 8, 16 * (g % 8)
-        total = np.int32(0)
-        for e in range(16):
-            u = u0 + e
-            low = np.int32((b[64 * h + u % 64] >> (4 * (u // 64))) & 15)
-            top = np.int32((b[128 + 32 * h + u % 32] >> (2 * (u // 32))) & 3)
-            total += ((low | (top << 4)) - np.int32(32)) * np.int32(x[16 * g + e])
-        s = s + (d * np.float32(np.int8(b[192 + g]))) * np.float32(total)
+        s = s + (d * np.float32(np.int8(b[bo + 192 + g]))) * np.float32(_group_dot(b, bo, g, x, xo + 16 * g, 5))
     return s
 
 
+def group_sums(tokens: int, width: int) -> np.ndarray:
+    """The int32 [tokens, width / 32] buffer block_matmul keeps x's group sums in (Q4_K and Q5_K's min term)."""
+    return np.zeros((tokens, -(-width // 32)), np.int32)
+
+
 @njit(**JIT)
-def block_matmul_rows(tiles, code, y, q, first, end):
+def prepare_blocks(tiles, code, q, xsums):
+    """x's group sums for Q4_K and Q5_K tiles (their min term), from x already quantized into q; nothing for the
+    other formats."""
+    if code != Q4_K and code != Q5_K:
+        return
+    width = tiles.shape[1] * tiles.shape[3] // NBYTES[code] * BLOCK[code]
+    for t in range(xsums.shape[0]):
+        for g in range(width // 32):
+            total = np.int32(0)
+            for e in range(32):
+                total += np.int32(q.values[t, 32 * g + e])
+            xsums[t, g] = total
+
+
+@njit(**JIT)
+def block_matmul_rows(tiles, code, y, q, xsums, first, end):
     """y[T, first:end] for rows first..end-1 of the matrix in block tiles[gr, gc, tm, bytes], x prepared in q
-    (quantize_slices with tn = the tiles' width in weights); each tile row's bytes are read once for all tokens."""
+    (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks)."""
     block, nbytes = BLOCK[code], NBYTES[code]
-    tm, per_tile = tiles.shape[2], tiles.shape[3]
-    blocks = per_tile // nbytes
+    gc, tm = tiles.shape[1], tiles.shape[2]
+    blocks = tiles.shape[3] // nbytes
     tn = blocks * block
     for row in range(first, end):
         r, i = row // tm, row % tm
         for t in range(y.shape[0]):
+            x, sums = q.values[t], xsums[t]
             acc = np.float32(0.0)
-            for c in range(tiles.shape[1]):
-                s = np.float32(0.0)
+            for c in range(gc):
                 w = tiles[r, c, i]
-                x = q.values[t, c * tn : (c + 1) * tn]
+                s = np.float32(0.0)
                 for k in range(blocks):
-                    s = _block_dot(code, w[k * nbytes : (k + 1) * nbytes], x[k * block : (k + 1) * block], s)
+                    s = _block_dot(code, w, k * nbytes, x, c * tn + k * block, sums, s)
                 acc = acc + s * q.scales[t, c]
             y[t, row] = acc
 
 
 @njit(**JIT)
-def block_matmul(x, tiles, code, y, q):
-    """y[T, m] = x[T, n] W[m, n].T, W held as GGUF block tiles (blocks.to_block_tiles) of format `code`; q: Quantized
-    buffers (kernels.quantized) at least the tiles' padded width. Decode is T = 1; verification and prefill T > 1."""
+def block_matmul(x, tiles, code, y, q, xsums):
+    """y[T, m] = x[T, n] W[m, n].T, W held as GGUF block tiles (blocks.to_block_tiles) of format `code`; q and
+    xsums: Quantized (kernels.quantized) and group_sums buffers at least the tiles' padded width. Decode is T = 1;
+    verification and prefill T > 1."""
     quantize_slices(x, tiles.shape[3] // NBYTES[code] * BLOCK[code], q)
-    block_matmul_rows(tiles, code, y, q, 0, y.shape[1])
+    prepare_blocks(tiles, code, q, xsums)
+    block_matmul_rows(tiles, code, y, q, xsums, 0, y.shape[1])
 
 
 def matmul_reference(x: np.ndarray, raw: np.ndarray, kind: T, tn: int) -> np.ndarray:
