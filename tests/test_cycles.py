@@ -186,6 +186,28 @@ def test_fed_tokens_cost_one_pipelined_pass_not_a_decode_step_each():
         feed_cycles(p, 2040, 16)
 
 
+@pytest.mark.parametrize("config, spec, context, within", [(BUILTIN_SHAPE, WSE3, 2048, 0.012),
+                                                           (QWEN_05B, WSE3, 2048, 0.017),
+                                                           (BUILTIN_SHAPE, MINI, 256, 0.002)])
+def test_feed_cost_fit_follows_feed_cycles_on_a_grid(config, spec, context, within):
+    """FeedCost (what the engine charges per verified draft) against feed_cycles itself: every token count that
+    changes how the feed is charged (1, 2, around a micro-batch m and two), others up to the context, at the first,
+    a middle and the last start each, with one logits row and with one per token."""
+    from spark_nb.wafer.cycles import FeedCost, feed_cycles
+
+    p = place(config, spec, "int8", context)
+    fit = FeedCost(p)
+    m = fit.m
+    tokens = {1, 2, 3, 5, 8, 13, 21, m - 1, m, m + 1, 2 * m, 2 * m + 1, context // 3, context // 2, context}
+    worst = 0.0
+    for n in sorted(t for t in tokens if 1 <= t <= context):
+        for start in (0, (context - n) // 2, context - n):
+            for logits in (1, n):
+                exact = feed_cycles(p, start, n, logits).seconds
+                worst = max(worst, abs(fit(start, n, logits) / exact - 1))
+    assert worst <= within
+
+
 def test_explain_names_every_op_and_every_constant_with_a_source():
     from spark_nb.wafer.spec import SOURCES
 

@@ -29,7 +29,7 @@ from ..model import ModelConfig, Tokenizer, load_checkpoint
 from ..model.stores import resolve
 from ..wafer import forward as fw
 from ..wafer import placement as layouts
-from ..wafer.cycles import DESIGN, decode_cycles, first_token_cycles, remember_layout, wafer_layout
+from ..wafer.cycles import DESIGN, FeedCost, decode_cycles, first_token_cycles, remember_layout, wafer_layout
 from ..wafer.packing import pack
 from ..wafer.placement import Placement
 from ..wafer.spec import WaferSpec, get_spec
@@ -98,6 +98,7 @@ class Engine:
         # ceilings make it exact to ~0.1%), and evaluating the model costs milliseconds: take two points.
         first, last = decode_cycles(self.placement, 1).seconds, decode_cycles(self.placement, context).seconds
         self._wafer_step_base, self._wafer_step_slope = first, (last - first) / max(context - 1, 1)
+        self._wafer_feed = FeedCost(self.placement)  # tokens fed at once: one pipelined pass, fitted likewise
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
@@ -366,9 +367,13 @@ class Engine:
         return min(whole, self._wafer_fed_s(reused, prompt_tokens - reused)) if reused else whole
 
     def _wafer_fed_s(self, start: int, n: int) -> float:
-        """n tokens fed at once after `start` in the cache (a verified draft, copied lines): one decode step each,
-        an upper bound (`cycles.feed_cycles` models the pipelined pass, at a cost too high per call today)."""
-        return sum(self._wafer_decode_s(p + 1) for p in range(start, start + n))
+        """n tokens fed at once after `start` in the cache (a verified draft, copied lines, a prompt's rest after a
+        reused prefix): one pipelined pass through the layers, as `cycles.feed_cycles` charges it (fitted:
+        `cycles.FeedCost`), with the lm_head of the last token only (a verified draft's other rows would add
+        1-2 % of a decode step each: FeedCost's `logits`); one token is a decode step."""
+        if n == 1:
+            return self._wafer_decode_s(start + 1)
+        return self._wafer_feed(start, n)
 
     def _wafer_decode_s(self, context: int) -> float:
         return self._wafer_step_base + self._wafer_step_slope * (context - 1)
@@ -382,8 +387,8 @@ class Session:
         logits = s.feed([token])             # one decode step
         logits = s.feed(line_ids)            # several tokens at once (chunked like prefill)
 
-    `wafer_s` accumulates the projected wafer time: the first feed as time to first token, every later token as
-    one decode step (several fed tokens are charged one step each, an upper bound). The first feed reuses what the
+    `wafer_s` accumulates the projected wafer time: the first feed as time to first token, a later token as one
+    decode step, several fed at once as one pipelined pass (`Engine._wafer_fed_s`). The first feed reuses what the
     engine's cache holds of it (`reused` tokens), as `Engine.stream` does. A newer request on the same
     engine supersedes this one: its next feed raises `Superseded`.
     """
@@ -434,7 +439,7 @@ class Session:
         e = self.engine
         if self.pos == 0:
             self.wafer_s += e._wafer_prompt_s(n, self.reused)
-        else:  # every token fed costs one decode step, rejected draft tokens too: an upper bound
+        else:  # tokens fed at once go through the layers as one pipelined pass, rejected draft tokens too
             self.wafer_s += e._wafer_fed_s(self.pos, n)
         self.pos += n
 
