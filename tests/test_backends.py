@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -46,7 +47,8 @@ def _chunk(text, finish=None):
 class FaultHandler(tornado.web.RequestHandler):
     """POST /v1/chat/completions; the model name says what goes wrong: "ok", "prose", "status-N", "cut",
     "error-event" (an error event after 3 chunks), "endless" (a token every 20 ms, never done), "silent" (never
-    answers)."""
+    answers), "slow-first" (the headers at once, the first chunk after 30 s); "projected" answers as "ok" does and
+    /v1/models reports its config."""
 
     def initialize(self, log):
         self.log = log
@@ -58,6 +60,7 @@ class FaultHandler(tornado.web.RequestHandler):
         body = json.loads(self.request.body)
         model = body["model"]
         self.log.append(("request", body))
+        self.log.append(("authorization", self.request.headers.get("Authorization")))
         if model.startswith("status-"):
             status = int(model.split("-")[1])
             self.set_status(status)
@@ -65,6 +68,11 @@ class FaultHandler(tornado.web.RequestHandler):
                 self.set_header("Retry-After", "7")
             return self.finish({"error": {"message": f"fault {status}", "type": "fault", "code": status}})
         if model == "silent":
+            await asyncio.sleep(30)
+            return
+        if model == "slow-first":
+            self.set_header("Content-Type", "text/event-stream")
+            await self.flush()
             await asyncio.sleep(30)
             return
         text = {"ok": ANSWER, "prose": "I would add a docstring saying it doubles x.",
@@ -93,6 +101,16 @@ class FaultHandler(tornado.web.RequestHandler):
         self.write(f"data: {json.dumps({**_chunk(''), 'choices': [], 'usage': usage})}\n\n")
         self.write("data: [DONE]\n\n")
         self.finish()
+
+
+class ModelsHandler(tornado.web.RequestHandler):
+    def get(self):
+        from spark_nb.model.synthetic import SHAPES, config_dict
+
+        shape = dict(SHAPES["qwen2.5-0.5b"])
+        self.finish({"object": "list", "data": [{"id": "projected", "object": "model",
+                                                 "config": config_dict(shape.pop("family"), **shape)},
+                                                {"id": "ok", "object": "model"}]})
 
 
 def serve_in_thread(app):
@@ -125,7 +143,8 @@ def serve_in_thread(app):
 @pytest.fixture(scope="module")
 def faults():
     log: list = []
-    box = serve_in_thread(tornado.web.Application([(r"/v1/chat/completions", FaultHandler, dict(log=log))]))
+    box = serve_in_thread(tornado.web.Application([(r"/v1/chat/completions", FaultHandler, dict(log=log)),
+                                                   (r"/v1/models", ModelsHandler)]))
     yield f"http://127.0.0.1:{box['port']}/v1", log
     box["loop"].call_soon_threadsafe(box["loop"].stop)
 
@@ -302,6 +321,168 @@ def test_cancel_from_another_thread(faults):
     assert events[-1].reason == "cancelled" and stream.error is None and time.perf_counter() - t0 < 2
 
 
+def _closed_since(log, t0, seconds=2.0):
+    """When the fault server saw a connection close after t0 (None if it did not within `seconds`)."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        closed = [t for kind, t in log if kind == "closed" and t > t0]
+        if closed:
+            return closed[0]
+        time.sleep(0.01)
+    return None
+
+
+@pytest.mark.parametrize("model", ["silent", "slow-first"])  # no answer yet; the answer's headers but no chunk
+def test_stop_before_the_first_token_closes_the_stream_at_once(faults, model):
+    url, log = faults
+    engine = remote_engine(f"openai:{model}@{url}")
+    stream = engine.stream(chat_messages(CELL, "x"), max_new_tokens=100)
+    at = {}
+
+    def stop():
+        at["stop"] = time.perf_counter()
+        stream.cancel()
+
+    threading.Timer(0.3, stop).start()
+    events = list(stream)  # blocked waiting for the server: the cancel from another thread ends it
+    ended = time.perf_counter()
+    assert [e.reason for e in events] == ["cancelled"] and stream.error is None
+    assert ended - at["stop"] < 0.5
+    closed = _closed_since(log, at["stop"])
+    assert closed is not None and closed - at["stop"] < 0.5  # the server saw the connection close
+
+
+def test_the_notebook_can_stop_an_edit_before_the_first_token(faults):
+    """In a kernel the edit's steps run on the event loop's thread: before the server's first chunk they yield
+    (heartbeats), so the loop runs, Stop lands, and the next step closes the stream; the cell stays as it was."""
+    url, log = faults
+    cancel = threading.Event()
+    steps = edit_steps(CELL, "add a docstring", model=f"openai:silent@{url}", exact=False, cancel=cancel,
+                       on_token=lambda *a: pytest.fail("no token came"))
+    t0 = time.perf_counter()
+    next(steps)
+    next(steps)  # two steps while the server is silent: each returns within a heartbeat
+    assert time.perf_counter() - t0 < 1.0
+    cancel.set()  # what the view's Stop does between two steps
+    stop = time.perf_counter()
+    result = spark_nb.edits.drain(steps)
+    assert result.stopped and not result.ok and result.code == CELL and result.error == "stopped after 0 tokens"
+    closed = _closed_since(log, stop)
+    assert closed is not None and closed - stop < 0.5 and time.perf_counter() - stop < 0.5
+
+
+# -- keys --------------------------------------------------------------------------------------------------------
+
+
+class _MemoryKeyring:
+    """A keyring backend in memory (the tests touch no real keyring)."""
+
+    def __init__(self, entries):
+        import keyring.backend
+
+        class Backend(keyring.backend.KeyringBackend):
+            priority = 1
+
+            def get_password(self, service, username):
+                return entries.get((service, username))
+
+            def set_password(self, service, username, password):
+                entries[(service, username)] = password
+
+            def delete_password(self, service, username):
+                entries.pop((service, username), None)
+
+        self.backend = Backend()
+
+
+@pytest.fixture
+def keyring_with(monkeypatch):
+    keyring = pytest.importorskip("keyring")
+    previous = keyring.get_keyring()
+
+    def use(entries):
+        keyring.set_keyring(_MemoryKeyring(entries).backend)
+
+    yield use
+    keyring.set_keyring(previous)
+
+
+def test_key_from_the_keyring_is_used_and_never_shown(ip, faults, keyring_with, caplog, capsys):
+    url, log = faults
+    secret = "sk-keyring-secret-1234"
+    keyring_with({("spark-nb", "fault-box"): secret})
+    caplog.set_level(logging.DEBUG)  # openai's and httpx's own logs included
+    backends.ENDPOINTS.clear()
+    ip.spark_magics.session.endpoints = {
+        "fault-box": {"base_url": url, "model": "ok", "api_key_keyring": "fault-box"},
+        "fault-401": {"base_url": url, "model": "status-401", "api_key_keyring": "fault-box"}}
+    try:
+        ip.run_cell_magic("spark", "--model fault-box --no-context add a docstring", CELL)
+        assert log[-1] == ("authorization", f"Bearer {secret}")  # the key reached the server
+        ip.run_cell_magic("spark", "--model fault-401 --no-context add a docstring", CELL)
+        assert log[-1] == ("authorization", f"Bearer {secret}")
+        ip.run_line_magic("spark", "status")
+        ip.run_line_magic("spark", "history")
+        engine = ip.spark_magics.session.engine_for("fault-401")
+        shown = [repr(engine), str(engine.endpoint), repr(engine.endpoint), capsys.readouterr(), caplog.text,
+                 repr(ip.spark_magics.session.history), json.dumps(ip.spark_magics.session.endpoints)]
+    finally:
+        backends.ENDPOINTS.clear()
+    assert ip.calls == [(NEW, True)]
+    assert "refused the API key (401 Unauthorized): check the key in the keyring entry spark-nb/fault-box" in \
+        shown[3].out + shown[3].err
+    assert "keyring entry spark-nb/fault-box" in shown[0]
+    for text in shown:
+        assert secret not in str(text)
+
+
+def test_a_keyring_entry_that_is_missing_or_no_keyring_package(keyring_with, monkeypatch):
+    keyring_with({})
+    endpoint = {"base_url": "http://127.0.0.1:1/v1", "model": "m", "api_key_keyring": "nowhere"}
+    with pytest.raises(ValueError, match="keyring has no entry spark-nb/nowhere: store the key with `keyring set "
+                                         "spark-nb nowhere`"):
+        remote_engine(endpoint)
+    monkeypatch.setitem(sys.modules, "keyring", None)  # not installed
+    with pytest.raises(ValueError, match=r"api_key_keyring needs the keyring package \(pip install keyring\)"):
+        remote_engine(endpoint)
+    monkeypatch.setenv("SPARK_TEST_KEY", "sk-env")  # a variable that is set comes first: no keyring asked
+    assert "SPARK_TEST_KEY" in repr(remote_engine({**endpoint, "api_key_env": "SPARK_TEST_KEY"}))
+
+
+# -- a projection from the config the server reports --------------------------------------------------------------
+
+
+def test_a_server_that_reports_its_config_gets_a_projection(faults):
+    from spark_nb.model.synthetic import SHAPES, config_dict
+    from spark_nb.wafer.cycles import decode_cycles, first_token_cycles
+    from spark_nb.wafer.placement import place
+
+    url, _ = faults
+    engine = remote_engine(f"openai:projected@{url}")
+    seen = []
+    result = edit(CELL, "add a docstring", model=engine, exact=False,
+                  on_token=lambda code, n, host_s, wafer_s: seen.append(wafer_s))
+    assert result.ok and result.code == NEW
+    s = result.stats
+    shape = dict(SHAPES["qwen2.5-0.5b"])
+    placement = place(config_dict(shape.pop("family"), **shape), "wse3", "fp16", 4096)
+    # the edit stops reading at the closed block, before the usage: the prompt's length is estimated
+    estimate = engine.count_tokens("".join(m["content"] for m in chat_messages(CELL, "add a docstring")))
+    assert s.wafer == "wse3" and s.dtype == "fp16" and s.prompt_tokens == 0
+    assert s.wafer_ttft_s == pytest.approx(first_token_cycles(placement, estimate).seconds)
+    step = decode_cycles(placement, estimate + 1).seconds
+    assert s.wafer_tok_per_s == pytest.approx(1 / step, rel=0.01)
+    assert seen == sorted(seen) and seen[0] > 0  # the live view's wafer line, token by token
+    assert "wafer wse3 (projected)" in stats_line(s)
+    *tokens, done = engine.stream(chat_messages(CELL, "add a docstring"))  # read to the end: the server's count
+    assert done.stats.prompt_tokens == 30
+    assert done.stats.wafer_ttft_s == pytest.approx(first_token_cycles(placement, 30).seconds)
+    steps = sum(decode_cycles(placement, 31 + i).seconds for i in range(len(tokens) - 1))  # affine: within 0.1 %
+    assert done.stats.wafer_total_s == pytest.approx(first_token_cycles(placement, 30).seconds + steps, rel=1e-3)
+    plain = edit(CELL, "add a docstring", model=f"openai:ok@{url}", exact=False)  # listed, but with no config
+    assert plain.ok and plain.stats.wafer == "remote" and plain.stats.wafer_tok_per_s == 0
+
+
 # -- against spark-nb serve ---------------------------------------------------------------------------------------
 
 
@@ -319,8 +500,9 @@ def test_remote_edit_against_spark_nb_serve_equals_in_process(served):
     """The built-in model behind `spark-nb serve`: the same edit as in-process, through the chat path."""
     url, engine = served
     cell = "def area(w, h):\n    return w*h\n"
-    local = edit(cell, "add type hints", model=engine, exact=False)
+    edit(cell, "add type hints", model=engine, exact=False)  # the server's engine keeps this prompt in its cache ...
     remote = edit(cell, "add type hints", model=f"openai:builtin@{url}", exact=False)
+    local = edit(cell, "add type hints", model=engine, exact=False)  # ... and holds the same for this one
     assert remote.proposed == local.proposed and remote.ok == local.ok
     # the server projects the wafer: its numbers come along (the edit's own, one generation)
     assert remote.stats.wafer == "wse3" and remote.stats.wafer_tok_per_s == pytest.approx(
@@ -330,8 +512,9 @@ def test_remote_edit_against_spark_nb_serve_equals_in_process(served):
 def test_remote_completion_text_equals_in_process(served):
     url, engine = served
     prompt = "def fibonacci(n):\n"
-    local = list(engine.stream(prompt, max_new_tokens=24))[-1]
+    list(engine.stream(prompt, max_new_tokens=24))  # the cache holds the prompt for both (as above)
     *tokens, remote = remote_engine(f"openai:builtin@{url}").stream(prompt, max_new_tokens=24)
+    local = list(engine.stream(prompt, max_new_tokens=24))[-1]
     assert remote.text == local.text and remote.stats.tokens == 24 and remote.reason == local.reason
     assert [t.wafer_s for t in tokens] == sorted(t.wafer_s for t in tokens) and tokens[0].wafer_s > 0
     assert remote.stats.wafer_total_s == pytest.approx(local.stats.wafer_total_s)  # projected by the server

@@ -26,6 +26,7 @@ from .typing_imports import add_typing_imports
 __all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine", "loaded_engines"]
 
 BUILTIN = Path(__file__).resolve().parent.parent / "models" / "builtin"
+HEARTBEAT_S = 0.05  # a remote stream's longest step without a token (notebook/run.py's YIELD_S: Stop lands in time)
 _ENGINES: dict[tuple, Any] = {}  # (resolved path, wafer, dtype) -> Engine: loading the same model twice reuses it
 
 
@@ -82,7 +83,7 @@ def _remote_engine(spec):
     from ..backends.remote import Endpoint, RemoteEngine
 
     endpoint = Endpoint.parse(spec)
-    key = ("remote", endpoint.base_url, endpoint.model, endpoint.api_key_env)
+    key = ("remote", endpoint.base_url, endpoint.model, endpoint.api_key_env, endpoint.api_key_keyring)
     if key not in _ENGINES:
         _ENGINES[key] = RemoteEngine(endpoint)
     return _ENGINES[key]
@@ -313,18 +314,22 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
                    else prompt.chat_prompt(engine.tokenizer, code, instruction, context))
     if max_new_tokens is None:
         max_new_tokens = 2 * (engine.count_tokens(code) if remote else len(engine.tokenizer.encode(code))) + 128
+    # A server may take seconds to its first chunk (a queue, a long prefill): meanwhile a remote stream yields
+    # empty heartbeats, so the caller's event loop runs and Stop reaches it before the first token.
+    waiting = dict(heartbeat=HEARTBEAT_S) if remote else {}
     stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                           speculative=speculative)  # the answer copies the cell: prompt lookup drafts it
+                           speculative=speculative, **waiting)  # the answer copies the cell: prompt lookup drafts it
     start = "" if remote else prompt.answer_start(code)  # the prompt's own start of the answer, if any
     text, done, n, stopped = start, None, 0, False
     for event in stream:
         if hasattr(event, "stats"):
             done = event
             break
-        text += event.text
-        n += 1
-        if on_token is not None:
-            on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
+        if event.text or event.token_ids:  # else a heartbeat: nothing from the server yet
+            text += event.text
+            n += 1
+            if on_token is not None:
+                on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
         yield
         if prompt.block_closed(text):
             stream.cancel()  # the cell is complete: the rest of the answer is prose
