@@ -3,6 +3,7 @@
     spark-nb demo [--model PATH]        the built-in model edits a sample cell (or stream from PATH), with tok/s
     spark-nb bench [--json] [--quick]   engine benchmark against transformers on the same weights
     spark-nb bench --edits              edits of held-out cells: plain greedy against speculative
+    spark-nb bench --gguf FILE          pp512/tg64 on a GGUF file beside llama.cpp's llama-bench (--llama-bench PATH)
     spark-nb eval [--model PATH]        edits per family on library code and notebook cells (table or --json)
     spark-nb models [--json]            the models on this machine spark-nb can load, by the names --model takes
     spark-nb pull REPO [--file F.gguf]  download a model folder or one GGUF file from the Hugging Face hub
@@ -74,6 +75,12 @@ def _speed(s) -> str:
 def cmd_bench(args) -> int:
     from . import bench
 
+    if args.gguf:
+        from . import gguf_bench
+
+        result = gguf_bench.run(args.gguf, args.llama_bench, progress=not args.json)
+        print(json.dumps(result, indent=2) if args.json else gguf_bench.format_table(result))
+        return 0
     if args.edits:
         from .edits import bench as edits_bench
 
@@ -199,6 +206,11 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the full result as JSON")
     bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
     bench.add_argument("--no-reference", action="store_true", help="skip transformers")
+    bench.add_argument("--gguf", metavar="FILE", help="a GGUF file instead: spark-nb's prefill (pp512) and decode "
+                       "(tg64) beside llama.cpp's llama-bench on the same file and cores, as ratios and % of the "
+                       "memory roofline")
+    bench.add_argument("--llama-bench", metavar="PATH", help="with --gguf: the llama-bench binary (default: "
+                       "llama-bench on PATH; without one, spark-nb alone)")
     bench.add_argument("--edits", action="store_true", help="edits of held-out cells instead: plain greedy against "
                        "speculative (identical outputs), effective tok/s, acceptance, TTFT, and the ceiling speculation "
                        "could reach (the plain edit over its TTFT)")
