@@ -214,9 +214,10 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--edits", action="store_true", help="edits of held-out cells instead: plain greedy against "
                        "speculative (identical outputs), effective tok/s, acceptance, TTFT, and the ceiling speculation "
                        "could reach (the plain edit over its TTFT)")
-    bench.add_argument("--model", help="with --edits: a model folder (default: the built-in model)")
+    bench.add_argument("--model", help="with --edits: any model spark-nb loads (a folder, a .gguf file, a name "
+                       "`spark-nb models` lists, an endpoint; default: the built-in model)")
     bench.add_argument("--data", help="with --edits: a data folder whose test.jsonl to use (default: the test "
-                       "sample shipped with the model)")
+                       "sample shipped in the model's folder, else the evaluation's notebook cells)")
     bench.add_argument("--limit", type=int, default=6, help="with --edits: tasks per edit family (default 6)")
     bench.set_defaults(run=cmd_bench)
 

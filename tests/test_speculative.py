@@ -196,3 +196,23 @@ def test_chat_edits_same_answer_with_prompt_lookup(chat_folder, monkeypatch):
         fast = spark_nb.edit(cell, INSTRUCTIONS[i % len(INSTRUCTIONS)], **options)  # speculative is the default
         assert (fast.text, fast.proposed, fast.error) == (plain.text, plain.proposed, plain.error)
         assert plain.stats.drafted == 0
+
+
+def test_bench_edits_takes_a_chat_model_on_the_notebook_cells(chat_folder, monkeypatch, capsys):  # noqa: F811
+    """A model folder without a shipped test sample (any chat model, a GGUF file) is benchmarked on the
+    evaluation's notebook cells; each task's two edits start from the same cache, so the speculative one cannot
+    reuse the plain one's prompt."""
+    import json
+
+    from spark_nb import cli
+    from spark_nb.evaluate.sets import notebook_tasks, sample
+
+    monkeypatch.setattr(prompt, "EXAMPLE", None)  # the worked example's tokens would crowd the tiny 512 context
+    assert cli.main(["bench", "--edits", "--model", str(chat_folder), "--limit", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    tasks = sample(notebook_tasks()[0], 1)
+    assert "notebook cells" in result["source"] and [r["family"] for r in result["rows"]] == [t.family for t in tasks]
+    assert result["identical"] == result["tasks"] == len(tasks)
+    tokenizer = Engine.load(chat_folder, dtype="fp32", context=512).tokenizer
+    for r, task in zip(result["rows"], tasks):  # the system message held, the cell not (but a common first token)
+        assert 0 < r["reused"] <= r["prompt_tokens"] - len(tokenizer.encode(task.before.strip())) + 2
