@@ -6,11 +6,13 @@ that server against the engine in-process (a benchmark: medians printed, nothing
 The server runs in a subprocess (`spark-nb serve --port 0`, the built-in model); the in-process engine runs in this
 process, in the same rotation. Every request streams TOKENS tokens (/v1/completions with ignore_eos, greedy).
 TTFT: request sent to first text; tok/s: the tokens after the first over the time they took — the same
-definitions as the engine's Stats. Runs alternate so drifting load on the machine falls on every side alike;
-medians and bests (the least disturbed run) are printed. On a shared machine wall-clock rates swing with the other
-load, so the CPU each side spends is printed too: `client_cpu_ms` (this process, per request: what spark-nb's
-backend adds over the bare client) and `server_cpu_ms` (the server process, per request, against the engine's own
-CPU in-process: what serving adds).
+definitions as the engine's Stats. Each round runs the engine in-process first, then the bare client and the
+backend, which of the two goes first alternating: the engine's threads may still hold a core right after it ran,
+and drifting load on the machine falls on both alike; medians and bests (the least disturbed run) are printed. On a shared machine wall-clock rates swing with the other
+load, so the CPU each side spends is printed too: `client_cpu_ms` (per request: the calling thread's for the two
+clients, what spark-nb's backend adds over the bare client, without the engine's helper threads that may still spin
+after its turn; the whole process's for the engine in-process) and `server_cpu_ms` (the server process, per
+request, against the engine's own CPU in-process: what serving adds).
 """
 import json
 import os
@@ -63,10 +65,11 @@ def main(tokens=200, repeats=15):
                 "in-process": lambda: through(in_process, tokens)}
         rows = {name: [] for name in runs}
         for i in range(repeats + 2):  # two warm-ups (numba loads its kernels, connections open)
-            for name in list(runs) if i % 2 else list(runs)[::-1]:
-                c0, s0 = time.process_time(), cpu_of(proc.pid)
+            for name in ("in-process", "bare", "remote") if i % 2 else ("in-process", "remote", "bare"):
+                clock = time.process_time if name == "in-process" else time.thread_time
+                c0, s0 = clock(), cpu_of(proc.pid)
                 ttft, rate = runs[name]()
-                cpu = dict(client_cpu_ms=(time.process_time() - c0) * 1e3, server_cpu_ms=(cpu_of(proc.pid) - s0) * 1e3)
+                cpu = dict(client_cpu_ms=(clock() - c0) * 1e3, server_cpu_ms=(cpu_of(proc.pid) - s0) * 1e3)
                 if i >= 2:
                     rows[name].append(dict(ttft_ms=ttft * 1e3, tok_s=rate, **cpu))
     finally:

@@ -244,3 +244,19 @@ def test_the_command(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "spark_nb.cli", "serve", "--api-key-env", "NO_SUCH_VAR_X"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and "NO_SUCH_VAR_X" in missing.stderr
+
+
+def test_a_token_event_is_the_chunk_as_json():
+    """Tokens are written from a format string made once per request: the same JSON the chunk gives."""
+    from spark_nb.serve.app import ChatHandler, CompletionsHandler, _event
+
+    class Server:
+        name, engine = 'odd "name" {x}', None
+
+    for kind in (ChatHandler, CompletionsHandler):
+        handler = kind.__new__(kind)
+        handler.server = Server()
+        text, host_s, wafer_s = 'a "quote" {brace}\n\u00e9', 0.1234567890123, 1e-7
+        event = handler._token_event("id-1", 5).format(json.dumps(text), host_s, wafer_s)
+        assert event == _event(handler._chunk("id-1", 5, text, extra={"host_s": host_s, "wafer_s": wafer_s,
+                                                                      "wafer": ""}))
