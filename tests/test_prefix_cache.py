@@ -96,3 +96,14 @@ def test_chat_edits_after_other_edits_are_what_a_fresh_engine_gives(chat_folder,
         again = spark_nb.edit(c, a, model=fresh, max_new_tokens=24, exact=False)
         assert fresh is not warm and again.stats.reused == 0
         assert (again.text, again.proposed) == (r.text, r.proposed)
+
+
+def test_the_view_says_when_the_prompt_came_from_the_cache(edit_folder):  # noqa: F811
+    from spark_nb.notebook.view import stats_line
+
+    engine = Engine.load(edit_folder, dtype="fp32", context=512)
+    p = list(range(3, 60))
+    first = list(engine.stream(p, max_new_tokens=2))[-1].stats
+    second = list(engine.stream(p[:50] + [7, 8], max_new_tokens=2))[-1].stats
+    assert first.reused == 0 and "held from the last request" not in stats_line(first)
+    assert "(50 of 52 prompt tokens held from the last request)" in stats_line(second)

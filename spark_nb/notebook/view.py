@@ -110,7 +110,9 @@ def stats_line(stats) -> str:
         return ""
     if stats.wafer == "remote":  # a server's model (spark_nb.backends): measured here, no wafer projection
         return f"{stats.tokens} tokens | remote: TTFT {stats.ttft_s * 1e3:.1f} ms, {stats.tok_per_s:.1f} tok/s"
-    line = (f"{stats.tokens} tokens | host: TTFT {stats.ttft_s * 1e3:.1f} ms, {stats.tok_per_s:.1f} tok/s | "
+    reused = getattr(stats, "reused", 0)  # TTFT is short when the cache held most of the prompt: say so
+    held = f" ({reused} of {stats.prompt_tokens} prompt tokens held from the last request)" if reused else ""
+    line = (f"{stats.tokens} tokens | host: TTFT {stats.ttft_s * 1e3:.1f} ms{held}, {stats.tok_per_s:.1f} tok/s | "
             f"wafer {stats.wafer or '?'} (projected): TTFT {stats.wafer_ttft_s * 1e3:.3f} ms, "
             f"{stats.wafer_tok_per_s:,.0f} tok/s")
     drafted = getattr(stats, "drafted", 0)
