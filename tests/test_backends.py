@@ -509,6 +509,15 @@ def test_remote_edit_against_spark_nb_serve_equals_in_process(served):
         local.stats.wafer_tok_per_s, rel=1e-6) and remote.stats.wafer_ttft_s == pytest.approx(local.stats.wafer_ttft_s)
 
 
+def test_an_edit_the_served_model_could_not_make_says_why(served):
+    url, engine = served
+    cell = "def area(w, h):\n    return w*h\n"
+    local = edit(cell, "add type hints", model=engine, exact=False, max_new_tokens=3)
+    remote = edit(cell, "add type hints", model=f"openai:builtin@{url}", exact=False, max_new_tokens=3)
+    assert not local.ok and not remote.ok and remote.code == cell
+    assert remote.error == f"{url}: {local.error}", remote.error  # not "the answer has no code block"
+
+
 def test_remote_completion_text_equals_in_process(served):
     url, engine = served
     prompt = "def fibonacci(n):\n"

@@ -359,6 +359,8 @@ class RemoteStream:
             if self._response is not None and reason != "error":
                 self._response.close()
             self._conn = None  # the connection goes back to the pool: a late cancel() must not shut it
+        if reason != "error" and not text and projected.get("error"):  # spark-nb serve's model made no edit: why
+            reason, self.error = "error", f"{self._endpoint.base_url}: {projected['error']}"
         total = time.perf_counter() - self._t0
         tokens = getattr(usage, "completion_tokens", None) or n
         rate = (n - 1) / (last_s - first_s) if n > 1 and last_s > first_s else 0.0
