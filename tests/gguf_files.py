@@ -196,3 +196,14 @@ def _value_type(value) -> gguf.GGUFValueType:
     if isinstance(value, int):
         return gguf.GGUFValueType.UINT32
     return gguf.GGUFValueType.FLOAT32
+
+
+def tiny_qwen2(path: str | Path, kinds, **shape) -> Path:
+    """A tiny Qwen2 GGUF file of random weights and the byte-level vocabulary, its 2-D tensors stored as `kinds`
+    in turn (K-quants need rows of 256: hidden and intermediate sizes that are multiples of it)."""
+    from spark_nb.model.synthetic import config_dict, random_weights
+
+    vocab = byte_level_vocab()
+    config = config_dict("qwen2", vocab_size=len(vocab["tokens"]), **shape)
+    return write_gguf(path, "qwen2", config, random_weights(config, seed=0, std=0.03), vocab,
+                      types=cycle_types(kinds))

@@ -1,4 +1,5 @@
-"""GGUF block tiles (spark_nb/wafer/blocks.py) and the matmul kernels on them (quant_kernels.py).
+"""GGUF block tiles (spark_nb/wafer/blocks.py), the matmul kernels on them (quant_kernels.py), and the placement and
+cycle model charging each matrix its block format's real bytes.
 
 The blocks come from a tiny GGUF file written here with gguf.GGUFWriter (random valid blocks: gguf has no
 quantizer for the K-quants) and read back with gguf.GGUFReader, as a real file's tensors are. Every weight must
@@ -18,10 +19,13 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
 
-from gguf_files import random_blocks
+from gguf_files import random_blocks, tiny_qwen2
+from spark_nb.model.gguf_file import load_gguf
 from spark_nb.wafer import blocks
 from spark_nb.wafer import quant_kernels as qk
+from spark_nb.wafer.cycles import decode_cycles, matvec_phases
 from spark_nb.wafer.kernels import quantized
+from spark_nb.wafer.placement import LAYER_MATRICES, place
 from spark_nb.wafer.reference import quantize_slices
 from spark_nb.wafer.spec import MINI, WSE3
 
@@ -143,3 +147,47 @@ def test_block_kernels_run_without_jit():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no-jit ok" in result.stdout
+
+
+# -- placement and the cycle model at the real bytes per weight ------------------------------------------------
+
+SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=256)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A tiny Qwen2 GGUF file whose matrices take Q4_K, Q6_K and Q8_0 in turn (norms and biases F32)."""
+    return tiny_qwen2(tmp_path_factory.mktemp("kinds") / "tiny.gguf", [T.Q4_K, T.Q6_K, T.Q8_0], **SHAPE)
+
+
+def test_gguf_kinds_name_every_matrix(model_file):
+    kinds = blocks.gguf_kinds(model_file)
+    stored = {t.name: T(t.tensor_type) for t in gguf.GGUFReader(model_file).tensors}
+    expected = {(l, m) for l in range(SHAPE["num_hidden_layers"]) for m in LAYER_MATRICES}
+    assert set(kinds) == expected | {(None, "embedding"), (None, "lm_head")}
+    assert kinds[1, "w_down"] == stored["blk.1.ffn_down.weight"]
+    assert kinds[None, "lm_head"] == stored["output.weight"]
+
+
+def test_placement_charges_each_matrix_its_real_bytes(model_file):
+    config = load_gguf(model_file, streamed=True).config
+    kinds = blocks.gguf_kinds(model_file)
+    as_int8, as_file = (place(config, MINI, "int8", 64, kinds=k) for k in (None, kinds))
+    for m in as_file.matrices:
+        kind, f = kinds[m.layer, m.name], blocks.FORMATS[kinds[m.layer, m.name]]
+        assert m.kind == kind.name and m.weight_bytes == blocks.bytes_per_weight(kind)
+        assert m.tn % f.block == 0 and m.tile_bytes == m.tm * (m.tn // f.block) * f.nbytes  # whole blocks
+        assert m.pe_bytes <= MINI.weight_budget_per_pe
+    weights = sum(m.rows * m.cols * m.weight_bytes for m in as_file.matrices)
+    assert weights == sum(m.rows * m.cols * blocks.bytes_per_weight(kinds[m.layer, m.name]) for m in as_file.matrices)
+    assert weights < sum(m.rows * m.cols for m in as_int8.matrices)  # fewer bytes than 1 a weight
+    assert as_file.pes_used < as_int8.pes_used
+    assert decode_cycles(as_file, 32).seconds > 0  # the cycle model takes the placement as it is
+
+
+def test_a_matvec_bound_by_sram_reads_reads_the_real_bytes():
+    spec = MINI.replace(sram_read_bytes_per_cycle=1)  # reads, not MACs, bound the matvec
+    q4k, int8 = (matvec_phases(spec, "int8", 64, 512, 2, 2, 4, weight_bytes=b)["mac"]
+                 for b in (blocks.bytes_per_weight(T.Q4_K), None))
+    assert int8 == 64 * 512 and q4k == 64 * 512 * 144 / 256

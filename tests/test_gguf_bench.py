@@ -11,9 +11,8 @@ import gguf
 import pytest
 from gguf import GGMLQuantizationType as T
 
-from gguf_files import byte_level_vocab, cycle_types, write_gguf
+from gguf_files import tiny_qwen2
 from spark_nb import cli, gguf_bench
-from spark_nb.model.synthetic import config_dict, random_weights
 
 SHAPE = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
              num_key_value_heads=1, max_position_embeddings=1024)  # room for pp512 + tg64
@@ -29,11 +28,7 @@ print(json.dumps([dict(build_commit="abc", n_prompt=p, n_gen=0, avg_ts=100.0),
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    vocab = byte_level_vocab()
-    config = config_dict("qwen2", vocab_size=len(vocab["tokens"]), **SHAPE)
-    path = tmp_path_factory.mktemp("gguf_bench") / "tiny.gguf"
-    return write_gguf(path, "qwen2", config, random_weights(config, seed=0, std=0.03), vocab,
-                      types=cycle_types([T.Q8_0, T.Q4_K]))
+    return tiny_qwen2(tmp_path_factory.mktemp("gguf_bench") / "tiny.gguf", [T.Q8_0, T.Q4_K], **SHAPE)
 
 
 @pytest.fixture

@@ -49,6 +49,26 @@ def bytes_per_weight(kind: T) -> float:
     return f.nbytes / f.block
 
 
+def gguf_kinds(path) -> dict[tuple[int | None, str], T]:
+    """(layer, matrix name) -> the block format a GGUF file keeps each matrix in, for those in FORMATS: what
+    placement.place charges at its real bytes a weight. Names as the placement's ("wq" ... "w_down"; "embedding"
+    and "lm_head" with layer None; a tied model's lm_head is its token embedding)."""
+    import gguf
+
+    from ..model.gguf_file import GGUF_LAYER
+
+    by_gguf = {name: field for field, name in GGUF_LAYER.items()}
+    tensors = {t.name: T(t.tensor_type) for t in gguf.GGUFReader(path).tensors}
+    kinds = {}
+    for name, kind in tensors.items():
+        parts = name.split(".", 2)
+        if parts[0] == "blk" and parts[2] in by_gguf:
+            kinds[int(parts[1]), by_gguf[parts[2]]] = kind
+    kinds[None, "embedding"] = tensors.get("token_embd.weight")
+    kinds[None, "lm_head"] = tensors.get("output.weight", tensors.get("token_embd.weight"))
+    return {key: kind for key, kind in kinds.items() if kind in FORMATS}
+
+
 def tile_bytes(tm: int, tn: int, kind: T) -> int:
     """SRAM one PE spends on a tm x tn tile of blocks (tn a multiple of the block) and its working buffers."""
     f = FORMATS[kind]

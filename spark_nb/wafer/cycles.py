@@ -243,21 +243,25 @@ def allreduce_cycles(spec: WaferSpec, reduction: str, n: int, L: int) -> float:
 
 # ---------------------------------------------------------------------------------------------- kernels
 
-def _fmac_cycles(spec: WaferSpec, dtype: str, n: float) -> int:
-    """Whole cycles for n FMACs on weights of `dtype`: the SIMD rate or the SRAM reads feeding it, the slower."""
-    return max(math.ceil(n / spec.macs_per_cycle(dtype)), math.ceil(n * DTYPE_BYTES[dtype] /
-                                                                    spec.sram_read_bytes_per_cycle))
+def _fmac_cycles(spec: WaferSpec, dtype: str, n: float, weight_bytes: float | None = None) -> int:
+    """Whole cycles for n FMACs on weights of `dtype`: the SIMD rate or the SRAM reads feeding it, the slower; the
+    weights take weight_bytes each where given (a GGUF block format's real share), else the dtype's."""
+    b = DTYPE_BYTES[dtype] if weight_bytes is None else weight_bytes
+    return max(math.ceil(n / spec.macs_per_cycle(dtype)), math.ceil(n * b / spec.sram_read_bytes_per_cycle))
 
 
 def matvec_phases(spec: WaferSpec, dtype: str, tm: int, tn: int, gc: int, span: int, B: int,
-                  design: Design = DESIGN) -> dict[str, float]:
-    """broadcast, mac and reduce cycles of one matvec on a grid of tm x tn tiles (module docstring)."""
-    m, b, h = spec.macs_per_cycle(dtype), DTYPE_BYTES[dtype], spec.hop_cycles
+                  design: Design = DESIGN, weight_bytes: float | None = None) -> dict[str, float]:
+    """broadcast, mac and reduce cycles of one matvec on a grid of tm x tn tiles (module docstring); weight_bytes:
+    what a weight takes in SRAM where not the dtype's (a GGUF block format: its integers are computed in `dtype`)."""
+    m, h = spec.macs_per_cycle(dtype), spec.hop_cycles
+    b = DTYPE_BYTES[dtype] if weight_bytes is None else weight_bytes
     reduce = reduce_cycles(spec, design.reduction, gc, B * tm)
     if design.streaming and B == 1:
         v = spec.wavelet_bytes // WIRE_BYTES[dtype]  # values per wavelet
         full, rest = divmod(tn, v)
-        mac = full * _fmac_cycles(spec, dtype, v * tm) + (_fmac_cycles(spec, dtype, rest * tm) if rest else 0)
+        mac = (full * _fmac_cycles(spec, dtype, v * tm, b)
+               + (_fmac_cycles(spec, dtype, rest * tm, b) if rest else 0))
         return {"broadcast": span * h, "mac": mac, "reduce": reduce}
     return {
         "broadcast": span * h + B * wavelets(spec, dtype, tn),
@@ -306,7 +310,6 @@ class _Model:
         self.sr, self.sc = spread
         self.m32 = self.s.macs_per_cycle("fp32")
         self.a = WIRE_BYTES[p.dtype]
-        self.b = self.p.matrices[0].dtype_bytes
         self.tasks = (1, 2) if design.streaming else (3, 5)  # task activations per matvec, per attention
 
     def wavelets(self, n: float) -> int:
@@ -319,7 +322,7 @@ class _Model:
     def matvec(self, m: MatrixPlacement, B: int, lm_head: bool = False) -> Counter:
         s = self.s
         tm, tn, gc, span = self.tile(m)
-        phases = matvec_phases(s, self.p.dtype, tm, tn, gc, span, B, self.d)
+        phases = matvec_phases(s, self.p.dtype, tm, tn, gc, span, B, self.d, m.weight_bytes)
         ops = Counter({"task_overhead": self.tasks[0] * s.task_overhead_cycles})
         for phase, cycles in phases.items():
             ops["lm_head" if lm_head else f"matvec.{phase}"] += cycles
@@ -360,8 +363,9 @@ class _Model:
 
     def embedding(self, B: int) -> Counter:
         """Look up B rows: each of the row's gc PEs reads its tn values."""
-        _, tn, _, _ = self.tile(self.p.matrix("embedding"))
-        return Counter({"embedding": B * tn * self.b / self.s.sram_read_bytes_per_cycle,
+        embedding = self.p.matrix("embedding")
+        _, tn, _, _ = self.tile(embedding)
+        return Counter({"embedding": B * tn * embedding.weight_bytes / self.s.sram_read_bytes_per_cycle,
                         "task_overhead": self.s.task_overhead_cycles})
 
     def layer(self, l: int, context: float, B: int) -> Counter:
@@ -400,8 +404,8 @@ class _Model:
     def microbatch(self) -> int:
         """Tokens a PE can hold x slices and partial sums for beside its tile, within the weight budget."""
         budget = self.s.weight_budget_per_pe
-        sizes = [self.tile(m)[:2] for m in self.p.matrices]
-        return max(1, min((budget - tm * tn * self.b) // (PARTIAL_BYTES * (tm + tn)) for tm, tn in sizes))
+        sizes = [(*self.tile(m)[:2], m.weight_bytes) for m in self.p.matrices]
+        return max(1, min(int((budget - tm * tn * b) // (PARTIAL_BYTES * (tm + tn))) for tm, tn, b in sizes))
 
 
 def spread_pes(placement: Placement, spread: tuple[int, int]) -> list[int]:
@@ -678,12 +682,12 @@ def _mesh_bytes(p: Placement) -> list[float]:
     used = [0.0] * p.n_wafers
     layers = _mesh_layers(p)
     for w, ls in enumerate(layers):
-        used[w] += sum(m.rows * m.cols * m.dtype_bytes for m in p.matrices if m.layer in ls)
+        used[w] += sum(m.rows * m.cols * m.weight_bytes for m in p.matrices if m.layer in ls)
         used[w] += sum(k.bytes for k in p.kv if k.layer in ls)
-    vocab = p.config.vocab_size * p.config.hidden_size * p.matrices[0].dtype_bytes
-    used[-1] += vocab
+    vocab = p.config.vocab_size * p.config.hidden_size
+    used[-1] += vocab * p.matrix("lm_head").weight_bytes
     if not p.config.tie_word_embeddings:
-        used[0] += vocab
+        used[0] += vocab * p.matrix("embedding").weight_bytes
     return used
 
 
@@ -696,7 +700,7 @@ def _mesh_pass(p: Placement, design: Design, side: int, context: float, B: int) 
     """B tokens through every layer and the lm_head, host I/O included (a decode step when B = 1)."""
     x, s = _Mesh(p, design, side), p.spec
     host = Counter({"host_io": (s.host_io_latency_s + B * TOKEN_BYTES / s.host_io_bytes_per_s) * s.clock_hz})
-    ops = host + Counter({"embedding": B * x.per(p.config.hidden_size) * p.matrices[0].dtype_bytes
+    ops = host + Counter({"embedding": B * x.per(p.config.hidden_size) * p.matrix("embedding").weight_bytes
                           / s.sram_read_bytes_per_cycle, "task_overhead": s.task_overhead_cycles})
     for w, layers in enumerate(_mesh_layers(p)):
         if w:

@@ -40,6 +40,9 @@ from functools import cached_property
 import numpy as np
 
 from ..model.config import ModelConfig
+from gguf import GGMLQuantizationType as T
+
+from .blocks import block_tile_shape, bytes_per_weight
 from .spec import DTYPE_BYTES, WaferSpec, get_spec
 from .tiles import tile_shape
 
@@ -109,10 +112,16 @@ class MatrixPlacement(_Grid):
     dtype_bytes: int
     vectors: tuple[str, ...] = ()  # norm weights and biases kept on these PEs
     vector_bytes: int = 0
+    kind: str = ""  # a GGUF block format the tiles keep (blocks.FORMATS, e.g. "Q4_K"); "" for dtype_bytes a weight
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes a weight takes in the tiles: the dtype's, or a block format's real share (0.5625 for Q4_K)."""
+        return bytes_per_weight(T[self.kind]) if self.kind else self.dtype_bytes
 
     @property
     def tile_bytes(self) -> int:
-        return self.tm * self.tn * self.dtype_bytes
+        return round(self.tm * self.tn * self.weight_bytes)  # whole blocks: exact
 
     @property
     def pe_bytes(self) -> int:
@@ -233,24 +242,28 @@ def _code(block) -> int:
 
 # ---------------------------------------------------------------------------------------------- the blocks
 
-def _matrix(spec, dtype, name, layer, rows, cols, vectors=()) -> MatrixPlacement:
+def _matrix(spec, dtype, name, layer, rows, cols, vectors=(), kinds=None) -> MatrixPlacement:
+    """A matrix's block, unplaced: tiles of `dtype`, or of the GGUF block format kinds[(layer, name)] keeps."""
     nbytes = DTYPE_BYTES[dtype]
-    tm, tn = tile_shape(spec, rows, cols, dtype)
+    kind = (kinds or {}).get((layer, name))
+    tm, tn = block_tile_shape(spec, rows, cols, kind) if kind else tile_shape(spec, rows, cols, dtype)
     gr, gc = math.ceil(rows / tm), math.ceil(cols / tn)
     vector_bytes = sum(n for _, n in vectors) * nbytes
     return MatrixPlacement(name=name, layer=layer, rows=rows, cols=cols, tm=tm, tn=tn, gr=gr, gc=gc, wafer=-1,
                            origin=(-1, -1), band_rows=gr, dtype_bytes=nbytes,
-                           vectors=tuple(v for v, _ in vectors), vector_bytes=vector_bytes)
+                           vectors=tuple(v for v, _ in vectors), vector_bytes=vector_bytes,
+                           kind=kind.name if kind else "")
 
 
-def _layer_matrices(config: ModelConfig, spec: WaferSpec, dtype: str, layer: int) -> list[MatrixPlacement]:
+def _layer_matrices(config: ModelConfig, spec: WaferSpec, dtype: str, layer: int,
+                    kinds=None) -> list[MatrixPlacement]:
     """wq wk wv wo w_gate w_up w_down of one layer, unplaced."""
     d, f, hd = config.hidden_size, config.intermediate_size, config.head_dim
     nq, nkv = config.n_heads * hd, config.n_kv_heads * hd
     bias = config.attention_bias
 
     def m(name, rows, cols, *vectors):
-        return _matrix(spec, dtype, name, layer, rows, cols, vectors)
+        return _matrix(spec, dtype, name, layer, rows, cols, vectors, kinds)
 
     return [
         m("wq", nq, d, ("input_layernorm", d), *([("q_proj.bias", nq)] if bias else [])),
@@ -279,7 +292,8 @@ def kv_pes_per_head(config: ModelConfig, spec: WaferSpec, dtype: str, context: i
     from .cycles import attention_phases, matvec_phases  # cycles.py imports this module
 
     least = math.ceil(math.ceil(_kv_bytes(config, dtype, context) / spec.weight_budget_per_pe) / config.n_kv_heads)
-    slowest = max(sum(matvec_phases(spec, dtype, m.tm, m.tn, m.gc, m.gr, 1).values()) for m in matrices)
+    slowest = max(sum(matvec_phases(spec, dtype, m.tm, m.tn, m.gc, m.gr, 1, weight_bytes=m.weight_bytes).values())
+                  for m in matrices)
     best, best_cycles = least, math.inf
     for n in range(least, max(least, min(context, spec.mesh_rows)) + 1):
         cycles = sum(attention_phases(spec, config, dtype, context, n, n, 1).values())
@@ -391,12 +405,12 @@ def _split(loads: list[int], n_wafers: int) -> list[int]:
 
 
 def _try_place(config: ModelConfig, spec: WaferSpec, dtype: str, context: int, n_wafers: int,
-               spread: bool = True) -> Placement | None:
+               spread: bool = True, kinds=None) -> Placement | None:
     d, vocab = config.hidden_size, config.vocab_size
-    matrices = [_layer_matrices(config, spec, dtype, layer) for layer in range(config.n_layers)]
+    matrices = [_layer_matrices(config, spec, dtype, layer, kinds) for layer in range(config.n_layers)]
     least, want = kv_pes_per_head(config, spec, dtype, context, matrices[0])
-    lm_head = _matrix(spec, dtype, "lm_head", None, vocab, d, [("norm", d)])
-    embedding = None if config.tie_word_embeddings else _matrix(spec, dtype, "embedding", None, vocab, d)
+    lm_head = _matrix(spec, dtype, "lm_head", None, vocab, d, [("norm", d)], kinds)
+    embedding = None if config.tie_word_embeddings else _matrix(spec, dtype, "embedding", None, vocab, d, (), kinds)
     vocab_pes = lm_head.pes + (embedding.pes if embedding else 0)
     weights = vocab_pes + sum(m.pes for ms in matrices for m in ms)
     # KV spread: as far as `want`, within an even share of the free PEs; the minimum if that does not pack
@@ -459,16 +473,19 @@ def spread_layout(placement: Placement, spread: tuple[int, int]) -> Placement | 
                                                key=lambda k: k.layer)))
 
 
-def place(config: ModelConfig, spec: WaferSpec | str, dtype: str, context: int, n_wafers: int = 1) -> Placement:
-    """Place a model's weights and KV cache (for `context` positions) on `n_wafers` wafers, or raise PlacementError."""
+def place(config: ModelConfig, spec: WaferSpec | str, dtype: str, context: int, n_wafers: int = 1,
+          kinds: dict | None = None) -> Placement:
+    """Place a model's weights and KV cache (for `context` positions) on `n_wafers` wafers, or raise PlacementError.
+    kinds: (layer, matrix name) -> the GGUF block format its tiles keep (blocks.gguf_kinds of a file; layer None for
+    "embedding" and "lm_head"), at that format's real bytes a weight; other matrices are tiles of `dtype`."""
     config, spec = ModelConfig.coerce(config), get_spec(spec)
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}")
     if context < 1 or n_wafers < 1:
         raise ValueError(f"context and n_wafers must be >= 1, got context={context}, n_wafers={n_wafers}")
-    placement = _try_place(config, spec, dtype, context, n_wafers)
+    placement = _try_place(config, spec, dtype, context, n_wafers, kinds=kinds)
     if placement is None:
-        raise PlacementError(_too_big(config, spec, dtype, context, n_wafers))
+        raise PlacementError(_too_big(config, spec, dtype, context, n_wafers, kinds))
     return placement
 
 
@@ -492,14 +509,16 @@ def from_state(state: dict, config: ModelConfig, spec: WaferSpec) -> Placement:
                      kv=tuple(block(KVPlacement, k) for k in state["kv"]))
 
 
-def _too_big(config, spec, dtype, context, n_wafers) -> str:
+def _too_big(config, spec, dtype, context, n_wafers, kinds=None) -> str:
     """What the model needs, what is there, and fixes that work: the fewest wafers that place it (tried)."""
     d, vocab, nbytes = config.hidden_size, config.vocab_size, DTYPE_BYTES[dtype]
-    matrices = [m for layer in range(config.n_layers) for m in _layer_matrices(config, spec, dtype, layer)]
-    matrices += [_matrix(spec, dtype, "lm_head", None, vocab, d)] * (1 if config.tie_word_embeddings else 2)
+    matrices = [m for layer in range(config.n_layers) for m in _layer_matrices(config, spec, dtype, layer, kinds)]
+    matrices += [_matrix(spec, dtype, name, None, vocab, d, (), kinds)
+                 for name in (("lm_head",) if config.tie_word_embeddings else ("lm_head", "embedding"))]
     least = math.ceil(math.ceil(_kv_bytes(config, dtype, context) / spec.weight_budget_per_pe) / config.n_kv_heads)
     needed = sum(m.pes for m in matrices) + config.n_layers * config.n_kv_heads * least
-    sram = config.n_params * nbytes + config.n_layers * _kv_bytes(config, dtype, context)
+    sram = (config.n_params * nbytes + sum(m.rows * m.cols * (m.weight_bytes - nbytes) for m in matrices if m.kind)
+            + config.n_layers * _kv_bytes(config, dtype, context))
     least_wafers = max(n_wafers + 1, math.ceil(needed / spec.pes))
     biggest = max(matrices, key=lambda m: m.pes)
     if biggest.pes > spec.pes:  # blocks are not split across wafers: no count places it, and trying takes seconds
@@ -509,7 +528,7 @@ def _too_big(config, spec, dtype, context, n_wafers) -> str:
     else:  # stop looking well past the PE count, after a few tries (each packs every block)
         needed_note = ""
         counts = sorted({least_wafers, least_wafers + 1, math.ceil(1.25 * least_wafers), 2 * least_wafers + 3})
-        more = next((n for n in counts if _try_place(config, spec, dtype, context, n, spread=False) is not None),
+        more = next((n for n in counts if _try_place(config, spec, dtype, context, n, False, kinds) is not None),
                     None)
     packing = "" if needed > n_wafers * spec.pes else " (the PE count fits, but not their packing)"
     wafers = f"{n_wafers} x {spec.name} have" if n_wafers > 1 else f"{spec.name} has"

@@ -115,11 +115,12 @@ _OPS = {
 
 
 def project(config, wafer: str | WaferSpec = "wse3", n_wafers: int = 1, dtype: str = "fp16", context: int = 1024,
-            prompt: int = 1024, design: Design = DESIGN) -> Projection:
+            prompt: int = 1024, design: Design = DESIGN, kinds: dict | None = None) -> Projection:
     """Project a model (ModelConfig, config.json dict, config.json path or model folder) onto `n_wafers` wafers.
-    Raises PlacementError when it does not fit; the message says what it needs."""
+    kinds: the GGUF block formats its matrices keep (blocks.gguf_kinds; placement.place). Raises PlacementError when
+    it does not fit; the message says what it needs."""
     config, spec = ModelConfig.coerce(config), get_spec(wafer)
-    placement = place(config, spec, dtype, max(context, prompt), n_wafers)
+    placement = place(config, spec, dtype, max(context, prompt), n_wafers, kinds)
     decode = decode_cycles(placement, context, design)
     prefill = prefill_cycles(placement, prompt, design)
     first = first_token_cycles(placement, prompt, design)
