@@ -141,12 +141,30 @@ print("no-jit ok")
 """
 
 
-def test_block_kernels_run_without_jit():
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
-    result = subprocess.run([sys.executable, "-c", NO_JIT_SCRIPT], cwd=Path(__file__).parent, env=env,
+PORTABLE_SCRIPT = """
+import numpy as np
+from spark_nb.wafer import quant_kernels
+import test_blocks as t
+from gguf_files import random_blocks
+
+assert not quant_kernels.HOST_VNNI_VL, "vpdpbusd is on"
+rng = np.random.default_rng(0)
+for kind in t.KINDS:
+    t.check_block_matmul(random_blocks(t.ROWS, t.width(kind), kind, rng), kind, 5, rng)
+print("portable ok")
+"""
+
+
+@pytest.mark.parametrize("script, env, done", [
+    (NO_JIT_SCRIPT, {"NUMBA_DISABLE_JIT": "1"}, "no-jit ok"),  # every kernel as plain Python
+    (PORTABLE_SCRIPT, {"SPARK_NB_NO_VNNI": "1"}, "portable ok"),  # the int32 path hosts without VNNI take
+], ids=["no-jit", "portable"])
+def test_block_kernels_on_every_path(tmp_path, script, env, done):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), **env}  # each path compiles its own kernels
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "no-jit ok" in result.stdout
+    assert done in result.stdout
 
 
 # -- placement and the cycle model at the real bytes per weight ------------------------------------------------

@@ -21,6 +21,7 @@ from numba import config, njit, types
 from numba.core.dispatcher import Dispatcher
 from numba.core import cgutils
 from numba.extending import intrinsic
+import llvmlite.binding
 from llvmlite import ir
 
 from . import kernels
@@ -34,6 +35,10 @@ BLOCK = tuple(f.block for f in sorted(FORMATS.values()))
 NBYTES = tuple(f.nbytes for f in sorted(FORMATS.values()))
 GROUP = tuple(f.group for f in sorted(FORMATS.values()))
 Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K = (FORMATS[k].code for k in (T.Q8_0, T.Q4_0, T.Q5_0, T.Q4_K, T.Q5_K, T.Q6_K))
+# per code: what makes a format's integers unsigned bytes (q + bias), as vpdpbusd takes them
+BIAS = (128, 8, 16, 0, 0, 32)
+# vpdpbusd on 128- and 256-bit vectors (AVX-512 VL), where kernels.py uses it (and SPARK_NB_NO_VNNI=1 does not)
+HOST_VNNI_VL = kernels.HOST_VNNI and bool(llvmlite.binding.get_host_cpu_features().get("avx512vl"))
 
 
 if config.DISABLE_JIT:
@@ -80,10 +85,12 @@ else:
     @intrinsic
     def _group_dot(typingctx, b, bo, g, x, xo, code):
         """The exact integer sum of group g of the block at b[bo:] (a format's weights as small integers, see
-        blocks.unpack) times x[xo : xo + group] (int8), `code` a compile-time format: the group's integers are
-        formed in a vector register straight from the file's bytes (shifts and masks), widened to int32 with x,
-        multiplied and summed (llvm.vector.reduce.add: integer sums are exact in any order). Decoding in registers
-        and again for each token in flight costs less than writing the integers out: a row of blocks is in L1."""
+        blocks.unpack) times x[xo : xo + group] (int8), `code` a compile-time format. The group's integers are formed
+        in a vector register straight from the file's bytes (shifts and masks), as unsigned bytes q + BIAS; then
+        vpdpbusd sums (q + bias) x and bias x where the host has AVX-512 VNNI, else q and x are widened to int32
+        and multiplied; either way llvm.vector.reduce.add finishes an exact sum (integer sums agree in any order).
+        Decoding in registers, again for each token in flight, costs less than writing the integers out: a row of
+        blocks stays in L1."""
         if not isinstance(code, types.IntegerLiteral):
             return None
         kind = code.literal_value
@@ -119,28 +126,28 @@ else:
                     total = builder.add(total, term if not isinstance(term, int) else const(term))
                 return total
 
+            # u: the group's integers plus BIAS[kind], as unsigned bytes (what vpdpbusd multiplies)
             if kind == Q8_0:
-                w = bytes_at(b_data, at(bo, 2), 32)
+                u = builder.xor(bytes_at(b_data, at(bo, 2), 32), splat(0x80, 32))  # w + 128 as an unsigned byte
             elif kind in (Q4_0, Q5_0):
                 nib = bytes_at(b_data, at(bo, 2 if kind == Q4_0 else 6), 16)
                 low = builder.and_(nib, splat(15, 16))
                 high = builder.lshr(nib, splat(4, 16))
-                w = builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(i32, 32), list(range(32))))
+                u = builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(i32, 32), list(range(32))))
                 if kind == Q5_0:  # bit e of the 32-bit qh is weight e's fifth bit
                     qh = builder.load(builder.bitcast(builder.gep(b_data, [at(bo, 2)]), i32.as_pointer()), align=1)
                     bits = builder.lshr(spread(qh, 32), ir.Constant(ir.VectorType(i32, 32), list(range(32))))
                     fifth = builder.trunc(builder.and_(bits, ir.Constant(ir.VectorType(i32, 32), [1] * 32)),
                                           ir.VectorType(i8, 32))
-                    w = builder.or_(w, builder.shl(fifth, splat(4, 32)))
-                w = builder.sub(w, splat(8 if kind == Q4_0 else 16, 32))
+                    u = builder.or_(u, builder.shl(fifth, splat(4, 32)))
             elif kind in (Q4_K, Q5_K):  # group g: nibble g % 2 of the 32 bytes 32 (g // 2) into the nibbles
                 nib = bytes_at(b_data, at(bo, 16 if kind == Q4_K else 48,
                                           builder.mul(builder.udiv(g, const(2)), const(32))), 32)
-                w = builder.and_(builder.lshr(nib, shift_of(builder.mul(builder.urem(g, const(2)), const(4)), 32)),
+                u = builder.and_(builder.lshr(nib, shift_of(builder.mul(builder.urem(g, const(2)), const(4)), 32)),
                                  splat(15, 32))
                 if kind == Q5_K:  # bit g of the 32 bytes after the scales
                     fifth = builder.and_(builder.lshr(bytes_at(b_data, at(bo, 16), 32), shift_of(g, 32)), splat(1, 32))
-                    w = builder.or_(w, builder.shl(fifth, splat(4, 32)))
+                    u = builder.or_(u, builder.shl(fifth, splat(4, 32)))
             else:  # Q6_K, group g of 16: half h = g // 8, k = (g % 8) // 2, e0 = 16 (g % 2) (module docstring)
                 h, k = builder.udiv(g, const(8)), builder.udiv(builder.urem(g, const(8)), const(2))
                 e0 = builder.mul(builder.urem(g, const(2)), const(16))
@@ -150,12 +157,24 @@ else:
                                    splat(15, 16))
                 high = bytes_at(b_data, at(bo, 128, builder.mul(h, const(32)), e0), 16)
                 high = builder.and_(builder.lshr(high, shift_of(builder.mul(k, const(2)), 16)), splat(3, 16))
-                w = builder.sub(builder.or_(low, builder.shl(high, splat(4, 16))), splat(32, 16))
-            ints = ir.VectorType(i32, n)
-            reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [ints]),
-                                                    f"llvm.vector.reduce.add.v{n}i32")
-            product = builder.mul(builder.sext(w, ints), builder.sext(bytes_at(x_data, xo, n), ints))
-            return builder.call(reduce, [product])
+                u = builder.or_(low, builder.shl(high, splat(4, 16)))
+            x = bytes_at(x_data, xo, n)
+            bias = BIAS[kind]
+            if HOST_VNNI_VL:  # sum(u x) - bias sum(x), each on vpdpbusd (4 products a lane): 1-2 instructions
+                quads = ir.VectorType(i32, n // 4)
+                dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(quads, [quads] * 3),
+                                                     f"llvm.x86.avx512.vpdpbusd.{8 * n}")
+                zero, xq = ir.Constant(quads, [0] * (n // 4)), builder.bitcast(x, quads)
+                lanes = builder.call(dot, [zero, builder.bitcast(u, quads), xq])
+                if bias:
+                    sums = builder.call(dot, [zero, builder.bitcast(splat(1, n), quads), xq])
+                    lanes = builder.sub(lanes, builder.mul(sums, ir.Constant(quads, [bias] * (n // 4))))
+            else:  # the same integers: u - bias back in a signed byte, times x, in int32 lanes
+                lanes = ir.VectorType(i32, n)
+                lanes = builder.mul(builder.sext(builder.sub(u, splat(bias, n)), lanes), builder.sext(x, lanes))
+            reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [lanes.type]),
+                                                    f"llvm.vector.reduce.add.v{lanes.type.count}i32")
+            return builder.call(reduce, [lanes])
 
         return types.int32(b, bo, g, x, xo, code), codegen
 
