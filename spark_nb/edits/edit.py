@@ -321,21 +321,24 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
                            speculative=speculative, **waiting)  # the answer copies the cell: prompt lookup drafts it
     start = "" if remote else prompt.answer_start(code)  # the prompt's own start of the answer, if any
     text, done, n, stopped = start, None, 0, False
-    for event in stream:
-        if hasattr(event, "stats"):
-            done = event
-            break
-        if event.text or event.token_ids:  # else a heartbeat: nothing from the server yet
-            text += event.text
-            n += 1
-            if on_token is not None:
-                on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
-        yield
-        if prompt.block_closed(text):
-            stream.cancel()  # the cell is complete: the rest of the answer is prose
-        elif cancel.is_set():
-            stream.cancel()
-            stopped = True
+    try:
+        for event in stream:
+            if hasattr(event, "stats"):
+                done = event
+                break
+            if event.text or event.token_ids:  # else a heartbeat: nothing from the server yet
+                text += event.text
+                n += 1
+                if on_token is not None:
+                    on_token(prompt.open_block(text, code), n, event.host_s, event.wafer_s)
+            yield
+            if prompt.block_closed(text):
+                stream.cancel()  # the cell is complete: the rest of the answer is prose
+            elif cancel.is_set():
+                stream.cancel()
+                stopped = True
+    finally:
+        stream.cancel()  # steps dropped midway (an interrupted cell) end the request too, a server's at once
     text = start + done.text if done is not None else text
     proposed = None if stopped else prompt.extract_code(text)
     error = None
