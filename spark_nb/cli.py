@@ -179,7 +179,7 @@ def cmd_serve(args) -> int:
     from .serve import serve
 
     serve(args.model, host=args.host, port=args.port, api_key_env=args.api_key_env, queue_limit=args.queue,
-          wafer=args.wafer, dtype=args.dtype, name=args.name)
+          wafer=args.wafer, dtype=args.dtype, name=args.name, api_key_keyring=args.api_key_keyring)
     return 0
 
 
@@ -275,6 +275,8 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port, printed)")
     srv.add_argument("--api-key-env", help="require the API key held in this environment variable")
+    srv.add_argument("--api-key-keyring", metavar="NAME", help="... or, when that is unset, the key in the system "
+                     "keyring's entry spark-nb/NAME (`keyring set spark-nb NAME`; needs the keyring package)")
     srv.add_argument("--queue", type=int, default=8, help="requests waiting or running before more are refused "
                      "with 429 (one runs at a time, first in, first out; default 8)")
     srv.add_argument("--wafer", choices=WAFERS, default="wse3")

@@ -126,6 +126,25 @@ def test_api_key():
         stop()
 
 
+def test_the_key_from_the_keyring(monkeypatch):
+    from test_backends import _MemoryKeyring
+
+    from spark_nb.serve.app import _key
+
+    keyring = pytest.importorskip("keyring")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(_MemoryKeyring({("spark-nb", "serve-box"): "sk-from-keyring"}).backend)
+    try:
+        assert _key(None, "serve-box") == "sk-from-keyring"
+        monkeypatch.setenv("SPARK_TEST_SERVE_KEY", "sk-env")
+        assert _key("SPARK_TEST_SERVE_KEY", "serve-box") == "sk-env"  # a variable that is set comes first
+        with pytest.raises(SystemExit, match="no entry spark-nb/elsewhere: store the key with `keyring set"):
+            _key(None, "elsewhere")
+    finally:
+        keyring.set_keyring(previous)
+    assert _key(None, None) is None
+
+
 class _Held:
     """An engine that answers each prompt with itself once the test releases it, recording the order it served
     them in."""

@@ -5,7 +5,6 @@ import asyncio
 import collections
 import hmac
 import json
-import os
 import queue
 import sys
 import threading
@@ -447,24 +446,32 @@ def _listen(server: Server, host: str, port: int):
     return http, sockets[0].getsockname()[1]
 
 
-def _key(api_key_env: str | None) -> str | None:
-    if not api_key_env:
+def _key(api_key_env: str | None, api_key_keyring: str | None = None) -> str | None:
+    """The key clients must send: the variable's, else the keyring entry's (as a remote endpoint reads its own)."""
+    from ..backends.remote import Endpoint, api_key
+
+    if not (api_key_env or api_key_keyring):
         return None
-    key = os.environ.get(api_key_env)
+    try:
+        key = api_key(Endpoint("", "", api_key_env, "spark-nb serve", api_key_keyring))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     if not key:
         raise SystemExit(f"--api-key-env {api_key_env}: that environment variable is not set")
     return key
 
 
 def serve(model=None, host: str = "127.0.0.1", port: int = 8000, api_key_env: str | None = None,
-          queue_limit: int = 8, wafer: str = "wse3", dtype: str = "int8", name: str | None = None) -> None:
+          queue_limit: int = 8, wafer: str = "wse3", dtype: str = "int8", name: str | None = None,
+          api_key_keyring: str | None = None) -> None:
     """Load the model and serve it until interrupted (prints the base URL once it listens)."""
+    from ..backends.remote import Endpoint
     from ..edits import get_engine
 
-    key = _key(api_key_env)
+    key = _key(api_key_env, api_key_keyring)
     if key is None and host not in ("127.0.0.1", "localhost", "::1"):
         print(f"spark-nb serve: listening on {host} without a key: anyone who can reach it can use it "
-              "(--api-key-env VAR requires one)", file=sys.stderr)
+              "(--api-key-env VAR or --api-key-keyring NAME requires one)", file=sys.stderr)
     engine = get_engine(model, wafer, dtype)
     list(engine.stream("def", max_new_tokens=2))  # numba loads its kernels now, not in the first request's TTFT
     name = name or ("builtin" if model is None else str(model).rstrip("/").rsplit("/", 1)[-1])
@@ -472,8 +479,9 @@ def serve(model=None, host: str = "127.0.0.1", port: int = 8000, api_key_env: st
 
     async def main():
         http, bound = _listen(server, host, port)
+        source = Endpoint("", "", api_key_env, "", api_key_keyring).key_source
         print(f"spark-nb serve: model {name!r} at http://{host}:{bound}/v1 (queue {queue_limit}"
-              f"{', API key from $' + api_key_env if key else ''})", flush=True)
+              f"{', API key from ' + source if key else ''})", flush=True)
         await asyncio.Event().wait()
 
     try:
