@@ -47,8 +47,8 @@ def _chunk(text, finish=None):
 class FaultHandler(tornado.web.RequestHandler):
     """POST /v1/chat/completions; the model name says what goes wrong: "ok", "prose", "status-N", "cut",
     "error-event" (an error event after 3 chunks), "endless" (a token every 20 ms, never done), "silent" (never
-    answers), "slow-first" (the headers at once, the first chunk after 30 s); "projected" answers as "ok" does and
-    /v1/models reports its config."""
+    answers), "slow-first" (the headers at once, the first chunk after 30 s), "stall" (3 chunks, then 30 s of
+    silence); "projected" answers as "ok" does and /v1/models reports its config."""
 
     def initialize(self, log):
         self.log = log
@@ -82,6 +82,9 @@ class FaultHandler(tornado.web.RequestHandler):
         for i, piece in enumerate(pieces):
             if model == "cut" and i == 5:
                 self.request.connection.stream.close()  # mid-stream, no [DONE], an incomplete chunked body
+                return
+            if model == "stall" and i == 3:
+                await asyncio.sleep(30)
                 return
             if model == "error-event" and i == 3:  # what vLLM and spark-nb serve send when generation fails
                 self.write(f"data: {json.dumps({'error': {'message': 'engine failed', 'code': 500}})}\n\n")
@@ -374,6 +377,27 @@ def test_the_notebook_can_stop_an_edit_before_the_first_token(faults):
     next(steps)
     stop = time.perf_counter()
     steps.close()  # an interrupted cell drops its steps: the request waiting on the helper thread ends too
+    closed = _closed_since(log, stop)
+    assert closed is not None and closed - stop < 0.5
+
+
+def test_the_notebook_can_stop_an_edit_while_the_server_stalls(faults):
+    """A server silent midway: the steps go on yielding (heartbeats), so Stop lands within one."""
+    url, log = faults
+    cancel, seen = threading.Event(), []
+    steps = edit_steps(CELL, "add a docstring", model=f"openai:stall@{url}", exact=False, cancel=cancel,
+                       on_token=lambda code, n, *_: seen.append(n))
+    deadline = time.perf_counter() + 5
+    while len(seen) < 3 and time.perf_counter() < deadline:
+        next(steps)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        next(steps)  # the server is silent: each step returns within a heartbeat
+    assert seen == [1, 2, 3] and time.perf_counter() - t0 < 1.0
+    cancel.set()
+    stop = time.perf_counter()
+    result = spark_nb.edits.drain(steps)
+    assert result.stopped and result.code == CELL and result.error == "stopped after 3 tokens"
     closed = _closed_since(log, stop)
     assert closed is not None and closed - stop < 0.5
 

@@ -19,12 +19,13 @@ the key itself is never stored on the engine, in its repr, in a message or in a 
 
 Stop: `cancel()` shuts the request's socket from any thread, whether the stream is sending the request, waiting
 for the server's first chunk or reading. A consumer on an event loop (the notebook) passes `heartbeat=S`: the
-request and its first chunk are then awaited on a helper thread, and until that chunk arrives the stream yields an
-empty Token (no text, no ids) every S seconds, so the loop runs and Stop reaches the stream before the first token.
+response is then read on a helper thread, and whenever the server is silent for S seconds (before its first chunk,
+or stalled midway) the stream yields an empty Token (no text, no ids), so the loop runs and Stop reaches the stream.
 """
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import ssl
 import threading
@@ -282,20 +283,44 @@ class RemoteStream:
         finally:
             _local.stream = None
 
-    def _start(self, box: dict) -> None:
-        """Send the request and read its first chunk: box["started"] = (its chunks, the first chunk or None), or
-        box["error"]. The first request of an engine asks the server for the model's config first."""
-        try:
-            if self._engine is not None:
-                self._read(self._engine._describe)
-            self._t0 = time.perf_counter()
-            self._response = response = self._read(self._create)
-            chunks = iter(response)
-            box["started"] = chunks, self._read(lambda: next(chunks, None))
-        except BaseException as err:  # noqa: BLE001 - raised again on the stream's own thread
-            box["error"] = err
-        if self._cancelled.is_set() and self._response is not None:  # the stream may have ended meanwhile
-            self._response.close()
+    def _chunks(self) -> Iterator[tuple]:
+        """The response's chunks, each with when it came (seconds since the request was sent). The first request
+        of an engine asks the server for the model's config first."""
+        if self._engine is not None:
+            self._read(self._engine._describe)
+        self._t0 = time.perf_counter()
+        self._response = self._read(self._create)
+        chunks = iter(self._response)
+        while (chunk := self._read(lambda: next(chunks, None))) is not None:
+            yield chunk, time.perf_counter() - self._t0
+
+    def _pumped(self) -> Iterator[tuple | None]:
+        """_chunks() read on a helper thread, None every `heartbeat` seconds without one: the consumer's loop runs
+        while the server is silent (before its first chunk, or stalled midway), and Stop reaches the stream."""
+        items: queue.SimpleQueue = queue.SimpleQueue()
+
+        def pump():  # this thread reads the response, so it closes it too (a failed read closed it already)
+            try:
+                for item in self._chunks():
+                    items.put(item)
+            except BaseException as err:  # noqa: BLE001 - raised again on the stream's own thread
+                items.put(err)
+            else:
+                self._response.close()
+                items.put(_END)
+
+        threading.Thread(target=pump, name="spark-nb-remote", daemon=True).start()
+        while True:
+            try:
+                item = items.get(timeout=self._heartbeat)
+            except queue.Empty:
+                yield None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def _generate(self) -> Iterator[Token | Done]:
         text, n, first_s, last_s = "", 0, 0.0, 0.0
@@ -306,23 +331,16 @@ class RemoteStream:
         try:
             if self._cancelled.is_set():
                 raise _Cancelled
-            box: dict = {}
-            if self._heartbeat:  # the request on a helper thread; this one yields to its consumer meanwhile
-                helper = threading.Thread(target=self._start, args=(box,), name="spark-nb-remote", daemon=True)
-                helper.start()
-                helper.join(self._heartbeat)
-                while helper.is_alive():
+            projector = None
+            for item in self._pumped() if self._heartbeat else self._chunks():
+                if item is None:  # a heartbeat: nothing from the server yet
                     yield Token("", (), time.perf_counter() - self._t0, 0.0)
                     if self._cancelled.is_set():
                         raise _Cancelled
-                    helper.join(self._heartbeat)
-            else:
-                self._start(box)
-            if "error" in box:
-                raise box["error"]
-            chunks, chunk = box["started"]
-            projector = self._engine.projector if self._engine is not None else None
-            while chunk is not None:
+                    continue
+                chunk, at = item
+                if n == 0:  # the engine asked the server for the model's config before the request
+                    projector = self._engine.projector if self._engine is not None else None
                 if getattr(chunk, "usage", None) is not None:
                     usage = chunk.usage
                 extra = (chunk.model_extra or {}).get("spark_nb")  # spark-nb serve: the wafer the server projects
@@ -338,7 +356,7 @@ class RemoteStream:
                             wafer_s += (projector.ttft_s(self._prompt_estimate) if n == 0
                                         else projector.step_s(self._prompt_estimate + n))
                         n += 1
-                        last_s = time.perf_counter() - self._t0
+                        last_s = at
                         first_s = first_s or last_s
                         first_wafer_s = first_wafer_s or wafer_s
                         text += delta
@@ -347,7 +365,6 @@ class RemoteStream:
                         reason = {"stop": "eos", "length": "length"}.get(choice.finish_reason, choice.finish_reason)
                 if self._cancelled.is_set():
                     raise _Cancelled
-                chunk = self._read(lambda: next(chunks, None))
         except _Cancelled:
             reason = "cancelled"
         except Exception as err:  # noqa: BLE001 - every failure becomes one message and an "error" Done
@@ -356,7 +373,7 @@ class RemoteStream:
             else:
                 reason, self.error = "error", explain(err, self._endpoint, n)
         finally:
-            if self._response is not None and reason != "error":
+            if self._response is not None and reason != "error" and not self._heartbeat:  # else its reader does
                 self._response.close()
             self._conn = None  # the connection goes back to the pool: a late cancel() must not shut it
         if reason != "error" and not text and projected.get("error"):  # spark-nb serve's model made no edit: why
@@ -386,6 +403,9 @@ class RemoteStream:
 
 class _Cancelled(Exception):
     pass
+
+
+_END = object()  # the helper thread read the whole response
 
 
 # -- a connection cancel() can shut from another thread ---------------------------------------------------------

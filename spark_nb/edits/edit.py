@@ -314,8 +314,8 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
                    else prompt.chat_prompt(engine.tokenizer, code, instruction, context))
     if max_new_tokens is None:
         max_new_tokens = 2 * (engine.count_tokens(code) if remote else len(engine.tokenizer.encode(code))) + 128
-    # A server may take seconds to its first chunk (a queue, a long prefill): meanwhile a remote stream yields
-    # empty heartbeats, so the caller's event loop runs and Stop reaches it before the first token.
+    # A server may take seconds to its first chunk (a queue, a long prefill) or stall midway: meanwhile a remote
+    # stream yields empty heartbeats, so the caller's event loop runs and Stop reaches it.
     waiting = dict(heartbeat=HEARTBEAT_S) if remote else {}
     stream = engine.stream(text_prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                            speculative=speculative, **waiting)  # the answer copies the cell: prompt lookup drafts it
