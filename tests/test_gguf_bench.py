@@ -21,8 +21,11 @@ import json, sys
 args = sys.argv[1:]
 open({log!r}, "w").write(json.dumps(args))
 p, n = int(args[args.index("-p") + 1]), int(args[args.index("-n") + 1])
-print(json.dumps([dict(build_commit="abc", n_prompt=p, n_gen=0, avg_ts=100.0),
-                  dict(build_commit="abc", n_prompt=0, n_gen=n, avg_ts=20.0)]))
+rows = []
+for t in map(int, args[args.index("-t") + 1].split(",")):  # prefill fastest on the most threads, decode on one
+    rows += [dict(build_commit="abc", n_threads=t, n_prompt=p, n_gen=0, avg_ts=100.0 - 10 * (2 - t)),
+             dict(build_commit="abc", n_threads=t, n_prompt=0, n_gen=n, avg_ts=20.0 - 10 * (t - 1))]
+print(json.dumps(rows))
 """
 
 
@@ -59,14 +62,16 @@ def test_side_by_side(model_file, fake_llama_bench, fast_bandwidth):
     args = json.loads(log.read_text())
     assert args[args.index("-m") + 1] == str(model_file)
     assert (args[args.index("-p") + 1], args[args.index("-n") + 1]) == ("16", "4")
-    assert int(args[args.index("-t") + 1]) == gguf_bench._threads()
+    threads = gguf_bench._threads()
+    assert args[args.index("-t") + 1] == ",".join(map(str, range(1, threads + 1)))
     ours, theirs = result["spark_nb"], result["llama_cpp"]
-    assert (theirs["prefill_tok_per_s"], theirs["decode_tok_per_s"]) == (100.0, 20.0)
+    assert theirs["decode_tok_per_s"] == 20.0 and theirs["decode_threads"] == 1  # the fastest of each
+    assert theirs["prefill_threads"] == threads
     assert ours["prefill_tok_per_s"] > 0 and ours["decode_tok_per_s"] > 0
     assert result["ratios"]["decode_tok_per_s"] == pytest.approx(ours["decode_tok_per_s"] / 20.0)
     assert theirs["roofline_fraction"] == pytest.approx(20.0 * theirs["decode_bytes"] / 10e9)
     table = gguf_bench.format_table(result)
-    assert "llama.cpp (" in table and "spark-nb / llama.cpp" in table and "pp16 tok/s" in table
+    assert f"llama.cpp (-t {threads}/1)" in table and "spark-nb / llama.cpp" in table and "pp16 tok/s" in table
 
 
 def test_without_llama_bench(model_file, fast_bandwidth, monkeypatch):
