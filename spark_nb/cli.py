@@ -224,7 +224,8 @@ def parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate edits per family on held-out library code and notebook cells: the "
                         "shipped pipeline (exact refactors, the model for the rest) or, with --model-only, the model")
     ev.add_argument("--model", help="any model spark-nb loads: a model folder (the built-in format, or a Hugging Face "
-                    "instruct checkpoint with a chat template), a .gguf file (default: the built-in model)")
+                    "instruct checkpoint with a chat template), a .gguf file, a server (openai:MODEL@URL, or a name "
+                    "in the JSON file $SPARK_NB_ENDPOINTS names) (default: the built-in model)")
     ev.add_argument("--model-only", action="store_true", help="send every request to the model, exact refactors "
                     "included (default: what users get, exact refactors done by spark_nb.refactors)")
     ev.add_argument("--set", default="all", choices=("library", "notebook", "all"), help="library: held-out files of "

@@ -178,6 +178,21 @@ def test_endpoint_names():
     assert not backends.is_remote("some/folder") and backends.is_remote({"base_url": "x", "model": "m"})
 
 
+def test_endpoints_from_a_file_for_the_command_line(faults, tmp_path, monkeypatch):
+    """$SPARK_NB_ENDPOINTS names a JSON file of endpoints: `spark-nb eval --model NAME` and any process find them."""
+    url, log = faults
+    table = tmp_path / "endpoints.json"
+    table.write_text(json.dumps({"file-box": {"base_url": url, "model": "ok", "api_key_env": "SPARK_TEST_KEY"}}))
+    monkeypatch.setenv("SPARK_NB_ENDPOINTS", str(table))
+    monkeypatch.setenv("SPARK_TEST_KEY", "sk-from-env")
+    assert backends.is_remote("file-box") and not backends.is_remote("some/folder")
+    result = edit(CELL, "add a docstring", model="file-box", exact=False)
+    assert result.ok and result.code == NEW and log[-1] == ("authorization", "Bearer sk-from-env")
+    table.write_text("{not json")
+    with pytest.raises(ValueError, match="SPARK_NB_ENDPOINTS names .*endpoints.json, which is no JSON file"):
+        backends.is_remote("file-box")
+
+
 def test_notebook_endpoints_are_looked_up():
     from spark_nb.notebook.session import Spark
 

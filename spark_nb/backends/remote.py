@@ -24,6 +24,7 @@ or stalled midway) the stream yields an empty Token (no text, no ids), so the lo
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import socket
@@ -43,6 +44,7 @@ PREFIX = "openai:"
 # sending the request, waiting for a free connection. No retries: a 429 or 5xx is shown at once, with its reason.
 TIMEOUTS = dict(connect=5.0, read=60.0, write=10.0, pool=5.0)
 ENDPOINTS: dict[str, dict] = {}  # name -> {"base_url", "model", "api_key_env" | "api_key_keyring"}: c.Spark.endpoints
+ENDPOINTS_FILE_ENV = "SPARK_NB_ENDPOINTS"  # a JSON file of more named endpoints: the CLI's (eval, bench), any process's
 KEYRING_SERVICE = "spark-nb"  # keyring entries: `keyring set spark-nb NAME`, then "api_key_keyring": NAME
 DESCRIBE_TIMEOUT_S = 2.0  # the one GET /models that asks for the model's config: a server without it is "remote"
 PROJECT_CONTEXT = 4096  # positions the projection places a KV cache for (at most the model's own maximum)
@@ -59,13 +61,13 @@ class Endpoint:
 
     @classmethod
     def parse(cls, spec) -> "Endpoint":
-        """From "openai:MODEL@URL", a name in ENDPOINTS, or a dict with base_url, model and optionally api_key_env
+        """From "openai:MODEL@URL", a name (`named`), or a dict with base_url, model and optionally api_key_env
         and api_key_keyring."""
         if isinstance(spec, Endpoint):
             return spec
         name = ""
-        if isinstance(spec, str) and spec in ENDPOINTS:
-            name, spec = spec, ENDPOINTS[spec]
+        if isinstance(spec, str) and (found := named(spec)) is not None:
+            name, spec = spec, found
         if isinstance(spec, dict):
             if set(spec) - _KEYS or not spec.get("base_url") or not spec.get("model"):
                 raise ValueError(f"an endpoint is a dict with base_url, model and optionally api_key_env or "
@@ -117,10 +119,26 @@ def api_key(endpoint: Endpoint) -> str:
     return key
 
 
+def named(name: str) -> dict | None:
+    """The endpoint called `name`: the notebook's (ENDPOINTS), else one in the JSON file $SPARK_NB_ENDPOINTS names
+    ({"name": {"base_url": ..., "model": ..., "api_key_env": ...}}: a key's source, never a key), else None."""
+    if name in ENDPOINTS:
+        return ENDPOINTS[name]
+    path = os.environ.get(ENDPOINTS_FILE_ENV)
+    if not path:
+        return None
+    try:
+        table = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"${ENDPOINTS_FILE_ENV} names {path}, which is no JSON file of endpoints ({err})") from None
+    found = table.get(name) if isinstance(table, dict) else None
+    return found if isinstance(found, dict) else None
+
+
 def is_remote(spec) -> bool:
     """Whether `spec` names a remote model ("openai:...", a named endpoint or an endpoint dict)."""
     return (isinstance(spec, (dict, Endpoint)) or isinstance(spec, str) and (spec.startswith(PREFIX)
-                                                                              or spec in ENDPOINTS))
+                                                                              or named(spec) is not None))
 
 
 def remote_engine(spec) -> "RemoteEngine":
