@@ -564,6 +564,23 @@ def test_an_edit_the_served_model_could_not_make_says_why(served):
     assert remote.error == f"{url}: {local.error}", remote.error  # not "the answer has no code block"
 
 
+def test_bench_edits_times_a_remote_model_once_per_task(served, capsys):
+    """A server decodes its own way: `bench --edits` times each edit once and compares nothing; a failed edit (no
+    first token) is counted, not divided by."""
+    from spark_nb import cli
+    from spark_nb.edits import bench
+
+    url, _ = served
+    result = bench.run(f"openai:builtin@{url}", limit=1)
+    assert result["remote"] and result["tasks"] > 10 and "notebook cells" in result["source"]
+    assert all(r["speedup"] == 1 and r["speculative_s"] == r["plain_s"] for r in result["rows"])
+    failed = [r for r in result["rows"] if r["error"]]
+    assert result["failed"] == len(failed) and all(r["ceiling"] != r["ceiling"] for r in failed if not r["plain_ttft_s"])
+    assert "speculative decoding is the server's own affair" in bench.format_table(result)
+    assert cli.main(["bench", "--edits", "--model", f"openai:builtin@{url}", "--limit", "1"]) == 0
+    assert "a server's model, each edit run once" in capsys.readouterr().out
+
+
 def test_remote_completion_text_equals_in_process(served):
     url, engine = served
     prompt = "def fibonacci(n):\n"

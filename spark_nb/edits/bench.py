@@ -48,38 +48,45 @@ def run(model=None, data=None, limit: int | None = 6, log=None) -> dict:
     from .edit import get_engine
 
     engine = get_engine(model)
+    remote = getattr(engine, "remote", False)  # a server decodes its own way: its edits are timed, not compared
     tasks, where = _tasks(engine, data, limit)
     edit(tasks[0].before, tasks[0].instruction, model=engine, max_new_tokens=4, exact=False)  # kernels compiled
     rows = []
     for i, task in enumerate(tasks):
         timed = {}
-        for mode in ("plain", "speculative"):
+        for mode in ("plain",) if remote else ("plain", "speculative"):
             other = tasks[i - 1]  # the edit before this one: its prompt in the cache, as a user's last edit leaves it
             edit(other.before, other.instruction, model=engine, context=other.context, max_new_tokens=1, exact=False)
             t0 = time.perf_counter()
             r = edit(task.before, task.instruction, model=engine, context=task.context, family=task.family,
                      speculative=mode == "speculative", exact=False)  # the model's speed: no exact refactors
             timed[mode] = (time.perf_counter() - t0, r)
-        (t_plain, plain), (t_fast, fast) = timed["plain"], timed["speculative"]
-        out = plain.stats.tokens + plain.fed_tokens
+        (t_plain, plain), (t_fast, fast) = timed["plain"], timed.get("speculative", timed["plain"])
+        # a server streams chunks, not tokens: count the answer's tokens as the server's model would
+        out = engine.count_tokens(plain.text) if remote else plain.stats.tokens + plain.fed_tokens
+        ttft = plain.stats.ttft_s if plain.stats else 0.0  # 0: the edit failed before its first token
         rows.append(dict(family=task.family, lines=task.before.count("\n") + 1, out_tokens=out,
-                         generated=plain.stats.tokens,
+                         generated=plain.stats.tokens if plain.stats else 0, error=plain.error,
                          identical=fast.text == plain.text and fast.proposed == plain.proposed,
                          plain_s=t_plain, speculative_s=t_fast, plain_tok_s=out / t_plain, speculative_tok_s=out / t_fast,
-                         speedup=t_plain / t_fast, ceiling=t_plain / plain.stats.ttft_s, plain_ttft_s=plain.stats.ttft_s,
-                         ttft_s=fast.stats.ttft_s, wafer_ttft_s=fast.stats.wafer_ttft_s,
-                         prompt_tokens=fast.stats.prompt_tokens, reused=fast.stats.reused,
-                         drafted=fast.stats.drafted, accepted=fast.stats.accepted))
+                         speedup=t_plain / t_fast, ceiling=t_plain / ttft if ttft else float("nan"), plain_ttft_s=ttft,
+                         ttft_s=fast.stats.ttft_s if fast.stats else 0.0,
+                         wafer_ttft_s=fast.stats.wafer_ttft_s if fast.stats else 0.0,
+                         prompt_tokens=fast.stats.prompt_tokens if fast.stats else 0,
+                         reused=fast.stats.reused if fast.stats else 0,
+                         drafted=fast.stats.drafted if fast.stats else 0,
+                         accepted=fast.stats.accepted if fast.stats else 0))
         if log and (i + 1) % 10 == 0:
             log(f"{i + 1}/{len(tasks)} edits")
 
     def stat(key, q, among=rows):
-        return float(np.percentile([r[key] for r in among], q)) if among else float("nan")
+        values = [r[key] for r in among if r[key] == r[key]]  # not NaN
+        return float(np.percentile(values, q)) if values else float("nan")
 
     drafted = sum(r["drafted"] for r in rows)
     short = [r for r in rows if r["lines"] <= SHORT]
     return dict(model=str(getattr(engine, "path", model)), dtype=getattr(engine, "dtype", ""), tasks=len(rows),
-                source=where, identical=sum(r["identical"] for r in rows),
+                source=where, remote=remote, failed=sum(r["error"] is not None for r in rows), identical=sum(r["identical"] for r in rows),
                 plain_tok_s=dict(median=stat("plain_tok_s", 50), p90=stat("plain_tok_s", 90)),
                 speculative_tok_s=dict(median=stat("speculative_tok_s", 50), p90=stat("speculative_tok_s", 90)),
                 speedup=dict(median=stat("speedup", 50), p10=stat("speedup", 10), p90=stat("speedup", 90)),
@@ -96,10 +103,17 @@ def run(model=None, data=None, limit: int | None = 6, log=None) -> dict:
 
 def format_table(result: dict) -> str:
     p, s, x, c = result["plain_tok_s"], result["speculative_tok_s"], result["speedup"], result["ceiling"]
-    e = result["edit_s"]
+    e, t = result["edit_s"], result["ttft_ms"]
+    head = f"edits: {result['tasks']} held-out tasks ({result['source']}), {result['model']} ({result['dtype']}); "
+    if result["remote"]:  # one run per task: the server's own decoding, nothing to compare
+        return "\n".join([
+            head + f"a server's model, each edit run once; {result['failed']} failed",
+            f"seconds per edit: median {e['plain']['median']:.2f} s (p90 {e['plain']['p90']:.2f}); effective tok/s "
+            f"median {p['median']:,.0f} (p90 {p['p90']:,.0f}); TTFT median {result['plain_ttft_ms']['median']:.1f} ms "
+            f"(p90 {result['plain_ttft_ms']['p90']:.1f}); speculative decoding is the server's own affair",
+        ])
     return "\n".join([
-        f"edits: {result['tasks']} held-out tasks ({result['source']}), {result['model']} ({result['dtype']}); "
-        f"identical outputs {result['identical']}/{result['tasks']}",
+        head + f"identical outputs {result['identical']}/{result['tasks']}",
         "| decoding | effective tok/s median | p90 |", "|---|--:|--:|",
         f"| plain greedy | {p['median']:,.0f} | {p['p90']:,.0f} |",
         f"| speculative | {s['median']:,.0f} | {s['p90']:,.0f} |",
@@ -111,7 +125,7 @@ def format_table(result: dict) -> str:
         f"seconds per edit: plain median {e['plain']['median']:.2f} s (p90 {e['plain']['p90']:.2f}), speculative "
         f"median {e['speculative']['median']:.2f} s (p90 {e['speculative']['p90']:.2f}); cells of at most {SHORT} "
         f"lines ({e['short_tasks']}): speculative median {e['short_speculative_median']:.2f} s",
-        f"TTFT: median {result['ttft_ms']['median']:.1f} ms, p90 {result['ttft_ms']['p90']:.1f} ms on this machine "
+        f"TTFT: median {t['median']:.1f} ms, p90 {t['p90']:.1f} ms on this machine "
         f"({result['reused']:.0%} of prompt tokens reused from the cache); "
         f"{result['wafer_ttft_ms']['median']:.3f} ms projected on the wafer",
     ])
