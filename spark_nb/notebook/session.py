@@ -46,9 +46,10 @@ class Spark(Configurable):
     temperature = Float(0.0, help="Sampling temperature; 0 is greedy.").tag(config=True)
     seed = Int(-1, help="Sampling seed; -1 for none.").tag(config=True)
     context_tokens = Int(512, help="Token budget for earlier cells and names sent with the cell.").tag(config=True)
-    endpoints = Dict(help="Named remote models: {name: {'base_url': ..., 'model': ..., 'api_key_env': ...}}, usable "
-                     "as --model name (spark_nb.backends); the key is read from that environment variable.").tag(
-                         config=True)
+    endpoints = Dict(help="Named remote models: {name: {'base_url': ..., 'model': ..., 'api_key_env': ..., "
+                     "'api_key_keyring': ...}}, usable as --model name (spark_nb.backends); the key is read from that "
+                     "environment variable, else from that keyring entry (`keyring set spark-nb NAME`), never "
+                     "stored.").tag(config=True)
     throttle_s = Float(0.03, help="Seconds between widget updates while streaming (at most ~33 per second, so a cell "
                        "streaming an edit updates at least 20 times a second).").tag(config=True)
 
