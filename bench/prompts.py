@@ -25,6 +25,9 @@ Designs (each one change from `baseline`, today's prompt at commit fa4a7de, unle
   codeonly           "Reply with only the code block, no explanation." at the end of the user message.
   open               the prompt ends with the answer's opening fence (prompt.OPEN_ANSWER): the model starts
                      inside the code block, so it cannot answer with prose first.
+  family             the worked example chosen by the family the instruction asks for (prompt.FAMILY_EXAMPLES,
+                     `recognise`): comments, type hints, f-strings, removed comments shown on one small cell; other
+                     instructions keep the design's own example.
 Joined names (system+first, system+example, ...) apply several changes.
 """
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import spark_nb
 from spark_nb.edits import prompt
+from spark_nb.edits.recognise import recognise
 from spark_nb.evaluate.run import evaluate
 from spark_nb.evaluate.sets import library_tasks, notebook_tasks, sample
 
@@ -76,7 +80,7 @@ def design(name: str):
     if name == "current":
         return prompt.chat_messages
     changes = set(name.split("+")) - {"baseline"}
-    unknown = changes - {"system", "keep", "first", "example", "callexample", "codeonly", "open"}
+    unknown = changes - {"system", "keep", "first", "example", "callexample", "codeonly", "open", "family"}
     if unknown:
         raise ValueError(f"unknown design parts {sorted(unknown)}")
 
@@ -93,6 +97,12 @@ def design(name: str):
     def messages(code, instruction, context=()):
         system = KEEP_SYSTEM if "keep" in changes else NEW_SYSTEM if "system" in changes else BASE_SYSTEM
         out = [{"role": "system", "content": system}]
+        own = prompt.FAMILY_EXAMPLES.get(recognise(instruction)) if "family" in changes else None
+        if own:
+            cell, ask, answer = own
+            out += [{"role": "user", "content": user(cell, ask, ())},
+                    {"role": "assistant", "content": f"```python\n{answer}```"}]
+            return out + [{"role": "user", "content": user(code, instruction, context)}]
         for part, cell, answer in (("example", EXAMPLE_CELL, EXAMPLE_ANSWER), ("callexample", CALL_CELL, CALL_ANSWER)):
             if part in changes:
                 out += [{"role": "user", "content": user(cell, EXAMPLE_INSTRUCTION, ())},

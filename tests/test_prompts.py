@@ -44,16 +44,24 @@ def test_chat_prompt_renders_system_example_then_the_request(chat_folder, monkey
     assert rendered.endswith("<|im_start|>assistant\n" + answer_start(CELL))
 
 
-def test_worked_example_is_a_complete_earlier_exchange():
+@pytest.mark.parametrize("instruction, family", [("add a docstring", "add_docstrings"), ("add comments", "add_comments"),
+                                                 ("add type hints", "add_type_hints"), ("use f-strings", "to_fstring"),
+                                                 ("strip the comments", "remove_comments")])
+def test_worked_example_is_a_complete_earlier_exchange_of_the_asked_family(instruction, family):
     if prompt.EXAMPLE is None:
         pytest.skip("no worked example in the chosen prompt")
-    cell, ask, answer = prompt.EXAMPLE
-    msgs = chat_messages(CELL, "add comments")
+    cell, ask, answer = prompt.FAMILY_EXAMPLES.get(family, prompt.EXAMPLE)
+    msgs = chat_messages(CELL, instruction)
     assert msgs[1]["role"] == "user" and cell.rstrip() in msgs[1]["content"] and ask in msgs[1]["content"]
     assert msgs[2] == {"role": "assistant", "content": f"```python\n{answer}```"}
     assert extract_code(msgs[2]["content"]) == answer  # the example's answer is a complete block of its own
-    assert guard.judge(cell, answer, "add_docstrings")[0]  # and a right one
+    assert guard.judge(cell, answer, family)[0]  # and a right one for the family asked
     assert CELL.rstrip() in msgs[-1]["content"] and cell.rstrip() not in msgs[-1]["content"]
+
+
+def test_an_instruction_of_no_family_gets_the_default_example():
+    assert prompt.worked_example("make it faster") == prompt.EXAMPLE
+    assert prompt.worked_example("add comments and type hints") == prompt.EXAMPLE  # two families: no one example
 
 
 def test_a_cell_with_backticks_gets_a_longer_fence_in_the_prompt_and_the_answer(monkeypatch):

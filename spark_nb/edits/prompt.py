@@ -6,7 +6,7 @@ Two styles:
   line-aligned output are spark_nb.train.format's: `edit_format(tokenizer).prompt_ids(...)`, then an
   `EditDecoder` says which tokens the model generates and which input lines the driver feeds.
 - ``"chat"``: any instruct checkpoint with a chat template. A system message, one worked example (a user message
-  and the assistant's answer), then the user message (earlier cells, the cell in a fenced block, the instruction),
+  and the assistant's answer; the example of the family the instruction asks for, when there is one), then the user message (earlier cells, the cell in a fenced block, the instruction),
   rendered by the tokenizer's template; the prompt ends with the answer's opening fence (`answer_start`), and the
   answer's first complete fenced block is the new cell. Chosen by measurement on Qwen2.5-Coder-0.5B-Instruct
   (bench/prompts.py, README "Use a better model").
@@ -16,8 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .recognise import recognise
+
 __all__ = ["style", "edit_format", "chat_messages", "chat_prompt", "answer_start", "extract_code", "SYSTEM",
-           "EXAMPLE"]
+           "EXAMPLE", "FAMILY_EXAMPLES", "worked_example"]
 
 EDIT_TOKEN = "<|edit|>"
 # The chat prompt, chosen by measurement on real models (bench/prompts.py; README "Use a better model"). What it is
@@ -31,6 +33,21 @@ EXAMPLE: tuple[str, str, str] | None = (
     "def area(w, h):\n    return w * h\n\n\nprint(area(3, 4))\n",
     "add a docstring",
     'def area(w, h):\n    """The area of a w by h rectangle."""\n    return w * h\n\n\nprint(area(3, 4))\n')
+# A worked example for the family an instruction asks for (`recognise`), in place of EXAMPLE: the same small cell
+# each time, the answer making that family's change and keeping the call after the function.
+_MEAN = 'def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n\n\nprint("mean:", mean([1, 2, 3]))\n'
+FAMILY_EXAMPLES: dict[str, tuple[str, str, str]] = {
+    "add_comments": (_MEAN, "add comments",
+                     'def mean(xs):\n    # add the values up, then divide by how many there are\n    total = sum(xs)\n'
+                     '    return total / len(xs)\n\n\n# the mean of a small list\nprint("mean:", mean([1, 2, 3]))\n'),
+    "add_type_hints": (_MEAN, "add type hints", _MEAN.replace("def mean(xs):", "def mean(xs: list[float]) -> float:")),
+    "to_fstring": ('def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n\n\n'
+                   'print("mean: %s" % mean([1, 2, 3]))\n', "use f-strings",
+                   'def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n\n\n'
+                   'print(f"mean: {mean([1, 2, 3])}")\n'),
+    "remove_comments": ('def mean(xs):\n    # the sum first\n    total = sum(xs)\n    return total / len(xs)  # over '
+                        'the count\n\n\n# a small list\nprint("mean:", mean([1, 2, 3]))\n', "remove the comments", _MEAN),
+}
 OPEN_ANSWER = True  # end the prompt with the answer's opening fence (in-process engines; a server takes messages)
 
 _FORMATS: dict[int, tuple] = {}  # id(tokenizer) -> (tokenizer, EditFormat): the tokenizer is kept alive with it
@@ -74,11 +91,19 @@ def _request(code: str, instruction: str, context: Sequence[str] = ()) -> str:
     return "\n\n".join(parts)
 
 
+def worked_example(instruction: str) -> tuple[str, str, str] | None:
+    """The example for the family the instruction asks for, else EXAMPLE; None when EXAMPLE is None (no example)."""
+    if EXAMPLE is None:
+        return None
+    return FAMILY_EXAMPLES.get(recognise(instruction), EXAMPLE)
+
+
 def chat_messages(code: str, instruction: str, context: Sequence[str] = ()) -> list[dict]:
-    """System prompt, the worked example as an earlier exchange (when EXAMPLE is set), then the request."""
+    """System prompt, the worked example as an earlier exchange (`worked_example`), then the request."""
     messages = [{"role": "system", "content": SYSTEM}]
-    if EXAMPLE is not None:
-        cell, ask, answer = EXAMPLE
+    example = worked_example(instruction)
+    if example is not None:
+        cell, ask, answer = example
         messages += [{"role": "user", "content": _request(cell, ask)},
                      {"role": "assistant", "content": f"{_fence(answer)}python\n{answer}{_fence(answer)}"}]
     return messages + [{"role": "user", "content": _request(code, instruction, context)}]
