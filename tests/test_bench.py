@@ -35,6 +35,7 @@ def test_result_is_json_with_one_row_per_shape_and_dtype(result):
         assert [p["tokens"] for p in row["prefill"]] == settings["prefill_tokens"]
         assert [d["context"] for d in row["decode"]] == settings["decode_contexts"]
         assert row["ttft"]["prompt"] == max(settings["decode_contexts"])
+        assert all(d["reused"] == 0 for d in row["decode"])  # TTFT is a whole prompt's, never the cache's
         assert 0.0 <= row["top1_agreement"] <= 1.0
         assert row["wafer"]["name"] == "wse3" and row["wafer"]["decode_tok_per_s"] > 0
     assert result["rows"][1]["top1_agreement"] > 0.9  # fp32 on the same weights picks the same tokens
