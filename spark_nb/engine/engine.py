@@ -361,10 +361,10 @@ class Engine:
         return self._wafer_ttft[prompt_tokens]
 
     def _wafer_prompt_s(self, prompt_tokens: int, reused: int) -> float:
-        """Projected TTFT of a prompt whose first `reused` tokens the cache held: the rest fed after them, never
-        more than the whole prompt's prefill (the wafer keeps its KV cache in SRAM and could reuse it alike)."""
-        whole = self._wafer_ttft_s(prompt_tokens)
-        return min(whole, self._wafer_fed_s(reused, prompt_tokens - reused)) if reused else whole
+        """Projected TTFT of a prompt whose first `reused` tokens the cache held: the rest fed after them (the
+        wafer keeps its KV cache in SRAM and could reuse it alike; the fitted feed cost, not the cycle model's
+        milliseconds, on the way to the first token)."""
+        return self._wafer_fed_s(reused, prompt_tokens - reused) if reused else self._wafer_ttft_s(prompt_tokens)
 
     def _wafer_fed_s(self, start: int, n: int) -> float:
         """n tokens fed at once after `start` in the cache (a verified draft, copied lines, a prompt's rest after a
