@@ -10,6 +10,9 @@ extra field `spark_nb`, and those are kept (`Stats.wafer` then names the server'
 A server that reports the model's config (its /v1/models entry carries the model's config.json as `config`) gets
 a projection made here, as for a model loaded in-process: the engine places that config on the wafer (fp16, as
 servers run models) and each token's projected time follows from it; a config that does not fit stays "remote".
+Ollama reports it on its native API instead: POST /api/show gives the GGUF file's metadata and tensor shapes, read
+as spark-nb reads a GGUF file's (gguf_file.config_from_metadata). llama.cpp's server reports too little (its
+/v1/models `meta` has the vocabulary, width and parameter count, not the layers or heads): it stays "remote".
 
 A request that fails does not raise: its stream ends with Done(reason="error") and `RemoteStream.error` says what
 went wrong in one sentence (connection refused, unknown host, TLS, key refused, no such model, rate limited, the
@@ -202,16 +205,21 @@ class RemoteEngine:
         return RemoteStream(create, chat, self.endpoint, heartbeat, self, self.count_tokens(words))
 
     def _describe(self) -> None:
-        """Ask the server once for the model's config (its /v1/models entry's `config`), to project the wafer. A
-        server that cannot be reached raises here: the request's own message says so (and the next one asks)."""
+        """Ask the server once for the model's config (its /v1/models entry's `config`, else Ollama's /api/show),
+        to project the wafer, both within DESCRIBE_TIMEOUT_S. A server that cannot be reached raises here: the
+        request's own message says so (and the next one asks)."""
         import openai
 
         if self._described:
             return
+        deadline = time.monotonic() + DESCRIBE_TIMEOUT_S
         try:
             models = self._client.with_options(timeout=DESCRIBE_TIMEOUT_S).models.list()
-            config = next((m.model_extra or {}).get("config") for m in models.data if m.id == self.endpoint.model)
-            self._projector = _Projector(config) if isinstance(config, dict) else None
+            config = next(((m.model_extra or {}).get("config") for m in models.data if m.id == self.endpoint.model),
+                          None)
+            if not isinstance(config, dict):  # Ollama reports the shape on its own API, in the time that is left
+                config = self._ollama_config(deadline - time.monotonic())
+            self._projector = _Projector(config) if config is not None else None
         except openai.APIConnectionError as err:
             if not isinstance(err, openai.APITimeoutError):  # a slow /models only costs the projection
                 raise
@@ -219,17 +227,39 @@ class RemoteEngine:
             pass
         self._described = True
 
+    def _ollama_config(self, seconds: float):
+        """The model's config from Ollama's POST /api/show (its native API: the base URL without /v1): the GGUF
+        file's metadata (`model_info`) and its tensors' names and shapes (`tensors`, sent since Ollama 0.6.1), read
+        as a GGUF file's are. None where that is not there: another server, an older Ollama, an unknown shape."""
+        from ..model.gguf_file import config_from_metadata
+
+        if seconds <= 0:
+            return None
+        try:
+            url = self.endpoint.base_url.rstrip("/").removesuffix("/v1") + "/api/show"  # absolute: not under /v1
+            show = self._client.with_options(timeout=seconds).post(url, body={"model": self.endpoint.model},
+                                                                   cast_to=object)
+            tensors = {t["name"]: _Shaped(t["shape"]) for t in show.get("tensors") or ()}
+            return config_from_metadata(show["model_info"], tensors, f"{self.endpoint.model} (Ollama's /api/show)")
+        except Exception:  # noqa: BLE001 - no /api/show, another answer, metadata spark-nb does not read: "remote"
+            return None
+
     @property
     def projector(self) -> "_Projector | None":
         """The projection of the config the server reported (None: "remote"), once a stream asked for it."""
         return self._projector
 
 
+@dataclass(frozen=True)
+class _Shaped:
+    shape: list  # a tensor's dimensions as Ollama lists them: GGUF's order, innermost first
+
+
 class _Projector:
     """The wafer time of a model known only by its config: placed once; time to first token per prompt length
     and the decode step, affine in the context (as `Engine` projects a loaded model)."""
 
-    def __init__(self, config: dict, wafer: str = "wse3", dtype: str = "fp16"):
+    def __init__(self, config, wafer: str = "wse3", dtype: str = "fp16"):  # a config.json dict or a ModelConfig
         from ..model.config import ModelConfig
         from ..wafer.cycles import decode_cycles
         from ..wafer.placement import place
