@@ -41,6 +41,7 @@ from .speculation import PromptLookup
 DTYPES = ("int8", "fp32")
 DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
+TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
 
 
 class PromptTooLong(ValueError):
@@ -157,8 +158,10 @@ class Engine:
     def _fastest_decode_threads(self) -> int:
         """Workers for a decode step, by measurement on this machine and shape: a helper hands work back and forth
         with the lead at every operation (~40 a step for a small model; a fraction of a microsecond each), which a
-        tiny model's step may not repay, while a large one is bandwidth-bound and wants every core. Prefill always
-        uses every core."""
+        tiny model's step may not repay, while a large one is bandwidth-bound and wants every core. Every core only
+        when it is clearly faster (TWO_THREADS_WIN): a step split over threads waits whenever anything else holds
+        one of the cores (the browser drawing a chart halved the built-in model's decode on two threads, where
+        it ties with one when the machine is idle: notebook 04). Prefill always uses every core."""
         if self.prefill_threads == 1:
             return 1
         pos = min(self.context - 1, 64)  # a scratch position: every request rewrites the cache from 0
@@ -173,7 +176,8 @@ class Engine:
                 t0 = time.perf_counter()
                 self._decode_step(0, pos, threads)
                 times[threads].append(time.perf_counter() - t0)
-        return min(choices, key=lambda threads: sorted(times[threads])[len(times[threads]) // 2])
+        median = {threads: sorted(t)[len(t) // 2] for threads, t in times.items()}
+        return self.prefill_threads if median[self.prefill_threads] < TWO_THREADS_WIN * median[1] else 1
 
     def _forward(self, ids: np.ndarray, start: int, threads: int, at: np.ndarray, logits: np.ndarray) -> None:
         """Run ids at positions start.. and write the logits after the positions `at` (int64 indices into ids)
