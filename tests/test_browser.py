@@ -241,11 +241,12 @@ def test_inline_completion_streams_cancels_and_reports_a_failed_model(lab):
     """Ghost text from the server's warm built-in engine while typing (tests/browser/completion.mjs): the provider
     is registered, a suggestion streams token by token, Alt+ArrowRight accepts its first word, a keystroke cancels
     the request in flight, typing is as
-    quick with completion on as off, the socket's overhead is measured beside one POST each, and a model that
-    cannot load says so once however many keystrokes ask."""
+    quick with completion on as off, the socket's overhead is measured beside one POST each (with where a
+    keystroke's request spends its time, and a no-op round trip on each transport), and a model that cannot load
+    says so once however many keystrokes ask."""
     url, root = lab
     bench = _completion_bench()
-    seen = bench.run(f"{url}/?token=tok", bench.write_notebook(root), SHOTS, trials=12)
+    seen = bench.run(f"{url}/?token=tok", bench.write_notebook(root), SHOTS, trials=12, pings=30)
     assert "error" not in seen, f"{seen}\n{(root / 'lab.log').read_text()[-3000:]}"
     assert seen["page_errors"] == []
     assert seen["registered"] == {"plugin": True, "provider": "spark-nb"}
@@ -272,6 +273,10 @@ def test_inline_completion_streams_cancels_and_reports_a_failed_model(lab):
         assert s["missed"] <= s["keystrokes"] // 4, s  # nearly every keystroke gets its ghost text
         assert s["ghost_p50"] < 500, s  # generous: the machine is shared; bench/completion_latency.py reports
     assert summary["websocket"]["echo_p50"] < summary["off"]["echo_p50"] + 10  # typing is not slowed
+    assert summary["legs"]["websocket"]["n"] >= 6 and summary["legs"]["http"]["n"] >= 6, summary["legs"]
+    ping = summary["ping"]
+    assert all(ping[t]["n"] == 30 and ping[t]["p50"] > 0 for t in ("websocket", "http", "http_new_connection"))
+    assert ping["connections"]["http_new_connection"] == 30, ping  # `Connection: close` made each POST a new one
 
     toasts = seen["steps"]["failed"]["toasts"]
     assert len(toasts) == 1 and toasts[0].startswith("spark-nb could not load /nonexistent/spark-nb-model"), toasts

@@ -276,6 +276,28 @@ def test_two_sockets_share_one_warm_engine_and_post_answers_the_same(server):
     assert _get(f"{url}/spark-nb/engines?token=tok")["builtin"]["loads"] == 1
 
 
+def test_a_ping_is_answered_at_once_on_the_socket_and_over_post(server):
+    url, _ = server
+
+    async def ping():
+        from tornado.websocket import websocket_connect
+
+        ws = await websocket_connect(url.replace("http", "ws") + "/spark-nb/socket?token=tok")
+        ws.write_message(json.dumps({"type": "ping", "id": "p1"}))
+        reply = json.loads(await asyncio.wait_for(ws.read_message(), 30))
+        ws.close()
+        return reply
+
+    assert asyncio.run(ping()) == {"type": "pong", "id": "p1"}
+    with urllib.request.urlopen(urllib.request.Request(f"{url}/spark-nb/ping?token=tok&close=1", method="POST",
+                                                       data=b""), timeout=30) as reply:
+        assert reply.headers["Connection"] == "close"
+        assert json.loads(reply.read())["type"] == "pong"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(f"{url}/spark-nb/ping", method="POST", data=b""), timeout=30)
+    assert refused.value.code == 403
+
+
 def test_a_model_that_cannot_load_answers_with_one_message(server):
     url, root = server
     msgs = asyncio.run(_socket_messages(url, [{"type": "request", "id": 9, "prefix": "x = ",

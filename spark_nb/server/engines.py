@@ -82,16 +82,18 @@ class Engines:
     def complete(self, model: str | None, id, prefix: str, suffix: str, context: str, max_tokens: int,
                  send: Callable[[dict], None]) -> Job:
         """Start a completion; `send` gets {type: token|done|error, id, ...} on the calling thread's event loop (a
-        done also says `server_first_token_ms`: from this call to its first token handed to `send`)."""
+        done also says `server_first_token_ms`: from this call to its first token handed to `send`, and
+        `server_received_at`: this call's wall-clock time in ms, to set beside a browser's clock on one machine)."""
         loop = asyncio.get_running_loop()
         job = Job(id)
-        t0, first = time.perf_counter(), []
+        t0, first, received_at = time.perf_counter(), [], time.time() * 1e3
 
         def deliver(msg: dict) -> None:  # on the IOLoop: what the server itself took, for the latency breakdown
             if msg["type"] == "token" and not first:
                 first.append((time.perf_counter() - t0) * 1e3)
             elif msg["type"] == "done":
                 msg["server_first_token_ms"] = first[0] if first else None  # request in -> first token out
+                msg["server_received_at"] = received_at
             send(msg)
 
         post = lambda msg: loop.call_soon_threadsafe(deliver, msg)  # noqa: E731

@@ -1,4 +1,5 @@
-"""The Tornado handlers: the completion WebSocket, the same completion over one HTTP POST, the engines' status.
+"""The Tornado handlers: the completion WebSocket, the same completion over one HTTP POST, a no-op POST (the
+transports' own round trip), the engines' status.
 
 Authentication is Jupyter's own: `JupyterHandler` resolves the user from the token or the login cookie,
 `ws_authenticated` refuses a socket without one (403), `WebSocketMixin.check_origin` applies the server's origin
@@ -52,6 +53,11 @@ class CompletionSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if res is not None:
             await res
 
+    def open(self, *args, **kwargs):
+        # Each token is one small frame: send it now, not after the previous frame's ACK (Nagle's algorithm)
+        self.set_nodelay(True)
+        return super().open(*args, **kwargs)
+
     def on_message(self, raw) -> None:
         try:
             msg = json.loads(raw)
@@ -62,6 +68,8 @@ class CompletionSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):
             if self.job is not None and self.job.id == id:
                 self.job.cancel()
             return
+        if kind == "ping":  # answered at once: the transport's own round trip (bench/completion_latency.py)
+            return self._send({"type": "pong", "id": id})
         if kind != "request":
             return self._send({"type": "error", "id": id, "message": f"spark-nb: unknown message type {kind!r}"})
         if self.job is not None:
@@ -118,6 +126,18 @@ class CompletionHTTP(APIHandler):
             self.job.cancel()
 
 
+class PingHandler(APIHandler):
+    """A POST answered at once: the per-request transport's own round trip beside the socket's ping. With
+    `?close=1` the reply says `Connection: close`, so the browser opens a new connection for its next request (a
+    page cannot refuse keep-alive itself); `port` is the client's, to count the connections used."""
+
+    @web.authenticated
+    def post(self):
+        if self.get_query_argument("close", ""):
+            self.set_header("Connection", "close")
+        self.finish(json.dumps({"type": "pong", "port": self.request.connection.stream.socket.getpeername()[1]}))
+
+
 class EnginesHandler(APIHandler):
     @web.authenticated
     def get(self):
@@ -130,6 +150,7 @@ def setup(web_app, engines: Engines | None = None) -> None:
     web_app.add_handlers(".*$", [
         (url_path_join(base, "spark-nb", "socket"), CompletionSocket),
         (url_path_join(base, "spark-nb", "complete"), CompletionHTTP),
+        (url_path_join(base, "spark-nb", "ping"), PingHandler),
         (url_path_join(base, "spark-nb", "engines"), EnginesHandler),
     ])
 

@@ -1,5 +1,5 @@
 // Inline completion in JupyterLab: ghost text from spark-nb's server extension while a user types.
-//   node completion.mjs URL NOTEBOOK SHOTS_DIR [TRIALS]
+//   node completion.mjs URL NOTEBOOK SHOTS_DIR [TRIALS] [PINGS]
 // Prints one JSON object: whether the provider is registered, what streamed, the cancel frames, keystroke -> first
 // ghost character over the WebSocket and over one HTTP request each (ms, per keystroke; with each request's clock:
 // sent, first token, the engine's TTFT), keystroke -> the
@@ -7,8 +7,9 @@
 // load raises.
 import { openNotebook } from "./jupyterlab.mjs";
 
-const [url, notebook, shots, trialsArg] = process.argv.slice(2);
+const [url, notebook, shots, trialsArg, pingsArg] = process.argv.slice(2);
 const trials = Number(trialsArg || 30);
+const pingsN = Number(pingsArg || 200);
 const out = { steps: {} };
 const lab = await openNotebook(url, notebook);
 const { page } = lab;
@@ -42,6 +43,89 @@ async function instrument() {
       }
     }).observe(document.body, { subtree: true, childList: true, characterData: true });
   });
+}
+
+// Where a request's time goes (the websocket and http latency steps): per request the provider was asked, in page
+// ms; the first token's message reached the provider (its channel's push: the socket's message event, or the POST's
+// body read); its done message (the server's wall-clock arrival time, set on the page's clock with timeOrigin, and
+// its first token out). Beside them, what the main thread did meanwhile: when a task posted right after the send
+// ran, when the next frame began (requestAnimationFrame) and when a task posted from it ran (the frame rendered);
+// long tasks (over 50 ms) are counted.
+async function traceProvider() {
+  await page.evaluate(() => {
+    const w = window;
+    const provider = w.sparkNbCompletion;
+    const fetch = provider.fetch.bind(provider);
+    w.__trace = [];
+    w.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) w.__longTasks.push({ start: e.startTime, duration: e.duration });
+    }).observe({ type: "longtask" });
+    provider.fetch = (request, context) => {
+      const t = { key: w.__keys[w.__keys.length - 1]?.key ?? null, asked: performance.now(), push: null, done: null,
+                  task: null, frame: null, rendered: null };
+      const reply = fetch(request, context); // with no debounce the request has gone out when this returns
+      const after = (f) => { const c = new MessageChannel(); c.port1.onmessage = f; c.port2.postMessage(0); };
+      after(() => (t.task = performance.now()));
+      requestAnimationFrame(() => {
+        t.frame = performance.now();
+        after(() => (t.rendered = performance.now()));
+      });
+      const channel = provider._channels.get(String(provider._latest));
+      if (channel) {
+        t.id = provider._latest;
+        const push = channel.push.bind(channel);
+        channel.push = (msg) => {
+          if (msg.type === "token" && t.push === null) t.push = performance.now();
+          if (msg.type === "done") t.done = msg;
+          push(msg);
+        };
+        w.__trace.push(t);
+      }
+      return reply;
+    };
+  });
+}
+
+// A transport's own round trip, on an idle page, no model and no keystroke: a ping on the provider's open socket
+// against a POST to /spark-nb/ping (fetch, as the HTTP transport sends: a kept-alive connection reused),
+// interleaved; then the same POST answered with `Connection: close` (the browser opens a new connection for the
+// next one; not interleaved: it would close the connection the kept-alive POSTs reuse).
+async function pings(n) {
+  return page.evaluate(async (n) => {
+    const socket = window.sparkNbCompletion._socket._socket;
+    const s = window.jupyterapp.serviceManager.serverSettings;
+    const url = `${s.baseUrl}spark-nb/ping`;
+    const headers = { Authorization: `token ${s.token}` };
+    let pong = null;
+    socket.addEventListener("message", (e) => {
+      const msg = JSON.parse(e.data);
+      if (msg.type === "pong") pong?.(msg);
+    });
+    const ws = (id) => new Promise((resolve) => {
+      pong = resolve;
+      socket.send(JSON.stringify({ type: "ping", id }));
+    });
+    const post = (query) => fetch(url + query, { method: "POST", headers }).then((r) => r.json());
+    const out = { websocket: [], http: [], http_new_connection: [],
+                  ports: { http: new Set(), http_new_connection: new Set() } };
+    for (let i = 0; i < n; i++) {
+      let t = performance.now();
+      await ws(`ping-${i}`);
+      out.websocket.push(performance.now() - t);
+      t = performance.now();
+      out.ports.http.add((await post("")).port);
+      out.http.push(performance.now() - t);
+    }
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      out.ports.http_new_connection.add((await post("?close=1")).port);
+      out.http_new_connection.push(performance.now() - t);
+    }
+    out.connections = { http: out.ports.http.size, http_new_connection: out.ports.http_new_connection.size };
+    delete out.ports;
+    return out;
+  }, n);
 }
 
 async function watchEcho(i) {
@@ -78,6 +162,7 @@ try {
     provider: !!window.sparkNbCompletion && window.sparkNbCompletion.identifier,
   }));
   await instrument();
+  await traceProvider();
   await watchEcho(1);
   await lab.focusEditor(1);
 
@@ -143,6 +228,11 @@ try {
     out.steps.latency[`${transport}_requests`] = await page.evaluate(() => window.sparkNbCompletion.recent.splice(0));
   }
   await settings({ transport: "websocket" });
+  out.steps.latency.trace = await page.evaluate(() => ({
+    requests: window.__trace.splice(0), long_tasks: window.__longTasks.splice(0), time_origin: performance.timeOrigin,
+  }));
+  await page.waitForTimeout(500);
+  out.steps.ping = await pings(pingsN);
 
   // Typing with completion off: the keystroke's own character reaches the editor as fast as with it on.
   await settings({ enabled: false });
