@@ -7,6 +7,7 @@ does with them (a caller can pass every name the other cells read).
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable, Iterable
 
 import isort
@@ -21,13 +22,20 @@ def sort_imports(code: str, *, profile: str = "black", **isort_options) -> str:
     """The cell with its imports sorted, grouped and deduplicated as isort does (`isort.code` with `profile`)."""
     check_parses(code)  # isort reads lines, not Python: refuse what is not Python before it guesses
     try:
-        out = isort.code(code, profile=profile, **isort_options)
+        out = isort.code(code, config=_isort_config(profile, **isort_options))
     except ISortError as err:
         raise RefactorError(f"isort could not sort this cell: {err}") from None
     if not code.endswith("\n") and out.endswith("\n"):  # a cell's missing last newline stays missing
         out = out[:-1]
     check_parses(out)
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _isort_config(profile: str, **options) -> isort.Config:
+    """One isort Config per set of options: isort caches its work per Config, so a Config made for every call
+    (`isort.code(code, profile=...)`) kept ~46 KB a cell alive for the kernel's life (the soak's RSS grew 5 %)."""
+    return isort.Config(profile=profile, **options)
 
 
 def remove_unused_imports(code: str, *, used_elsewhere: Iterable[str] = ()) -> str:
