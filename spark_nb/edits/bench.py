@@ -62,20 +62,17 @@ def run(model=None, data=None, limit: int | None = 6, log=None) -> dict:
                      speculative=mode == "speculative", exact=False)  # the model's speed: no exact refactors
             timed[mode] = (time.perf_counter() - t0, r)
         (t_plain, plain), (t_fast, fast) = timed["plain"], timed.get("speculative", timed["plain"])
+        ps, fs = plain.stats, fast.stats  # None for an edit that failed before its first token: 0 below
         # a server streams chunks, not tokens: count the answer's tokens as the server's model would
-        out = engine.count_tokens(plain.text) if remote else plain.stats.tokens + plain.fed_tokens
-        ttft = plain.stats.ttft_s if plain.stats else 0.0  # 0: the edit failed before its first token
+        out = engine.count_tokens(plain.text) if remote else getattr(ps, "tokens", 0) + plain.fed_tokens
+        ttft = getattr(ps, "ttft_s", 0.0)
         rows.append(dict(family=task.family, lines=task.before.count("\n") + 1, out_tokens=out,
-                         generated=plain.stats.tokens if plain.stats else 0, error=plain.error,
+                         generated=getattr(ps, "tokens", 0), error=plain.error,
                          identical=fast.text == plain.text and fast.proposed == plain.proposed,
                          plain_s=t_plain, speculative_s=t_fast, plain_tok_s=out / t_plain, speculative_tok_s=out / t_fast,
                          speedup=t_plain / t_fast, ceiling=t_plain / ttft if ttft else float("nan"), plain_ttft_s=ttft,
-                         ttft_s=fast.stats.ttft_s if fast.stats else 0.0,
-                         wafer_ttft_s=fast.stats.wafer_ttft_s if fast.stats else 0.0,
-                         prompt_tokens=fast.stats.prompt_tokens if fast.stats else 0,
-                         reused=fast.stats.reused if fast.stats else 0,
-                         drafted=fast.stats.drafted if fast.stats else 0,
-                         accepted=fast.stats.accepted if fast.stats else 0))
+                         **{key: getattr(fs, key, 0) for key in ("ttft_s", "wafer_ttft_s", "prompt_tokens", "reused",
+                                                                 "drafted", "accepted")}))
         if log and (i + 1) % 10 == 0:
             log(f"{i + 1}/{len(tasks)} edits")
 
