@@ -119,6 +119,7 @@ def searches(monkeypatch):
     monkeypatch.setattr(engine_module.layouts, "place", counted("place", engine_module.layouts.place))
     monkeypatch.setattr(cycles, "_candidates", counted("layout", cycles._candidates))
     monkeypatch.setattr(Engine, "_fastest_decode_threads", counted("probe", Engine._fastest_decode_threads))
+    monkeypatch.setattr(engine_module, "_load_per_core", lambda: 0.0)  # an idle machine, whatever runs beside
     cycles.wafer_layout.cache_clear()
     cycles._FOUND.clear()
     return calls
@@ -140,6 +141,23 @@ def test_placement_layout_and_decode_threads_are_kept_and_reused(cache, tmp_path
     assert layout == cycles.wafer_layout(first.placement, cycles.DESIGN)
     assert (second._wafer_step_base, second._wafer_step_slope) == (first._wafer_step_base, first._wafer_step_slope)
     assert second._wafer_ttft_s(20) == first._wafer_ttft_s(20)
+
+
+def test_a_decode_thread_probe_from_a_busy_machine_is_run_again_on_an_idle_one(cache, tmp_path, monkeypatch):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    calls = searches(monkeypatch)
+    load = {"now": 2.0}  # per core
+    monkeypatch.setattr(engine_module, "_load_per_core", lambda: load["now"])
+    Engine.load(path, wafer="mini")
+    Engine.load(path, wafer="mini")  # as busy: the kept choice stands
+    assert calls["probe"] == 1
+    load["now"] = 0.1
+    Engine.load(path, wafer="mini")  # idle now: measured again, and kept with the idle load
+    Engine.load(path, wafer="mini")
+    assert calls == {"place": 1, "layout": 1, "probe": 2}
+    load["now"] = 3.0
+    Engine.load(path, wafer="mini")  # busy again: an idle measurement is never replaced by a busy one
+    assert calls["probe"] == 2
 
 
 def test_kept_search_results_are_found_again_when_their_key_changes(cache, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ as with an empty cache.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -42,6 +43,7 @@ DTYPES = ("int8", "fp32")
 DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
 TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
+BUSY_LOAD, IDLE_LOAD = 1.0, 0.5  # load average per core: a decode-thread probe kept from a busy machine is re-run idle
 
 
 class PromptTooLong(ValueError):
@@ -103,12 +105,19 @@ class Engine:
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
-        self.decode_threads = known["decode_threads"] if known else self._fastest_decode_threads()
+        # the decode-thread probe again when the kept one ran on a busy machine and this one is idle: a step on
+        # two threads loses to one whenever another program holds a core, so a busy probe may keep one for good
+        self._reprobed = bool(known) and known.get("probe_load", 0.0) >= BUSY_LOAD > IDLE_LOAD > _load_per_core()
+        if known and not self._reprobed:
+            self.decode_threads, self._probe_load = known["decode_threads"], known.get("probe_load", 0.0)
+        else:
+            self.decode_threads, self._probe_load = self._fastest_decode_threads(), _load_per_core()
 
     def _found(self) -> dict:
         """What this engine searched and measured, for tile_cache.remember (JSON)."""
         layout = wafer_layout(self.placement, DESIGN)  # as decode_cycles asked for it: memoised
         return {"placement": layouts.to_state(self.placement), "decode_threads": self.decode_threads,
+                "probe_load": self._probe_load,
                 "layout": None if layout is self.placement else layouts.to_state(layout)}
 
     @classmethod
@@ -144,7 +153,7 @@ class Engine:
         key = tile_cache.engine_key(context, numba.config.NUMBA_NUM_THREADS) if kept else None
         known = tile_cache.recall(path, spec, dtype, key) if cached is not None else None
         engine = cls(path, config, tokenizer, decoder, spec, dtype, context, known)
-        if kept and known is None:
+        if kept and (known is None or engine._reprobed):
             tile_cache.remember(path, spec, dtype, key, engine._found())
         return engine
 
@@ -450,6 +459,14 @@ class Session:
 
 class Superseded(RuntimeError):
     """A session was used after a newer request started on its engine."""
+
+
+def _load_per_core() -> float:
+    """The last minute's load average per core (0 where the system keeps none)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (OSError, AttributeError):
+        return 0.0
 
 
 def _rate(count: int, seconds: float) -> float:
