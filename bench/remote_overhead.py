@@ -43,11 +43,12 @@ def bare(client, tokens):
     first = last = 0.0
     n = 0
     for chunk in client.completions.create(model="builtin", prompt=PROMPT, max_tokens=tokens, stream=True,
-                                           extra_body={"ignore_eos": True}):
+                                           stream_options={"include_usage": True}, extra_body={"ignore_eos": True}):
         if chunk.choices and chunk.choices[0].text:
             last = time.perf_counter() - t0
             first = first or last
-            n += 1
+        if chunk.usage is not None:  # an event may carry several tokens: the server counts them
+            n = chunk.usage.completion_tokens
     return first, (n - 1) / (last - first)
 
 

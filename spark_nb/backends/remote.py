@@ -427,19 +427,22 @@ class RemoteStream:
         if reason != "error" and not text and projected.get("error"):  # spark-nb serve's model made no edit: why
             reason, self.error = "error", f"{self._endpoint.base_url}: {projected['error']}"
         total = time.perf_counter() - self._t0
+        # a chunk may carry several tokens (spark-nb serve joins those that came together): count the server's
+        # tokens where it reports them, the chunks otherwise (a stream read to its end reports usage)
         tokens = getattr(usage, "completion_tokens", None) or n
-        rate = (n - 1) / (last_s - first_s) if n > 1 and last_s > first_s else 0.0
+        rate = (tokens - 1) / (last_s - first_s) if tokens > 1 and last_s > first_s else 0.0
         prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
         projector = None if served or self._engine is None else self._engine.projector
         if projector is not None and n:  # the reported config's projection, with the prompt's true length now
             p = prompt_tokens or self._prompt_estimate
             first_wafer_s = projector.ttft_s(p)
-            wafer_s = first_wafer_s + sum(projector.step_s(p + i) for i in range(1, n))
+            wafer_s = first_wafer_s + sum(projector.step_s(p + i) for i in range(1, tokens))
             self._wafer = projector.wafer
         if wafer_s and not projected:  # a stream ended before its last chunk (an edit stops at the closed block)
             projected = dict(wafer_ttft_s=first_wafer_s, wafer_total_s=wafer_s, wafer=self._wafer,
                              dtype=projector.dtype if projector is not None else "",
-                             wafer_tok_per_s=(n - 1) / (wafer_s - first_wafer_s) if wafer_s > first_wafer_s else 0.0)
+                             wafer_tok_per_s=(tokens - 1) / (wafer_s - first_wafer_s) if wafer_s > first_wafer_s
+                             else 0.0)
         stats = Stats(prompt_tokens=prompt_tokens, tokens=tokens, ttft_s=first_s,
                       tok_per_s=rate, total_s=total, wafer_ttft_s=projected.get("wafer_ttft_s", 0.0),
                       wafer_tok_per_s=projected.get("wafer_tok_per_s", 0.0),
