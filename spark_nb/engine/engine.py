@@ -107,7 +107,7 @@ class Engine:
         self._logits = np.zeros((1, config.vocab_size), np.float32)
         # the decode-thread probe again when the kept one ran on a busy machine and this one is idle: a step on
         # two threads loses to one whenever another program holds a core, so a busy probe may keep one for good
-        self._reprobed = bool(known) and known.get("probe_load", 0.0) >= BUSY_LOAD > IDLE_LOAD > _load_per_core()
+        self._reprobed = bool(known) and known.get("probe_load", 0.0) >= BUSY_LOAD and _load_per_core() < IDLE_LOAD
         if known and not self._reprobed:
             self.decode_threads, self._probe_load = known["decode_threads"], known.get("probe_load", 0.0)
         else:
