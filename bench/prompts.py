@@ -98,15 +98,12 @@ def design(name: str):
         system = KEEP_SYSTEM if "keep" in changes else NEW_SYSTEM if "system" in changes else BASE_SYSTEM
         out = [{"role": "system", "content": system}]
         own = prompt.FAMILY_EXAMPLES.get(recognise(instruction)) if "family" in changes else None
-        if own:
-            cell, ask, answer = own
+        generic = (("example", EXAMPLE_CELL, EXAMPLE_ANSWER), ("callexample", CALL_CELL, CALL_ANSWER))
+        examples = [own] if own else [(cell, EXAMPLE_INSTRUCTION, answer) for part, cell, answer in generic
+                                      if part in changes]
+        for cell, ask, answer in examples:
             out += [{"role": "user", "content": user(cell, ask, ())},
                     {"role": "assistant", "content": f"```python\n{answer}```"}]
-            return out + [{"role": "user", "content": user(code, instruction, context)}]
-        for part, cell, answer in (("example", EXAMPLE_CELL, EXAMPLE_ANSWER), ("callexample", CALL_CELL, CALL_ANSWER)):
-            if part in changes:
-                out += [{"role": "user", "content": user(cell, EXAMPLE_INSTRUCTION, ())},
-                        {"role": "assistant", "content": f"```python\n{answer}```"}]
         return out + [{"role": "user", "content": user(code, instruction, context)}]
 
     return messages

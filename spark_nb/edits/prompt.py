@@ -6,9 +6,10 @@ Two styles:
   line-aligned output are spark_nb.train.format's: `edit_format(tokenizer).prompt_ids(...)`, then an
   `EditDecoder` says which tokens the model generates and which input lines the driver feeds.
 - ``"chat"``: any instruct checkpoint with a chat template. A system message, one worked example (a user message
-  and the assistant's answer; the example of the family the instruction asks for, when there is one), then the user message (earlier cells, the cell in a fenced block, the instruction),
-  rendered by the tokenizer's template; the prompt ends with the answer's opening fence (`answer_start`), and the
-  answer's first complete fenced block is the new cell. Chosen by measurement on Qwen2.5-Coder-0.5B-Instruct
+  and the assistant's answer; the example of the family the instruction asks for, when there is one), then the
+  user message (earlier cells, the cell in a fenced block, the instruction), rendered by the tokenizer's template;
+  the prompt ends with the answer's opening fence (`answer_start`), and the answer's first complete fenced block is
+  the new cell. Chosen by measurement on Qwen2.5-Coder-0.5B-Instruct
   (bench/prompts.py, README "Use a better model").
 """
 from __future__ import annotations
@@ -33,20 +34,21 @@ EXAMPLE: tuple[str, str, str] | None = (
     "def area(w, h):\n    return w * h\n\n\nprint(area(3, 4))\n",
     "add a docstring",
     'def area(w, h):\n    """The area of a w by h rectangle."""\n    return w * h\n\n\nprint(area(3, 4))\n')
-# A worked example for the family an instruction asks for (`recognise`), in place of EXAMPLE: the same small cell
+# A worked example for the family an instruction asks for (`recognise`), in place of EXAMPLE: one small function
 # each time, the answer making that family's change and keeping the call after the function.
-_MEAN = 'def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n\n\nprint("mean:", mean([1, 2, 3]))\n'
+_MEAN = 'def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n\n\n'
+_CALL = 'print("mean:", mean([1, 2, 3]))\n'
 FAMILY_EXAMPLES: dict[str, tuple[str, str, str]] = {
-    "add_comments": (_MEAN, "add comments",
-                     'def mean(xs):\n    # add the values up, then divide by how many there are\n    total = sum(xs)\n'
-                     '    return total / len(xs)\n\n\n# the mean of a small list\nprint("mean:", mean([1, 2, 3]))\n'),
-    "add_type_hints": (_MEAN, "add type hints", _MEAN.replace("def mean(xs):", "def mean(xs: list[float]) -> float:")),
-    "to_fstring": ('def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n\n\n'
-                   'print("mean: %s" % mean([1, 2, 3]))\n', "use f-strings",
-                   'def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n\n\n'
-                   'print(f"mean: {mean([1, 2, 3])}")\n'),
-    "remove_comments": ('def mean(xs):\n    # the sum first\n    total = sum(xs)\n    return total / len(xs)  # over '
-                        'the count\n\n\n# a small list\nprint("mean:", mean([1, 2, 3]))\n', "remove the comments", _MEAN),
+    "add_comments": (_MEAN + _CALL, "add comments",
+                     _MEAN.replace("    total", "    # add the values up, then divide by how many there are\n    total")
+                     + "# the mean of a small list\n" + _CALL),
+    "add_type_hints": (_MEAN + _CALL, "add type hints",
+                       _MEAN.replace("def mean(xs):", "def mean(xs: list[float]) -> float:") + _CALL),
+    "to_fstring": (_MEAN + 'print("mean: %s" % mean([1, 2, 3]))\n', "use f-strings",
+                   _MEAN + 'print(f"mean: {mean([1, 2, 3])}")\n'),
+    "remove_comments": (_MEAN.replace("    total", "    # the sum first\n    total").replace(
+                            "len(xs)\n", "len(xs)  # over the count\n") + "# a small list\n" + _CALL,
+                        "remove the comments", _MEAN + _CALL),
 }
 OPEN_ANSWER = True  # end the prompt with the answer's opening fence (in-process engines; a server takes messages)
 
