@@ -135,28 +135,47 @@ def test_bench_edits_compares_both_ways(edit_folder, tmp_path, capsys):  # noqa:
 # -- prompt lookup in Engine.stream (any model, chat edits included) ------------------------------------------------
 
 
-def _lookup_by_scan(tokens, k):
-    """What prompt lookup must draft, by brute force: the longest suffix of 4 down to 2 tokens that occurred
-    before, and the k tokens after its latest earlier occurrence."""
-    for n in range(4, 1, -1):
+def _lookup_by_scan(tokens, k, shortest=2):
+    """What prompt lookup must draft, by brute force: the longest suffix of 4 down to `shortest` tokens that
+    occurred before, and the k tokens after its latest earlier occurrence."""
+    for n in range(4, shortest - 1, -1):
         for end in range(len(tokens) - 1, n - 1, -1):  # `end`: where the token after an occurrence is
             if len(tokens) >= n and tokens[end - n:end] == tokens[-n:]:
                 return tokens[end:end + k]
     return []
 
 
-def test_prompt_lookup_drafts_what_a_scan_finds():
+@pytest.mark.parametrize("free_rows, shortest", [(1, 2), (3, 2), (4, 1), (16, 1)])
+def test_prompt_lookup_drafts_what_a_scan_finds(free_rows, shortest):
+    """Down to a one-token clue only when a verification's rows are about free (the engine's measure)."""
     from spark_nb.engine.speculation import PromptLookup
 
     rng = np.random.default_rng(0)
     for trial in range(40):
-        tokens = rng.integers(0, 3 + trial % 5, size=60).tolist()  # small alphabets: many repeats
-        drafter = PromptLookup(tokens[:10])
+        tokens = rng.integers(0, 3 + trial % 7, size=60).tolist()  # small alphabets: many repeats
+        drafter = PromptLookup(tokens[:10], free_rows)
         for i in range(10, len(tokens)):
             drafter.length.k = 1 + (i % 9)
-            assert drafter.draft() == _lookup_by_scan(tokens[:i], drafter.length.k), (trial, i)
-            assert drafter.draft(limit=2) == _lookup_by_scan(tokens[:i], min(2, drafter.length.k))
+            assert drafter.draft() == _lookup_by_scan(tokens[:i], drafter.length.k, shortest), (trial, i)
+            assert drafter.draft(limit=2) == _lookup_by_scan(tokens[:i], min(2, drafter.length.k), shortest)
             drafter.extend([tokens[i]])
+
+
+@pytest.mark.parametrize("free_rows", [1, 2, 8, 100])
+def test_draft_length_never_drafts_fewer_than_the_free_rows(free_rows):
+    from spark_nb.engine.speculation import DraftLength
+
+    length = DraftLength(free_rows)
+    least = max(2, free_rows)
+    assert length.k >= least
+    for drafted, accepted in [(length.k, length.k), (40, 3), (9, 0), (5, 5), (64, 64), (64, 64), (7, 6)]:
+        before = length.k
+        length.judge(drafted, accepted)
+        assert length.k >= least
+        if accepted == drafted:  # a whole draft accepted: longer next time, up to 64 (or the free rows)
+            assert length.k == min(2 * before, max(64, least))
+        else:  # a miss: just past what was accepted
+            assert length.k == max(least, accepted + 1)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "fp32"])

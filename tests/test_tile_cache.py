@@ -136,6 +136,7 @@ def test_placement_layout_and_decode_threads_are_kept_and_reused(cache, tmp_path
     second = Engine.load(path, wafer=wafer)
     assert calls == {"place": 1, "layout": 1, "probe": 1}  # none of them again
     assert second.placement == first.placement and second.decode_threads == first.decode_threads
+    assert second.free_rows == first.free_rows >= 1
     layout = cycles.wafer_layout(second.placement, cycles.DESIGN)
     assert (layout is second.placement) == (cycles.wafer_layout(first.placement, cycles.DESIGN) is first.placement)
     assert layout == cycles.wafer_layout(first.placement, cycles.DESIGN)

@@ -44,6 +44,7 @@ DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., 
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
 TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
 BUSY_LOAD, IDLE_LOAD = 1.0, 0.5  # load average per core: a decode-thread probe kept from a busy machine is re-run idle
+FREE_ROWS_COST = 1.1  # a verification's rows are "free" while its forward costs at most this many decode steps
 
 
 class PromptTooLong(ValueError):
@@ -74,7 +75,7 @@ class Engine:
     def __init__(self, path: Path, config: ModelConfig, tokenizer: Tokenizer, decoder: fw.Decoder, spec: WaferSpec,
                  dtype: str, context: int, known: dict | None = None):
         """known: what an earlier engine of this model found (tile_cache.recall): {"placement", "layout",
-        "decode_threads"}, used instead of searching and measuring again."""
+        "decode_threads", "free_rows"}, used instead of searching and measuring again."""
         self.path, self.config, self.tokenizer, self.dtype, self.context = path, config, tokenizer, dtype, context
         self.spec = spec
         if known:
@@ -105,19 +106,21 @@ class Engine:
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
-        # the decode-thread probe again when the kept one ran on a busy machine and this one is idle: a step on
-        # two threads loses to one whenever another program holds a core, so a busy probe may keep one for good
+        # the probes again when the kept ones ran on a busy machine and this one is idle: a step on two threads
+        # loses to one whenever another program holds a core, so a busy probe may keep one for good
         self._reprobed = bool(known) and known.get("probe_load", 0.0) >= BUSY_LOAD and _load_per_core() < IDLE_LOAD
         if known and not self._reprobed:
             self.decode_threads, self._probe_load = known["decode_threads"], known.get("probe_load", 0.0)
+            self.free_rows = known["free_rows"]
         else:
             self.decode_threads, self._probe_load = self._fastest_decode_threads(), _load_per_core()
+            self.free_rows = self._free_draft_rows()
 
     def _found(self) -> dict:
         """What this engine searched and measured, for tile_cache.remember (JSON)."""
         layout = wafer_layout(self.placement, DESIGN)  # as decode_cycles asked for it: memoised
         return {"placement": layouts.to_state(self.placement), "decode_threads": self.decode_threads,
-                "probe_load": self._probe_load,
+                "free_rows": self.free_rows, "probe_load": self._probe_load,
                 "layout": None if layout is self.placement else layouts.to_state(layout)}
 
     @classmethod
@@ -187,6 +190,30 @@ class Engine:
                 times[threads].append(time.perf_counter() - t0)
         median = {threads: sorted(t)[len(t) // 2] for threads, t in times.items()}
         return self.prefill_threads if median[self.prefill_threads] < TWO_THREADS_WIN * median[1] else 1
+
+    def _free_draft_rows(self) -> int:
+        """How many rows a verification forward carries for about the time of one decode step (FREE_ROWS_COST),
+        by measurement: a step of a model too big for the caches reads every weight once whatever the rows (the
+        0.5B on 2 cores: 1 row 18.9 ms, 8 rows 18.7, 16 rows 22.5, 32 rows 40), while a tiny model's step is
+        mostly per-row work (the built-in model: 2 rows 1.65x one). Speculation drafts at least this many tokens
+        (`speculation.DraftLength`): a shorter draft would cost the same and copy less."""
+        rows = [r for r in (2, 4, 8, 16, 32) if r < min(self.context, PREFILL_CHUNK)]
+        pos = min(self.context - 1 - max(rows, default=0), 64)  # scratch positions, as in the threads probe
+        if not rows or pos < 0:
+            return 1
+        ids = {r: np.zeros(r, np.int64) for r in rows}
+        self._prefill(ids[rows[-1]], pos, np.arange(rows[-1]))  # compiles or loads the multi-row kernels once
+        times = {r: [] for r in (1, *rows)}
+        for _ in range(5):  # alternated, medians: as the threads probe, for the same reason
+            for r in times:
+                t0 = time.perf_counter()
+                if r == 1:
+                    self._decode_step(0, pos)
+                else:
+                    self._prefill(ids[r], pos, np.arange(r))
+                times[r].append(time.perf_counter() - t0)
+        median = {r: sorted(t)[len(t) // 2] for r, t in times.items()}
+        return max(r for r in times if median[r] <= FREE_ROWS_COST * median[1])
 
     def _forward(self, ids: np.ndarray, start: int, threads: int, at: np.ndarray, logits: np.ndarray) -> None:
         """Run ids at positions start.. and write the logits after the positions `at` (int64 indices into ids)
@@ -282,7 +309,7 @@ class Engine:
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         cancelled = threading.Event()
         eos = frozenset() if ignore_eos else frozenset(self.tokenizer.eos_token_ids)
-        drafter = PromptLookup(ids.tolist()) if speculative and temperature == 0 else None
+        drafter = PromptLookup(ids.tolist(), self.free_rows) if speculative and temperature == 0 else None
         events = self._generate(ids, max_new_tokens, temperature, top_p, np.random.default_rng(seed), stops, eos,
                                 cancelled, drafter)
         return Stream(events, cancelled)
