@@ -10,8 +10,9 @@ so a row's dot product with x is, group by group, scale * sum(q x) - offset * su
 int8 (quant_kernels.py). Nothing is converted: a tile is the file's own bytes, tm rows by tn / block blocks, so a
 model holds as many bytes as its file (`bytes_per_weight` is what placement and the cycle model charge).
 
-`unpack` spells each format out in NumPy (q, scale, offset per group): the twin the kernels are held to, and the
-exact decoder the tests compare with gguf.quants.dequantize.
+`unpack_ints` spells each format out in NumPy (q, the integer scales and mins of its groups, the float scales of its
+blocks): what the kernels' twin computes with, and, as `unpack`'s (q, scale, offset per group), the exact decoder
+the tests compare with gguf.quants.dequantize.
 """
 from __future__ import annotations
 
@@ -135,18 +136,29 @@ def _k_scales(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sc, mn
 
 
-def unpack(raw: np.ndarray, kind: T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """raw[rows, bytes per row] -> (q int8 [rows, cols], scale float32 [rows, groups], offset float32 [rows, groups])
-    with weight = scale * q - offset, each product and difference in float32 as gguf.quants.dequantize forms it."""
+class Ints(NamedTuple):
+    """A block matrix's numbers as integers and the float scales of its blocks: weight = (d sc) q - (dmin mn), the
+    products and the difference each rounded to float32 as gguf.quants.dequantize forms them."""
+
+    q: np.ndarray  # int8 [rows, cols]
+    sc: np.ndarray  # int32 [rows, groups]: the group's integer scale (1 where a block has one scale: Q8_0 ...)
+    mn: np.ndarray  # int32 [rows, groups]: the group's integer min (0 but in Q4_K and Q5_K)
+    d: np.ndarray  # float32 [rows, blocks]
+    dmin: np.ndarray  # float32 [rows, blocks] (0 but in Q4_K and Q5_K)
+
+
+def unpack_ints(raw: np.ndarray, kind: T) -> Ints:
+    """raw[rows, bytes per row] -> its Ints."""
     f = FORMATS[kind]
     rows = raw.shape[0]
     b = raw.reshape(-1, f.nbytes)  # [blocks, nbytes]
     n = b.shape[0]
-    offset = None
+    sc = np.ones((n, f.block // f.group), np.int32)
+    mn, dmin = np.zeros_like(sc), np.zeros(n, np.float32)
     if kind == T.Q8_0:
-        scale, q = _half(b[:, :2]), b[:, 2:].view(np.int8)
+        d, q = _half(b[:, :2]), b[:, 2:].view(np.int8)
     elif kind in (T.Q4_0, T.Q5_0):
-        scale = _half(b[:, :2])
+        d = _half(b[:, :2])
         nib = b[:, -16:]
         q = np.concatenate([nib & 0x0F, nib >> 4], axis=1).astype(np.int16)  # weights 0..15, 16..31
         if kind == T.Q5_0:
@@ -156,7 +168,6 @@ def unpack(raw: np.ndarray, kind: T) -> tuple[np.ndarray, np.ndarray, np.ndarray
     elif kind in (T.Q4_K, T.Q5_K):
         d, dmin = _half(b[:, 0:2]), _half(b[:, 2:4])
         sc, mn = _k_scales(b[:, 4:16])
-        scale, offset = d[:, None] * sc.astype(np.float32), dmin[:, None] * mn.astype(np.float32)  # [n, 8]
         nib = b[:, -128:].reshape(n, 4, 1, 32) >> np.array([0, 4], np.uint8).reshape(1, 1, 2, 1)
         q = (nib & 0x0F).reshape(n, 256)  # group 2i: low nibbles of bytes 32i.., group 2i + 1: their high nibbles
         if kind == T.Q5_K:
@@ -165,16 +176,23 @@ def unpack(raw: np.ndarray, kind: T) -> tuple[np.ndarray, np.ndarray, np.ndarray
         q = q.astype(np.int8)
     elif kind == T.Q6_K:
         ql, qh, sc, d = b[:, :128], b[:, 128:192], b[:, 192:208].view(np.int8), _half(b[:, 208:210])
-        scale = d[:, None] * sc.astype(np.float32)  # [n, 16]
         low = (ql.reshape(n, 2, 1, 64) >> np.array([0, 4], np.uint8).reshape(1, 1, 2, 1)) & 0x0F  # [n, half, 2, 64]
         high = (qh.reshape(n, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 1, 4, 1)) & 0x03
         q = (low.reshape(n, 256) | (high.reshape(n, 256) << 4)).astype(np.int8) - np.int8(32)
     else:
         raise ValueError(f"{kind!r} is not a block format spark-nb computes on; it keeps {[k.name for k in FORMATS]}")
-    groups = raw.shape[1] // f.nbytes * f.block // f.group
-    scale = np.asarray(scale, np.float32).reshape(rows, groups)
-    offset = np.zeros_like(scale) if offset is None else offset.astype(np.float32).reshape(rows, groups)
-    return np.ascontiguousarray(q).reshape(rows, -1), scale, offset
+    return Ints(np.ascontiguousarray(q).reshape(rows, -1), sc.astype(np.int32).reshape(rows, -1),
+                mn.astype(np.int32).reshape(rows, -1), d.reshape(rows, -1), dmin.reshape(rows, -1))
+
+
+def unpack(raw: np.ndarray, kind: T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """raw[rows, bytes per row] -> (q int8 [rows, cols], scale float32 [rows, groups], offset float32 [rows, groups])
+    with weight = scale * q - offset, each product and difference in float32 as gguf.quants.dequantize forms it."""
+    ints = unpack_ints(raw, kind)
+    per_block = FORMATS[kind].block // FORMATS[kind].group
+    scale = np.repeat(ints.d, per_block, axis=1) * ints.sc.astype(np.float32)
+    offset = np.repeat(ints.dmin, per_block, axis=1) * ints.mn.astype(np.float32)
+    return ints.q, scale, offset
 
 
 def dequantize(raw: np.ndarray, kind: T) -> np.ndarray:

@@ -266,13 +266,14 @@ def _sum(builder, terms):
     return total
 
 
-def _lane_sums(builder, vectors):
-    """One <16 x i32> whose lane k is the sum of vectors[k]'s 16 lanes (at most 16 vectors, a power of two).
+def _lane_sums(builder, vectors, width=16):
+    """One <16 x i32> whose lane k is the sum of vectors[k]'s 16 lanes (at most 16 vectors, a power of two); with
+    width 8, of the 8-lane halves of vectors[k // 2] (two sums a vector, at most 8 vectors).
 
     Pairs are halved together, two permutes and one add per pair and level, rather than a full horizontal
     reduction (a chain of about nine instructions) per vector: with tile rows of a few 64-byte vectors the sums
     are a large part of the work. Integer sums are exact in any order."""
-    groups, width = [(v, 1) for v in vectors], 16  # (vector, sums it holds): sum o spread over `width` lanes
+    groups = [(v, 16 // width) for v in vectors]  # (vector, sums it holds): sum o spread over `width` lanes
     while width > 1:
         half, merged = width // 2, []
         for k in range(0, len(groups), 2):

@@ -1,206 +1,273 @@
 """Numba matrix products on GGUF block tiles (blocks.py) with int8 activations.
 
-x reaches the PEs as the int8 kernels give it (kernels.quantize_slices: one scale per PE column slice of tn). A PE
-row's tile row is the file's blocks; each group of weights sharing a scale gives an exact integer sum with the
-slice's int8 values, and the floats follow in one fixed order:
+x reaches the PEs as the int8 kernels give it (kernels.quantize_slices: one scale per PE column slice of tn). Each
+block's weights are integers times the block's float scales (blocks.Ints: weight = (d sc) q - (dmin mn), sc and
+mn small integers per group), so a row's product with a block of the slice's int8 values is two exact integers,
 
-    s = 0;   for each group g of the slice:  s = s + scale_g * sum(q x);  s = s - offset_g * sum(x)   (K-quants' min)
+    isum = sum over the block's groups of sc * sum(q x),   msum = sum over its groups of mn * sum(x)
+
+and the floats follow in one fixed order, each product and sum rounded to float32 on its own (JIT's fast-math
+allows no contraction or reassociation):
+
+    s = 0;   for each block of the slice:  s = s + d * isum;  s = s - dmin * msum   (the K-quants with a min)
     acc = acc + s * x_scale            per PE column, in column order;   y = acc
 
-(every product and sum rounded to float32 on its own: JIT's fast-math allows no contraction or reassociation), so
-a token's outputs are the same bits alone (decode), among k (verification) or in a prompt (prefill), and the same
-on every host: speculative decoding relies on it. A group's integers are formed in vector registers straight from
-the file's bytes (_group_dot), for each token in flight (a row of blocks stays in L1). `matmul_reference` is the
-NumPy twin (the same integer sums, the same float32 steps, vectorised over rows).
+so a token's outputs are the same bits alone (decode), among k (verification) or in a prompt (prefill), and the
+same on every host: speculative decoding relies on it. The integers are formed eight rows at a time (_block_rows):
+each row's block is decoded in vector registers straight from the file's bytes and multiplied with x on vpdpbusd
+(or in int32 lanes where the host lacks AVX-512 VNNI: the same integers), the eight rows' sums reduced together
+into one vector, and the float steps run with the eight rows as lanes. x's vectors for a block are loaded once
+for the eight rows, and the eight rows' bytes stay in L1 for every token in flight. `matmul_reference` is the
+NumPy twin (the same integers, the same float32 steps, vectorised over rows and tokens).
 """
 from __future__ import annotations
 
+import llvmlite.binding
 import numpy as np
 from gguf import GGMLQuantizationType as T
-from numba import config, njit, types
-from numba.core.dispatcher import Dispatcher
-from numba.core import cgutils
-from numba.extending import intrinsic
-import llvmlite.binding
 from llvmlite import ir
+from numba import config, njit, types
+from numba.core import cgutils
+from numba.core.dispatcher import Dispatcher
+from numba.extending import intrinsic
 
 from . import kernels
-from .blocks import BLOCK_KINDS, FORMATS, unpack
+from .blocks import BLOCK_KINDS, FORMATS, unpack_ints
 from .jit_cache import keyed_by_sources
-from .kernels import JIT, quantize_slices
+from .kernels import JIT, _lane_sums, quantize_slices
 from .reference import quantize_slices as quantize_slices_reference
 
-# per Format.code: weights a block, bytes a block, weights a group
+# per Format.code: weights a block, bytes a block
 BLOCK = tuple(f.block for f in sorted(FORMATS.values()))
 NBYTES = tuple(f.nbytes for f in sorted(FORMATS.values()))
-GROUP = tuple(f.group for f in sorted(FORMATS.values()))
 Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K = (FORMATS[k].code for k in (T.Q8_0, T.Q4_0, T.Q5_0, T.Q4_K, T.Q5_K, T.Q6_K))
-# per code: what makes a format's integers unsigned bytes (q + bias), as vpdpbusd takes them
-BIAS = (128, 8, 16, 0, 0, 32)
-# vpdpbusd on 128- and 256-bit vectors (AVX-512 VL), where kernels.py uses it (and SPARK_NB_NO_VNNI=1 does not)
+ROWS = 8  # rows a _block_rows call forms: eight independent sums hide vpdpbusd's latency; tm is a multiple of 8
+# vpdpbusd on 256- and 512-bit vectors (AVX-512 VL), where kernels.py uses it (and SPARK_NB_NO_VNNI=1 does not)
 HOST_VNNI_VL = kernels.HOST_VNNI and bool(llvmlite.binding.get_host_cpu_features().get("avx512vl"))
 
+I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+
+
+class _Emit:
+    """Vector IR for one block of eight rows, inside an intrinsic's codegen."""
+
+    def __init__(self, context, builder):
+        self.b, self.intp = builder, context.get_value_type(types.intp)
+
+    def const(self, k, ty=None):
+        return ir.Constant(ty or self.intp, k)
+
+    def vec(self, values, ty=I8):  # a constant vector
+        return ir.Constant(ir.VectorType(ty, len(values)), list(values))
+
+    def load(self, base, offset, count, ty=I8):  # <count x ty> at byte offset of an i8* base
+        vector = ir.VectorType(ty, count) if count > 1 else ty
+        pointer = self.b.bitcast(self.b.gep(base, [offset]), vector.as_pointer())
+        return self.b.load(pointer, align=1)
+
+    def pick(self, a, b, lanes):  # lanes of a ++ b
+        return self.b.shuffle_vector(a, b, self.vec(lanes, I32))
+
+    def concat(self, a, b):
+        return self.pick(a, b, range(2 * a.type.count))
+
+    def dot(self, u, x, init):
+        """init + the sums of four products u x (u unsigned bytes, x signed) per int32 lane: vpdpbusd, or the same
+        integers from int32 products where the host lacks it."""
+        b, n = self.b, u.type.count
+        quads = ir.VectorType(I32, n // 4)
+        if HOST_VNNI_VL:
+            dpbusd = cgutils.get_or_insert_function(b.module, ir.FunctionType(quads, [quads] * 3),
+                                                    f"llvm.x86.avx512.vpdpbusd.{8 * n}")
+            return b.call(dpbusd, [init, b.bitcast(u, quads), b.bitcast(x, quads)])
+        wide = ir.VectorType(I32, n)
+        products = b.mul(b.zext(u, wide), b.sext(x, wide))
+        for k in range(4):
+            init = b.add(init, self.pick(products, products, range(k, n, 4)))
+        return init
+
+    def bias_init(self, x, bias):
+        """The dot's init that subtracts bias * x: (u - bias) x for u holding a weight plus bias."""
+        zero = self.vec([0] * (x.type.count // 4), I32)
+        if not bias:
+            return zero
+        return self.b.sub(zero, self.dot(self.vec([bias] * x.type.count), x, zero))
+
+    def bit_set(self, byte_vector, bits, value):  # lanes whose byte has its bit set (a lane's own) -> value, else 0
+        b = self.b
+        hit = b.icmp_unsigned("!=", b.and_(byte_vector, self.vec(bits)), self.vec([0] * len(bits)))
+        return b.select(hit, self.vec([value] * len(bits)), self.vec([0] * len(bits)))
+
+
+def _x_vectors(e, kind, x, xsums):
+    """A block's x as its rows' decoded weights meet it, and the dot inits that remove each format's bias (x: i8*
+    at the block's first value; xsums: i32* at its first group's sum): shared by the eight rows."""
+    if kind in (Q8_0, Q4_0, Q5_0):
+        X = e.load(x, e.const(0), 32)
+        return [X], [e.bias_init(X, {Q8_0: 128, Q4_0: 8, Q5_0: 16}[kind])], None
+    if kind == Q6_K:  # weights in order, 64 a vector
+        Xs = [e.load(x, e.const(64 * v), 64) for v in range(4)]
+        return Xs, [e.bias_init(X, 32) for X in Xs], None
+    # Q4_K, Q5_K: 64 bytes of nibbles hold groups 4j and 4j + 2 (low), 4j + 1 and 4j + 3 (high)
+    Xs = [e.concat(e.load(x, e.const(32 * g), 32), e.load(x, e.const(32 * (g + 2)), 32)) for g in (0, 1, 4, 5)]
+    zero = e.vec([0] * 16, I32)
+    group_sums = e.load(xsums, e.const(0), 8, I32)
+    return Xs, [zero] * 4, e.pick(e.vec([0] * 8, I32), group_sums, range(16))  # lanes 8..15: the x sums
+
+
+def _row_block(e, kind, w, Xs, inits, xs):
+    """One row's block at w (i8*): (isum lanes, msum lanes or None, d's bits, dmin's bits or None)."""
+    b = e.b
+    low4 = e.vec([15] * 64)
+    if kind == Q8_0:
+        u = b.xor(e.load(w, e.const(2), 32), e.vec([0x80] * 32))  # w + 128 as an unsigned byte
+        return e.dot(u, Xs[0], inits[0]), None, e.load(w, e.const(0), 1, I16), None
+    if kind in (Q4_0, Q5_0):
+        nib = e.load(w, e.const(2 if kind == Q4_0 else 6), 16)
+        u = e.concat(b.and_(nib, e.vec([15] * 16)), b.lshr(nib, e.vec([4] * 16)))  # weights 0..15, 16..31
+        if kind == Q5_0:  # bit k of the 32-bit qh is weight k's fifth bit
+            qh = e.load(w, e.const(2), 4)
+            u = b.or_(u, e.bit_set(e.pick(qh, qh, [k // 8 for k in range(32)]), [1 << (k % 8) for k in range(32)], 16))
+        return e.dot(u, Xs[0], inits[0]), None, e.load(w, e.const(0), 1, I16), None
+    if kind == Q6_K:
+        sc = b.sext(e.load(w, e.const(192), 16), ir.VectorType(I32, 16))
+        total = None
+        for h in range(2):
+            ql = e.load(w, e.const(64 * h), 64)
+            qh = e.load(w, e.const(128 + 32 * h), 32)
+            qh = e.concat(qh, b.lshr(qh, e.vec([2] * 32)))  # weights 0..31 read bits 0-1, 32..63 bits 2-3
+            three = e.vec([3] * 64)
+            u_a = b.or_(b.and_(ql, low4), b.shl(b.and_(qh, three), e.vec([4] * 64)))
+            u_b = b.or_(b.lshr(ql, e.vec([4] * 64)), b.shl(b.and_(b.lshr(qh, e.vec([4] * 64)), three), e.vec([4] * 64)))
+            for part, u in enumerate((u_a, u_b)):  # lane k: 4 weights of group 8h + 4 part + k // 4
+                lanes = e.dot(u, Xs[2 * h + part], inits[2 * h + part])
+                scaled = b.mul(lanes, e.pick(sc, sc, [8 * h + 4 * part + k // 4 for k in range(16)]))
+                total = scaled if total is None else b.add(total, scaled)
+        return total, None, e.load(w, e.const(208), 1, I16), None
+    # Q4_K, Q5_K: 12 bytes of six-bit scales and mins (gguf's get_scale_min), lanes 0..7 sc, 8..15 mn
+    s = e.load(w, e.const(4), 16)
+    a = e.pick(s, s, [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11])
+    top = e.pick(s, s, [0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7])
+    low = b.and_(b.lshr(a, e.vec([0] * 12 + [4] * 4)), e.vec([63] * 4 + [15] * 4 + [63] * 4 + [15] * 4))
+    high = b.and_(b.shl(b.lshr(top, e.vec([6] * 16)), e.vec([4] * 16)), e.vec(([0] * 4 + [48] * 4) * 2))
+    scmn = b.zext(b.or_(low, high), ir.VectorType(I32, 16))
+    total = None
+    qs = 16 if kind == Q4_K else 48
+    qh = None if kind == Q4_K else e.load(w, e.const(16), 32)
+    for j in range(2):
+        nib = e.load(w, e.const(qs + 64 * j), 64)
+        for part, u in enumerate((b.and_(nib, low4), b.lshr(nib, e.vec([4] * 64)))):
+            g = 4 * j + part  # lanes 0..7: group g, 8..15: group g + 2
+            if qh is not None:  # bit g of qh's 32 bytes is group g's fifth bits
+                u = b.or_(u, e.bit_set(e.concat(qh, qh), [1 << g] * 32 + [1 << (g + 2)] * 32, 16))
+            scaled = b.mul(e.dot(u, Xs[2 * j + part], inits[2 * j + part]), e.pick(scmn, scmn, [g] * 8 + [g + 2] * 8))
+            total = scaled if total is None else b.add(total, scaled)
+    return total, b.mul(scmn, xs), e.load(w, e.const(0), 1, I16), e.load(w, e.const(2), 1, I16)
+
+
+def _halves(e, bits):
+    """Eight fp16 bit patterns -> <8 x float> (exact)."""
+    v = ir.Constant(ir.VectorType(I16, ROWS), None)
+    for k, value in enumerate(bits):
+        v = e.b.insert_element(v, value, e.const(k, I32))
+    return e.b.fpext(e.b.bitcast(v, ir.VectorType(ir.HalfType(), ROWS)), ir.VectorType(ir.FloatType(), ROWS))
+
+
+def _row_sums(e, vectors):
+    """<8 x i32> whose lane k is the sum of vectors[k]'s lanes (eight of 8 or 16 lanes)."""
+    if vectors[0].type.count == 8:
+        total = _lane_sums(e.b, [e.concat(a, b) for a, b in zip(vectors[::2], vectors[1::2])], width=8)
+    else:
+        total = _lane_sums(e.b, vectors)
+    return e.pick(total, total, range(ROWS))
+
 
 if config.DISABLE_JIT:
 
-    def _half(bits):
-        return np.array(bits, np.uint16).view(np.float16).astype(np.float32)[()]
+    def _block_rows(y, tiles, values, scales, xsums, r, i, t, code):
+        """_block_rows in NumPy (each float step as the IR takes it)."""
+        kind, tm = BLOCK_KINDS[code], tiles.shape[2]
+        blocks = tiles.shape[3] // NBYTES[code]
+        tn = blocks * BLOCK[code]
+        acc = np.zeros(ROWS, np.float32)
+        for c in range(tiles.shape[1]):
+            isum, msum, d, dmin = _block_sums(tiles[r, c, i : i + ROWS], kind, values[t : t + 1, c * tn : (c + 1) * tn])
+            s = np.zeros(ROWS, np.float32)
+            for k in range(blocks):
+                s = s + d[:, k] * isum[0, :, k].astype(np.float32)
+                s = s - dmin[:, k] * msum[0, :, k].astype(np.float32)
+            acc = acc + s * scales[t, c]
+        rows = min(ROWS, y.shape[1] - (r * tm + i))
+        y[t, r * tm + i : r * tm + i + rows] = acc[:rows]
 
 else:
 
     @intrinsic
-    def _half(typingctx, bits):
-        """The fp16 number whose bits are `bits` (an integer), as float32: exact (vcvtph2ps)."""
-
-        def codegen(context, builder, signature, args):
-            value = builder.trunc(args[0], ir.IntType(16)) if args[0].type.width > 16 else args[0]
-            return builder.fpext(builder.bitcast(value, ir.HalfType()), ir.FloatType())
-
-        return types.float32(bits), codegen
-
-
-@njit(inline="always", **JIT)
-def _f16(b, at):
-    return _half(np.uint16(b[at]) | (np.uint16(b[at + 1]) << np.uint16(8)))
-
-
-@njit(inline="always", **JIT)
-def _k_scale_min(b, at, j):
-    """Sub-block j's six-bit scale and min from a Q4_K/Q5_K block's 12 scale bytes b[at:] (gguf's get_scale_min)."""
-    if j < 4:
-        return np.int32(b[at + j] & 63), np.int32(b[at + j + 4] & 63)
-    return (np.int32((b[at + j + 4] & 15) | ((b[at + j - 4] >> 6) << 4)),
-            np.int32((b[at + j + 4] >> 4) | ((b[at + j] >> 6) << 4)))
-
-
-if config.DISABLE_JIT:
-
-    def _group_dot(b, bo, g, x, xo, code):
-        q = unpack(b[bo : bo + NBYTES[code]].reshape(1, -1), BLOCK_KINDS[code])[0][0]
-        group = GROUP[code]
-        return np.int32((q[g * group : (g + 1) * group].astype(np.int32) * x[xo : xo + group]).sum())
-
-else:
-
-    @intrinsic
-    def _group_dot(typingctx, b, bo, g, x, xo, code):
-        """The exact integer sum of group g of the block at b[bo:] (a format's weights as small integers, see
-        blocks.unpack) times x[xo : xo + group] (int8), `code` a compile-time format. The group's integers are formed
-        in a vector register straight from the file's bytes (shifts and masks), as unsigned bytes q + BIAS; then
-        vpdpbusd sums (q + bias) x and bias x where the host has AVX-512 VNNI, else q and x are widened to int32
-        and multiplied; either way llvm.vector.reduce.add finishes an exact sum (integer sums agree in any order).
-        Decoding in registers, again for each token in flight, costs less than writing the integers out: a row of
-        blocks stays in L1."""
+    def _block_rows(typingctx, y, tiles, values, scales, xsums, r, i, t, code):
+        """y[t, row..row+7] for rows i..i+7 of PE row r (row = r tm + i, those the matrix has) of block tiles of
+        format `code` (a compile-time constant), x in values/scales (kernels.quantize_slices, tn the tiles' width)
+        and xsums (prepare_blocks): the module docstring's steps, the eight rows as lanes."""
         if not isinstance(code, types.IntegerLiteral):
             return None
         kind = code.literal_value
-        n = GROUP[kind]
+        block, nbytes = BLOCK[kind], NBYTES[kind]
+        sig = types.none(y, tiles, values, scales, xsums, r, i, t, code)
 
         def codegen(context, builder, signature, args):
-            i8, i32 = ir.IntType(8), ir.IntType(32)
-            intp = context.get_value_type(types.intp)
-            bo, g, xo = args[1], args[2], args[4]
-            b_data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            x_data = context.make_array(signature.args[3])(context, builder, args[3]).data
+            e = _Emit(context, builder)
+            b, const = builder, e.const
+            y_arr, w_arr, x_arr, xs_arr, sums_arr = (
+                context.make_array(ty)(context, builder, value) for ty, value in zip(signature.args[:5], args[:5]))
+            r, i, t = args[5:8]
+            f8 = ir.VectorType(ir.FloatType(), ROWS)
+            i8p = I8.as_pointer()
+            _, slices, tm, per_tile = cgutils.unpack_tuple(b, w_arr.shape, 4)
+            w_stride = cgutils.unpack_tuple(b, w_arr.strides, 4)
+            x_stride = cgutils.unpack_tuple(b, x_arr.strides, 2)[0]
+            meta_stride = cgutils.unpack_tuple(b, xs_arr.strides, 2)[0]
+            sums_stride = cgutils.unpack_tuple(b, sums_arr.strides, 2)[0]
+            y_stride = cgutils.unpack_tuple(b, y_arr.strides, 2)[0]
+            blocks = b.udiv(per_tile, const(nbytes))
+            tn = b.mul(blocks, const(block))
+            w_data, x_data = b.bitcast(w_arr.data, i8p), b.bitcast(x_arr.data, i8p)
+            sums_data, meta_data = b.bitcast(sums_arr.data, i8p), b.bitcast(xs_arr.data, i8p)
+            acc = cgutils.alloca_once_value(b, ir.Constant(f8, [0.0] * ROWS))
+            s = cgutils.alloca_once(b, f8)
+            with cgutils.for_range(b, slices) as slice_loop:  # the reduction along the PE row, in order
+                c = slice_loop.index
+                b.store(ir.Constant(f8, [0.0] * ROWS), s)
+                tile = b.add(b.add(b.mul(r, w_stride[0]), b.mul(c, w_stride[1])), b.mul(i, w_stride[2]))
+                with cgutils.for_range(b, blocks) as block_loop:
+                    k = block_loop.index
+                    column = b.add(b.mul(c, tn), b.mul(k, const(block)))  # the block's first weight in the row
+                    x = b.gep(x_data, [b.add(b.mul(t, x_stride), column)])
+                    xsums = b.gep(sums_data, [b.add(b.mul(t, sums_stride), b.mul(b.udiv(column, const(32)), const(4)))])
+                    Xs, inits, xs = _x_vectors(e, kind, x, xsums)
+                    first = b.add(tile, b.mul(k, const(nbytes)))
+                    parts = [_row_block(e, kind, b.gep(w_data, [b.add(first, b.mul(w_stride[2], const(row)))]),
+                                        Xs, inits, xs) for row in range(ROWS)]
+                    isum, msum, d, dmin = zip(*parts)
+                    total = b.fadd(b.load(s), b.fmul(_halves(e, d), b.sitofp(_row_sums(e, isum), f8)))
+                    if msum[0] is not None:
+                        total = b.fsub(total, b.fmul(_halves(e, dmin), b.sitofp(_row_sums(e, msum), f8)))
+                    b.store(total, s)
+                x_scale = e.load(meta_data, b.add(b.mul(t, meta_stride), b.mul(c, const(4))), 1, ir.FloatType())
+                spread = b.shuffle_vector(b.insert_element(ir.Constant(f8, None), x_scale, const(0, I32)),
+                                          ir.Constant(f8, None), e.vec([0] * ROWS, I32))
+                b.store(b.fadd(b.load(acc), b.fmul(b.load(s), spread)), acc)
+            row = b.add(b.mul(r, tm), i)
+            left = b.sub(cgutils.unpack_tuple(b, y_arr.shape, 2)[1], row)  # rows the matrix has from row
+            mask = ir.Constant(ir.VectorType(ir.IntType(1), ROWS), None)
+            for k in range(ROWS):
+                mask = b.insert_element(mask, b.icmp_signed(">", left, const(k)), const(k, I32))
+            store = cgutils.get_or_insert_function(
+                b.module, ir.FunctionType(ir.VoidType(), [f8, f8.as_pointer(), I32, mask.type]),
+                f"llvm.masked.store.v{ROWS}f32.p0v{ROWS}f32")
+            y_row = b.gep(b.bitcast(y_arr.data, i8p), [b.add(b.mul(t, y_stride), b.mul(row, const(4)))])
+            b.call(store, [b.load(acc), b.bitcast(y_row, f8.as_pointer()), const(4, I32), mask])
+            return context.get_dummy_value()
 
-            def const(k, ty=intp):
-                return ir.Constant(ty, k)
-
-            def bytes_at(data, offset, count):  # count bytes from data + offset, a <count x i8>
-                ty = ir.VectorType(i8, count)
-                return builder.load(builder.bitcast(builder.gep(data, [offset]), ty.as_pointer()), align=1)
-
-            def splat(value, count):  # a constant in every lane of a <count x i8>
-                return ir.Constant(ir.VectorType(i8, count), [value] * count)
-
-            def spread(value, count):  # a runtime value in every lane
-                one = builder.insert_element(ir.Constant(ir.VectorType(value.type, count), None), value, const(0, i32))
-                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, count), [0] * count))
-
-            def shift_of(amount, count):  # a runtime shift (intp) as a <count x i8> of it
-                return spread(builder.trunc(amount, i8), count)
-
-            def at(*terms):
-                total = terms[0]
-                for term in terms[1:]:
-                    total = builder.add(total, term if not isinstance(term, int) else const(term))
-                return total
-
-            # u: the group's integers plus BIAS[kind], as unsigned bytes (what vpdpbusd multiplies)
-            if kind == Q8_0:
-                u = builder.xor(bytes_at(b_data, at(bo, 2), 32), splat(0x80, 32))  # w + 128 as an unsigned byte
-            elif kind in (Q4_0, Q5_0):
-                nib = bytes_at(b_data, at(bo, 2 if kind == Q4_0 else 6), 16)
-                low = builder.and_(nib, splat(15, 16))
-                high = builder.lshr(nib, splat(4, 16))
-                u = builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(i32, 32), list(range(32))))
-                if kind == Q5_0:  # bit e of the 32-bit qh is weight e's fifth bit
-                    qh = builder.load(builder.bitcast(builder.gep(b_data, [at(bo, 2)]), i32.as_pointer()), align=1)
-                    bits = builder.lshr(spread(qh, 32), ir.Constant(ir.VectorType(i32, 32), list(range(32))))
-                    fifth = builder.trunc(builder.and_(bits, ir.Constant(ir.VectorType(i32, 32), [1] * 32)),
-                                          ir.VectorType(i8, 32))
-                    u = builder.or_(u, builder.shl(fifth, splat(4, 32)))
-            elif kind in (Q4_K, Q5_K):  # group g: nibble g % 2 of the 32 bytes 32 (g // 2) into the nibbles
-                nib = bytes_at(b_data, at(bo, 16 if kind == Q4_K else 48,
-                                          builder.mul(builder.udiv(g, const(2)), const(32))), 32)
-                u = builder.and_(builder.lshr(nib, shift_of(builder.mul(builder.urem(g, const(2)), const(4)), 32)),
-                                 splat(15, 32))
-                if kind == Q5_K:  # bit g of the 32 bytes after the scales
-                    fifth = builder.and_(builder.lshr(bytes_at(b_data, at(bo, 16), 32), shift_of(g, 32)), splat(1, 32))
-                    u = builder.or_(u, builder.shl(fifth, splat(4, 32)))
-            else:  # Q6_K, group g of 16: half h = g // 8, k = (g % 8) // 2, e0 = 16 (g % 2) (module docstring)
-                h, k = builder.udiv(g, const(8)), builder.udiv(builder.urem(g, const(8)), const(2))
-                e0 = builder.mul(builder.urem(g, const(2)), const(16))
-                low = bytes_at(b_data, at(bo, builder.mul(h, const(64)), builder.mul(builder.urem(k, const(2)),
-                                                                                      const(32)), e0), 16)
-                low = builder.and_(builder.lshr(low, shift_of(builder.mul(builder.udiv(k, const(2)), const(4)), 16)),
-                                   splat(15, 16))
-                high = bytes_at(b_data, at(bo, 128, builder.mul(h, const(32)), e0), 16)
-                high = builder.and_(builder.lshr(high, shift_of(builder.mul(k, const(2)), 16)), splat(3, 16))
-                u = builder.or_(low, builder.shl(high, splat(4, 16)))
-            x = bytes_at(x_data, xo, n)
-            bias = BIAS[kind]
-            if HOST_VNNI_VL:  # sum(u x) - bias sum(x), each on vpdpbusd (4 products a lane): 1-2 instructions
-                quads = ir.VectorType(i32, n // 4)
-                dot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(quads, [quads] * 3),
-                                                     f"llvm.x86.avx512.vpdpbusd.{8 * n}")
-                zero, xq = ir.Constant(quads, [0] * (n // 4)), builder.bitcast(x, quads)
-                lanes = builder.call(dot, [zero, builder.bitcast(u, quads), xq])
-                if bias:
-                    sums = builder.call(dot, [zero, builder.bitcast(splat(1, n), quads), xq])
-                    lanes = builder.sub(lanes, builder.mul(sums, ir.Constant(quads, [bias] * (n // 4))))
-            else:  # the same integers: u - bias back in a signed byte, times x, in int32 lanes
-                lanes = ir.VectorType(i32, n)
-                lanes = builder.mul(builder.sext(builder.sub(u, splat(bias, n)), lanes), builder.sext(x, lanes))
-            reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [lanes.type]),
-                                                    f"llvm.vector.reduce.add.v{lanes.type.count}i32")
-            return builder.call(reduce, [lanes])
-
-        return types.int32(b, bo, g, x, xo, code), codegen
-
-
-@njit(inline="always", **JIT)
-def _block_dot(code, b, bo, x, xo, xsums, s):
-    """s after the block at b[bo:] against its int8 values x[xo:], the groups in order (module docstring); xsums:
-    the token's group sums of x (the K-quants' min term)."""
-    if code == Q8_0:
-        return s + _f16(b, bo) * np.float32(_group_dot(b, bo, 0, x, xo, 0))
-    if code == Q4_0:
-        return s + _f16(b, bo) * np.float32(_group_dot(b, bo, 0, x, xo, 1))
-    if code == Q5_0:
-        return s + _f16(b, bo) * np.float32(_group_dot(b, bo, 0, x, xo, 2))
-    if code == Q4_K or code == Q5_K:
-        d, dmin = _f16(b, bo), _f16(b, bo + 2)
-        for g in range(8):
-            sc, mn = _k_scale_min(b, bo + 4, g)
-            total = _group_dot(b, bo, g, x, xo + 32 * g, 3) if code == Q4_K else _group_dot(b, bo, g, x, xo + 32 * g, 4)
-            s = s + (d * np.float32(sc)) * np.float32(total)
-            s = s - (dmin * np.float32(mn)) * np.float32(xsums[(xo + 32 * g) // 32])
-        return s
-    d = _f16(b, bo + 208)  # Q6_K
-    for g in range(16):
-        s = s + (d * np.float32(np.int8(b[bo + 192 + g]))) * np.float32(_group_dot(b, bo, g, x, xo + 16 * g, 5))
-    return s
+        return sig, codegen
 
 
 def group_sums(tokens: int, width: int) -> np.ndarray:
@@ -223,55 +290,75 @@ def prepare_blocks(tiles, code, q, xsums):
             xsums[t, g] = total
 
 
+def block_units(tiles) -> int:
+    """Units of ROWS rows block_matmul_rows is called on: unit g holds rows 8 g .. 8 g + 7."""
+    return tiles.shape[0] * (tiles.shape[2] // ROWS)
+
+
 @njit(**JIT)
 def block_matmul_rows(tiles, code, y, q, xsums, first, end):
-    """y[T, first:end] for rows first..end-1 of the matrix in block tiles[gr, gc, tm, bytes], x prepared in q
-    (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks)."""
-    block, nbytes = BLOCK[code], NBYTES[code]
-    gc, tm = tiles.shape[1], tiles.shape[2]
-    blocks = tiles.shape[3] // nbytes
-    tn = blocks * block
-    for row in range(first, end):
-        r, i = row // tm, row % tm
+    """y[T, rows of units first..end-1] (block_units) for the matrix in block tiles[gr, gc, tm, bytes], x prepared
+    in q (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks); token by token, each
+    unit's bytes staying in L1 for all of them."""
+    per_row = tiles.shape[2] // ROWS
+    for g in range(first, end):
+        r, i = g // per_row, ROWS * (g % per_row)
+        if r * tiles.shape[2] + i >= y.shape[1]:
+            continue
         for t in range(y.shape[0]):
-            x, sums = q.values[t], xsums[t]
-            acc = np.float32(0.0)
-            for c in range(gc):
-                w = tiles[r, c, i]
-                s = np.float32(0.0)
-                for k in range(blocks):
-                    s = _block_dot(code, w, k * nbytes, x, c * tn + k * block, sums, s)
-                acc = acc + s * q.scales[t, c]
-            y[t, row] = acc
+            if code == Q8_0:
+                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, 0)
+            elif code == Q4_0:
+                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, 1)
+            elif code == Q5_0:
+                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, 2)
+            elif code == Q4_K:
+                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, 3)
+            elif code == Q5_K:
+                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, 4)
+            else:
+                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, 5)
 
 
 @njit(**JIT)
 def block_matmul(x, tiles, code, y, q, xsums):
     """y[T, m] = x[T, n] W[m, n].T, W held as GGUF block tiles (blocks.to_block_tiles) of format `code`; q and
     xsums: Quantized (kernels.quantized) and group_sums buffers at least the tiles' padded width. Decode is T = 1;
-    verification and prefill T > 1."""
+    verification and prefill T > 1. On one thread: the forward pass splits the rows' units among its workers."""
     quantize_slices(x, tiles.shape[3] // NBYTES[code] * BLOCK[code], q)
     prepare_blocks(tiles, code, q, xsums)
-    block_matmul_rows(tiles, code, y, q, xsums, 0, y.shape[1])
+    block_matmul_rows(tiles, code, y, q, xsums, 0, tiles.shape[0] * (tiles.shape[2] // ROWS))
+
+
+def _block_sums(raw: np.ndarray, kind: T, values: np.ndarray):
+    """Each block's exact integers for rows raw[m, bytes] and int8 x values[T, cols] (cols a whole number of
+    blocks, at most the rows' width): isum and msum [T, m, blocks] (int64), and d, dmin [m, blocks]."""
+    ints = unpack_ints(raw, kind)
+    f = FORMATS[kind]
+    blocks, per_block = values.shape[1] // f.block, f.block // f.group
+    xv = values.astype(np.int64).reshape(values.shape[0], 1, -1, f.group)  # [T, 1, groups, group]
+    q = ints.q[:, : values.shape[1]].astype(np.int64).reshape(raw.shape[0], -1, f.group)  # [m, groups, group]
+    dots = np.einsum("tge,mge->tmg", xv[:, 0], q)  # [T, m, groups]
+    sc, mn = ints.sc[:, : blocks * per_block], ints.mn[:, : blocks * per_block]
+    isum = (dots * sc).reshape(*dots.shape[:2], blocks, per_block).sum(axis=3)
+    msum = (xv.sum(axis=3) * mn).reshape(*dots.shape[:2], blocks, per_block).sum(axis=3)
+    return isum, msum, ints.d[:, :blocks], ints.dmin[:, :blocks]
 
 
 def matmul_reference(x: np.ndarray, raw: np.ndarray, kind: T, tn: int) -> np.ndarray:
     """block_matmul's NumPy twin on the file's bytes raw[m, bytes per row]: the same int8 x, integer sums and
-    float32 steps (a row's groups in order, PE column by column), vectorised over rows and tokens."""
-    q, scale, offset = unpack(raw, kind)
-    group = FORMATS[kind].group
+    float32 steps (a row's blocks in order, PE column by column), vectorised over rows and tokens."""
     values, x_scales, _ = quantize_slices_reference(x, tn)
     T_, n = x.shape
-    acc = np.zeros((T_, q.shape[0]), np.float32)
+    acc = np.zeros((T_, raw.shape[0]), np.float32)
+    per_tile = tn // FORMATS[kind].block * FORMATS[kind].nbytes
     for c in range(-(-n // tn)):
+        cols = slice(c * tn, min(n, (c + 1) * tn))
+        isum, msum, d, dmin = _block_sums(raw[:, c * per_tile : (c + 1) * per_tile], kind, values[:, cols])
         s = np.zeros_like(acc)
-        for g in range(c * tn // group, min(n, (c + 1) * tn) // group):
-            cols = slice(g * group, (g + 1) * group)
-            xv = values[:, cols].astype(np.int64)
-            total = (xv @ q[:, cols].T.astype(np.int64)).astype(np.float32)  # [T, m], exact
-            s = s + scale[None, :, g] * total
-            if kind in (T.Q4_K, T.Q5_K):
-                s = s - offset[None, :, g] * xv.sum(axis=1, keepdims=True).astype(np.float32)
+        for k in range(isum.shape[2]):
+            s = s + d[None, :, k] * isum[:, :, k].astype(np.float32)
+            s = s - dmin[None, :, k] * msum[:, :, k].astype(np.float32)
         acc = acc + s * x_scales[:, c : c + 1]
     return acc
 
