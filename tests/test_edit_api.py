@@ -357,6 +357,27 @@ def test_session_feed_matches_full_forward(edit_folder):
         engine.session().feed([])
 
 
+def test_a_verified_draft_is_charged_the_lm_head_of_every_row_it_judges(edit_folder):
+    """The projected wafer time of a verification follows the cycle model with one lm_head per judged row (the
+    fitted FeedCost is within 2 % of feed_cycles); a plain feed of the same tokens charges the last row's only."""
+    from spark_nb.wafer.cycles import feed_cycles
+
+    engine = Engine.load(edit_folder, dtype="fp32", context=512)
+    ids = list(range(20, 80))
+    costs = {}
+    for judged in ("feed", "verify"):
+        s = engine.session()
+        s.feed(ids[:40])
+        before = s.wafer_s
+        s.feed(ids[40:52]) if judged == "feed" else s.verify(ids[40:52])
+        costs[judged] = s.wafer_s - before
+    clock = engine.placement.spec.clock_hz
+    for judged, rows in (("feed", 1), ("verify", 12)):
+        cycles = feed_cycles(engine.placement, 40, 12, logits=rows).total_cycles
+        assert costs[judged] == pytest.approx(cycles / clock, rel=0.02), judged
+    assert costs["verify"] > costs["feed"]
+
+
 # -- instruct checkpoints -----------------------------------------------------------------------------------------
 
 

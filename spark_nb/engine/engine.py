@@ -368,7 +368,7 @@ class Engine:
                 with self._lock:  # the token and its draft in one forward: the logits after each of them
                     judged = self._prefill(np.array([token, *draft], dtype=np.int64), pos,
                                            np.arange(len(draft) + 1))
-                wafer_s += self._wafer_fed_s(pos, len(draft) + 1)
+                wafer_s += self._wafer_fed_s(pos, len(draft) + 1, logits=len(draft) + 1)
                 n = 0
                 while n < len(draft) and sample(judged[n], temperature, top_p, rng) == draft[n]:
                     n += 1
@@ -406,14 +406,14 @@ class Engine:
         milliseconds, on the way to the first token)."""
         return self._wafer_fed_s(reused, prompt_tokens - reused) if reused else self._wafer_ttft_s(prompt_tokens)
 
-    def _wafer_fed_s(self, start: int, n: int) -> float:
+    def _wafer_fed_s(self, start: int, n: int, logits: int = 1) -> float:
         """n tokens fed at once after `start` in the cache (a verified draft, copied lines, a prompt's rest after a
         reused prefix): one pipelined pass through the layers, as `cycles.feed_cycles` charges it (fitted:
-        `cycles.FeedCost`), with the lm_head of the last token only (a verified draft's other rows would add
-        1-2 % of a decode step each: FeedCost's `logits`); one token is a decode step."""
+        `cycles.FeedCost`), with the lm_head for `logits` of its rows (a draft's verification needs one for each
+        token, a prompt for its last only); one token is a decode step."""
         if n == 1:
             return self._wafer_decode_s(start + 1)
-        return self._wafer_feed(start, n)
+        return self._wafer_feed(start, n, logits)
 
     def _wafer_decode_s(self, context: int) -> float:
         return self._wafer_step_base + self._wafer_step_slope * (context - 1)
@@ -465,7 +465,7 @@ class Session:
             if e._request != self._request:
                 raise Superseded("a newer request started on this engine; start a new session")
             logits = e._prefill(ids, self.pos, np.arange(len(ids)) if at is None else at)
-        self._advance(len(ids))
+        self._advance(len(ids), len(logits))
         return logits
 
     def rewind(self, pos: int) -> None:
@@ -475,12 +475,12 @@ class Session:
             raise ValueError(f"can rewind to 1..{self.pos} tokens, not {pos}")
         self.pos = pos
 
-    def _advance(self, n: int) -> None:
+    def _advance(self, n: int, logits: int = 1) -> None:
         e = self.engine
         if self.pos == 0:
             self.wafer_s += e._wafer_prompt_s(n, self.reused)
         else:  # tokens fed at once go through the layers as one pipelined pass, rejected draft tokens too
-            self.wafer_s += e._wafer_fed_s(self.pos, n)
+            self.wafer_s += e._wafer_fed_s(self.pos, n, logits)
         self.pos += n
 
 
