@@ -55,8 +55,9 @@ def width(kind):
 
 
 def tile_width(kind):
-    """A tile width in weights that leaves a ragged last PE column."""
-    return 2 * blocks.FORMATS[kind].block if blocks.FORMATS[kind].block == 256 else 64
+    """A tile width in weights that leaves a ragged last PE column (and for blocks of 32, an odd number of blocks:
+    the kernel takes them two at a time, then the last alone)."""
+    return 2 * blocks.FORMATS[kind].block if blocks.FORMATS[kind].block == 256 else 96
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)

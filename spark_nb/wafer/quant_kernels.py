@@ -16,8 +16,9 @@ so a token's outputs are the same bits alone (decode), among k (verification) or
 same on every host: speculative decoding relies on it. The integers are formed eight rows at a time (_block_rows):
 each row's block is decoded in vector registers straight from the file's bytes and multiplied with x on vpdpbusd
 (or in int32 lanes where the host lacks AVX-512 VNNI: the same integers), the eight rows' sums reduced together
-into one vector, and the float steps run with the eight rows as lanes. x's vectors for a block are loaded once
-for the eight rows, and the eight rows' bytes stay in L1 for every token in flight. `matmul_reference` is the
+into one vector, and the float steps run with the eight rows as lanes (blocks of 32 two at a time: a 64-byte
+vector and one reduction for both). x's vectors for a block are loaded once for the eight rows, and the eight
+rows' bytes stay in L1 for every token in flight. `matmul_reference` is the
 NumPy twin (the same integers, the same float32 steps, vectorised over rows and tokens).
 """
 from __future__ import annotations
@@ -99,11 +100,12 @@ class _Emit:
         return b.select(hit, self.vec([value] * len(bits)), self.vec([0] * len(bits)))
 
 
-def _x_vectors(e, kind, x, xsums):
-    """A block's x as its rows' decoded weights meet it, and the dot inits that remove each format's bias (x: i8*
-    at the block's first value; xsums: i32* at its first group's sum): shared by the eight rows."""
-    if kind in (Q8_0, Q4_0, Q5_0):
-        X = e.load(x, e.const(0), 32)
+def _x_vectors(e, kind, count, x, xsums):
+    """A block's x (`count` blocks' of 32) as its rows' decoded weights meet it, and the dot inits that remove each
+    format's bias (x: i8* at the block's first value; xsums: i32* at its first group's sum): shared by the eight
+    rows."""
+    if kind in (Q8_0, Q4_0, Q5_0):  # `count` blocks of 32 side by side
+        X = e.load(x, e.const(0), 32 * count)
         return [X], [e.bias_init(X, {Q8_0: 128, Q4_0: 8, Q5_0: 16}[kind])], None
     if kind == Q6_K:  # weights in order, 64 a vector
         Xs = [e.load(x, e.const(64 * v), 64) for v in range(4)]
@@ -115,20 +117,30 @@ def _x_vectors(e, kind, x, xsums):
     return Xs, [zero] * 4, e.pick(e.vec([0] * 8, I32), group_sums, range(16))  # lanes 8..15: the x sums
 
 
-def _row_block(e, kind, w, Xs, inits, xs):
-    """One row's block at w (i8*): (isum lanes, msum lanes or None, d's bits, dmin's bits or None)."""
+def _row_block(e, kind, count, w, Xs, inits, xs):
+    """One row's block at w (i8*), or `count` blocks of 32 from w: (isum lanes, msum lanes or None, [d's bits],
+    [dmin's bits] or None), 8 lanes a block of 32."""
     b = e.b
     low4 = e.vec([15] * 64)
-    if kind == Q8_0:
-        u = b.xor(e.load(w, e.const(2), 32), e.vec([0x80] * 32))  # w + 128 as an unsigned byte
-        return e.dot(u, Xs[0], inits[0]), None, e.load(w, e.const(0), 1, I16), None
-    if kind in (Q4_0, Q5_0):
-        nib = e.load(w, e.const(2 if kind == Q4_0 else 6), 16)
-        u = e.concat(b.and_(nib, e.vec([15] * 16)), b.lshr(nib, e.vec([4] * 16)))  # weights 0..15, 16..31
-        if kind == Q5_0:  # bit k of the 32-bit qh is weight k's fifth bit
-            qh = e.load(w, e.const(2), 4)
-            u = b.or_(u, e.bit_set(e.pick(qh, qh, [k // 8 for k in range(32)]), [1 << (k % 8) for k in range(32)], 16))
-        return e.dot(u, Xs[0], inits[0]), None, e.load(w, e.const(0), 1, I16), None
+    if kind in (Q8_0, Q4_0, Q5_0):
+        nbytes = NBYTES[kind]
+
+        def joined(offset, size):  # the `count` blocks' bytes offset..offset+size-1, side by side
+            parts = [e.load(w, e.const(nbytes * k + offset), size) for k in range(count)]
+            return parts[0] if count == 1 else e.concat(*parts)
+
+        d = [e.load(w, e.const(nbytes * k), 1, I16) for k in range(count)]
+        if kind == Q8_0:
+            return e.dot(b.xor(joined(2, 32), e.vec([0x80] * 32 * count)), Xs[0], inits[0]), None, d, None  # w + 128
+        nib = joined(2 if kind == Q4_0 else 6, 16)
+        n = 16 * count  # block k's weights 0..15 are its nibbles' low halves, 16..31 their high halves
+        u = e.pick(b.and_(nib, e.vec([15] * n)), b.lshr(nib, e.vec([4] * n)),
+                   [half * n + 16 * k + j for k in range(count) for half in (0, 1) for j in range(16)])
+        if kind == Q5_0:  # bit j of a block's 32-bit qh is its weight j's fifth bit
+            qh = joined(2, 4)
+            spread = e.pick(qh, qh, [4 * k + j // 8 for k in range(count) for j in range(32)])
+            u = b.or_(u, e.bit_set(spread, [1 << (j % 8) for j in range(32)] * count, 16))
+        return e.dot(u, Xs[0], inits[0]), None, d, None
     if kind == Q6_K:
         sc = b.sext(e.load(w, e.const(192), 16), ir.VectorType(I32, 16))
         total = None
@@ -143,7 +155,7 @@ def _row_block(e, kind, w, Xs, inits, xs):
                 lanes = e.dot(u, Xs[2 * h + part], inits[2 * h + part])
                 scaled = b.mul(lanes, e.pick(sc, sc, [8 * h + 4 * part + k // 4 for k in range(16)]))
                 total = scaled if total is None else b.add(total, scaled)
-        return total, None, e.load(w, e.const(208), 1, I16), None
+        return total, None, [e.load(w, e.const(208), 1, I16)], None
     # Q4_K, Q5_K: 12 bytes of six-bit scales and mins (gguf's get_scale_min), lanes 0..7 sc, 8..15 mn
     s = e.load(w, e.const(4), 16)
     a = e.pick(s, s, [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11])
@@ -162,19 +174,22 @@ def _row_block(e, kind, w, Xs, inits, xs):
                 u = b.or_(u, e.bit_set(e.concat(qh, qh), [1 << g] * 32 + [1 << (g + 2)] * 32, 16))
             scaled = b.mul(e.dot(u, Xs[2 * j + part], inits[2 * j + part]), e.pick(scmn, scmn, [g] * 8 + [g + 2] * 8))
             total = scaled if total is None else b.add(total, scaled)
-    return total, b.mul(scmn, xs), e.load(w, e.const(0), 1, I16), e.load(w, e.const(2), 1, I16)
+    return total, b.mul(scmn, xs), [e.load(w, e.const(0), 1, I16)], [e.load(w, e.const(2), 1, I16)]
 
 
 def _halves(e, bits):
-    """Eight fp16 bit patterns -> <8 x float> (exact)."""
-    v = ir.Constant(ir.VectorType(I16, ROWS), None)
+    """fp16 bit patterns -> a <len(bits) x float> of their values (exact)."""
+    v = ir.Constant(ir.VectorType(I16, len(bits)), None)
     for k, value in enumerate(bits):
         v = e.b.insert_element(v, value, e.const(k, I32))
-    return e.b.fpext(e.b.bitcast(v, ir.VectorType(ir.HalfType(), ROWS)), ir.VectorType(ir.FloatType(), ROWS))
+    return e.b.fpext(e.b.bitcast(v, ir.VectorType(ir.HalfType(), len(bits))), ir.VectorType(ir.FloatType(), len(bits)))
 
 
-def _row_sums(e, vectors):
-    """<8 x i32> whose lane k is the sum of vectors[k]'s lanes (eight of 8 or 16 lanes)."""
+def _row_sums(e, vectors, parts=1):
+    """The sums of eight rows' lanes (vectors[k]: row k's): <8 x i32>, lane k row k's sum, from vectors of 8 or 16
+    lanes; with parts=2, <16 x i32>, lane 2 k + h the sum of row k's lanes 8 h .. 8 h + 7 (two blocks of 32)."""
+    if parts == 2:
+        return _lane_sums(e.b, vectors, width=8)
     if vectors[0].type.count == 8:
         total = _lane_sums(e.b, [e.concat(a, b) for a, b in zip(vectors[::2], vectors[1::2])], width=8)
     else:
@@ -237,20 +252,32 @@ else:
                 c = slice_loop.index
                 b.store(ir.Constant(f8, [0.0] * ROWS), s)
                 tile = b.add(b.add(b.mul(r, w_stride[0]), b.mul(c, w_stride[1])), b.mul(i, w_stride[2]))
-                with cgutils.for_range(b, blocks) as block_loop:
-                    k = block_loop.index
+
+                def step(k, count):  # s after `count` blocks from block k, in order
                     column = b.add(b.mul(c, tn), b.mul(k, const(block)))  # the block's first weight in the row
                     x = b.gep(x_data, [b.add(b.mul(t, x_stride), column)])
                     xsums = b.gep(sums_data, [b.add(b.mul(t, sums_stride), b.mul(b.udiv(column, const(32)), const(4)))])
-                    Xs, inits, xs = _x_vectors(e, kind, x, xsums)
+                    Xs, inits, xs = _x_vectors(e, kind, count, x, xsums)
                     first = b.add(tile, b.mul(k, const(nbytes)))
-                    parts = [_row_block(e, kind, b.gep(w_data, [b.add(first, b.mul(w_stride[2], const(row)))]),
+                    parts = [_row_block(e, kind, count, b.gep(w_data, [b.add(first, b.mul(w_stride[2], const(row)))]),
                                         Xs, inits, xs) for row in range(ROWS)]
                     isum, msum, d, dmin = zip(*parts)
-                    total = b.fadd(b.load(s), b.fmul(_halves(e, d), b.sitofp(_row_sums(e, isum), f8)))
+                    d = [bits for row in d for bits in row]  # row by row, a row's blocks in order
+                    product = b.fmul(_halves(e, d), b.sitofp(_row_sums(e, isum, count), ir.VectorType(f8.element, len(d))))
+                    total = b.load(s)
+                    for h in range(count):  # block k + h of every row
+                        total = b.fadd(total, e.pick(product, product, range(h, len(d), count)))
                     if msum[0] is not None:
+                        dmin = [bits for row in dmin for bits in row]
                         total = b.fsub(total, b.fmul(_halves(e, dmin), b.sitofp(_row_sums(e, msum), f8)))
                     b.store(total, s)
+
+                pair = 2 if block == 32 else 1  # blocks of 32 two at a time: 64-byte vectors, half the reductions
+                with cgutils.for_range(b, b.udiv(blocks, const(pair))) as block_loop:
+                    step(b.mul(block_loop.index, const(pair)), pair)
+                if pair == 2:
+                    with b.if_then(b.icmp_unsigned("!=", b.urem(blocks, const(2)), const(0))):
+                        step(b.sub(blocks, const(1)), 1)
                 x_scale = e.load(meta_data, b.add(b.mul(t, meta_stride), b.mul(c, const(4))), 1, ir.FloatType())
                 spread = b.shuffle_vector(b.insert_element(ir.Constant(f8, None), x_scale, const(0, I32)),
                                           ir.Constant(f8, None), e.vec([0] * ROWS, I32))
