@@ -58,6 +58,13 @@ def unbound_names(original: str, result: str, context=(), names=()) -> list[str]
     return _in_order(result, missing)
 
 
+def free_names(code: str) -> set[str] | None:
+    """The names code reads at module scope and does not bind (earlier cells, the kernel or builtins supply them);
+    None when it does not parse or Python's symbol table refuses it."""
+    found = _globals(code)
+    return None if found is None else found[0] - found[1]
+
+
 def _globals(code: str):
     """(names read from module scope, names bound at module scope, star import) of parsing code, scope by scope
     as Python resolves them (symtable: a method does not see its class's names, a comprehension's variable stays

@@ -19,9 +19,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import guard, prompt
+from .answer_imports import ABOUT_IMPORTS, add_typing_imports, drop_reimports
 from .exact import exact_edit
 from .recognise import recognise
-from .typing_imports import add_typing_imports
 
 __all__ = ["edit", "edit_steps", "drain", "EditResult", "BUILTIN", "get_engine", "loaded_engines"]
 
@@ -157,6 +157,8 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     checked = False
     if proposed is not None:
         judged_as = hint if family is None else (family or None)
+        if judged_as and judged_as not in ABOUT_IMPORTS:  # `import numpy as np` above a cell that used np
+            proposed = drop_reimports(code, proposed)
         if judged_as == "add_type_hints":  # hints whose typing import was all the answer lacked
             proposed = add_typing_imports(code, proposed, context, names)
         ok, error, checked = guard.judge(code, proposed, judged_as, context=context, names=names)

@@ -1,0 +1,81 @@
+"""Imports a model's answer gets wrong where setting them right is not a matter of judgement, done before the guard
+judges the answer.
+
+    add_typing_imports(original, result, context, names)  ->  result, with the import when that is all it lacks
+    drop_reimports(original, result)  ->  result, without the imports of names the cell already relied on
+
+Models add `Optional[int]` or `-> Any` and forget the import, as people do; the cell would then raise NameError
+when it runs, and the guard refuses it. When every name the result reads and nothing binds is one `typing`
+exports, the missing import is not a matter of judgement: it goes in after the docstring, `__future__` imports and
+the cell's leading imports, as an IDE's quick fix puts it, and the guard then judges the whole. Anything else
+unbound (a made-up helper, a misspelt name) stays for the guard to refuse.
+
+Models also import, at the top of a cell they edit, what the cell already used from an earlier cell: `import numpy
+as np` above hints on a cell that calls `np.abs` (Qwen2.5-Coder-1.5B did it in 2 of 8 type-hint edits). The cell
+relied on `np` as the notebook defines it; the import could only rebind it, which the instruction did not ask for,
+and the guard refuses the whole edit for it. Such an import is dropped when every name it binds is one the
+original cell read without binding, and the edit is not one whose change may be an import (`ABOUT_IMPORTS`).
+"""
+from __future__ import annotations
+
+import ast
+import typing
+
+from . import checks
+
+__all__ = ["add_typing_imports", "drop_reimports", "ABOUT_IMPORTS"]
+
+_TYPING = frozenset(typing.__all__)
+# families whose change may be an import: sorting them, or the import a NameError's fix needs
+ABOUT_IMPORTS = frozenset({"sort_imports", "fix_misspelt_name", "fix_syntax_error"})
+
+
+def add_typing_imports(original: str, result: str, context=(), names=()) -> str:
+    """`result` with `from typing import ...` for the typing names it reads unbound, when those are all it lacks."""
+    missing = checks.unbound_names(original, result, context, names)
+    if not missing or not set(missing) <= _TYPING:
+        return result
+    try:
+        body = ast.parse(result).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return result
+    after, imports = 0, False  # the import goes after the docstring and the leading imports
+    for i, stmt in enumerate(body):
+        docstring = i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+            and isinstance(stmt.value.value, str)
+        if not (docstring or isinstance(stmt, (ast.Import, ast.ImportFrom))):
+            break
+        after, imports = stmt.end_lineno, not docstring
+    lines = result.splitlines(keepends=True)
+    if after and not lines[after - 1].endswith("\n"):
+        lines[after - 1] += "\n"
+    new = [f"from typing import {', '.join(sorted(set(missing)))}\n"] + ([] if imports else ["\n"])  # joins an
+    return "".join(lines[:after] + new + lines[after:])  # import block, or stands apart from the code
+
+
+def drop_reimports(original: str, result: str) -> str:
+    """`result` without its new top-level imports that bind only names the original read without binding."""
+    relied_on = checks.free_names(original)
+    try:
+        before, after = ast.parse(original), ast.parse(result)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return result
+    if not relied_on:
+        return result
+    had = {ast.dump(stmt) for stmt in before.body if isinstance(stmt, (ast.Import, ast.ImportFrom))}
+    lines = result.splitlines(keepends=True)
+    dropped = set()
+    for stmt in after.body:
+        if not isinstance(stmt, (ast.Import, ast.ImportFrom)) or ast.dump(stmt) in had:
+            continue
+        bound = {(a.asname or a.name.split(".")[0]) for a in stmt.names}
+        if "*" not in bound and not (isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__") \
+                and bound <= relied_on:
+            dropped.update(range(stmt.lineno - 1, stmt.end_lineno))
+    if not dropped:
+        return result
+    kept = [line for i, line in enumerate(lines) if i not in dropped]
+    if not original.startswith("\n"):  # the blank line that parted the import from the code goes with it
+        while kept and not kept[0].strip():
+            kept.pop(0)
+    return "".join(kept)
