@@ -94,6 +94,8 @@ def test_an_import_of_what_the_cell_already_used_is_dropped(original, hinted):
     "from collections import deque\nclass Fix:\n    def __init__(self, line: str) -> None:\n        self.acc = deque([line])\n",
     # one of its names is new
     "import numpy as np, os\nclass Fix:\n    def __init__(self, line: str) -> None:\n        self.acc = collections.deque([line])\n",
+    # binds collections, but also loads a submodule the cell may now use
+    "import collections.abc\nclass Fix:\n    def __init__(self, line: collections.abc.Sequence) -> None:\n        self.acc = collections.deque([line])\n",
     # an import the original already had stays where it is
     "import collections\nclass Fix:\n    def __init__(self, line: str) -> None:\n        self.acc = collections.deque([line])\n",
 ])

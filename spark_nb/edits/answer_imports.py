@@ -68,7 +68,7 @@ def drop_reimports(original: str, result: str) -> str:
     for stmt in after.body:
         if not isinstance(stmt, (ast.Import, ast.ImportFrom)) or ast.dump(stmt) in had:
             continue
-        bound = {(a.asname or a.name.split(".")[0]) for a in stmt.names}
+        bound = {a.asname or a.name for a in stmt.names}  # `import a.b` binds a but also loads a.b: kept
         if "*" not in bound and not (isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__") \
                 and bound <= relied_on:
             dropped.update(range(stmt.lineno - 1, stmt.end_lineno))
