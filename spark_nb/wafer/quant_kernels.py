@@ -142,10 +142,12 @@ def _row_block(e, kind, count, w):
         n = 16 * count  # block k's weights 0..15 are its nibbles' low halves, 16..31 their high halves
         u = e.pick(b.and_(nib, e.vec([15] * n)), b.lshr(nib, e.vec([4] * n)),
                    [half * n + 16 * k + j for k in range(count) for half in (0, 1) for j in range(16)])
-        if kind == Q5_0:  # bit j of a block's 32-bit qh is its weight j's fifth bit
-            qh = joined(2, 4)
-            spread = e.pick(qh, qh, [4 * k + j // 8 for k in range(count) for j in range(32)])
-            u = b.or_(u, e.bit_set(spread, [1 << (j % 8) for j in range(32)] * count, 16))
+        if kind == Q5_0:  # bit j of a block's 32-bit qh is its weight j's fifth bit: the qh are a lane mask
+            qh = [b.zext(e.load(w, e.const(nbytes * k + 2), 1, I32), ir.IntType(32 * count)) for k in range(count)]
+            bits = qh[0] if count == 1 else b.or_(qh[0], b.shl(qh[1], ir.Constant(qh[1].type, 32)))
+            fifth = b.select(b.bitcast(bits, ir.VectorType(ir.IntType(1), 32 * count)), e.vec([16] * 32 * count),
+                             e.vec([0] * 32 * count))
+            u = b.or_(u, fifth)
         return [(u, 0, None)], None, d, None
     pieces = []
     if kind == Q6_K:
