@@ -15,7 +15,7 @@ allows no contraction or reassociation):
 so a token's outputs are the same bits alone (decode), among k (verification) or in a prompt (prefill), and the
 same on every host: speculative decoding relies on it. The integers are formed eight rows at a time (_block_rows):
 each row's block is decoded in vector registers straight from the file's bytes and multiplied with x on vpdpbusd
-(Q4_K, Q5_K: vpmaddubsw and vpdpwssd, the groups' scales applied in the same instruction; in int32 lanes where the
+(the K-quants: vpmaddubsw and vpdpwssd, the groups' scales applied in the same instruction; in int32 lanes where the
 host lacks AVX-512 VNNI: the same integers either way), the eight rows' sums reduced together
 into one vector, and the float steps run with the eight rows as lanes (blocks of 32 two at a time: a 64-byte
 vector and one reduction for both). x's vectors for a block are loaded once for the eight rows, a row's blocks
@@ -92,10 +92,11 @@ class _Emit:
             init = b.add(init, self.pick(products, products, range(k, n, 4)))
         return init
 
-    def scaled_dot(self, u, x, scale, acc):
-        """acc + per int32 lane k the sum over the byte pairs 2k, 2k + 1 (4k .. 4k + 3) of each pair's products u x
-        times its int16 lane of scale: vpmaddubsw then vpdpwssd (a pair's sum is at most 2 * 31 * 127 here: no
-        saturation), or the same integers from int32 products where the host lacks them."""
+    def scaled_dot(self, u, x, scale, acc, bias):
+        """acc + per int32 lane k the sum over the byte pairs 2k, 2k + 1 (4k .. 4k + 3) of each pair's products
+        (u - bias) x times its int16 lane of scale: vpmaddubsw (less the same of bias x) then vpdpwssd (a pair's sum
+        is at most 2 * 32 * 128 here: no saturation), or the same integers from int32 products where the host lacks
+        them."""
         b, n = self.b, u.type.count
         lanes, pairs = ir.VectorType(I32, n // 4), ir.VectorType(I16, n // 2)
         if HOST_VNNI_VL:
@@ -103,9 +104,12 @@ class _Emit:
                                                      f"llvm.x86.avx512.pmaddubs.w.{8 * n}")
             dpwssd = cgutils.get_or_insert_function(b.module, ir.FunctionType(lanes, [lanes] * 3),
                                                     f"llvm.x86.avx512.vpdpwssd.{8 * n}")
-            return b.call(dpwssd, [acc, b.bitcast(b.call(maddubs, [u, x]), lanes), b.bitcast(scale, lanes)])
+            two = b.call(maddubs, [u, x])
+            if bias:  # the same for every row: computed once
+                two = b.sub(two, b.call(maddubs, [self.vec([bias] * n), x]))
+            return b.call(dpwssd, [acc, b.bitcast(two, lanes), b.bitcast(scale, lanes)])
         wide = ir.VectorType(I32, n)
-        products = b.mul(b.zext(u, wide), b.sext(x, wide))
+        products = b.mul(b.sub(b.zext(u, wide), self.vec([bias] * n, I32)), b.sext(x, wide))
         two = b.add(self.pick(products, products, range(0, n, 2)), self.pick(products, products, range(1, n, 2)))
         two = b.mul(two, b.sext(scale, ir.VectorType(I32, n // 2)))
         return b.add(acc, b.add(self.pick(two, two, range(0, n // 2, 2)), self.pick(two, two, range(1, n // 2, 2))))
@@ -130,9 +134,8 @@ def _x_vectors(e, kind, count, x, xsums):
     if kind in (Q8_0, Q4_0, Q5_0):  # `count` blocks of 32 side by side
         X = e.load(x, e.const(0), 32 * count)
         return [X], [e.bias_init(X, {Q8_0: 128, Q4_0: 8, Q5_0: 16}[kind])], None
-    if kind == Q6_K:  # weights in order, 64 a vector
-        Xs = [e.load(x, e.const(64 * v), 64) for v in range(4)]
-        return Xs, [e.bias_init(X, 32) for X in Xs], None
+    if kind == Q6_K:  # weights in order, 64 a vector (the bias removed in _isum's scaled dots)
+        return [e.load(x, e.const(64 * v), 64) for v in range(4)], None, None
     # Q4_K, Q5_K: 64 bytes of nibbles hold groups 4j and 4j + 2 (low), 4j + 1 and 4j + 3 (high)
     Xs = [e.concat(e.load(x, e.const(32 * g), 32), e.load(x, e.const(32 * (g + 2)), 32)) for g in (0, 1, 4, 5)]
     zero = e.vec([0] * 16, I32)
@@ -170,7 +173,7 @@ def _row_block(e, kind, count, w):
         return [(u, 0, None)], None, d, None
     pieces = []
     if kind == Q6_K:
-        sc = b.sext(e.load(w, e.const(192), 16), ir.VectorType(I32, 16))
+        sc = b.sext(e.load(w, e.const(192), 16), ir.VectorType(I16, 16))
         for h in range(2):
             ql = e.load(w, e.const(64 * h), 64)
             qh = e.load(w, e.const(128 + 32 * h), 32)
@@ -178,8 +181,8 @@ def _row_block(e, kind, count, w):
             three = e.vec([3] * 64)
             u_a = b.or_(b.and_(ql, low4), b.shl(b.and_(qh, three), e.vec([4] * 64)))
             u_b = b.or_(b.lshr(ql, e.vec([4] * 64)), b.shl(b.and_(b.lshr(qh, e.vec([4] * 64)), three), e.vec([4] * 64)))
-            for part, u in enumerate((u_a, u_b)):  # lane k: 4 weights of group 8h + 4 part + k // 4
-                pieces.append((u, 2 * h + part, e.pick(sc, sc, [8 * h + 4 * part + k // 4 for k in range(16)])))
+            for part, u in enumerate((u_a, u_b)):  # int16 lane k: 2 weights of group 8h + 4 part + k // 8
+                pieces.append((u, 2 * h + part, e.pick(sc, sc, [8 * h + 4 * part + k // 8 for k in range(32)])))
         return pieces, None, [e.load(w, e.const(208), 1, I16)], None
     # Q4_K, Q5_K: 12 bytes of six-bit scales and mins (gguf's get_scale_min), lanes 0..7 sc, 8..15 mn
     s = e.load(w, e.const(4), 16)
@@ -201,18 +204,14 @@ def _row_block(e, kind, count, w):
     return pieces, b.zext(scmn, ir.VectorType(I32, 16)), [e.load(w, e.const(0), 1, I16)], [e.load(w, e.const(2), 1, I16)]
 
 
-def _isum(e, pieces, Xs, inits):
-    """A row's isum lanes against one token's x vectors: each piece's dot, times its lanes' scales where it has
-    them (8 lanes a block of 32)."""
-    total = None
-    for u, at, scale in pieces:
-        if scale is not None and scale.type.element == I16:  # the K-quants': scaled in the dot, summed in place
-            total = e.scaled_dot(u, Xs[at], scale, total if total is not None else e.vec([0] * (u.type.count // 4), I32))
-            continue
-        lanes = e.dot(u, Xs[at], inits[at])
-        if scale is not None:
-            lanes = e.b.mul(lanes, scale)
-        total = lanes if total is None else e.b.add(total, lanes)
+def _isum(e, kind, pieces, Xs, inits):
+    """A row's isum lanes against one token's x vectors (8 lanes a block of 32): the blocks of 32's dot, or the sum
+    of the K-quants' pieces' dots, each pair of products times its group's scale."""
+    if pieces[0][2] is None:  # one block's scale: applied as d
+        return e.dot(pieces[0][0], Xs[0], inits[0])
+    total = e.vec([0] * (pieces[0][0].type.count // 4), I32)
+    for u, at, scale in pieces:  # the K-quants: scaled in the dot, summed in place (Q6_K's weights biased by 32)
+        total = e.scaled_dot(u, Xs[at], scale, total, 32 if kind == Q6_K else 0)
     return total
 
 
@@ -328,7 +327,7 @@ def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t):
                 x = b.gep(x_data, [b.add(b.mul(tj, x_stride), column)])
                 xsums = b.gep(sums_data, [b.add(b.mul(tj, sums_stride), b.mul(b.udiv(column, const(32)), const(4)))])
                 Xs, inits, xs = _x_vectors(e, kind, count, x, xsums)
-                isum = _row_sums(e, [_isum(e, pieces, Xs, inits) for pieces, _, _, _ in rows], count)
+                isum = _row_sums(e, [_isum(e, kind, pieces, Xs, inits) for pieces, _, _, _ in rows], count)
                 product = b.fmul(d, b.sitofp(isum, d.type))
                 total = b.load(sj)
                 for h in range(count):  # block k + h of every row
@@ -390,7 +389,7 @@ def block_units(tiles) -> int:
 def block_matmul_rows(tiles, code, y, q, xsums, first, end):
     """y[T, rows of units first..end-1] (block_units) for the matrix in block tiles[gr, gc, tm, bytes], x prepared
     in q (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks): tokens four at a time
-    (each row's blocks decoded once for the four: Q4_K 0.54x, Q6_K 0.75x, Q5_0 0.44-0.46x, Q8_0 0.39x the time of
+    (each row's blocks decoded once for the four: Q4_K 0.54x, Q6_K 0.67x, Q5_0 0.44-0.46x, Q8_0 0.39x the time of
     four tokens one by one on the 1.5B's attn_q and ffn_down, the 0.5B's attn_q, ffn_gate and output, load 1.6-2.4),
     the rest one by one, each unit's bytes staying in L1 for all."""
     per_row = tiles.shape[2] // ROWS
