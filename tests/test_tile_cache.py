@@ -161,6 +161,18 @@ def test_a_decode_thread_probe_from_a_busy_machine_is_run_again_on_an_idle_one(c
     assert calls["probe"] == 2
 
 
+def test_a_probe_from_a_machine_half_busy_is_run_again_once_idle(cache, tmp_path, monkeypatch):
+    path = tiny_gguf(tmp_path / "m.gguf")
+    calls = searches(monkeypatch)
+    load = {"now": 0.9}  # per core: one core of two busy, enough to change what two threads and free rows measure
+    monkeypatch.setattr(engine_module, "_load_per_core", lambda: load["now"])
+    Engine.load(path, wafer="mini")
+    load["now"] = 0.2
+    Engine.load(path, wafer="mini")
+    Engine.load(path, wafer="mini")
+    assert calls["probe"] == 2
+
+
 def test_kept_search_results_are_found_again_when_their_key_changes(cache, tmp_path, monkeypatch):
     path = tiny_gguf(tmp_path / "m.gguf")
     calls = searches(monkeypatch)

@@ -43,7 +43,7 @@ DTYPES = ("int8", "fp32")
 DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
 TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
-BUSY_LOAD, IDLE_LOAD = 1.0, 0.5  # load average per core: a decode-thread probe kept from a busy machine is re-run idle
+IDLE_LOAD = 0.5  # load average per core under which the machine counts as idle: probes kept from a busier one re-run
 FREE_ROWS_COST = 1.1  # a verification's rows are "free" while its forward costs at most this many decode steps
 
 
@@ -106,9 +106,10 @@ class Engine:
         self._wafer_ttft: dict[int, float] = {}  # prompt tokens -> projected TTFT, as asked
         self._token, self._first = np.zeros(1, np.int64), np.zeros(1, np.int64)  # decode input, its logits' row
         self._logits = np.zeros((1, config.vocab_size), np.float32)
-        # the probes again when the kept ones ran on a busy machine and this one is idle: a step on two threads
-        # loses to one whenever another program holds a core, so a busy probe may keep one for good
-        self._reprobed = bool(known) and known.get("probe_load", 0.0) >= BUSY_LOAD and _load_per_core() < IDLE_LOAD
+        # the probes again when the kept ones ran on a machine that was not idle and this one is: a step on two
+        # threads, and a verification's rows, lose to one thread and one row whenever another program holds a core
+        # (a probe at load 0.9 per core kept one thread and one free row for the 0.5B, which takes two and eight idle)
+        self._reprobed = bool(known) and known.get("probe_load", 0.0) >= IDLE_LOAD and _load_per_core() < IDLE_LOAD
         if known and not self._reprobed:
             self.decode_threads, self._probe_load = known["decode_threads"], known.get("probe_load", 0.0)
             self.free_rows = known["free_rows"]
