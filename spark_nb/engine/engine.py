@@ -44,7 +44,7 @@ DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., 
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
 TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
 IDLE_LOAD = 0.5  # load average per core under which the machine counts as idle: probes kept from a busier one re-run
-FREE_ROWS_COST = 1.1  # a verification's rows are "free" while its forward costs at most this many decode steps
+FREE_ROWS_COST = 1.25  # a verification's rows are "free" while its forward costs at most this many decode steps
 
 
 class PromptTooLong(ValueError):
@@ -195,9 +195,10 @@ class Engine:
     def _free_draft_rows(self) -> int:
         """How many rows a verification forward carries for about the time of one decode step (FREE_ROWS_COST),
         by measurement: a step of a model too big for the caches reads every weight once whatever the rows (the
-        0.5B on 2 cores: 1 row 18.9 ms, 8 rows 18.7, 16 rows 22.5, 32 rows 40), while a tiny model's step is
-        mostly per-row work (the built-in model: 2 rows 1.65x one). Speculation drafts at least this many tokens
-        (`speculation.DraftLength`): a shorter draft would cost the same and copy less."""
+        0.5B on 2 cores, idle: 1 row 16.0 ms, 8 rows 17.5 (1.09x), 16 rows 23 (1.44x), 32 rows ~37), while a tiny
+        model's step is mostly per-row work (the built-in model: 2 rows 1.65x one). The threshold sits clear of
+        both sides of such a knee, so run-to-run noise does not move the answer. Speculation drafts at least this
+        many tokens (`speculation.DraftLength`): a shorter draft would cost about the same and copy less."""
         rows = [r for r in (2, 4, 8, 16, 32) if r < min(self.context, PREFILL_CHUNK)]
         pos = min(self.context - 1 - max(rows, default=0), 64)  # scratch positions, as in the threads probe
         if not rows or pos < 0:
