@@ -323,6 +323,56 @@ def test_export_loads_in_spark_nb_and_transformers(data_dir, tmp_path):
     assert np.abs(spark_nb.load(half, dtype="fp32").logits(ids) - ours).max() < 0.05
 
 
+def test_fim_fine_tune_keeps_the_old_ids_and_rows_and_exports_a_fim_model(data_dir, tmp_path):
+    """A run with a fim phase started from an exported model (`fit --init FOLDER`): the tokenizer gains the three
+    FIM tokens after every old id, the old embedding rows start as they were, the validation at step 0 is logged,
+    and the exported folder completes with FIM prompts in spark_nb and loads in transformers."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import load_file
+
+    import spark_nb
+    from spark_nb.server.complete import has_fim, prompt
+    from spark_nb.train.configs import Phase, get_config
+    from spark_nb.train.export import export
+    from spark_nb.train.train import fit, load_checkpoint
+
+    quiet = lambda *a: None  # noqa: E731
+    fit(get_config("smoke", steps=6), data_dir, tmp_path / "base", log=quiet)
+    base = export(tmp_path / "base" / "checkpoint.pt", tmp_path / "base_model", log=quiet)
+    n_old = T.load_tokenizer(base).get_vocab_size(with_added_tokens=True)
+    cfg = get_config("smoke", steps=8, eval_every=4, log_every=2, lr=1e-3,
+                     phases=(Phase("fim", "fim", 0.5, 256), Phase("edits", "edit", 0.5, 256)))
+    said = []
+    summary = fit(cfg, data_dir, tmp_path / "fim", init=base, log=said.append)
+    assert summary["status"] == "done" and any("initialised from" in m for m in said)
+    records = [json.loads(x) for x in (tmp_path / "fim" / "log.jsonl").read_text().splitlines()]
+    assert records[0]["step"] == 0 and {"val_edit", "val_fim"} <= set(records[0])  # (None here: 15 files have no
+    assert any(r.get("phase") == "fim" and r["loss"] > 0 for r in records)  # validation split)
+    ckpt = load_checkpoint(tmp_path / "fim" / "checkpoint.pt")
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(ckpt["tokenizer_json"])
+    assert [tok.token_to_id(t) for t in T.FIM_TOKENS] == [n_old, n_old + 1, n_old + 2]
+    fit(cfg.replace(steps=1, warmup_steps=1, lr=1e-12), data_dir, tmp_path / "zero", init=base, log=quiet)
+    old = load_file(str(base / "model.safetensors"))["model.embed_tokens.weight"]
+    start = load_checkpoint(tmp_path / "zero" / "checkpoint.pt")["model"]["model.embed_tokens.weight"]
+    assert torch.allclose(start[:n_old], old[:n_old], atol=1e-6)  # one step at lr 1e-12 moves nothing visible
+    folder = export(tmp_path / "fim" / "checkpoint.pt", tmp_path / "model", log=quiet)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config["additional_special_tokens"][-3:] == T.FIM_TOKENS
+    engine = spark_nb.load(folder, dtype="fp32")
+    assert has_fim(engine.tokenizer)
+    text = prompt(engine.tokenizer, "def f(x):\n    return ", "\n")
+    ids = engine.encode(text)
+    assert ids[0] == n_old and n_old + 1 in ids and ids[-1] == n_old + 2  # the FIM tokens, one id each
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder).float().eval()
+    with torch.no_grad():
+        ref = model(torch.tensor([list(ids)])).logits[0].numpy()
+    assert np.abs(engine.logits(list(ids)) - ref).max() < 1e-3
+    assert transformers.AutoTokenizer.from_pretrained(folder).encode(text) == list(ids)
+
+
 def test_cli_help():
     from spark_nb.train.__main__ import main
 

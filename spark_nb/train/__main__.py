@@ -35,7 +35,8 @@ def _fit(a) -> int:
         key, _, value = item.partition("=")
         overrides[key] = changes[key] = json.loads(value)
     cfg = get_config(a.config, **overrides)
-    summary = fit(cfg, a.data, a.out, resume=a.resume, stop_after=a.stop_after, changes=changes if a.resume else None)
+    summary = fit(cfg, a.data, a.out, resume=a.resume, stop_after=a.stop_after, changes=changes if a.resume else None,
+                  init=a.init)
     print(json.dumps(summary, indent=1))
     return 0 if summary["status"] in ("done", "paused") else 3
 
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
     f.add_argument("--out", required=True, help="run folder")
     f.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (its config wins, but "
                    "for --max-minutes, --steps and --set: a longer schedule is a warm restart)")
+    f.add_argument("--init", metavar="FOLDER", help="start from this model folder's weights (e.g. "
+                   "spark_nb/models/builtin): a fine-tune; new tokens (the FIM ones) get fresh embedding rows")
     f.add_argument("--steps", type=int, help="total optimizer steps (sets the schedule's length; turns off the "
                    "config's time budget unless --budget-minutes is given too)")
     f.add_argument("--budget-minutes", type=float, help="measure tok/s over the first 40 steps, then set the step "

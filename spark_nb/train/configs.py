@@ -21,7 +21,7 @@ class Phase:
     (the curriculum: short snippets first)."""
 
     name: str
-    kind: str  # "plain" (code, every token supervised) | "edit" (line-aligned edits)
+    kind: str  # "plain" (code, every token supervised) | "edit" (line-aligned edits) | "fim" (fill-in-the-middle, fim.py)
     fraction: float
     max_len: int
 

@@ -86,7 +86,8 @@ class EditFormat:
         s = self.ids
         self.end, self.line, self.insert = s[T.END], s[T.LINE], s[T.INSERT]
         self.keep, self.delete, self.replace = s[T.KEEP], s[T.DELETE], s[T.REPLACE]
-        self.special = frozenset(s.values())
+        fim = [i for i in (self.tok.token_to_id(t) for t in T.FIM_TOKENS) if i is not None]
+        self.special = frozenset(s.values()) | frozenset(fim)  # the FIM tokens never occur inside an edit either
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
         slot, op = (self.insert, self.line, self.end), (self.keep, self.delete, self.replace)
         self.banned = {  # per EditDecoder state: ids a constrained driver masks out of the logits (an index array)

@@ -29,6 +29,10 @@ REPLACE = "<|replace|>"  # ... replace it by the text that follows
 INSERT = "<|insert|>"  # a new line (the text that follows) after the current position
 
 SPECIAL_TOKENS = [ENDOFTEXT, PAD, END, CONTEXT, INSTRUCTION, CODE, EDIT, LINE, KEEP, DELETE, REPLACE, INSERT]
+# Fill-in-the-middle (spark_nb/train/fim.py): the spellings of Qwen2.5-Coder, which spark_nb.server.complete looks
+# for. Added after the BPE vocabulary (ids vocab..vocab+2), so a tokenizer that gains them keeps every other id.
+FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"
+FIM_TOKENS = [FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE]
 DEFAULT_VOCAB = 4096
 MODEL_MAX_LENGTH = 2048
 
@@ -47,15 +51,32 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB, min_f
     return tok
 
 
-def tokenizer_config() -> dict:
-    """tokenizer_config.json: what transformers and spark_nb read besides tokenizer.json."""
+def with_fim(tok):
+    """`tok` with the fill-in-the-middle tokens added as special tokens where it lacks them (in place; returned).
+    Existing ids never change: the new ones come after the last."""
+    missing = [t for t in FIM_TOKENS if tok.token_to_id(t) is None]
+    if missing:
+        from tokenizers import AddedToken
+
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+    return tok
+
+
+def has_fim(tok) -> bool:
+    return all(tok.token_to_id(t) is not None for t in FIM_TOKENS)
+
+
+def tokenizer_config(tok=None) -> dict:
+    """tokenizer_config.json: what transformers and spark_nb read besides tokenizer.json (the FIM tokens listed
+    where `tok` has them)."""
+    extra = FIM_TOKENS if tok is not None and has_fim(tok) else []
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": END,
         "pad_token": PAD,
         "bos_token": None,
         "unk_token": None,
-        "additional_special_tokens": SPECIAL_TOKENS[3:],
+        "additional_special_tokens": SPECIAL_TOKENS[3:] + extra,
         "model_max_length": MODEL_MAX_LENGTH,
         "clean_up_tokenization_spaces": False,
     }
@@ -65,7 +86,7 @@ def save_tokenizer(tok, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tok), indent=2) + "\n")
     return folder
 
 

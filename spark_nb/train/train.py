@@ -36,7 +36,7 @@ from .configs import TrainConfig
 from .format import EditFormat
 from .model import build_model, forward_loss, n_params
 from .tasks import EditTask
-from .tokenizer import load_tokenizer, save_tokenizer, special_ids
+from .tokenizer import has_fim, load_tokenizer, save_tokenizer, special_ids, with_fim
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -118,17 +118,39 @@ def _encode_plain(fmt: EditFormat, texts: list[str], max_len: int) -> list:
     return out
 
 
+def _encode_fim(fmt: EditFormat, records: list[dict], max_len: int, seed: int) -> list:
+    """Fill-in-the-middle examples (fim.py) from the plain units, one cursor per unit: those over max_len lose
+    their context cells, then are dropped."""
+    from . import fim
+
+    out = []
+    exs = fim.examples(records, seed)
+    for a in range(0, len(exs), 512):
+        part = exs[a:a + 512]
+        for e, (ids, mask) in zip(part, fim.encode(fmt, part)):
+            if len(ids) > max_len and e.context:
+                ids, mask = fim.encode(fmt, [fim.FimExample(e.prefix, e.middle, e.suffix, "", e.kind)])[0]
+            if len(ids) <= max_len:
+                out.append((ids, mask))
+    return out
+
+
+FIM_LAYOUT = 1  # bump when fim.py draws or encodes differently: the cached examples are rebuilt
+
+
 def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_len: int, cache_dir: Path | None = None,
-                  log=print) -> Examples:
-    """Encoded `kind` ("edit" | "plain") examples of `split`, cached in cache_dir (default data_dir/cache) by
-    tokenizer, source file and max_len."""
+                  log=print, seed: int = 0) -> Examples:
+    """Encoded `kind` ("edit" | "plain" | "fim") examples of `split`, cached in cache_dir (default data_dir/cache) by
+    tokenizer, source file and max_len (and for fim, the seed that draws the cursors)."""
     data_dir = Path(data_dir)
-    name = f"{split}.jsonl" if kind == "edit" else f"plain_{split}.jsonl"
+    name = f"{split}.jsonl" if kind == "edit" else f"plain_{split}.jsonl"  # fim: cursors drawn in the plain units
     src = data_dir / name if (data_dir / name).exists() else data_dir / (name + ".gz")
     if not src.exists():
         raise FileNotFoundError(f"{data_dir / name}: run `python -m spark_nb.train data --out {data_dir}` first")
     st = src.stat()
     layout = "families"  # caches written before examples carried their family are encoded again
+    if kind == "fim":
+        layout += f"|fim{FIM_LAYOUT}|{seed}"
     key = hashlib.sha1(f"{layout}|{fmt.tok.to_str()}|{src.name}|{st.st_size}|{st.st_mtime_ns}|{max_len}".encode())
     key = key.hexdigest()
     cache = Path(cache_dir or data_dir / "cache") / f"{kind}-{split}-{key[:12]}.npz"
@@ -138,6 +160,8 @@ def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_le
     records = read_records(src)
     if kind == "edit":
         ex = Examples.build(*_encode_tasks(fmt, [EditTask.from_dict(r) for r in records], max_len))
+    elif kind == "fim":
+        ex = Examples.build(_encode_fim(fmt, records, max_len, seed), families=None)
     else:
         ex = Examples.build(_encode_plain(fmt, [r["text"] for r in records], max_len))
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -319,6 +343,39 @@ def evaluate(model, cfg: TrainConfig, ex: Examples, pad_id: int, device) -> floa
     return total / max(count, 1)
 
 
+# ------------------------------------------------------------------------------------------------ fine-tuning
+@torch.no_grad()
+def init_from(model, folder, tok, log=print) -> None:
+    """Load a model folder's weights (model.safetensors) into `model`, whose shape must match but for the vocabulary:
+    the folder's tokenizer ids must keep their meaning in `tok` (a tokenizer that only added tokens after them);
+    rows of tokens the folder lacks start as the mean of its rows plus noise of the init scale."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    old = load_tokenizer(folder)
+    n_old = old.get_vocab_size(with_added_tokens=True)
+    for t, i in old.get_vocab(with_added_tokens=True).items():
+        if tok.token_to_id(t) != i:
+            raise ValueError(f"{folder}: token {t!r} has id {i} there but {tok.token_to_id(t)} in this tokenizer")
+    weights = load_file(str(folder / "model.safetensors"))
+    state = model.state_dict()
+    name = "model.embed_tokens.weight"
+    emb = weights[name].float()
+    new = state[name].clone()
+    new[:n_old] = emb[:n_old]
+    n_new = tok.get_vocab_size(with_added_tokens=True)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(n_new - n_old, emb.shape[1], generator=gen) * float(emb[:n_old].std()) * 0.1
+    new[n_old:n_new] = emb[:n_old].mean(0) + noise
+    weights[name] = new
+    weights.pop("lm_head.weight", None)  # tied
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise ValueError(f"{folder}: weights do not fit this config (missing {missing}, unexpected {unexpected})")
+    log(f"initialised from {folder}: {n_old} token rows kept, {n_new - n_old} new")
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: Path, model, opt, sched, cfg: TrainConfig, state: dict, tokenizer_json: str,
                     special: dict) -> None:
@@ -364,7 +421,7 @@ class _Stop:
 
 # ------------------------------------------------------------------------------------------------ fit
 def fit(cfg: TrainConfig, data_dir, out_dir, resume: bool = False, stop_after: int | None = None,
-        log=print, changes: dict | None = None) -> dict:
+        log=print, changes: dict | None = None, init=None) -> dict:
     """Train (or continue) and return a summary.  `stop_after` ends this call after that many steps (with a
     checkpoint), as an interruption would; the schedule still runs to cfg.steps. Resuming keeps the checkpoint's
     config but for cfg.max_minutes and `changes`, fields deliberately changed from here on, e.g. {"steps": N}, a new
@@ -372,12 +429,13 @@ def fit(cfg: TrainConfig, data_dir, out_dir, resume: bool = False, stop_after: i
     new length puts the current step); {"family_balance": 0.5}, a new mix of the data."""
     threads = torch.get_num_threads()
     try:
-        return _fit(cfg, data_dir, out_dir, resume, stop_after, log, changes or {})
+        return _fit(cfg, data_dir, out_dir, resume, stop_after, log, changes or {}, init)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | None, log, changes: dict) -> dict:
+def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | None, log, changes: dict,
+         init=None) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out_dir / CHECKPOINT, out_dir / LOG
@@ -409,6 +467,8 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_str(tok_json)
+    if not ckpt and any(p.kind == "fim" for p in cfg.phases) and not has_fim(tok):
+        tok_json = with_fim(tok).to_str()  # the FIM tokens come after every existing id
     fmt = EditFormat(tok)
     special = special_ids(tok)
     pad = special["<|pad|>"]
@@ -417,8 +477,8 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
 
     kinds = sorted({p.kind for p in cfg.phases})
     cache = out_dir / "cache"
-    train = {k: load_examples(data_dir, fmt, k, "train", cfg.max_len, cache, log) for k in kinds}
-    val = {k: load_examples(data_dir, fmt, k, "validation", cfg.max_len, cache, log) for k in kinds}
+    train = {k: load_examples(data_dir, fmt, k, "train", cfg.max_len, cache, log, cfg.seed) for k in kinds}
+    val = {k: load_examples(data_dir, fmt, k, "validation", cfg.max_len, cache, log, cfg.seed) for k in kinds}
     batcher = Batcher(cfg, train)
 
     model = build_model(cfg, vocab, special).to(device)
@@ -430,6 +490,8 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
                             fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     state = {"step": 0, "pos": [0, 0, 0], "tokens": 0, "targets": 0, "elapsed": 0.0}
+    if init is not None and not ckpt:
+        init_from(model, init, tok, log)
     if ckpt:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -450,6 +512,12 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
         sizes = ", ".join(f"{k}: {len(v):,} train examples" for k, v in train.items())
         log(f"model: {n_params(model) / 1e6:.2f}M parameters; {sizes}")
     step_model = torch.compile(model) if cfg.compile else model
+    if init is not None and not ckpt:  # where the fine-tune starts from, on the same validation examples
+        rec = {"step": 0, **{f"val_{k}": evaluate(model, cfg, v, pad, device) for k, v in val.items()}}
+        with open(log_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        log("  validation at the start " + "  ".join(f"{k} {v:.4f}" for k, v in rec.items()
+                                                     if k != "step" and v is not None))
 
     bounds = np.cumsum(cfg.phase_steps())
 
