@@ -5,6 +5,7 @@
     spark-nb bench --edits              edits of held-out cells: plain greedy against speculative
     spark-nb bench --gguf FILE          pp512/tg64 on a GGUF file beside llama.cpp's llama-bench (--llama-bench PATH)
     spark-nb eval [--model PATH]        edits per family on library code and notebook cells (table or --json)
+    spark-nb eval --completion          inline completion on held-out library code: exact next line, accepted chars
     spark-nb models [--json]            the models on this machine spark-nb can load, by the names --model takes
     spark-nb pull REPO [--file F.gguf]  download a model folder or one GGUF file from the Hugging Face hub
     spark-nb warmup                     compile every numba kernel into the on-disk cache
@@ -97,6 +98,13 @@ def cmd_eval(args) -> int:
     from . import evaluate
 
     log = None if args.json else (lambda msg: print(msg, file=sys.stderr))
+    if args.completion:
+        from .evaluate.completion import completion, format_completion
+
+        result = completion(args.model, data=args.data, split=args.split, n=args.n, style=args.prompts,
+                            max_tokens=args.max_tokens or 48, log=log, wafer=args.wafer, dtype=args.dtype)
+        print(json.dumps(result, indent=2) if args.json else format_completion(result))
+        return 0
     sets = evaluate.SETS if args.set == "all" else (args.set,)
     result = evaluate.run(args.model, sets=sets, data=args.data, split=args.split, limit=args.limit,
                           model_only=args.model_only, log=log, wafer=args.wafer, dtype=args.dtype,
@@ -240,6 +248,13 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--dtype", choices=("int8", "fp32"), default="int8")
     ev.add_argument("--json", action="store_true", help="print the full result as JSON")
     ev.add_argument("--card", action="store_true", help="also write the table into the model's card (README.md)")
+    ev.add_argument("--completion", action="store_true", help="evaluate inline completion instead of edits: cursors "
+                    "in held-out library code (ends of names, open brackets, after `= `, block bodies, line starts), "
+                    "completed as the server does; exact next line and accepted characters per suggestion")
+    ev.add_argument("--n", type=int, default=300, help="with --completion: cursors, one per unit (default 300)")
+    ev.add_argument("--prompts", choices=("auto", "continuation"), default="auto", help="with --completion: the "
+                    "server's choice (FIM where the tokenizer has its tokens), or continuation of the text before "
+                    "the cursor for any model")
     ev.set_defaults(run=cmd_eval)
 
     models = sub.add_parser("models", help="list the models on this machine spark-nb can load (built-in, Hugging "
