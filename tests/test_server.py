@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from live_server import running
-from spark_nb.server.complete import FIM, Boundary, has_fim, prompt
+from spark_nb.server.complete import FIM, Boundary, has_fim, held, past_held, prompt
 from spark_nb.server.engines import Engines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,6 +124,49 @@ def test_tokens_stream_and_stop_at_the_block_end():
     assert seen[-1]["type"] == "done" and seen[-1]["reason"] == "boundary"
     assert engine.prompts == ["import os\n\ndef f(xs):\n    total = "]
     assert engine.streams[0].made <= 8  # stopped within a token of the dedent
+
+
+def test_a_prompt_never_ends_in_a_lines_indentation():
+    """held: the indentation of an empty last line is left for the model to write (a byte-level BPE merges it with
+    the line break into a token models rarely see before a word), and the suggestion is what comes after it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    assert held("def f(xs):\n    ") == ("def f(xs):\n", "    ")
+    assert held("if x:\n\t") == ("if x:\n", "\t")
+    for text in ("def f(xs):\n", "x = ", "    ", "def f(xs):\n    total = ", "<|fim_prefix|>a\n  <|fim_suffix|>"):
+        assert held(text) == (text, "")  # nothing to hold: not a line of spaces alone after a line break
+    assert [past_held(t, "    ") for t in ("", "  ", "    ", "    ret", "\n", "x", "  x")] == \
+        ["", "", "", "ret", None, None, None]
+    # what it is for, with a GPT-2-style byte-level pre-tokenizer (the built-in model's and Qwen's kind): the
+    # indentation before a word is its own piece and the word takes the last space
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    pieces = [p for p, _ in bpe.pre_tokenizer.pre_tokenize_str("def f():\n    return 1")]
+    assert pieces[-3:] == ["ĊĠĠĠ", "Ġreturn", "Ġ1"]  # never "ĊĠĠĠĠ" before a word
+    assert [p for p, _ in bpe.pre_tokenizer.pre_tokenize_str("def f():\n    ")][-1] == "ĊĠĠĠĠ"
+
+
+def test_the_suggestion_at_a_lines_start_follows_the_indentation_the_model_writes():
+    engine = _Engine(["    ", "return", " total", "\n", "\n", "x"])
+    engines = Engines(load=lambda model: engine)
+
+    async def jobs(engines, send):
+        engines.complete("", 1, "def f(xs):\n    total = sum(xs)\n    ", "", "", 48, send)
+        return {1}
+
+    seen = [m for _, m in _collect(engines, jobs)]
+    assert engine.prompts == ["def f(xs):\n    total = sum(xs)\n"]  # the indentation held back
+    assert "".join(m["text"] for m in seen if m["type"] == "token") == "return total"
+    dedent = _Engine(["def", " g", "():"])  # the model left the block: nothing to suggest there
+    engines = Engines(load=lambda model: dedent)
+
+    async def jobs2(engines, send):
+        engines.complete("", 2, "def f(xs):\n    ", "", "", 48, send)
+        return {2}
+
+    seen = [m for _, m in _collect(engines, jobs2)]
+    assert not [m for m in seen if m["type"] == "token"] and seen[-1]["reason"] == "boundary"
+    assert dedent.streams[0].made == 1  # stopped at the first token that was not the indentation
 
 
 def test_a_new_request_cancels_the_one_in_flight_within_one_token():

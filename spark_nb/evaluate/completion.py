@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..server.complete import Boundary, has_fim, prompt
+from ..server.complete import Boundary, has_fim, held, past_held, prompt
 from ..train import fim
 
 __all__ = ["completion", "completion_cases", "score_suggestion", "suggest", "format_completion", "test_units"]
@@ -95,18 +95,24 @@ def suggest(engine, case: fim.FimExample, max_tokens: int = MAX_TOKENS, style: s
         text = prompt(_NoFim(), case.prefix, case.suffix, case.context)
     else:
         text = prompt(tok, case.prefix, case.suffix, case.context)
+    text, indent = held(text)
     boundary = Boundary.at(case.prefix, case.suffix)
-    out, n, upto = "", 0, 0
+    written, n = "", 0
     stream = engine.stream(text, max_new_tokens=max_tokens)
     for event in stream:
         if hasattr(event, "reason"):
             break
         n += 1
-        out += event.text
+        written += event.text
+        out = past_held(written, indent)
+        if out is None:  # the model did not write the cursor's indentation first: nothing to suggest
+            stream.cancel()
+            return "", n
         upto, ended = boundary.shown(out)
         if ended:
             stream.cancel()
             return out[:upto], n
+    out = past_held(written, indent) or ""
     upto, _ = boundary.shown(out)  # at the end of the stream, what is held back (whitespace) is never shown
     return out[:upto], n
 
