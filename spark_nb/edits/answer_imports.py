@@ -55,12 +55,12 @@ def add_typing_imports(original: str, result: str, context=(), names=()) -> str:
 
 def drop_reimports(original: str, result: str) -> str:
     """`result` without its new top-level imports that bind only names the original read without binding."""
-    relied_on = checks.free_names(original)
+    relied_on = checks.free_names(original)  # None when the original does not parse
+    if not relied_on:
+        return result
     try:
         before, after = ast.parse(original), ast.parse(result)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return result
-    if not relied_on:
         return result
     had = {ast.dump(stmt) for stmt in before.body if isinstance(stmt, (ast.Import, ast.ImportFrom))}
     lines = result.splitlines(keepends=True)
