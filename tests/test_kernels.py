@@ -79,6 +79,12 @@ def check_tiled_matmul(rng, T, m, n, tm, tn, dtype):
     for first, end in ((units // 2, units), (0, units // 2)):
         k.matmul_rows(x, tiles, scale, split, q, first, end)
     np.testing.assert_array_equal(split, y)
+    for first, end in ((units // 2, units), (0, units // 2), (units - 1, units)):  # the rows a span forms
+        part = nan(T, m)
+        k.matmul_rows(x, tiles, scale, part, q, first, end)
+        lo, hi = k.unit_rows(T, tiles, first, end, m)
+        written = ~np.isnan(part).all(axis=0)
+        assert written[lo:hi].all() and not written[:lo].any() and not written[hi:].any()
 
 
 def check_quantize_slices(rng, T, n, tn):
@@ -278,7 +284,7 @@ def check_forward(rng, family, dtype, prompt, steps, window=0, kv="fp32", **size
 # -- pytest ------------------------------------------------------------------------------------------------------
 
 TESTED = {"quantize_slices", "quantized", "interleave_blocks", "tiled_matmul", "prepare_input", "interleave_input",
-          "matmul_units", "matmul_rows", "embed_rows", "rmsnorm", "add_bias",
+          "matmul_units", "matmul_rows", "unit_rows", "embed_rows", "rmsnorm", "add_bias",
           "add_into", "rope", "store_kv", "causal_attention", "attend_head", "swiglu"}
 
 

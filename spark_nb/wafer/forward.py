@@ -1,7 +1,8 @@
 """The decoder forward pass, executed on the PE-tile layout.
 
 `packing.pack()` cuts every weight matrix into the PE tiles its placement gives it (int8 with per-output-channel
-scales, or fp32 with unit scales) and stacks the layers; a `Forward` over the packed model, its caches and scratch then runs
+scales, or fp32 with unit scales; `packing.pack_blocks`, dtype "auto": a GGUF file's own blocks, each layer's matrix
+a uint8 row, block_matrix.py) and stacks the layers; a `Forward` over the packed model, its caches and scratch then runs
 T tokens through the decoder in one numba call (`run`, `_worker`), reading top to bottom like the model's equations:
 
     x = E[tokens]
@@ -23,7 +24,8 @@ forward itself never allocates. `run` carries the kernels' flags (JIT): numba co
 caller with the caller's fastmath setting, and without it the dot products do not vectorise.
 
 Numba's on-disk cache of `run` embeds the kernels, so this module's functions cache under a folder named for the
-hash of this file, kernels.py and workers.py (jit_cache.py): editing any of them compiles afresh.
+hash of this file, kernels.py, workers.py and the block kernels' files (jit_cache.py): editing any of them
+compiles afresh.
 """
 from __future__ import annotations
 
@@ -55,8 +57,9 @@ from .kernels import (
     rope,
     store_kv,
     swiglu,
+    unit_rows,
 )
-from . import kernels, workers
+from . import block_matrix, blocks, kernels, quant_kernels, workers
 from .jit_cache import keyed_by_sources
 from .tiles import aligned
 from .workers import (
@@ -80,7 +83,8 @@ from .workers import (
 
 class Layers(NamedTuple):
     """Every layer's weights, stacked: field[l] is layer l. Matrices are PE tiles [L, gr, gc, tm, tn] with
-    per-output-row scales [L, rows]; q/k/v biases are zero for families without them."""
+    per-output-row scales [L, rows], or block matrices [L, bytes] (uint8, block_matrix.py) whose scales are in their
+    blocks ([L, 0]); q/k/v biases are zero for families without them."""
 
     attn_norm: np.ndarray  # [L, d]
     wqkv: np.ndarray  # [Wq; Wk; Wv]: heads*hd + 2 kv_heads*hd rows
@@ -100,8 +104,8 @@ class Decoder(NamedTuple):
     embed_scale: np.ndarray  # [vocab]
     layers: Layers
     final_norm: np.ndarray  # [d]
-    lm_head: np.ndarray  # tiles of W_lm [vocab, d]; the same array as embed when tied
-    lm_head_scale: np.ndarray  # [vocab]
+    lm_head: np.ndarray  # tiles of W_lm [vocab, d], the same array as embed when tied; or a block matrix
+    lm_head_scale: np.ndarray  # [vocab] ([0] for a block matrix)
 
 
 class Scratch(NamedTuple):
@@ -411,7 +415,6 @@ def _matmul(x, tiles, scale, y, q, bias, residual, c, op, workers):
     residual connection). Each chunk's rows are finished (bias, residual) by the worker that formed them."""
     T, m = x.shape[0], y.shape[1]
     units = matmul_units(T, tiles)
-    per_unit = tiles.shape[0] * tiles.shape[2] // units
     chunks = min(units, ROW_CHUNKS * workers)
     while True:
         chunk = claim(c, op)
@@ -419,7 +422,7 @@ def _matmul(x, tiles, scale, y, q, bias, residual, c, op, workers):
             break
         first, end = _span(chunk, chunks, units)
         matmul_rows(x, tiles, scale, y, q, first, end)
-        lo, hi = first * per_unit, min(end * per_unit, m)
+        lo, hi = unit_rows(T, tiles, first, end, m)
         if bias.shape[0] > 0:
             add_bias(y[:, lo:hi], bias[lo:hi])
         if residual.shape[0] > 0:
@@ -456,4 +459,5 @@ def _dispatchers():
 
 
 if not numba_config.DISABLE_JIT:
-    keyed_by_sources(_dispatchers(), [__file__, kernels.__file__, workers.__file__])
+    keyed_by_sources(_dispatchers(), [__file__, kernels.__file__, workers.__file__, block_matrix.__file__,
+                                      quant_kernels.__file__, blocks.__file__])

@@ -694,14 +694,17 @@ def _int8_units(tiles, scale, y, q, T, first, end):
 
 # A matmul in three steps, so that a caller can split each among threads its own way (forward.py claims units
 # of rows): prepare_input (per token), interleave_input (per block of 16 tokens), matmul_rows (per unit of rows).
-# Each dispatches on the tiles' dtype: in numba code once, at compile time (the overloads); the bodies are what
-# runs under NUMBA_DISABLE_JIT.
+# Each dispatches on the tiles' dtype (int8, fp32, or uint8: a matrix of GGUF block tiles, block_matrix.py): in
+# numba code once, at compile time (the overloads); the bodies are what runs under NUMBA_DISABLE_JIT. unit_rows says
+# which output rows a span of units forms.
 
 
 def prepare_input(x, tiles, q):
     """x[T, n] as int8 tiles' PEs receive it: quantized per PE column slice into q (nothing for float tiles)."""
     if tiles.dtype == np.int8:
         quantize_slices(x, tiles.shape[3], q)
+    elif tiles.dtype == np.uint8:
+        _blocks().prepare(x, tiles, q)
 
 
 def interleave_input(T, tiles, q, first, end):
@@ -714,23 +717,46 @@ def interleave_input(T, tiles, q, first, end):
 def matmul_units(T, tiles) -> int:
     """Units of rows a matmul of T tokens is split into: 16 rows where AMX runs (tm is then a multiple of 16),
     else 8 (tm always is a multiple of 8). Unit g holds rows 16 g .. or 8 g .. of the matrix."""
+    if tiles.dtype == np.uint8:
+        return _blocks().units(tiles)
     if tiles.dtype == np.int8 and _amx_ready(T, tiles):
         return tiles.shape[0] * (tiles.shape[2] // 16)
     return tiles.shape[0] * (tiles.shape[2] // 8)
+
+
+def unit_rows(T, tiles, first, end, m):
+    """Rows [lo, hi) of the m the matrix has that units first..end-1 of a matmul of T tokens form."""
+    if tiles.dtype == np.uint8:
+        return _blocks().unit_rows(tiles, first, end)
+    per_unit = tiles.shape[0] * tiles.shape[2] // matmul_units(T, tiles)
+    return first * per_unit, min(end * per_unit, m)
 
 
 def matmul_rows(x, tiles, scale, y, q, first, end):
     """y[T, rows of units first..end-1] = (x W.T) * scale for those rows, x prepared (and interleaved) in q."""
     if tiles.dtype == np.int8:
         _int8_units(tiles, scale, y, q, x.shape[0], first, end)
+    elif tiles.dtype == np.uint8:
+        _blocks().matmul_rows(tiles, y, q, first, end)
     else:
         _float_units(x, tiles, scale, y, first, end)
+
+
+def _blocks():
+    """block_matrix.py: a uint8 matrix is GGUF block tiles (dtype "auto"); imported when first asked for (it
+    imports this module)."""
+    from . import block_matrix
+
+    return block_matrix
 
 
 @overload(prepare_input, jit_options=JIT)
 def _prepare_input_by_dtype(x, tiles, q):
     if tiles.dtype == types.int8:
         return lambda x, tiles, q: quantize_slices(x, tiles.shape[3], q)
+    if tiles.dtype == types.uint8:
+        prepare = _blocks().prepare
+        return lambda x, tiles, q: prepare(x, tiles, q)
     return lambda x, tiles, q: None
 
 
@@ -746,6 +772,9 @@ def _interleave_input_by_dtype(T, tiles, q, first, end):
 
 @overload(matmul_units, jit_options=JIT)
 def _matmul_units_by_dtype(T, tiles):
+    if tiles.dtype == types.uint8:
+        units = _blocks().units
+        return lambda T, tiles: units(tiles)
     if tiles.dtype == types.int8:
         return lambda T, tiles: tiles.shape[0] * (tiles.shape[2] // (16 if _amx_ready(T, tiles) else 8))
     return lambda T, tiles: tiles.shape[0] * (tiles.shape[2] // 8)
@@ -755,7 +784,22 @@ def _matmul_units_by_dtype(T, tiles):
 def _matmul_rows_by_dtype(x, tiles, scale, y, q, first, end):
     if tiles.dtype == types.int8:
         return lambda x, tiles, scale, y, q, first, end: _int8_units(tiles, scale, y, q, x.shape[0], first, end)
+    if tiles.dtype == types.uint8:
+        rows = _blocks().matmul_rows
+        return lambda x, tiles, scale, y, q, first, end: rows(tiles, y, q, first, end)
     return lambda x, tiles, scale, y, q, first, end: _float_units(x, tiles, scale, y, first, end)
+
+
+@overload(unit_rows, jit_options=JIT)
+def _unit_rows_by_dtype(T, tiles, first, end, m):
+    if tiles.dtype == types.uint8:
+        rows = _blocks().unit_rows
+        return lambda T, tiles, first, end, m: rows(tiles, first, end)
+
+    def rows_of(T, tiles, first, end, m):
+        per_unit = tiles.shape[0] * tiles.shape[2] // matmul_units(T, tiles)
+        return first * per_unit, min(end * per_unit, m)
+    return rows_of
 
 
 @njit(**JIT)
