@@ -36,7 +36,9 @@ def load(path=None, wafer="wse3", dtype="int8", context=None):
     """Load a Hugging Face model folder or a GGUF file (default: the built-in edit model) onto an emulated wafer and
     return an `Engine`. GGUF tensors of any llama.cpp quantization spark-nb reads are dequantized at load.
 
-    wafer: a preset ("wse3", "wse2", "mini") or a WaferSpec; dtype: "int8" (per-channel) or "fp32";
+    wafer: a preset ("wse3", "wse2", "mini") or a WaferSpec; dtype: "int8" (per-channel), "fp32", or "auto" (a GGUF
+    file's matrices kept in their own block formats, Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K; others as Q8_0; the token
+    embedding int8; a model folder as int8);
     context: KV cache length (default: the model's, at most 2048).
     """
     from .engine import Engine

@@ -31,7 +31,7 @@ from ..model.stores import resolve
 from ..wafer import forward as fw
 from ..wafer import placement as layouts
 from ..wafer.cycles import DESIGN, FeedCost, decode_cycles, first_token_cycles, remember_layout, wafer_layout
-from ..wafer.packing import pack
+from ..wafer.packing import pack, pack_blocks
 from ..wafer.placement import Placement
 from ..wafer.spec import WaferSpec, get_spec
 from . import tile_cache
@@ -39,7 +39,7 @@ from .events import Done, Stats, Token
 from .sampling import sample, validate
 from .speculation import PromptLookup
 
-DTYPES = ("int8", "fp32")
+DTYPES = ("int8", "fp32", "auto")  # auto: a GGUF file's own block formats (int8 where a model has none)
 DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
 TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
@@ -73,9 +73,10 @@ class Stream:
 
 class Engine:
     def __init__(self, path: Path, config: ModelConfig, tokenizer: Tokenizer, decoder: fw.Decoder, spec: WaferSpec,
-                 dtype: str, context: int, known: dict | None = None):
+                 dtype: str, context: int, known: dict | None = None, kinds: dict | None = None):
         """known: what an earlier engine of this model found (tile_cache.recall): {"placement", "layout",
-        "decode_threads", "free_rows"}, used instead of searching and measuring again."""
+        "decode_threads", "free_rows"}, used instead of searching and measuring again. kinds: the GGUF block format
+        of each matrix dtype "auto" keeps (blocks.gguf_kinds), placed at its real bytes a weight."""
         self.path, self.config, self.tokenizer, self.dtype, self.context = path, config, tokenizer, dtype, context
         self.spec = spec
         if known:
@@ -83,11 +84,13 @@ class Engine:
             layout = known["layout"]
             remember_layout(self.placement, self.placement if layout is None
                             else layouts.from_state(layout, config, spec))
+        elif dtype == "auto":  # the file's matrices at their block formats' real bytes a weight, the rest int8
+            self.placement = layouts.place(config, spec, "int8", context, kinds=kinds)
         else:
             self.placement = layouts.place(config, spec, dtype, context)  # raises if the model does not fit
         # int8 weights keep their KV cache in fp16: late in a long prompt a decode step reads as many bytes of cache
         # as of weights, and fp16's rounding is far below int8's; fp32 stays the exact reference all the way
-        self.kv_dtype = "fp16" if dtype == "int8" else "fp32"
+        self.kv_dtype = "fp32" if dtype == "fp32" else "fp16"
         self._k_cache, self._v_cache = fw.kv_cache(config, context, self.kv_dtype)
         self.prefill_threads = numba.config.NUMBA_NUM_THREADS  # workers: this thread leads, helpers join it
         self._pass = fw.Forward(fw.Resident(
@@ -130,9 +133,22 @@ class Engine:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         spec = get_spec(wafer)
         path = resolve(path)  # a name `spark-nb models` lists -> its file or folder
-        cached = tile_cache.load(path, spec, dtype) if path.exists() else None  # this model packed before
-        kept = cached is not None
-        if cached is None:
+        # this model packed before (not for auto: its block matrices are packed from the file's bytes each time)
+        cached = tile_cache.load(path, spec, dtype) if path.exists() and dtype != "auto" else None
+        kept, kinds = cached is not None, None
+        if cached is not None:
+            config, tokenizer, decoder = cached
+        elif dtype == "auto":
+            checkpoint = load_checkpoint(path, dtype=dtype, streamed=True)
+            config, tokenizer = checkpoint.config, checkpoint.tokenizer
+            if checkpoint.weights.read_blocks is None:  # a model folder: no block formats to keep
+                dtype = "int8"
+                decoder = pack(checkpoint.weights, config, spec, dtype)
+            else:
+                decoder, kinds = pack_blocks(checkpoint.weights, config, spec)
+            checkpoint.weights.close()
+            del checkpoint
+        else:
             # a GGUF file or a Hugging Face folder, its weights read a layer at a time as they are packed
             checkpoint = load_checkpoint(path, dtype=dtype, streamed=True)
             config, tokenizer = checkpoint.config, checkpoint.tokenizer
@@ -148,15 +164,13 @@ class Engine:
                 checkpoint.weights.close()
             del checkpoint
             kept = tile_cache.save(path, spec, dtype, config, tokenizer, decoder, writer) is not None
-        else:
-            config, tokenizer, decoder = cached
         context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
         if context < 2:
             raise ValueError(f"context must be at least 2 tokens, got {context}")
         # the placement, wafer layout and decode threads found for this entry before (~1 s a load to find again)
         key = tile_cache.engine_key(context, numba.config.NUMBA_NUM_THREADS) if kept else None
         known = tile_cache.recall(path, spec, dtype, key) if cached is not None else None
-        engine = cls(path, config, tokenizer, decoder, spec, dtype, context, known)
+        engine = cls(path, config, tokenizer, decoder, spec, dtype, context, known, kinds)
         if kept and (known is None or engine._reprobed):
             tile_cache.remember(path, spec, dtype, key, engine._found())
         return engine

@@ -13,7 +13,9 @@ from .errors import ModelLoadError
 from .tokenizer import Tokenizer
 from .weights import DecoderWeights, StreamedWeights, load_decoder_weights, stream_decoder_weights
 
-DTYPES = ("fp32", "int8")  # int8: the engine quantizes the fp32 weights with quant.quantize_int8
+# int8: the engine quantizes the fp32 weights with quant.quantize_int8; auto: a GGUF file's block formats are kept
+# (wafer.block_matrix), int8 for a model without them
+DTYPES = ("fp32", "int8", "auto")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 The file is read with the `gguf` library (llama.cpp's own Python package): metadata first, so that a wrong or
 unsupported file fails before any weights are touched, then each tensor is dequantized to fp32 with
 `gguf.quants.dequantize` and checked like a model folder's. The engine quantizes fp32 to its int8 layout as it does
-for any folder (low-bit kernels that keep the file's own blocks are later work).
+for any folder; with dtype "auto" it keeps the matrices in block formats it has kernels for as the file's own bytes
+(StreamedWeights.read_blocks, wafer/block_matrix.py).
 
 llama.cpp's converter writes Llama and Mistral checkpoints as architecture "llama" and permutes the rows of their
 q and k projections (it pairs rotary dimensions (i, i + hd/2) as adjacent rows, for its interleaved RoPE);
@@ -24,6 +25,7 @@ from .errors import ModelLoadError
 from .folder import DTYPES, Checkpoint
 from .gguf_tokenizer import tokenizer_from_metadata
 from .weights import LayerWeights, StreamedWeights, layer_shapes
+from ..wafer.blocks import FORMATS, tensor_kinds
 
 ARCHITECTURES = ("llama", "qwen2")  # general.architecture; Mistral 7B is written as "llama"
 PERMUTED = ("llama",)  # architectures whose q/k rows llama.cpp's converter permutes
@@ -258,6 +260,18 @@ class _TensorReader:
                                  f"{int(np.isinf(array).sum())} inf values; the file is corrupt")
         return array
 
+    def blocks(self, name: str, heads: int = 0) -> tuple[np.ndarray, T] | None:
+        """The (checked) matrix's bytes [rows, bytes a row] and kind where it is in a block format spark-nb computes
+        on (wafer.blocks.FORMATS), q/k rows unpermuted (whole rows of blocks: the same bytes), else None. A copy:
+        the file's pages are handed back as read()'s are."""
+        t = self.tensors[name]
+        kind = T(t.tensor_type)
+        if kind not in FORMATS:
+            return None
+        raw = np.array(t.data).reshape(int(t.shape[-1]), -1)
+        self._give_back(t.data)
+        return (unpermute(raw, heads) if heads and self.permuted else raw), kind
+
     def tensor(self, name: str, shape: tuple[int, ...], meaning: str, heads: int = 0) -> np.ndarray:
         self.check(name, shape, meaning)
         return self.read(name, heads)
@@ -334,10 +348,23 @@ def load_gguf(path: str | Path, dtype: str = "fp32", streamed: bool = False) -> 
         tensor_reader.check("output.weight", vocab_by_d, "vocab, hidden_size")
     tensor_reader.check_nothing_left()
     names = {"embed": "token_embd.weight", "lm_head": "output.weight"}
+
+    def read_blocks(layer: int | None, field: str):
+        if layer is None:
+            return tensor_reader.blocks(names["embed" if tied else field])
+        name, _, _, heads = tensor_reader.layer_tensors(layer)[field]
+        return tensor_reader.blocks(name, heads)
+
+    def read_tensor(layer: int, field: str) -> np.ndarray:
+        name, _, _, heads = tensor_reader.layer_tensors(layer)[field]
+        return tensor_reader.read(name, heads)
+
     weights = StreamedWeights(
         vocab_size=config.vocab_size, tied=tied, final_norm=tensor_reader.read("output_norm.weight"),
         read_layer=tensor_reader.layer,
-        read_rows=lambda name, start, stop: tensor_reader.read(names[name], rows=slice(start, stop)))
+        read_rows=lambda name, start, stop: tensor_reader.read(names[name], rows=slice(start, stop)),
+        read_blocks=read_blocks, read_tensor=read_tensor,
+        block_kinds=tensor_kinds({name: T(t.tensor_type) for name, t in tensors.items()}))
     if not streamed:
         weights = weights.read_all(config.n_layers)
     return Checkpoint(path=path, config=config, tokenizer=tokenizer, weights=weights, dtype=dtype)

@@ -84,6 +84,12 @@ class StreamedWeights:
     read_layer: Callable[[int], LayerWeights]
     read_rows: Callable[[str, int, int], np.ndarray]  # ("embed" | "lm_head", start, stop) -> fp32 rows
     close: Callable[[], None] = lambda: None  # the files it reads from, once packed
+    # (layer or None, LayerWeights field or "embed" / "lm_head") -> the matrix as its file keeps it: (bytes [rows,
+    # bytes a row], kind) for a GGUF block format spark-nb computes on (wafer.blocks.FORMATS), else None (read it
+    # as fp32); None for files without block formats. What dtype "auto" packs.
+    read_blocks: Callable[[int | None, str], tuple[np.ndarray, object] | None] | None = None
+    read_tensor: Callable[[int, str], np.ndarray] | None = None  # (layer, field) -> a tensor in fp32 (with read_blocks)
+    block_kinds: dict | None = None  # with read_blocks: wafer.blocks.gguf_kinds of the file
 
     def layer(self, i: int) -> LayerWeights:
         return self.read_layer(i)

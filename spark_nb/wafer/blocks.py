@@ -56,10 +56,14 @@ def gguf_kinds(path) -> dict[tuple[int | None, str], T]:
     and "lm_head" with layer None; a tied model's lm_head is its token embedding)."""
     import gguf
 
+    return tensor_kinds({t.name: T(t.tensor_type) for t in gguf.GGUFReader(path).tensors})
+
+
+def tensor_kinds(tensors: dict[str, T]) -> dict[tuple[int | None, str], T]:
+    """gguf_kinds from a file's tensor names and types."""
     from ..model.gguf_file import GGUF_LAYER
 
     by_gguf = {name: field for field, name in GGUF_LAYER.items()}
-    tensors = {t.name: T(t.tensor_type) for t in gguf.GGUFReader(path).tensors}
     kinds = {}
     for name, kind in tensors.items():
         parts = name.split(".", 2)

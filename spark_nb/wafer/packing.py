@@ -10,6 +10,9 @@ straight into its place in the stacked, 64-byte aligned tiles: with StreamedWeig
 a part only when asked, fp32 never holds more than a layer per thread, not the whole model (a 0.5B model is 2 GB in
 fp32, 0.5 GB packed at int8), and nothing is copied twice. The parts are independent, so several threads pack them.
 
+`pack_blocks` (dtype "auto") keeps a GGUF file's matrices in their block formats instead (block_matrix.py): each
+layer's stacked matrix a row of one uint8 array, its parts the file's own bytes cut into tiles.
+
 Kept apart from forward.py: numba's cache of the forward pass is keyed by that file's source, and packing changes
 need not recompile it.
 """
@@ -99,6 +102,17 @@ def pack(weights, config, spec, dtype: str, threads: int | None = None, allocate
     return Decoder(embed, embed_scale, layers, np.array(weights.final_norm, np.float32), lm_head, lm_head_scale)
 
 
+def _runs(kinds: list, items: list, join) -> tuple[list, list]:
+    """Consecutive items of one kind joined into one: (their kinds, the joined items)."""
+    out_kinds, out = [], []
+    for kind, item in zip(kinds, items):
+        if out_kinds and out_kinds[-1] == kind:
+            out[-1] = join(out[-1], item)
+        else:
+            out_kinds.append(kind), out.append(item)
+    return out_kinds, out
+
+
 def _each(calls: list[tuple], threads: int) -> None:
     """fn(*args) for every (fn, *args), on `threads` threads (numpy lets go of the GIL in its loops); the first
     error is raised once the calls running finish, and no more start."""
@@ -114,3 +128,71 @@ def _each(calls: list[tuple], threads: int) -> None:
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+
+
+def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Decoder, dict]:
+    """dtype "auto": a GGUF file's matrices kept in their block formats (block_matrix.py), a layer's stacked matrix
+    of up to three parts where Wq, Wk, Wv (or Wg, Wu) differ in format; a matrix in a format without a kernel (F16,
+    Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights). The token embedding stays int8 tiles
+    (looked up a row at a time; a tied model's lm_head is its blocks all the same), the norms and biases fp32.
+    weights: StreamedWeights with read_blocks, read_tensor and block_kinds (a GGUF file's). Returns the Decoder and
+    the format each matrix is kept in, as blocks.gguf_kinds names them (what placement.place charges)."""
+    import gguf
+    from gguf import GGMLQuantizationType as T
+
+    from . import block_matrix
+
+    L, d, f, hd = config.n_layers, config.hidden_size, config.intermediate_size, config.head_dim
+    q, kv = config.n_heads * hd, config.n_kv_heads * hd
+    stacks = {"wqkv": (("wq", "wk", "wv"), d), "wo": (("wo",), q), "w_gate_up": (("w_gate", "w_up"), d),
+              "w_down": (("w_down",), f)}
+
+    def kept(layer, name):
+        """(bytes, kind) of a matrix, Q8_0 where its file's format has no kernel."""
+        found = weights.read_blocks(layer, name)
+        if found is not None:
+            return found
+        w = weights.read_tensor(layer, name) if layer is not None else weights.rows(name, 0, config.vocab_size)
+        return gguf.quants.quantize(w, T.Q8_0), T.Q8_0
+
+    # every layer's layout first (from the formats alone), then one [L, largest layer's bytes] array per stack
+    out_rows = {"wq": q, "wk": kv, "wv": kv, "wo": d, "w_gate": f, "w_up": f, "w_down": d}
+    kept_kinds = {(l, name): weights.block_kinds.get((l, name), T.Q8_0) for l in range(L) for name in out_rows}
+    plans = {field: [block_matrix.plan(spec, *_runs([kept_kinds[l, n] for n in names], [out_rows[n] for n in names],
+                                                    lambda a, b: a + b), cols) for l in range(L)]
+             for field, (names, cols) in stacks.items()}
+    stacked = {field: aligned_empty((L, max(p.nbytes for p in plans[field])), np.uint8, zero=True) for field in stacks}
+    attn_norm, mlp_norm = np.empty((L, d), np.float32), np.empty((L, d), np.float32)
+    bqkv = np.zeros((L, q + 2 * kv), np.float32)
+
+    def layer(l):
+        for field, (names, _) in stacks.items():
+            _, raws = _runs([kept_kinds[l, n] for n in names], [kept(l, n)[0] for n in names],
+                            lambda a, b: np.concatenate([a, b]))
+            block_matrix.write(stacked[field][l], plans[field][l], raws)
+        attn_norm[l], mlp_norm[l] = weights.read_tensor(l, "attn_norm"), weights.read_tensor(l, "mlp_norm")
+        if config.attention_bias:
+            bqkv[l] = np.concatenate([weights.read_tensor(l, name) for name in ("bq", "bk", "bv")])
+
+    lm_raw, lm_kind = kept(None, "lm_head")
+    kept_kinds[None, "lm_head"] = lm_kind
+    lm_plan = block_matrix.plan(spec, [lm_kind], [config.vocab_size], d)
+    lm_head = aligned_empty((lm_plan.nbytes,), np.uint8, zero=True)
+    embed, embed_scale = _empty_tiles(_in_memory, "embed", spec, "int8", config.vocab_size, d)
+    tm = embed.shape[-2]
+    step = max(1, PACK_VALUES // (d * tm)) * tm
+
+    def rows(start):
+        values, embed_scale[start : start + step] = quantize_int8(weights.rows("embed", start, start + step))
+        write_tiles(embed, values, start)
+
+    parts = [(layer, l) for l in range(L)] + [(rows, start) for start in range(0, config.vocab_size, step)]
+    parts.append((block_matrix.write, lm_head, lm_plan, [lm_raw]))
+    if threads is None:
+        threads = PACK_THREADS if config.n_params >= THREADED_PARAMS else 1
+    _each(parts, threads)
+    no_scale = np.zeros((L, 0), np.float32)  # block matrices carry their scales in their blocks
+    layers = Layers(attn_norm, stacked["wqkv"], no_scale, bqkv, stacked["wo"], no_scale, mlp_norm,
+                    stacked["w_gate_up"], no_scale, stacked["w_down"], no_scale)
+    return Decoder(embed, embed_scale, layers, np.array(weights.final_norm, np.float32), lm_head,
+                   np.zeros(0, np.float32)), kept_kinds
