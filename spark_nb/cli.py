@@ -79,7 +79,8 @@ def cmd_bench(args) -> int:
     if args.gguf:
         from . import gguf_bench
 
-        result = gguf_bench.run(args.gguf, args.llama_bench, progress=not args.json)
+        result = gguf_bench.run(args.gguf, args.llama_bench, dtype=args.dtype or gguf_bench.DTYPE,
+                                progress=not args.json)
         print(json.dumps(result, indent=2) if args.json else gguf_bench.format_table(result))
         return 0
     if args.edits:
@@ -219,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
                        "memory roofline")
     bench.add_argument("--llama-bench", metavar="PATH", help="with --gguf: the llama-bench binary (default: "
                        "llama-bench on PATH; without one, spark-nb alone)")
+    bench.add_argument("--dtype", choices=("int8", "auto"), help="with --gguf: the weights spark-nb computes in "
+                       "(auto: the file's own block formats; default int8)")
     bench.add_argument("--edits", action="store_true", help="edits of held-out cells instead: plain greedy against "
                        "speculative (identical outputs), effective tok/s, acceptance, TTFT, and the ceiling speculation "
                        "could reach (the plain edit over its TTFT)")
