@@ -37,8 +37,8 @@ def load(path=None, wafer="wse3", dtype="int8", context=None):
     return an `Engine`. GGUF tensors of any llama.cpp quantization spark-nb reads are dequantized at load.
 
     wafer: a preset ("wse3", "wse2", "mini") or a WaferSpec; dtype: "int8" (per-channel), "fp32", or "auto" (a GGUF
-    file's matrices kept in their own block formats, Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K; others as Q8_0; the token
-    embedding int8; a model folder as int8);
+    file's matrices, token embedding included, kept in their own block formats, Q8_0/Q4_0/Q5_0/Q4_K/Q5_K/Q6_K,
+    others as Q8_0; a model folder as int8);
     context: KV cache length (default: the model's, at most 2048).
     """
     from .engine import Engine

@@ -10,13 +10,14 @@ import gguf
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as T
-from gguf_files import byte_level_vocab, cycle_types, random_blocks, write_gguf
+from gguf_files import SCALE_FIELDS, byte_level_vocab, cycle_types, random_blocks, write_gguf
 from test_engine_parity import int8_errors, within_int8_tolerance
 
 import spark_nb
 from spark_nb.engine import Engine
 from spark_nb.wafer import block_matrix
-from spark_nb.wafer.kernels import matmul_rows, matmul_units, prepare_input, quantized, tiled_matmul, unit_rows
+from spark_nb.wafer.kernels import (embed_rows, matmul_rows, matmul_units, prepare_input, quantized, tiled_matmul,
+                                    unit_rows)
 from spark_nb.wafer.quant_kernels import matmul_reference
 from spark_nb.wafer.spec import get_spec
 
@@ -65,16 +66,18 @@ def vocab():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, vocab):
-    """arch -> a GGUF file of mixed formats ("llama": q/k rows permuted, as llama.cpp writes them; tied)."""
+    """arch -> a GGUF file of mixed formats ("qwen2": a Q4_K embedding and a Q6_K output; "llama": q/k rows
+    permuted, as llama.cpp writes them, and tied to an F16 embedding, kept as Q8_0)."""
     from spark_nb.model.synthetic import config_dict, random_weights
 
     made = {}
     for arch, family, tie in (("qwen2", "qwen2", False), ("llama", "llama", True)):
         config = config_dict(family, vocab_size=len(vocab["tokens"]), tie_word_embeddings=tie, **SHAPE)
         weights = random_weights(config, seed=len(made), std=0.03)
+        cycle = cycle_types(KINDS)
+        types = cycle if arch == "qwen2" else lambda name, w: T.F16 if name == "token_embd.weight" else cycle(name, w)
         made[arch] = write_gguf(tmp_path_factory.mktemp(arch) / f"{arch}.gguf", arch, config, weights, vocab,
-                                types=cycle_types(KINDS), pre="qwen2" if arch == "qwen2" else "llama-bpe",
-                                seed=len(made))
+                                types=types, pre="qwen2" if arch == "qwen2" else "llama-bpe", seed=len(made))
     return made
 
 
@@ -164,3 +167,20 @@ def test_auto_keeps_no_tile_cache_and_a_folder_loads_as_int8(files, tmp_path, mo
     assert auto.dtype == "int8"
     ids = list(range(3, 40))
     np.testing.assert_array_equal(auto.logits(ids), int8.logits(ids))
+
+
+@pytest.mark.parametrize("kind", [T.Q8_0, T.Q4_0, T.Q5_0, T.Q4_K, T.Q5_K, T.Q6_K], ids=lambda k: k.name)
+def test_embedding_rows_are_what_gguf_dequantizes(kind):
+    rng = np.random.default_rng(1)
+    rows, cols = 40, 768
+    raw = random_blocks(rows, cols, kind, rng)
+    raw[3, : gguf.GGML_QUANT_SIZES[kind][1]] = 0  # a zero block
+    for at in SCALE_FIELDS[kind]:  # subnormal scales, one of them negative
+        raw[5, at : at + 2], raw[6, at : at + 2] = (1, 0), (7, 0x80)
+    plan = block_matrix.plan(get_spec("mini"), [kind], [rows], cols)
+    matrix = np.zeros(plan.nbytes, np.uint8)
+    block_matrix.write(matrix, plan, [raw])
+    tokens = np.array([0, 3, 39, 17, 17, 8])
+    out = np.full((len(tokens), cols), np.nan, np.float32)
+    embed_rows(tokens, matrix, np.zeros(0, np.float32), out)
+    np.testing.assert_array_equal(out, gguf.quants.dequantize(raw, kind)[tokens])

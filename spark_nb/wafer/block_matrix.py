@@ -13,7 +13,8 @@ so a layer's matrix is a row of a [layers, bytes] array (rows padded to the larg
 matrix through the same four steps as an int8 one (kernels.prepare_input, matmul_units, matmul_rows, unit_rows
 dispatch here on uint8): x quantized per slice of tn and its sums per group of 32 (the K-quants' min term), then
 units of eight rows, part by part, on quant_kernels.block_matmul_rows. A token's numbers are the same alone or
-among others, as the block kernels' are.
+among others, as the block kernels' are. The token embedding is a block matrix too: `embed_rows` dequantizes the
+rows it looks up, the values gguf.quants.dequantize gives.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from gguf import GGMLQuantizationType as T
 
 from .blocks import FORMATS, block_tile_shape
 from .kernels import JIT, quantize_slices
-from .quant_kernels import ROWS, block_matmul_rows
+from .quant_kernels import BLOCK, NBYTES, Q4_0, Q4_K, Q5_0, Q5_K, Q8_0, ROWS, block_matmul_rows
 from .tiles import VECTOR_BYTES
 from numba import njit
 
@@ -150,3 +151,85 @@ def matmul_rows(matrix, y, q, first, end):
         if lo < hi:
             block_matmul_rows(tiles, code, y[:, row0 : row0 + rows], q, q.sums, lo - start, hi - start)
         start += n
+
+
+# -- rows of a block matrix (the token embedding) ---------------------------------------------------------------
+
+
+@njit(inline="always", **JIT)
+def _half(lo, hi):
+    """The fp16 value of two little-endian bytes, as float32 (exact)."""
+    bits = np.int32(lo) | (np.int32(hi) << 8)
+    exponent, mantissa = (bits >> 10) & 0x1F, bits & 0x3FF
+    if exponent == 0:  # zero and subnormals: mantissa * 2^-24
+        value = np.float32(mantissa) * np.float32(2.0**-24)
+    elif exponent == 31:
+        value = np.float32(np.inf) if mantissa == 0 else np.float32(np.nan)
+    else:
+        value = np.float32(1024 + mantissa) * np.float32(2.0 ** (exponent - 25))
+    return -value if bits & 0x8000 else value
+
+
+@njit(inline="always", **JIT)
+def _k_scale_min(s, g):
+    """Q4_K/Q5_K's six-bit scale and min of group g from the block's 12 bytes s (blocks._k_scales)."""
+    if g < 4:
+        return np.int32(s[g] & 63), np.int32(s[g + 4] & 63)
+    return (np.int32((s[g + 4] & 0x0F) | ((s[g - 4] >> 6) << 4)),
+            np.int32((s[g + 4] >> 4) | ((s[g] >> 6) << 4)))
+
+
+@njit(**JIT)
+def _dequantize_block(b, code, out):
+    """out[:block] = the weights of one block b (its bytes), as gguf.quants.dequantize forms them in float32:
+    (d sc) q - (dmin mn), each product and the difference rounded on its own (blocks.unpack_ints' integers)."""
+    if code == Q8_0:
+        d = _half(b[0], b[1])
+        for j in range(32):
+            out[j] = d * np.float32(np.int32(b[2 + j]) - 256 * (b[2 + j] >> 7))
+    elif code == Q4_0 or code == Q5_0:
+        d = _half(b[0], b[1])
+        high = np.int32(b[2]) | (np.int32(b[3]) << 8) | (np.int32(b[4]) << 16) | (np.int32(b[5]) << 24)
+        nib, bias = (2, 8) if code == Q4_0 else (6, 16)
+        for j in range(16):
+            lo, hi = np.int32(b[nib + j] & 15), np.int32(b[nib + j] >> 4)
+            if code == Q5_0:
+                lo |= ((high >> j) & 1) << 4
+                hi |= ((high >> (j + 16)) & 1) << 4
+            out[j], out[j + 16] = d * np.float32(lo - bias), d * np.float32(hi - bias)
+    elif code == Q4_K or code == Q5_K:
+        d, dmin = _half(b[0], b[1]), _half(b[2], b[3])
+        qs = 16 if code == Q4_K else 48
+        for g in range(8):  # group 2i: low nibbles of bytes 32i.., group 2i + 1: their high nibbles
+            sc, mn = _k_scale_min(b[4:16], g)
+            scale, offset = d * np.float32(sc), dmin * np.float32(mn)
+            for e in range(32):
+                q = np.int32((b[qs + 32 * (g // 2) + e] >> (4 * (g % 2))) & 15)
+                if code == Q5_K:
+                    q |= np.int32((b[16 + e] >> g) & 1) << 4
+                out[32 * g + e] = scale * np.float32(q) - offset
+    else:  # Q6_K: weight 128 h + 64 s + e has ql[64 h + e] >> 4 s, qh[32 h + e % 32] >> 2 (2 s + e // 32)
+        d = _half(b[208], b[209])
+        for w in range(256):
+            h, s, e = w // 128, (w % 128) // 64, w % 64
+            low = (b[64 * h + e] >> (4 * s)) & 15
+            high = (b[128 + 32 * h + e % 32] >> (2 * (2 * s + e // 32))) & 3
+            sc = np.int32(b[192 + w // 16]) - 256 * (b[192 + w // 16] >> 7)
+            out[w] = (d * np.float32(sc)) * np.float32(np.int32(low | (high << 4)) - 32)
+
+
+@njit(**JIT)
+def embed_rows(tokens, matrix, out):
+    """out[t] = row tokens[t] of the matrix (one part, as the token embedding is kept), dequantized block by block
+    into place (a row is a whole number of blocks)."""
+    code, _, _, tiles = _part(matrix, 0)
+    tm, per_tile = tiles.shape[2], tiles.shape[3]
+    block, nbytes = BLOCK[code], NBYTES[code]
+    for t in range(tokens.shape[0]):
+        r, i = tokens[t] // tm, tokens[t] % tm
+        for c in range(tiles.shape[1]):
+            for k in range(per_tile // nbytes):
+                first = (c * (per_tile // nbytes) + k) * block
+                if first >= out.shape[1]:  # the last tile's zero padding
+                    break
+                _dequantize_block(tiles[r, c, i, k * nbytes : (k + 1) * nbytes], code, out[t, first : first + block])

@@ -819,9 +819,25 @@ def tiled_matmul(x, tiles, scale, y, q):
     matmul_rows(x, tiles, scale, y, q, 0, matmul_units(T, tiles))
 
 
-@njit(**JIT)
 def embed_rows(tokens, tiles, scale, out):
-    """out[t] = W[tokens[t]] * scale[tokens[t]]: rows of a [vocab, d] matrix held as PE tiles."""
+    """out[t] = W[tokens[t]] * scale[tokens[t]]: rows of a [vocab, d] matrix held as PE tiles; of a block matrix
+    (uint8), the rows gguf.quants.dequantize gives."""
+    if tiles.dtype == np.uint8:
+        _blocks().embed_rows(tokens, tiles, out)
+    else:
+        _embed_tile_rows(tokens, tiles, scale, out)
+
+
+@overload(embed_rows, jit_options=JIT)
+def _embed_rows_by_dtype(tokens, tiles, scale, out):
+    if tiles.dtype == types.uint8:
+        rows = _blocks().embed_rows
+        return lambda tokens, tiles, scale, out: rows(tokens, tiles, out)
+    return lambda tokens, tiles, scale, out: _embed_tile_rows(tokens, tiles, scale, out)
+
+
+@njit(**JIT)
+def _embed_tile_rows(tokens, tiles, scale, out):
     gr, gc, tm, tn = tiles.shape
     d = out.shape[1]
     for t in range(tokens.shape[0]):

@@ -133,8 +133,8 @@ def _each(calls: list[tuple], threads: int) -> None:
 def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Decoder, dict]:
     """dtype "auto": a GGUF file's matrices kept in their block formats (block_matrix.py), a layer's stacked matrix
     of up to three parts where Wq, Wk, Wv (or Wg, Wu) differ in format; a matrix in a format without a kernel (F16,
-    Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights). The token embedding stays int8 tiles
-    (looked up a row at a time; a tied model's lm_head is its blocks all the same), the norms and biases fp32.
+    Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights); the token embedding likewise (its rows
+    dequantized as they are looked up; a tied model's lm_head is the same array), the norms and biases fp32.
     weights: StreamedWeights with read_blocks, read_tensor and block_kinds (a GGUF file's). Returns the Decoder and
     the format each matrix is kept in, as blocks.gguf_kinds names them (what placement.place charges)."""
     import gguf
@@ -174,25 +174,25 @@ def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Deco
         if config.attention_bias:
             bqkv[l] = np.concatenate([weights.read_tensor(l, name) for name in ("bq", "bk", "bv")])
 
-    lm_raw, lm_kind = kept(None, "lm_head")
-    kept_kinds[None, "lm_head"] = lm_kind
-    lm_plan = block_matrix.plan(spec, [lm_kind], [config.vocab_size], d)
-    lm_head = aligned_empty((lm_plan.nbytes,), np.uint8, zero=True)
-    embed, embed_scale = _empty_tiles(_in_memory, "embed", spec, "int8", config.vocab_size, d)
-    tm = embed.shape[-2]
-    step = max(1, PACK_VALUES // (d * tm)) * tm
+    vocabulary = {}  # "embed", "lm_head" -> its block matrix (the same one when tied)
+    for name, key in (("embed", "embedding"), ("lm_head", "lm_head")):
+        kept_kinds[None, key] = weights.block_kinds.get((None, key), T.Q8_0)
+        if name == "embed" or not weights.tied:
+            plan = block_matrix.plan(spec, [kept_kinds[None, key]], [config.vocab_size], d)
+            vocabulary[name] = plan, aligned_empty((plan.nbytes,), np.uint8, zero=True)
 
-    def rows(start):
-        values, embed_scale[start : start + step] = quantize_int8(weights.rows("embed", start, start + step))
-        write_tiles(embed, values, start)
+    def vocabulary_matrix(name):
+        plan, matrix = vocabulary[name]
+        block_matrix.write(matrix, plan, [kept(None, name)[0]])
 
-    parts = [(layer, l) for l in range(L)] + [(rows, start) for start in range(0, config.vocab_size, step)]
-    parts.append((block_matrix.write, lm_head, lm_plan, [lm_raw]))
+    parts = [(layer, l) for l in range(L)] + [(vocabulary_matrix, name) for name in vocabulary]
     if threads is None:
         threads = PACK_THREADS if config.n_params >= THREADED_PARAMS else 1
     _each(parts, threads)
     no_scale = np.zeros((L, 0), np.float32)  # block matrices carry their scales in their blocks
     layers = Layers(attn_norm, stacked["wqkv"], no_scale, bqkv, stacked["wo"], no_scale, mlp_norm,
                     stacked["w_gate_up"], no_scale, stacked["w_down"], no_scale)
-    return Decoder(embed, embed_scale, layers, np.array(weights.final_norm, np.float32), lm_head,
-                   np.zeros(0, np.float32)), kept_kinds
+    no_rows = np.zeros(0, np.float32)
+    embed = vocabulary["embed"][1]
+    return Decoder(embed, no_rows, layers, np.array(weights.final_norm, np.float32),
+                   vocabulary["lm_head"][1] if "lm_head" in vocabulary else embed, no_rows), kept_kinds
