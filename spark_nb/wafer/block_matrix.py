@@ -22,12 +22,15 @@ from typing import NamedTuple
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
+from numba import config, njit
+from numba.core.dispatcher import Dispatcher
 
+from . import blocks, kernels, quant_kernels
 from .blocks import FORMATS, block_tile_shape
+from .jit_cache import keyed_by_sources
 from .kernels import JIT, quantize_slices
 from .quant_kernels import BLOCK, NBYTES, Q4_0, Q4_K, Q5_0, Q5_K, Q8_0, ROWS, block_matmul_rows
 from .tiles import VECTOR_BYTES
-from numba import njit
 
 HEADER = 256  # bytes of int64 words before the tiles
 PARTS = 3  # at most: Wq, Wk, Wv each in its own format
@@ -171,6 +174,13 @@ def _half(lo, hi):
 
 
 @njit(inline="always", **JIT)
+def _signed(byte):
+    """A byte read as int8."""
+    v = np.int32(byte)
+    return v - ((v >> 7) << 8)
+
+
+@njit(inline="always", **JIT)
 def _k_scale_min(s, g):
     """Q4_K/Q5_K's six-bit scale and min of group g from the block's 12 bytes s (blocks._k_scales)."""
     if g < 4:
@@ -186,7 +196,7 @@ def _dequantize_block(b, code, out):
     if code == Q8_0:
         d = _half(b[0], b[1])
         for j in range(32):
-            out[j] = d * np.float32(np.int32(b[2 + j]) - 256 * (b[2 + j] >> 7))
+            out[j] = d * np.float32(_signed(b[2 + j]))
     elif code == Q4_0 or code == Q5_0:
         d = _half(b[0], b[1])
         high = np.int32(b[2]) | (np.int32(b[3]) << 8) | (np.int32(b[4]) << 16) | (np.int32(b[5]) << 24)
@@ -214,8 +224,7 @@ def _dequantize_block(b, code, out):
             h, s, e = w // 128, (w % 128) // 64, w % 64
             low = (b[64 * h + e] >> (4 * s)) & 15
             high = (b[128 + 32 * h + e % 32] >> (2 * (2 * s + e // 32))) & 3
-            sc = np.int32(b[192 + w // 16]) - 256 * (b[192 + w // 16] >> 7)
-            out[w] = (d * np.float32(sc)) * np.float32(np.int32(low | (high << 4)) - 32)
+            out[w] = (d * np.float32(_signed(b[192 + w // 16]))) * np.float32(np.int32(low | (high << 4)) - 32)
 
 
 @njit(**JIT)
@@ -233,3 +242,8 @@ def embed_rows(tokens, matrix, out):
                 if first >= out.shape[1]:  # the last tile's zero padding
                     break
                 _dequantize_block(tiles[r, c, i, k * nbytes : (k + 1) * nbytes], code, out[t, first : first + block])
+
+
+if not config.DISABLE_JIT:  # cached under the sources compiled into them (jit_cache.py)
+    keyed_by_sources([f for f in globals().values() if isinstance(f, Dispatcher) and f.py_func.__module__ == __name__],
+                     [__file__, quant_kernels.__file__, kernels.__file__, blocks.__file__])
