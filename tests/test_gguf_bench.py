@@ -81,6 +81,11 @@ def test_without_llama_bench(model_file, fast_bandwidth, monkeypatch):
     assert "no llama-bench on PATH" in gguf_bench.format_table(result)
 
 
-def test_cli(model_file, fake_llama_bench, fast_bandwidth, capsys):
-    assert cli.main(["bench", "--gguf", str(model_file), "--llama-bench", str(fake_llama_bench[0]), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["llama_cpp"]["decode_tok_per_s"] == 20.0
+@pytest.mark.parametrize("dtype", [None, "auto"])
+def test_cli(model_file, fake_llama_bench, fast_bandwidth, capsys, dtype):
+    options = ["--dtype", dtype] if dtype else []
+    assert cli.main(["bench", "--gguf", str(model_file), "--llama-bench", str(fake_llama_bench[0]), "--json",
+                     *options]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["llama_cpp"]["decode_tok_per_s"] == 20.0
+    assert result["spark_nb"]["dtype"] == (dtype or gguf_bench.DTYPE)
