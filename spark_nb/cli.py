@@ -216,7 +216,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a tiny shape and few tokens (a smoke test)")
     bench.add_argument("--no-reference", action="store_true", help="skip transformers")
     bench.add_argument("--gguf", metavar="FILE", help="a GGUF file instead: spark-nb's prefill (pp512) and decode "
-                       "(tg64) beside llama.cpp's llama-bench on the same file and cores, as ratios and % of the "
+                       "(tg64) beside llama.cpp's llama-bench on the same file and cores, as ratios and %% of the "
                        "memory roofline")
     bench.add_argument("--llama-bench", metavar="PATH", help="with --gguf: the llama-bench binary (default: "
                        "llama-bench on PATH; without one, spark-nb alone)")
