@@ -114,14 +114,16 @@ def test_a_kernel_gives_what_a_script_gives(tmp_path):
 
 
 def test_forward_pass_cache_is_keyed_by_every_source_it_embeds(tmp_path):
-    """forward.py's compiled code embeds kernels.py and workers.py: its numba cache lives in a folder named for
-    the hash of all three, so a change to any kernel can never be answered by machine code of the old one."""
+    """forward.py's compiled code embeds kernels.py and workers.py, and through the kernels' dispatch on block
+    tiles block_matrix.py, quant_kernels.py and blocks.py: its numba cache lives in a folder named for the hash of
+    them all, so a change to any kernel can never be answered by machine code of the old one."""
     import hashlib
     from pathlib import Path
 
-    from spark_nb.wafer import forward, kernels, workers
+    from spark_nb.wafer import block_matrix, blocks, forward, kernels, quant_kernels, workers
 
-    digest = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (forward, kernels, workers)))
+    embedded = (forward, kernels, workers, block_matrix, quant_kernels, blocks)
+    digest = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in embedded))
     where = Path(forward.run._cache._impl.locator.get_cache_path())
     assert f"wafer-{digest.hexdigest()[:16]}" in where.parts
 
