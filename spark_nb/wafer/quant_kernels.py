@@ -19,7 +19,7 @@ each row's block is decoded in vector registers straight from the file's bytes a
 host lacks AVX-512 VNNI: the same integers either way), the eight rows' sums reduced together
 into one vector, and the float steps run with the eight rows as lanes (blocks of 32 two at a time: a 64-byte
 vector and one reduction for both). x's vectors for a block are loaded once for the eight rows, a row's blocks
-decoded once for four tokens in flight, and the eight rows' bytes stay in L1 for every token. `matmul_reference`
+decoded once for four or eight tokens in flight, and the eight rows' bytes stay in L1 for every token. `matmul_reference`
 is the NumPy twin (the same integers, the same float32 steps, vectorised over rows and tokens).
 """
 from __future__ import annotations
@@ -260,7 +260,7 @@ else:
     def _block_rows(typingctx, y, tiles, values, scales, xsums, r, i, t, code, tokens):
         """y[t..t+tokens-1, row..row+7] for rows i..i+7 of PE row r (row = r tm + i, those the matrix has) of block
         tiles of format `code`, x in values/scales (kernels.quantize_slices, tn the tiles' width) and xsums
-        (prepare_blocks): the module docstring's steps, the eight rows as lanes. `tokens`, a compile-time 1 or 4:
+        (prepare_blocks): the module docstring's steps, the eight rows as lanes. `tokens`, a compile-time 1, 4 or 8:
         each row's block is decoded once for them all, and each token's numbers formed as if it came alone."""
         if not isinstance(tokens, types.IntegerLiteral):
             return None
@@ -385,23 +385,38 @@ def block_units(tiles) -> int:
     return tiles.shape[0] * (tiles.shape[2] // ROWS)
 
 
+# tokens a _block_rows call carries: each row's block is decoded once for them all. Blocks of 32 weights (Q8_0, Q4_0,
+# Q5_0) take eight, 1.14-1.27x the speed of four on 64 tokens (the 0.5B's Q5_0 attn_q and ffn_gate, random Q8_0 and
+# Q4_0 of those shapes; one thread, load 0.7-1.2); the K-quants four: eight ran at 0.84-0.95x and sixteen at
+# 0.64-0.85x four's speed (their decoded super-blocks and the tokens' sums no longer fit the vector registers)
+WIDE_TOKENS, TOKENS = 8, 4
+
+
 @njit(**JIT)
 def block_matmul_rows(tiles, code, y, q, xsums, first, end):
     """y[T, rows of units first..end-1] (block_units) for the matrix in block tiles[gr, gc, tm, bytes], x prepared
-    in q (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks): tokens four at a time
-    (each row's blocks decoded once for the four: Q4_K 0.54x, Q6_K 0.67x, Q5_0 0.44-0.46x, Q8_0 0.39x the time of
-    four tokens one by one on the 1.5B's attn_q and ffn_down, the 0.5B's attn_q, ffn_gate and output, load 1.6-2.4),
+    in q (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks): tokens eight or four
+    at a time (WIDE_TOKENS, TOKENS: four took Q4_K 0.54x, Q6_K 0.67x, Q5_0 0.44-0.46x, Q8_0 0.39x the time of four
+    tokens one by one on the 1.5B's attn_q and ffn_down, the 0.5B's attn_q, ffn_gate and output, load 1.6-2.4),
     the rest one by one, each unit's bytes staying in L1 for all."""
     per_row = tiles.shape[2] // ROWS
     T = y.shape[0]
+    wide = BLOCK[code] == 32
     for g in range(first, end):
         r, i = g // per_row, ROWS * (g % per_row)
         if r * tiles.shape[2] + i >= y.shape[1]:
             continue
-        for t in range(0, T - T % 4, 4):
-            _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, 4)
-        for t in range(T - T % 4, T):
+        t = 0
+        if wide:
+            while t + WIDE_TOKENS <= T:
+                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, WIDE_TOKENS)
+                t += WIDE_TOKENS
+        while t + TOKENS <= T:
+            _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, TOKENS)
+            t += TOKENS
+        while t < T:
             _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, 1)
+            t += 1
 
 
 @njit(**JIT)
