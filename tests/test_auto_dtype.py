@@ -16,6 +16,7 @@ from test_engine_parity import int8_errors, within_int8_tolerance
 import spark_nb
 from spark_nb.engine import Engine
 from spark_nb.wafer import block_matrix
+from spark_nb.wafer.blocks import FORMATS
 from spark_nb.wafer.kernels import (embed_rows, matmul_rows, matmul_units, prepare_input, quantized, tiled_matmul,
                                     unit_rows)
 from spark_nb.wafer.quant_kernels import matmul_reference
@@ -99,7 +100,7 @@ def test_logits_within_int8_tolerance_of_a_float64_forward_on_the_dequantized_fi
 def test_the_matrices_are_the_files_bytes(files):
     """Each part of a layer's matrix holds the file's own blocks (from_block_tiles gives them back), and the
     block matrices take about the file's bytes (not int8's)."""
-    from spark_nb.wafer.blocks import FORMATS, from_block_tiles
+    from spark_nb.wafer.blocks import from_block_tiles
 
     path = files["qwen2"]
     engine = spark_nb.load(path, dtype="auto")
@@ -177,10 +178,30 @@ def test_embedding_rows_are_what_gguf_dequantizes(kind):
     raw[3, : gguf.GGML_QUANT_SIZES[kind][1]] = 0  # a zero block
     for at in SCALE_FIELDS[kind]:  # subnormal scales, one of them negative
         raw[5, at : at + 2], raw[6, at : at + 2] = (1, 0), (7, 0x80)
-    plan = block_matrix.plan(get_spec("mini"), [kind], [rows], cols)
-    matrix = np.zeros(plan.nbytes, np.uint8)
-    block_matrix.write(matrix, plan, [raw])
     tokens = np.array([0, 3, 39, 17, 17, 8])
     out = np.full((len(tokens), cols), np.nan, np.float32)
-    embed_rows(tokens, matrix, np.zeros(0, np.float32), out)
+    raw.flags.writeable = False  # as the mapped file's rows are
+    embed_rows(tokens, raw, np.array([FORMATS[kind].code]), out)
     np.testing.assert_array_equal(out, gguf.quants.dequantize(raw, kind)[tokens])
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_the_token_embedding_is_read_from_the_mapped_file(files, arch):
+    """Not copied: the file's own rows (a view of its memory map, pages resident only as rows are looked up),
+    where its format has a kernel; an F16 embedding (llama's here) as Q8_0 rows of its values, in memory."""
+    import mmap
+
+    path = files[arch]
+    engine = spark_nb.load(path, dtype="auto")
+    embed = engine._pass.resident.model.embed
+    t = next(t for t in gguf.GGUFReader(path).tensors if t.name == "token_embd.weight")
+    base = embed
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if T(t.tensor_type) in FORMATS:
+        assert isinstance(base, mmap.mmap) and not embed.flags.writeable
+        np.testing.assert_array_equal(embed, np.asarray(t.data).reshape(int(t.shape[-1]), -1))
+    else:
+        assert not isinstance(base, mmap.mmap)
+        np.testing.assert_array_equal(embed, gguf.quants.quantize(gguf.quants.dequantize(t.data, T(t.tensor_type)),
+                                                                  T.Q8_0))

@@ -16,6 +16,7 @@ as with an empty cache.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -69,6 +70,15 @@ class Stream:
 
     def close(self) -> None:
         self._events.close()
+
+
+def _return_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system: glibc keeps what a load freed (a GGUF reader's ~700,000
+    metadata views, the layers read one by one, the probes' buffers) in the process: 20 MB of the 0.5B GGUF's."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class Engine:
@@ -173,6 +183,7 @@ class Engine:
         engine = cls(path, config, tokenizer, decoder, spec, dtype, context, known, kinds)
         if kept and (known is None or engine._reprobed):
             tile_cache.remember(path, spec, dtype, key, engine._found())
+        _return_freed_memory()
         return engine
 
     def __repr__(self) -> str:

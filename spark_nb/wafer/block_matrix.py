@@ -13,8 +13,9 @@ so a layer's matrix is a row of a [layers, bytes] array (rows padded to the larg
 matrix through the same four steps as an int8 one (kernels.prepare_input, matmul_units, matmul_rows, unit_rows
 dispatch here on uint8): x quantized per slice of tn and its sums per group of 32 (the K-quants' min term), then
 units of eight rows, part by part, on quant_kernels.block_matmul_rows. A token's numbers are the same alone or
-among others, as the block kernels' are. The token embedding is a block matrix too: `embed_rows` dequantizes the
-rows it looks up, the values gguf.quants.dequantize gives.
+among others, as the block kernels' are. The token embedding is read a row at a time, never multiplied: it stays
+in the file's own layout, rows of blocks (`embed_rows` dequantizes the rows it looks up, the values
+gguf.quants.dequantize gives).
 """
 from __future__ import annotations
 
@@ -228,20 +229,14 @@ def _dequantize_block(b, code, out):
 
 
 @njit(**JIT)
-def embed_rows(tokens, matrix, out):
-    """out[t] = row tokens[t] of the matrix (one part, as the token embedding is kept), dequantized block by block
-    into place (a row is a whole number of blocks)."""
-    code, _, _, tiles = _part(matrix, 0)
-    tm, per_tile = tiles.shape[2], tiles.shape[3]
+def embed_rows(tokens, rows, code, out):
+    """out[t] = row tokens[t] of the token embedding as a GGUF file keeps it (rows [vocab, bytes a row] of blocks of
+    format `code`), dequantized block by block into place."""
     block, nbytes = BLOCK[code], NBYTES[code]
     for t in range(tokens.shape[0]):
-        r, i = tokens[t] // tm, tokens[t] % tm
-        for c in range(tiles.shape[1]):
-            for k in range(per_tile // nbytes):
-                first = (c * (per_tile // nbytes) + k) * block
-                if first >= out.shape[1]:  # the last tile's zero padding
-                    break
-                _dequantize_block(tiles[r, c, i, k * nbytes : (k + 1) * nbytes], code, out[t, first : first + block])
+        row = rows[tokens[t]]
+        for k in range(out.shape[1] // block):
+            _dequantize_block(row[k * nbytes : (k + 1) * nbytes], code, out[t, k * block : (k + 1) * block])
 
 
 if not config.DISABLE_JIT:  # cached under the sources compiled into them (jit_cache.py)

@@ -133,14 +133,16 @@ def _each(calls: list[tuple], threads: int) -> None:
 def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Decoder, dict]:
     """dtype "auto": a GGUF file's matrices kept in their block formats (block_matrix.py), a layer's stacked matrix
     of up to three parts where Wq, Wk, Wv (or Wg, Wu) differ in format; a matrix in a format without a kernel (F16,
-    Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights); the token embedding likewise (its rows
-    dequantized as they are looked up; a tied model's lm_head is the same array), the norms and biases fp32.
+    Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights); the token embedding as the file's
+    rows of blocks, a view of the mapped file (block_matrix.embed_rows dequantizes the rows it looks up; a tied
+    model's lm_head is a block matrix of the same bytes), the norms and biases fp32.
     weights: StreamedWeights with read_blocks, read_tensor and block_kinds (a GGUF file's). Returns the Decoder and
     the format each matrix is kept in, as blocks.gguf_kinds names them (what placement.place charges)."""
     import gguf
     from gguf import GGMLQuantizationType as T
 
     from . import block_matrix
+    from .blocks import FORMATS
 
     L, d, f, hd = config.n_layers, config.hidden_size, config.intermediate_size, config.head_dim
     q, kv = config.n_heads * hd, config.n_kv_heads * hd
@@ -174,25 +176,25 @@ def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Deco
         if config.attention_bias:
             bqkv[l] = np.concatenate([weights.read_tensor(l, name) for name in ("bq", "bk", "bv")])
 
-    vocabulary = {}  # "embed", "lm_head" -> its block matrix (the same one when tied)
-    for name, key in (("embed", "embedding"), ("lm_head", "lm_head")):
+    # the lm_head a block matrix (a tied model's is its token embedding's blocks); the token embedding, only ever
+    # looked up a row at a time, left where the file keeps it (its pages resident only as rows are read), or Q8_0
+    # rows in memory where its format has no kernel
+    for key in ("embedding", "lm_head"):
         kept_kinds[None, key] = weights.block_kinds.get((None, key), T.Q8_0)
-        if name == "embed" or not weights.tied:
-            plan = block_matrix.plan(spec, [kept_kinds[None, key]], [config.vocab_size], d)
-            vocabulary[name] = plan, aligned_empty((plan.nbytes,), np.uint8, zero=True)
+    head_plan = block_matrix.plan(spec, [kept_kinds[None, "lm_head"]], [config.vocab_size], d)
+    lm_head = aligned_empty((head_plan.nbytes,), np.uint8, zero=True)
+    embed, embed_kind = (weights.mapped_embedding() if weights.mapped_embedding else None) or kept(None, "embed")
 
-    def vocabulary_matrix(name):
-        plan, matrix = vocabulary[name]
-        block_matrix.write(matrix, plan, [kept(None, name)[0]])
+    def lm_head_matrix():
+        block_matrix.write(lm_head, head_plan, [kept(None, "lm_head")[0]])
 
-    parts = [(layer, l) for l in range(L)] + [(vocabulary_matrix, name) for name in vocabulary]
+    parts = [(layer, l) for l in range(L)] + [(lm_head_matrix,)]
     if threads is None:
         threads = PACK_THREADS if config.n_params >= THREADED_PARAMS else 1
     _each(parts, threads)
     no_scale = np.zeros((L, 0), np.float32)  # block matrices carry their scales in their blocks
     layers = Layers(attn_norm, stacked["wqkv"], no_scale, bqkv, stacked["wo"], no_scale, mlp_norm,
                     stacked["w_gate_up"], no_scale, stacked["w_down"], no_scale)
-    no_rows = np.zeros(0, np.float32)
-    embed = vocabulary["embed"][1]
-    return Decoder(embed, no_rows, layers, np.array(weights.final_norm, np.float32),
-                   vocabulary["lm_head"][1] if "lm_head" in vocabulary else embed, no_rows), kept_kinds
+    embed_code = np.array([FORMATS[embed_kind].code], np.int64)  # embed_rows' format, where int8 has its scales
+    return Decoder(embed, embed_code, layers, np.array(weights.final_norm, np.float32), lm_head,
+                   np.zeros(0, np.float32)), kept_kinds
