@@ -150,58 +150,28 @@ def test_speculative_output_is_plain_greedy_and_verify_is_decode_bit_for_bit(fil
     assert drafted > 0
 
 
-def test_auto_keeps_no_tile_cache_and_a_folder_loads_as_int8(files, tmp_path, monkeypatch):
-    """A block model is packed from its file at each load (no tile cache entry is written); a model folder has
-    no block formats: auto loads it as int8, the same logits."""
+def test_auto_keeps_a_tile_cache_entry_and_a_folder_loads_as_int8(files, tmp_path, monkeypatch):
+    """A block model's second load maps its entry (the same logits; the token embedding read-only, as the file's
+    view it was); a model folder has no block formats: auto loads it as int8, the same logits."""
     from spark_nb.model.synthetic import write_random_model
 
     from spark_nb.engine import tile_cache
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(tile_cache, "MIN_PARAMS", 0)  # a model this small would not be kept anyway
-    spark_nb.load(files["qwen2"], dtype="auto")
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
-    spark_nb.load(files["qwen2"], dtype="int8")  # where int8 would keep one
-    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    monkeypatch.setattr(tile_cache, "MIN_PARAMS", 0)  # a model this small would not be kept otherwise
+    ids = list(range(3, 40))
+    for arch in ("qwen2", "llama"):
+        first = Engine.load(files[arch], dtype="auto", context=64)
+        kept = tile_cache.load(files[arch], first.spec, "auto")
+        assert kept is not None and kept[3] == tile_cache.load(files[arch], first.spec, "auto")[3]
+        second = Engine.load(files[arch], dtype="auto", context=64)
+        assert isinstance(second._pass.resident.model.layers.wqkv, np.memmap) or \
+            isinstance(second._pass.resident.model.layers.wqkv.base, np.memmap)
+        assert (second.placement.pes_used, second.dtype) == (first.placement.pes_used, "auto")
+        embed = second._pass.resident.model.embed
+        assert not embed.flags.writeable or arch == "llama"  # llama's F16 embedding: Q8_0 rows made in memory
+        np.testing.assert_array_equal(second.logits(ids), first.logits(ids))
     folder = write_random_model(tmp_path / "folder", {"family": "llama", "vocab_size": 512})
     auto, int8 = Engine.load(folder, dtype="auto", context=64), Engine.load(folder, dtype="int8", context=64)
     assert auto.dtype == "int8"
-    ids = list(range(3, 40))
     np.testing.assert_array_equal(auto.logits(ids), int8.logits(ids))
-
-
-@pytest.mark.parametrize("kind", [T.Q8_0, T.Q4_0, T.Q5_0, T.Q4_K, T.Q5_K, T.Q6_K], ids=lambda k: k.name)
-def test_embedding_rows_are_what_gguf_dequantizes(kind):
-    rng = np.random.default_rng(1)
-    rows, cols = 40, 768
-    raw = random_blocks(rows, cols, kind, rng)
-    raw[3, : gguf.GGML_QUANT_SIZES[kind][1]] = 0  # a zero block
-    for at in SCALE_FIELDS[kind]:  # subnormal scales, one of them negative
-        raw[5, at : at + 2], raw[6, at : at + 2] = (1, 0), (7, 0x80)
-    tokens = np.array([0, 3, 39, 17, 17, 8])
-    out = np.full((len(tokens), cols), np.nan, np.float32)
-    raw.flags.writeable = False  # as the mapped file's rows are
-    embed_rows(tokens, raw, np.array([FORMATS[kind].code]), out)
-    np.testing.assert_array_equal(out, gguf.quants.dequantize(raw, kind)[tokens])
-
-
-@pytest.mark.parametrize("arch", ["qwen2", "llama"])
-def test_the_token_embedding_is_read_from_the_mapped_file(files, arch):
-    """Not copied: the file's own rows (a view of its memory map, pages resident only as rows are looked up),
-    where its format has a kernel; an F16 embedding (llama's here) as Q8_0 rows of its values, in memory."""
-    import mmap
-
-    path = files[arch]
-    engine = spark_nb.load(path, dtype="auto")
-    embed = engine._pass.resident.model.embed
-    t = next(t for t in gguf.GGUFReader(path).tensors if t.name == "token_embd.weight")
-    base = embed
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if T(t.tensor_type) in FORMATS:
-        assert isinstance(base, mmap.mmap) and not embed.flags.writeable
-        np.testing.assert_array_equal(embed, np.asarray(t.data).reshape(int(t.shape[-1]), -1))
-    else:
-        assert not isinstance(base, mmap.mmap)
-        np.testing.assert_array_equal(embed, gguf.quants.quantize(gguf.quants.dequantize(t.data, T(t.tensor_type)),
-                                                                  T.Q8_0))

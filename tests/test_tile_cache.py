@@ -63,7 +63,7 @@ def test_second_load_maps_the_same_tiles(cache, tmp_path, monkeypatch, kind, dty
 def test_the_mapped_tiles_are_aligned_and_tied_once(cache, tmp_path):
     path = tiny_gguf(tmp_path / "m.gguf")
     Engine.load(path, dtype="int8", wafer="mini")
-    config, tokenizer, decoder = tile_cache.load(path, spec("mini"), "int8")
+    config, tokenizer, decoder, _ = tile_cache.load(path, spec("mini"), "int8")
     arrays = [decoder.embed, decoder.lm_head, decoder.final_norm, *decoder.layers]
     assert all(a.ctypes.data % 64 == 0 and a.flags.writeable and type(a) is np.ndarray for a in arrays)
     assert (decoder.lm_head is decoder.embed) == config.tie_word_embeddings
@@ -212,7 +212,7 @@ def test_tiles_packed_into_the_entry_files_are_the_tiles_packed_in_memory(cache,
     assert set(writer.files) == {"layers.wqkv", "layers.wo", "layers.w_gate_up", "layers.w_down", "embed",
                                  "lm_head"}
     entry = tile_cache.save(path, spec("mini"), "int8", checkpoint.config, checkpoint.tokenizer, in_place, writer)
-    _, _, mapped = tile_cache.load(path, spec("mini"), "int8")
+    _, _, mapped, _ = tile_cache.load(path, spec("mini"), "int8")
     for ours, theirs, kept in zip(in_place, in_memory, mapped):
         for a, b, c in zip(ours, theirs, kept) if isinstance(ours, tuple) else [(ours, theirs, kept)]:
             np.testing.assert_array_equal(a, b)

@@ -143,29 +143,23 @@ class Engine:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         spec = get_spec(wafer)
         path = resolve(path)  # a name `spark-nb models` lists -> its file or folder
-        # this model packed before (not for auto: its block matrices are packed from the file's bytes each time)
-        cached = tile_cache.load(path, spec, dtype) if path.exists() and dtype != "auto" else None
-        kept, kinds = cached is not None, None
+        if dtype == "auto" and path.is_dir():  # a model folder has no block formats to keep
+            dtype = "int8"
+        cached = tile_cache.load(path, spec, dtype) if path.exists() else None  # this model packed before
+        kept = cached is not None
         if cached is not None:
-            config, tokenizer, decoder = cached
-        elif dtype == "auto":
-            checkpoint = load_checkpoint(path, dtype=dtype, streamed=True)
-            config, tokenizer = checkpoint.config, checkpoint.tokenizer
-            if checkpoint.weights.read_blocks is None:  # a model folder: no block formats to keep
-                dtype = "int8"
-                decoder = pack(checkpoint.weights, config, spec, dtype)
-            else:
-                decoder, kinds = pack_blocks(checkpoint.weights, config, spec)
-            checkpoint.weights.close()
-            del checkpoint
+            config, tokenizer, decoder, kinds = cached
         else:
             # a GGUF file or a Hugging Face folder, its weights read a layer at a time as they are packed
             checkpoint = load_checkpoint(path, dtype=dtype, streamed=True)
             config, tokenizer = checkpoint.config, checkpoint.tokenizer
             writer = tile_cache.begin(path, spec, dtype, config)  # the tiles packed straight into its files
+            allocate = {"allocate": writer.allocate} if writer else {}
             try:
-                decoder = pack(checkpoint.weights, config, spec, dtype,
-                               **({"allocate": writer.allocate} if writer else {}))
+                if dtype == "auto":
+                    decoder, kinds = pack_blocks(checkpoint.weights, config, spec, **allocate)
+                else:
+                    decoder, kinds = pack(checkpoint.weights, config, spec, dtype, **allocate), None
             except BaseException:
                 if writer:
                     writer.discard()
@@ -173,7 +167,7 @@ class Engine:
             finally:
                 checkpoint.weights.close()
             del checkpoint
-            kept = tile_cache.save(path, spec, dtype, config, tokenizer, decoder, writer) is not None
+            kept = tile_cache.save(path, spec, dtype, config, tokenizer, decoder, writer, kinds) is not None
         context = context or min(config.max_position_embeddings, DEFAULT_CONTEXT)
         if context < 2:
             raise ValueError(f"context must be at least 2 tokens, got {context}")

@@ -32,10 +32,11 @@ from ..wafer.tiles import VECTOR_BYTES, aligned_empty
 
 MIN_PARAMS = 50_000_000
 MAX_ENTRIES = 4
-FORMAT = 1
+FORMAT = 2  # 2: dtype auto's entries (block matrices, their formats, read-only arrays)
 # the code whose output an entry holds: a change to any of these files and every entry is rebuilt
-SOURCES = ("wafer/forward.py", "wafer/packing.py", "wafer/tiles.py", "model/quant.py", "model/config.py",
-           "model/tokenizer.py", "model/weights.py", "model/folder.py", "model/gguf_file.py", "model/gguf_tokenizer.py")
+SOURCES = ("wafer/forward.py", "wafer/packing.py", "wafer/tiles.py", "wafer/block_matrix.py", "wafer/blocks.py",
+           "model/quant.py", "model/config.py", "model/tokenizer.py", "model/weights.py", "model/folder.py",
+           "model/gguf_file.py", "model/gguf_tokenizer.py")
 PACKAGE = Path(__file__).resolve().parents[1]
 # beside the tiles, what an engine searched and measured for them (placement, wafer layout, decode threads), and the
 # code that found it: a change to any of these files and it is found again
@@ -64,7 +65,8 @@ def _entry(ident: dict) -> Path:
 
 
 def load(path: Path, spec, dtype: str):
-    """(config, tokenizer, packed Decoder) from the cache, or None when there is no entry for this model as it is."""
+    """(config, tokenizer, packed Decoder, kinds) from the cache, or None when there is no entry for this model as
+    it is. kinds: dtype "auto"'s block format of each matrix (packing.pack_blocks), else None."""
     try:
         ident = identity(path, spec, dtype)
         entry = _entry(ident)
@@ -73,7 +75,10 @@ def load(path: Path, spec, dtype: str):
             return None
         config = _config(meta["config"])
         tokenizer = _tokenizer(entry, meta["tokenizer"], config)
-        arrays = {name: np.asarray(np.load(entry / f"{name}.npy", mmap_mode="c")) for name in meta["arrays"]}
+        # mapped copy-on-write, or read-only as they were packed (auto's token embedding: a view of its file)
+        arrays = {name: np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r" if name in meta["read_only"] else "c"))
+                  for name in meta["arrays"]}
+        kinds = None if meta["kinds"] is None else _kinds(meta["kinds"])
     except (OSError, ValueError, KeyError, TypeError):  # no entry, a partial or damaged one: build it again
         return None
     os.utime(entry / "meta.json")  # recently used
@@ -81,7 +86,7 @@ def load(path: Path, spec, dtype: str):
     top = {f: arrays[f] for f in fw.Decoder._fields if f not in ("layers", "lm_head", "lm_head_scale")}
     tied = meta["tied"]
     head = (top["embed"], top["embed_scale"]) if tied else (arrays["lm_head"], arrays["lm_head_scale"])
-    return config, tokenizer, fw.Decoder(layers=layers, lm_head=head[0], lm_head_scale=head[1], **top)
+    return config, tokenizer, fw.Decoder(layers=layers, lm_head=head[0], lm_head_scale=head[1], **top), kinds
 
 
 class Writer:
@@ -127,10 +132,10 @@ def begin(path: Path, spec, dtype: str, config: ModelConfig) -> Writer | None:
 
 
 def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer, decoder,
-         writer: Writer | None = None) -> Path | None:
+         writer: Writer | None = None, kinds: dict | None = None) -> Path | None:
     """Keep the packed decoder of a large enough model; returns the entry (None: not kept, or it cannot be
     written: the cache is an optimisation, never an error). writer: the Writer the decoder was packed into (its
-    files are not written again)."""
+    files are not written again); kinds: dtype "auto"'s block format of each matrix."""
     writer = writer or begin(path, spec, dtype, config)
     if writer is None:
         return None
@@ -146,6 +151,8 @@ def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer
     arrays |= {f: getattr(decoder, f) for f in fw.Decoder._fields
                if f != "layers" and not (tied and f in ("lm_head", "lm_head_scale"))}
     meta = {"identity": ident, "config": dataclasses.asdict(config), "tied": tied, "arrays": list(arrays),
+            "read_only": [name for name, array in arrays.items() if not array.flags.writeable],
+            "kinds": None if kinds is None else [[layer, name, kind.name] for (layer, name), kind in kinds.items()],
             "tokenizer": {"special_tokens": tokenizer.special_tokens, "chat_template": tokenizer.chat_template,
                           "eos_token_ids": list(tokenizer.eos_token_ids), "bos_token_id": tokenizer.bos_token_id}}
     try:
@@ -221,6 +228,12 @@ def _evict(keep: Path) -> None:
     for _, entry in sorted(entries, reverse=True)[MAX_ENTRIES:]:
         if entry != keep:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _kinds(raw: list) -> dict:
+    from gguf import GGMLQuantizationType  # imported only for GGUF files
+
+    return {(layer, name): GGMLQuantizationType[kind] for layer, name, kind in raw}
 
 
 def _config(raw: dict) -> ModelConfig:

@@ -130,14 +130,15 @@ def _each(calls: list[tuple], threads: int) -> None:
             raise
 
 
-def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Decoder, dict]:
+def pack_blocks(weights, config, spec, threads: int | None = None, allocate=_in_memory) -> tuple[Decoder, dict]:
     """dtype "auto": a GGUF file's matrices kept in their block formats (block_matrix.py), a layer's stacked matrix
     of up to three parts where Wq, Wk, Wv (or Wg, Wu) differ in format; a matrix in a format without a kernel (F16,
     Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights); the token embedding as the file's
     rows of blocks, a view of the mapped file (block_matrix.embed_rows dequantizes the rows it looks up; a tied
     model's lm_head is a block matrix of the same bytes), the norms and biases fp32.
-    weights: StreamedWeights with read_blocks, read_tensor and block_kinds (a GGUF file's). Returns the Decoder and
-    the format each matrix is kept in, as blocks.gguf_kinds names them (what placement.place charges)."""
+    weights: StreamedWeights with read_blocks, read_tensor and block_kinds (a GGUF file's); threads and allocate
+    as pack's. Returns the Decoder and the format each matrix is kept in, as blocks.gguf_kinds names them (what
+    placement.place charges)."""
     import gguf
     from gguf import GGMLQuantizationType as T
 
@@ -163,7 +164,8 @@ def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Deco
     plans = {field: [block_matrix.plan(spec, *_runs([kept_kinds[l, n] for n in names], [out_rows[n] for n in names],
                                                     lambda a, b: a + b), cols) for l in range(L)]
              for field, (names, cols) in stacks.items()}
-    stacked = {field: aligned_empty((L, max(p.nbytes for p in plans[field])), np.uint8, zero=True) for field in stacks}
+    stacked = {field: allocate(f"layers.{field}", (L, max(p.nbytes for p in plans[field])), np.uint8)
+               for field in stacks}
     attn_norm, mlp_norm = np.empty((L, d), np.float32), np.empty((L, d), np.float32)
     bqkv = np.zeros((L, q + 2 * kv), np.float32)
 
@@ -182,7 +184,7 @@ def pack_blocks(weights, config, spec, threads: int | None = None) -> tuple[Deco
     for key in ("embedding", "lm_head"):
         kept_kinds[None, key] = weights.block_kinds.get((None, key), T.Q8_0)
     head_plan = block_matrix.plan(spec, [kept_kinds[None, "lm_head"]], [config.vocab_size], d)
-    lm_head = aligned_empty((head_plan.nbytes,), np.uint8, zero=True)
+    lm_head = allocate("lm_head", (head_plan.nbytes,), np.uint8)
     embed, embed_kind = (weights.mapped_embedding() if weights.mapped_embedding else None) or kept(None, "embed")
 
     def lm_head_matrix():
