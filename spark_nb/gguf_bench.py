@@ -15,7 +15,9 @@ repeats (it reports the mean), and each test counts at its fastest thread count:
 threads by speed, and on a busy 2-core machine llama.cpp's two threads, which spin at their barriers, decoded the
 0.5B file at ~6 tok/s against ~39 on one. spark-nb then takes the best of as many repeats. The memory roofline divides the bandwidth measured here (bench.measure_bandwidth)
 by the bytes a decode step reads: spark-nb's as it holds the model (bench.decode_bytes), llama.cpp's the file's
-tensors (a row of the token embedding only, as llama.cpp reads it). Nothing is asserted: machines are noisy, and
+tensors (a row of the token embedding only, as llama.cpp reads it). Resident memory: what loading the model and
+running both tests added to this process (its imports excluded), beside llama-bench's whole process at its peak.
+Nothing is asserted: machines are noisy, and
 the ratios come from one run on one machine. llama.cpp is a reference only, found on PATH or given.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,10 +66,10 @@ def llama_bench(binary: str, path: Path, threads: int, prompt: int, generate: in
     threads, and those thread counts, from its JSON output."""
     command = [binary, "-m", str(path), "-p", str(prompt), "-n", str(generate),
                "-t", ",".join(str(n) for n in range(1, threads + 1)), "-r", str(repeats), "-o", "json"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    rows = json.loads(done.stdout)
+    code, stdout, stderr, peak = _run_measured(command)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({code}): {stderr.strip()[-500:]}")
+    rows = json.loads(stdout)
     best = {}
     for r in rows:
         test = "prefill" if r["n_gen"] == 0 else "decode"
@@ -74,13 +78,34 @@ def llama_bench(binary: str, path: Path, threads: int, prompt: int, generate: in
     build = rows[0].get("build_commit") if rows else None
     return dict(binary=binary, build=build, prefill_tok_per_s=float(best["prefill"]["avg_ts"]),
                 decode_tok_per_s=float(best["decode"]["avg_ts"]), prefill_threads=int(best["prefill"]["n_threads"]),
-                decode_threads=int(best["decode"]["n_threads"]))
+                decode_threads=int(best["decode"]["n_threads"]), peak_resident_bytes=peak)
+
+
+def _run_measured(command: list[str]) -> tuple[int, str, str, int]:
+    """(exit code, stdout, stderr, peak resident bytes) of a command: the peak from the kernel's own account of
+    this child alone (os.wait4; RUSAGE_CHILDREN would be the largest of every child this process waited for)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        return child.returncode, out.read(), err.read(), usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident memory now (Linux's /proc), or None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def spark_nb(path: Path, dtype: str, prompt: int, generate: int, repeats: int, progress: bool) -> dict:
     """spark-nb's prefill and decode on the file, the same shapes as llama-bench's (module docstring)."""
     from .engine import Engine
 
+    before = _resident_bytes()  # the imports' (Python, numpy, numba, tokenizers): not the model's
     t0 = time.perf_counter()
     engine = Engine.load(path, dtype=dtype, context=prompt + generate + 8)
     load_s = time.perf_counter() - t0
@@ -105,7 +130,9 @@ def spark_nb(path: Path, dtype: str, prompt: int, generate: int, repeats: int, p
                  decode_tok_per_s=bench._best(decode, repeats, float("inf")))
     bench._log(progress, f"spark-nb {dtype}: pp{prompt} {bench._fmt(rates['prefill_tok_per_s'])} tok/s, "
                          f"tg{generate} {bench._fmt(rates['decode_tok_per_s'])} tok/s")
-    return dict(dtype=dtype, load_s=load_s, decode_bytes=bench.decode_bytes(engine, generate / 2), **rates)
+    after = _resident_bytes()  # the model, its KV cache and buffers, numba's code, after both tests
+    return dict(dtype=dtype, load_s=load_s, decode_bytes=bench.decode_bytes(engine, generate / 2),
+                resident_bytes=None if after is None else after - before, process_resident_bytes=after, **rates)
 
 
 def run(path, llama_bench_binary: str | None = None, dtype: str = DTYPE, prompt: int = PROMPT,
@@ -154,4 +181,10 @@ def format_table(result: dict) -> str:
         lines.append(f"{'spark-nb / llama.cpp':22}{r['prefill_tok_per_s']:>13.2f}x{r['decode_tok_per_s']:>13.2f}x")
     else:
         lines.append("llama.cpp: no llama-bench on PATH (give one with --llama-bench PATH)")
+    size = result["file_bytes"]
+    if ours["resident_bytes"] is not None:
+        lines.append(f"resident: spark-nb {ours['resident_bytes'] / 1e6:,.0f} MB over its imports "
+                     f"({ours['resident_bytes'] / size:.2f}x the file; the process {ours['process_resident_bytes'] / 1e6:,.0f} MB)"
+                     + (f", llama.cpp's process at its peak {theirs['peak_resident_bytes'] / 1e6:,.0f} MB "
+                        f"({theirs['peak_resident_bytes'] / size:.2f}x)" if theirs else ""))
     return "\n".join(lines)
