@@ -13,12 +13,12 @@ import ast
 import re
 from collections.abc import Callable, Sequence
 
+from ..refactors.wrap_main import is_main_guard
 from ..train.families import FAMILIES, EditTask
 from ..train.families.comments import comment_count
 from ..train.families.debug import _is_log_call, _is_print, is_debug_stmt
 from ..train.families.imports import _bound, _used_names, import_key
 from ..train.families.modernise import to_joined
-from ..train.families.structure import _is_main_guard
 
 __all__ = ["CHANGE_CHECKS", "ONE_ANSWER", "parse"]
 
@@ -199,7 +199,7 @@ def _extract_constant(task, tree, code) -> bool:
 
 def _wrap_main(task, tree, code) -> bool:
     has_main = any(isinstance(s, ast.FunctionDef) and s.name == "main" for s in tree.body)
-    return has_main and any(_is_main_guard(s) for s in tree.body)
+    return has_main and any(is_main_guard(s) for s in tree.body)
 
 
 CHANGE_CHECKS: dict[str, Check] = {

@@ -91,7 +91,7 @@ def _stays(stmt: ast.stmt, index: int) -> bool:
 def _check(code: str, tree: ast.Module, first: int) -> None:
     body = tree.body
     if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == "main" for s in body) or \
-            any(_is_name_guard(s) for s in body):
+            any(is_main_guard(s) for s in body):
         raise RefactorError("the cell has a main() or an `if __name__` guard already")
     moved = body[first:]
     for stmt in moved:
@@ -131,6 +131,7 @@ def _own_scope(stmt: ast.stmt):
         todo.extend(ast.iter_child_nodes(node))
 
 
-def _is_name_guard(stmt: ast.stmt) -> bool:
+def is_main_guard(stmt: ast.stmt) -> bool:
+    """`if __name__ ...:` (whatever it compares with)."""
     return isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare) and isinstance(stmt.test.left, ast.Name) \
         and stmt.test.left.id == "__name__"

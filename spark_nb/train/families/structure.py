@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import re
 
+from ...refactors.wrap_main import is_main_guard
 from .base import Family, Text, all_identifiers, apply_edits, multiline_string_lines, reindent
 
 _BORING = {0, 1, 2, -1, 0.0, 1.0, 0.5, 2.0}
@@ -146,11 +147,6 @@ class ExtractConstant(Family):
 
 
 # ------------------------------------------------------------------------------------------------ main()
-def _is_main_guard(s) -> bool:
-    return (isinstance(s, ast.If) and isinstance(s.test, ast.Compare) and isinstance(s.test.left, ast.Name)
-            and s.test.left.id == "__name__")
-
-
 class WrapMain(Family):
     name = "wrap_main"
     refactor = True
@@ -171,7 +167,7 @@ class WrapMain(Family):
     def normalize(self, tree):
         mains = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "main"
                  and not s.args.args and not s.decorator_list]
-        guard = [s for s in tree.body if _is_main_guard(s) and len(s.body) == 1 and "main" in ast.dump(s.body[0])]
+        guard = [s for s in tree.body if is_main_guard(s) and len(s.body) == 1 and "main" in ast.dump(s.body[0])]
         if len(mains) == 1 and guard:
             body = []
             for s in tree.body:
@@ -185,7 +181,7 @@ class WrapMain(Family):
     def make(self, text, rng):
         tree = ast.parse(text)
         body = tree.body
-        if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or _is_main_guard(s)
+        if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or is_main_guard(s)
                for s in body):
             return None
         if any(isinstance(n, (ast.Global, ast.Nonlocal, ast.Return, ast.Yield, ast.YieldFrom, ast.Await))
