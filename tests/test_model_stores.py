@@ -118,6 +118,9 @@ def test_unknown_or_ambiguous_name_is_one_clear_error(machine):
 def test_every_loader_takes_a_name(machine, capsys):
     engine = spark_nb.load("qwen2.5-coder:0.5b", dtype="fp32")
     assert engine.path == machine["qwen2.5-coder:0.5b"] and engine.tokenizer.chat_template
+    assert repr(engine).startswith("Engine(qwen2.5-coder:0.5b: ")  # the name, not the blob's sha256-...
+    assert repr(spark_nb.load(machine["qwen2.5-coder:0.5b"], dtype="fp32")).startswith(
+        f"Engine({machine['qwen2.5-coder:0.5b'].name}: ")  # a path: its file's name
     assert get_engine("tiny-org/Tiny-Coder-Instruct", dtype="fp32").path == machine["tiny-org/Tiny-Coder-Instruct"]
     assert get_engine("tiny-org/Tiny-Coder-Instruct", dtype="fp32") is get_engine(
         str(machine["tiny-org/Tiny-Coder-Instruct"]), dtype="fp32")  # one engine, whatever it was called

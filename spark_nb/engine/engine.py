@@ -88,7 +88,7 @@ class Engine:
         "decode_threads", "free_rows"}, used instead of searching and measuring again. kinds: the GGUF block format
         of each matrix dtype "auto" keeps (blocks.gguf_kinds), placed at its real bytes a weight."""
         self.path, self.config, self.tokenizer, self.dtype, self.context = path, config, tokenizer, dtype, context
-        self.spec = spec
+        self.spec, self.name = spec, path.name
         if known:
             self.placement: Placement = layouts.from_state(known["placement"], config, spec)
             layout = known["layout"]
@@ -142,7 +142,7 @@ class Engine:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
         spec = get_spec(wafer)
-        path = resolve(path)  # a name `spark-nb models` lists -> its file or folder
+        given, path = path, resolve(path)  # a name `spark-nb models` lists -> its file or folder
         if dtype == "auto" and path.is_dir():  # a model folder has no block formats to keep
             dtype = "int8"
         cached = tile_cache.load(path, spec, dtype) if path.exists() else None  # this model packed before
@@ -175,6 +175,8 @@ class Engine:
         key = tile_cache.engine_key(context, numba.config.NUMBA_NUM_THREADS) if kept else None
         known = tile_cache.recall(path, spec, dtype, key) if cached is not None else None
         engine = cls(path, config, tokenizer, decoder, spec, dtype, context, known, kinds)
+        # what repr shows: the name it was loaded by where that was a store's name (an Ollama blob is sha256-...)
+        engine.name = path.name if Path(given).expanduser() == path else str(given)
         if kept and (known is None or engine._reprobed):
             tile_cache.remember(path, spec, dtype, key, engine._found())
         _return_freed_memory()
@@ -182,7 +184,7 @@ class Engine:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"Engine({self.path.name}: {c.family}, {c.n_params / 1e6:.1f}M params, {self.dtype}, "
+        return (f"Engine({self.name}: {c.family}, {c.n_params / 1e6:.1f}M params, {self.dtype}, "
                 f"context {self.context}, on {self.spec.name} using {self.placement.pes_used:,} PEs)")
 
     # -- the forward pass ------------------------------------------------------------------------------------
