@@ -107,14 +107,16 @@ def cmd_eval(args) -> int:
         print(json.dumps(result, indent=2) if args.json else format_completion(result))
         return 0
     sets = evaluate.SETS if args.set == "all" else (args.set,)
+    if args.card:
+        from .edits import BUILTIN
+
+        card = evaluate.card_of(args.model or BUILTIN)  # before the evaluation: one without a card fails at once
     result = evaluate.run(args.model, sets=sets, data=args.data, split=args.split, limit=args.limit,
                           model_only=args.model_only, log=log, wafer=args.wafer, dtype=args.dtype,
                           max_new_tokens=args.max_tokens)
     print(json.dumps(result, indent=2) if args.json else evaluate.format_table(result))
     if args.card:
-        from .edits import BUILTIN
-
-        print(f"wrote the table into {evaluate.write_card(args.model or BUILTIN, result)}", file=sys.stderr)
+        print(f"wrote the table into {evaluate.write_card(card, result)}", file=sys.stderr)
     return 0
 
 

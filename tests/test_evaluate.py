@@ -152,6 +152,15 @@ def test_card_gets_the_table_between_its_markers(edit_folder, tasks, tmp_path, c
     card = (model / "README.md").read_text()
     assert card.count(EVAL_BEGIN) == 1 and "not yet" not in card and card.endswith("## Limits\n")
     assert "| family | kind | n | applied |" in card and "Targets:" in card
+    # a model without a card section: one message, before anything is evaluated
+    (model / "README.md").write_text("# card\n")
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    for where, says in ((model, f"no {EVAL_BEGIN}"), (gguf, "is a file")):
+        capsys.readouterr()
+        assert cli.main(["eval", "--model", str(where), "--data", str(tmp_path), "--set", "library", "--card"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "leave out --card" in err and err.count("\n") == 1
 
 
 def test_the_change_checks_read_what_was_asked():

@@ -14,7 +14,7 @@ from .checks import CHANGE_CHECKS, ONE_ANSWER
 from .run import evaluate, run
 from .score import TARGETS, score_task
 from .sets import SETS, library_tasks, notebook_cells, notebook_tasks
-from .table import format_table, write_card
+from .table import card_of, format_table, write_card
 
-__all__ = ["run", "evaluate", "format_table", "write_card", "score_task", "CHANGE_CHECKS", "ONE_ANSWER", "TARGETS",
+__all__ = ["run", "evaluate", "format_table", "card_of", "write_card", "score_task", "CHANGE_CHECKS", "ONE_ANSWER", "TARGETS",
            "SETS", "library_tasks", "notebook_cells", "notebook_tasks"]

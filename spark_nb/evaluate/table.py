@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..train.families import FAMILIES
 
-__all__ = ["format_table", "write_card", "LEGEND"]
+__all__ = ["format_table", "card_of", "write_card", "LEGEND"]
 
 LEGEND = ("n: tasks; applied: the edit went into the cell (the guard passed the model's result, or an exact refactor "
           "made it); change: the requested change is in the result (one check per family); semantics (refactor "
@@ -57,15 +57,30 @@ def format_table(result: dict) -> str:
     return "\n".join(out + [LEGEND])
 
 
-def write_card(folder, result: dict) -> Path:
-    """Put the tables into the model card (README.md of the model folder), between the markers export left."""
+def card_of(model) -> Path:
+    """The model card (README.md of a model folder that spark-nb's export wrote) of a model path or name, or a
+    ValueError saying why there is none: asked before an evaluation runs, not after."""
+    from ..model.stores import resolve
     from ..train.export import EVAL_BEGIN, EVAL_END
 
-    card = Path(folder) / "README.md"
+    path = resolve(model)
+    card = path / "README.md"
+    if not path.is_dir() or not card.is_file():
+        raise ValueError(f"--card writes the table into a model folder's README.md, and {model} "
+                         f"({path}) is {'a file' if path.is_file() else 'a folder without one'}: "
+                         "leave out --card, or evaluate a model folder that spark-nb's training exported")
     text = card.read_text()
     if EVAL_BEGIN not in text or EVAL_END not in text:
-        raise ValueError(f"{card} has no {EVAL_BEGIN} ... {EVAL_END} section (was it written by export?)")
-    head, rest = text.split(EVAL_BEGIN, 1)
+        raise ValueError(f"{card} has no {EVAL_BEGIN} ... {EVAL_END} section to write the table into (was it written "
+                         "by spark-nb's export?): add the two markers where the table goes, or leave out --card")
+    return card
+
+
+def write_card(card: Path, result: dict) -> Path:
+    """Put the tables into the model card (card_of), between the markers export left."""
+    from ..train.export import EVAL_BEGIN, EVAL_END
+
+    head, rest = card.read_text().split(EVAL_BEGIN, 1)
     tail = rest.split(EVAL_END, 1)[1]
     body = ("`spark-nb eval` (greedy decoding; files and cells the model never trained on):\n\n"
             + format_table(result))
