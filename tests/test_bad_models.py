@@ -212,6 +212,8 @@ CASES = {
                                   ["is not valid JSON", "re-export"]),
     "tokenizer_config_eos_a_number": (lambda f: edit_json(f / TOKENIZER_CONFIG, eos_token=2), TOKENIZER_CONFIG,
                                       ["eos_token is 2", "not a token's text"]),
+    "tokenizer_config_fim_order_unknown": (lambda f: edit_json(f / TOKENIZER_CONFIG, fim_order="pms"), TOKENIZER_CONFIG,
+                                           ["fim_order is 'pms'", '"psm" or "spm"']),
     "chat_template_does_not_parse": (lambda f: edit_json(f / TOKENIZER_CONFIG, chat_template="{% for %}"),
                                      TOKENIZER_CONFIG, ["chat template does not parse", "fix the template"]),
     "chat_templates_malformed": (lambda f: edit_json(f / TOKENIZER_CONFIG, chat_template=[{"x": 1}]),

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from live_server import running
-from spark_nb.server.complete import FIM, Boundary, has_fim, held, past_held, prompt
+from spark_nb.server.complete import FIM, Boundary, fim_order, has_fim, held, past_held, prompt
 from spark_nb.server.engines import Engines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,19 @@ def test_prompt_is_fim_only_where_the_tokenizer_has_fim_tokens():
     assert not has_fim(_Tok()) and has_fim(_Tok(FIM))
     assert prompt(_Tok(), "x = ", "\nprint(x)", "import os") == "import os\n\nx = "
     assert prompt(_Tok(FIM), "x = ", "\nprint(x)", "import os") == (
-        "<|fim_prefix|>import os\n\nx = <|fim_suffix|>\nprint(x)<|fim_middle|>")
+        "<|fim_prefix|>import os\n\nx = <|fim_suffix|>\nprint(x)<|fim_middle|>")  # PSM: a tokenizer says nothing
+
+
+def test_prompt_follows_the_models_fim_order():
+    spm = _Tok(FIM)
+    spm.fim_order = "spm"  # tokenizer_config.json's "fim_order", as spark_nb.model.Tokenizer reads it
+    assert fim_order(_Tok()) is None and fim_order(_Tok(FIM)) == "psm" and fim_order(spm) == "spm"
+    assert prompt(spm, "x = ", "\nprint(x)", "import os") == (
+        "<|fim_prefix|><|fim_suffix|>\nprint(x)<|fim_middle|>import os\n\nx = ")  # the middle continues the prefix
+    # the prompt ends in the prefix: a line start's indentation is held back as in a continuation
+    assert held(prompt(spm, "def f(xs):\n    ", "\n    return xs")) == (
+        "<|fim_prefix|><|fim_suffix|>\n    return xs<|fim_middle|>def f(xs):\n", "    ")
+    assert prompt(spm, "p" * 5000, "s" * 2000) == f"{FIM[0]}{FIM[1]}{'s' * 1000}{FIM[2]}{'p' * 4000}"  # the cuts
 
 
 def test_boundary_blank_line_dedent_and_single_line():

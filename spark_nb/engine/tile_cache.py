@@ -154,7 +154,8 @@ def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer
             "read_only": [name for name, array in arrays.items() if not array.flags.writeable],
             "kinds": None if kinds is None else [[layer, name, kind.name] for (layer, name), kind in kinds.items()],
             "tokenizer": {"special_tokens": tokenizer.special_tokens, "chat_template": tokenizer.chat_template,
-                          "eos_token_ids": list(tokenizer.eos_token_ids), "bos_token_id": tokenizer.bos_token_id}}
+                          "eos_token_ids": list(tokenizer.eos_token_ids), "bos_token_id": tokenizer.bos_token_id,
+                          "fim_order": tokenizer.fim_order}}
     try:
         for name, array in arrays.items():
             if writer.files.get(name) is not array:  # not packed in place
@@ -247,6 +248,6 @@ def _tokenizer(entry: Path, raw: dict, config: ModelConfig) -> Tokenizer:
     import tokenizers
 
     tokenizer = Tokenizer(tokenizers.Tokenizer.from_str((entry / "tokenizer.json").read_text()),
-                          raw["special_tokens"], raw["chat_template"], config)
+                          raw["special_tokens"], raw["chat_template"], config, raw["fim_order"])
     tokenizer.eos_token_ids, tokenizer.bos_token_id = tuple(raw["eos_token_ids"]), raw["bos_token_id"]
     return tokenizer

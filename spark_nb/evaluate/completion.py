@@ -6,8 +6,9 @@
 Cursors are drawn in the held-out units as spark_nb.train.fim draws them for training (the end of a name, an open
 bracket, after `= `, the first lines of a block, the start of a line), one per unit, seeded, spread over the split;
 the unit before it in the same file is the earlier cell. Each is completed the way the server completes
-(spark_nb.server.complete: FIM where the tokenizer has its tokens, else continuation of the text before the cursor;
-greedy; the suggestion cut where `Boundary` ends it) and scored against the text that was there:
+(spark_nb.server.complete: FIM in the model's order where the tokenizer has its tokens, else continuation of the
+text before the cursor; greedy; the suggestion cut where `Boundary` ends it) and scored against the text that was
+there:
 
     exact line  the suggestion's first line equals the middle's first line (the rest of the cursor's line, or a
                 block's first body line), trailing spaces aside
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..server.complete import Boundary, has_fim, held, past_held, prompt
+from ..server.complete import Boundary, fim_order, held, past_held, prompt
 from ..train import fim
 
 __all__ = ["completion", "completion_cases", "score_suggestion", "suggest", "format_completion", "test_units"]
@@ -131,7 +132,8 @@ def completion(model=None, data=None, split: str = "test", n: int = 300, seed: i
     engine = get_engine(model, options.pop("wafer", "wse3"), options.pop("dtype", "int8"))
     units, source = test_units(data, split, log)
     cases = completion_cases(units, n, seed)
-    used = "fim" if style == "auto" and has_fim(engine.tokenizer) else "continuation"
+    order = fim_order(engine.tokenizer) if style == "auto" else None
+    used = f"fim ({order})" if order else "continuation"
     if log:
         log(f"{len(cases)} cursors from {source}; prompts: {used}")
     suggest(engine, cases[0], 2, style)  # compile the kernels before anything is timed

@@ -33,8 +33,12 @@ class Tokenizer:
         special_tokens: dict[str, str] | None = None,
         chat_template: str | None = None,
         config: ModelConfig | None = None,
+        fim_order: str = "psm",
     ):
         self.backend = backend
+        # the order of the fill-in-the-middle prompt the model was trained on (spark_nb.server.complete.FIM_ORDERS):
+        # tokenizer_config.json's "fim_order", PSM (Qwen's, StarCoder's) where it says nothing
+        self.fim_order = fim_order
         self.special_tokens = dict(special_tokens or {})  # e.g. {"eos_token": "<|im_end|>"}
         self.chat_template = chat_template
         # Compiled now so that a broken template is a load error, not a surprise at the first prompt
@@ -69,9 +73,13 @@ class Tokenizer:
                     "the two files come from different tokenizers, re-export them together"
                 )
         _check_edit_format(backend, path)
+        fim_order = settings.get("fim_order", "psm")
+        if fim_order not in ("psm", "spm"):
+            raise ModelLoadError(f"{settings_path}: fim_order is {fim_order!r}; it must be \"psm\" or \"spm\", the "
+                                 "order of the fill-in-the-middle prompts the model was trained on")
         template, template_file = _find_chat_template(folder, settings)
         try:
-            return cls(backend, special, template, config)
+            return cls(backend, special, template, config, fim_order)
         except ModelLoadError as err:  # the template does not compile: say which file holds it
             raise ModelLoadError(f"{template_file}: {err}") from None
 
