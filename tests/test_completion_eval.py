@@ -62,26 +62,37 @@ def _tok():
     return tok
 
 
-def test_encoding_is_the_servers_prompt_then_the_middle():
+class _Ordered:
+    """A training tokenizer as the engine's Tokenizer shows it: with the model folder's fim_order."""
+
+    def __init__(self, tok, fim_order):
+        self.tok, self.fim_order = tok, fim_order
+
+    def token_to_id(self, token):
+        return self.tok.token_to_id(token)
+
+
+@pytest.mark.parametrize("order", sorted(complete.FIM_ORDERS))
+def test_encoding_is_the_servers_prompt_then_the_middle(order):
     from spark_nb.train.format import EditFormat
 
     tok = _tok()
     fmt = EditFormat(tok)
-    assert (fim.CONTEXT_CHARS, fim.PREFIX_CHARS, fim.SUFFIX_CHARS) == (complete.CONTEXT_CHARS, complete.PREFIX_CHARS,
-                                                                       complete.SUFFIX_CHARS)
-    c = next(c for c in fim.cursors(CELL) if c.kind == "assign")
-    e = fim.example(CELL, c, context="import math\n")
-    ids, mask = fim.encode(fmt, [e])[0]
-    text = complete.prompt(tok, e.prefix, e.suffix, e.context)
-    n_prompt = len(tok.encode(text).ids)  # the server's prompt, special tokens recognised as the engine does
-    assert ids[:n_prompt].tolist() == tok.encode(text).ids
-    assert fmt.decode_text(ids[n_prompt:-1]) == e.middle and ids[-1] == fmt.end
-    assert mask[n_prompt:].all()  # the middle and <|end|>
-    head = e.head()
-    h_ids = tok.encode(head).ids
-    supervised = [i for i, m in zip(ids[1:1 + len(h_ids)], mask[1:1 + len(h_ids)]) if m]
-    assert fmt.decode_text(supervised) == e.prefix  # the cell's own prefix, never the context cell
-    assert not mask[1 + len(h_ids):n_prompt].any()  # nor the suffix or the FIM tokens
+    for c in fim.cursors(CELL):  # every kind, line starts (held back in SPM) included
+        e = fim.example(CELL, c, context="import math\n")
+        ids, mask = fim.encode(fmt, [e], order)[0]
+        # the prompt the server runs (indentation held back, then written by the model), special tokens recognised
+        # as the engine recognises them
+        text, indent = complete.held(complete.prompt(_Ordered(tok, order), e.prefix, e.suffix, e.context))
+        prompt_ids = tok.encode(text).ids
+        n_prompt = len(prompt_ids)
+        assert ids[:n_prompt].tolist() == prompt_ids
+        assert fmt.decode_text(ids[n_prompt:-1]) == indent + e.middle and ids[-1] == fmt.end
+        assert indent == ("" if order == "psm" or c.kind not in ("line", "block") else CELL[:c.start].split("\n")[-1])
+        assert mask[n_prompt:].all()  # the middle and <|end|>
+        supervised = [i for i, m in zip(ids[:n_prompt], mask[:n_prompt]) if m]
+        assert fmt.decode_text(supervised) == e.prefix[:len(e.prefix) - len(indent)]  # the cell's own prefix only,
+        # never the context cell, the suffix or the FIM tokens
 
 
 def test_score_on_hand_computed_cases():
@@ -125,6 +136,9 @@ def test_suggestion_is_cut_where_the_server_cuts_it():
     assert text == "sum(values)"
     assert eng.prompts[0] == complete.prompt(tok, case.prefix, case.suffix)  # FIM: the tokenizer has the tokens
     assert eng.prompts[0].startswith(T.FIM_PREFIX)
+    spm = _Engine(_Ordered(tok, "spm"), "sum(values)\n\nprint(1)")
+    assert suggest(spm, case)[0] == "sum(values)"
+    assert spm.prompts[0] == f"{T.FIM_PREFIX}{T.FIM_SUFFIX}{case.suffix}{T.FIM_MIDDLE}{case.prefix}"  # SPM
     suggest(eng, case, style="continuation")
     assert eng.prompts[1] == case.prefix  # the text before the cursor only
     # a dedent below the cursor's line ends it too

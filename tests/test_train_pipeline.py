@@ -326,7 +326,8 @@ def test_export_loads_in_spark_nb_and_transformers(data_dir, tmp_path):
 def test_fim_fine_tune_keeps_the_old_ids_and_rows_and_exports_a_fim_model(data_dir, tmp_path):
     """A run with a fim phase started from an exported model (`fit --init FOLDER`): the tokenizer gains the three
     FIM tokens after every old id, the old embedding rows start as they were, the validation at step 0 is logged,
-    and the exported folder completes with FIM prompts in spark_nb and loads in transformers."""
+    and the exported folder completes with FIM prompts (in the order it was trained in, SPM) in spark_nb and loads in
+    transformers."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from safetensors.torch import load_file
@@ -360,12 +361,13 @@ def test_fim_fine_tune_keeps_the_old_ids_and_rows_and_exports_a_fim_model(data_d
     assert torch.allclose(start[:n_old], old[:n_old], atol=1e-6)  # one step at lr 1e-12 moves nothing visible
     folder = export(tmp_path / "fim" / "checkpoint.pt", tmp_path / "model", log=quiet)
     config = json.loads((folder / "tokenizer_config.json").read_text())
-    assert config["additional_special_tokens"][-3:] == T.FIM_TOKENS
+    assert config["additional_special_tokens"][-3:] == T.FIM_TOKENS and config["fim_order"] == cfg.fim_order == "spm"
     engine = spark_nb.load(folder, dtype="fp32")
-    assert has_fim(engine.tokenizer)
+    assert has_fim(engine.tokenizer) and engine.tokenizer.fim_order == "spm"
     text = prompt(engine.tokenizer, "def f(x):\n    return ", "\n")
     ids = engine.encode(text)
-    assert ids[0] == n_old and n_old + 1 in ids and ids[-1] == n_old + 2  # the FIM tokens, one id each
+    assert ids[:2] == [n_old, n_old + 1] and n_old + 2 in ids  # the FIM tokens, one id each, the suffix first
+    assert text.endswith("<|fim_middle|>def f(x):\n    return ")  # the middle continues the prefix
     model = transformers.AutoModelForCausalLM.from_pretrained(folder).float().eval()
     with torch.no_grad():
         ref = model(torch.tensor([list(ids)])).logits[0].numpy()

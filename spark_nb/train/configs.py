@@ -59,6 +59,10 @@ class TrainConfig:
         Phase("edits", "edit", 0.60, 1024),
     )
     bucket_batches: int = 64  # examples are sorted by length within windows of this many batches
+    # The FIM prompts' order (spark_nb.server.complete.FIM_ORDERS), saved as the tokenizer's "fim_order" so the
+    # server lays them out the same way: "spm", where the middle continues the prefix (a 6M model never learned
+    # where a PSM prefix ends).
+    fim_order: str = "spm"
     # Edit families' shares of an epoch go as (family size) ** family_balance: 1 keeps the data's own mix; below 1
     # the small families (to_fstring, wrap_main: a tenth the size of rename) are drawn more often, repeats and all.
     family_balance: float = 1.0
@@ -84,6 +88,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {"fim_order": "psm", **d}  # saved before the field: its FIM examples were PSM
         return cls(name=d["name"]).replace(**{k: v for k, v in d.items() if k in known and k != "name"})
 
     @property

@@ -17,6 +17,7 @@ import torch
 
 from .configs import TrainConfig
 from .model import build_model, n_params
+from ..server.complete import FIM_ORDERS
 from .tokenizer import save_tokenizer
 from .train import LOG, load_checkpoint
 
@@ -43,7 +44,7 @@ def export(checkpoint, folder, dtype: str = "fp32", data_dir=None, log=print) ->
     model = model.to(DTYPES[dtype]).eval()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    save_tokenizer(tok, folder)
+    save_tokenizer(tok, folder, cfg.fim_order)  # the order its FIM examples were trained in
     data_dir = Path(data_dir) if data_dir else None
     manifest = stats = None
     if data_dir and (data_dir / "manifest.json").exists():
@@ -100,6 +101,11 @@ def model_card(cfg: TrainConfig, training: dict, manifest: dict | None, stats: d
         "`<|keep|>`, `<|delete|>` or `<|replace|>` + text, optionally followed by `<|insert|>` + text lines; "
         "`<|end|>` ends the edit. Input lines are fed, not generated: speed figures report generated and output "
         "tokens separately.", "",
+        *([f"Inline completion (fill-in-the-middle, `spark_nb/train/fim.py`), {cfg.fim_order.upper()} order "
+           "(`fim_order` in tokenizer_config.json): " + " ".join(f"`{p}`" if p.startswith("<|") else p
+                                                                 for p in FIM_ORDERS[cfg.fim_order])
+           + ", then the middle and `<|end|>` (head: the earlier cells, a blank line, the text before the cursor).",
+           ""] if any(p.kind == "fim" for p in cfg.phases) else []),
         "## Training", "",
         f"- config `{cfg.name}`: {cfg.steps} steps, batch {cfg.batch_size}, AdamW lr {cfg.lr:g} (warmup "
         f"{cfg.warmup_steps}, cosine to {cfg.min_lr_ratio:g}x), weight decay {cfg.weight_decay:g}, grad clip "

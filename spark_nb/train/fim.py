@@ -12,9 +12,14 @@ The middle is the rest of the cursor's line (from the cursor to the end of the l
 first lines of a block's body, and has a letter or digit in it (a lone `)` or `:` is left out); the prefix is the cell before it, the suffix the cell after it. Candidates come from
 Python's tokenizer, so names inside strings and comments are never cursors.
 
-The prompt is spark_nb.server.complete's, byte for byte (earlier cells joined to the prefix by a blank line)::
+The prompt is spark_nb.server.complete's, byte for byte, in the order the model is trained in (its `FIM_ORDERS`;
+the head is the earlier cells joined to the prefix by a blank line)::
 
-    <|fim_prefix|> [context "\\n\\n"] prefix <|fim_suffix|> suffix <|fim_middle|>   then   middle <|end|>
+    psm   <|fim_prefix|> head <|fim_suffix|> suffix <|fim_middle|>   then   middle <|end|>
+    spm   <|fim_prefix|><|fim_suffix|> suffix <|fim_middle|> head   then   middle <|end|>
+
+An SPM prompt ends in the head, so a head whose last line is only indentation is held back as the server holds it
+(complete.held): the indentation starts the middle instead.
 
 `encode` gives the ids and a loss mask (the middle and <|end|> supervised, and the prefix of the cell itself: more
 plain-code signal from the same forward pass; never the context or the suffix). No torch here: the completion
@@ -30,13 +35,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..server import complete
+from ..server.complete import PREFIX_CHARS, SUFFIX_CHARS  # the server's cuts
 from . import tokenizer as T
 
 KINDS = ("identifier", "bracket", "assign", "block", "line")
 MAX_MIDDLE_CHARS = 120  # a line longer than this is no inline suggestion
 BLOCK_LINES = 3  # a block's middle: at most this many body lines
-# the same cuts as spark_nb.server.complete (kept equal by tests/test_completion_eval.py)
-CONTEXT_CHARS, PREFIX_CHARS, SUFFIX_CHARS = 4000, 4000, 1000
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,7 @@ class FimExample:
 
     def head(self) -> str:
         """The text before the cursor as complete.prompt builds it: context, a blank line, the prefix."""
-        context = self.context[-CONTEXT_CHARS:]
-        return (context.rstrip("\n") + "\n\n" if context.strip() else "") + self.prefix[-PREFIX_CHARS:]
+        return complete.head(self.prefix, self.context)
 
 
 def _line_starts(text: str) -> list[int]:
@@ -180,26 +184,38 @@ def examples(records: list[dict], seed: int, per_unit: int = 1, context_p: float
     return out
 
 
-def encode(fmt, many: list[FimExample]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(ids int32, loss mask uint8) per example, for an EditFormat `fmt` whose tokenizer has the FIM tokens. The
-    head (context + prefix) is encoded as one text, as the completer's prompt is; its mask starts at the prefix."""
+def encode(fmt, many: list[FimExample], order: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids int32, loss mask uint8) per example, for an EditFormat `fmt` whose tokenizer has the FIM tokens, the
+    prompt in `order` ("psm" | "spm", complete.FIM_ORDERS). The head (context + prefix) is encoded as one text, as
+    the completer's prompt is; its mask starts at the prefix."""
     tok = fmt.tok
-    pre, suf, mid = (tok.token_to_id(t) for t in T.FIM_TOKENS)
-    if None in (pre, suf, mid):
+    ids_of = {t: tok.token_to_id(t) for t in T.FIM_TOKENS}
+    if None in ids_of.values():
         raise ValueError("the tokenizer lacks the FIM tokens: add them with spark_nb.train.tokenizer.with_fim")
-    heads = [e.head() for e in many]
-    texts = [t for e, h in zip(many, heads) for t in (h, e.suffix[:SUFFIX_CHARS], e.middle)]
+    pieces = complete.FIM_ORDERS[order]
+    texts, cuts = [], []
+    for e in many:
+        head, middle = e.head(), e.middle
+        cuts.append(len(head) - len(e.prefix[-PREFIX_CHARS:]))  # where the cell's own text begins in the head
+        if pieces[-1] == "head":  # the prompt ends in it: the server holds back a last line of indentation
+            head, indent = complete.held(head)
+            middle = indent + middle
+        texts += [head, e.suffix[:SUFFIX_CHARS], middle]
     nonempty = [t for t in texts if t]
     enc = iter(tok.encode_batch(nonempty, add_special_tokens=False))
     encodings = [next(enc) if t else None for t in texts]
     out = []
-    for k, (e, h) in enumerate(zip(many, heads)):
+    for k, cut in enumerate(cuts):
         eh, es, em = encodings[3 * k:3 * k + 3]
-        cut = len(h) - len(e.prefix[-PREFIX_CHARS:])  # where the cell's own text begins in the head
-        h_ids = eh.ids if eh else []
-        h_mask = [int(a >= cut) for a, _ in eh.offsets] if eh else []
-        s_ids, m_ids = (es.ids if es else []), (em.ids if em else [])
-        ids = [pre] + h_ids + [suf] + s_ids + [mid] + m_ids + [fmt.end]
-        mask = [0] + h_mask + [0] + [0] * len(s_ids) + [0] + [1] * len(m_ids) + [1]
+        parts = {"head": (eh.ids, [int(a >= cut) for a, _ in eh.offsets]) if eh else ([], []),
+                 "suffix": (es.ids, [0] * len(es.ids)) if es else ([], [])}
+        ids, mask = [], []
+        for p in pieces:  # the prompt: FIM tokens, head and suffix in the model's order
+            p_ids, p_mask = parts[p] if p in parts else ([ids_of[p]], [0])
+            ids += p_ids
+            mask += p_mask
+        m_ids = em.ids if em else []
+        ids += m_ids + [fmt.end]
+        mask += [1] * len(m_ids) + [1]
         out.append((np.asarray(ids, np.int32), np.asarray(mask, np.uint8)))
     return out

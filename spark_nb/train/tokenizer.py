@@ -66,10 +66,11 @@ def has_fim(tok) -> bool:
     return all(tok.token_to_id(t) is not None for t in FIM_TOKENS)
 
 
-def tokenizer_config(tok=None) -> dict:
+def tokenizer_config(tok=None, fim_order: str | None = None) -> dict:
     """tokenizer_config.json: what transformers and spark_nb read besides tokenizer.json (the FIM tokens listed
-    where `tok` has them)."""
-    extra = FIM_TOKENS if tok is not None and has_fim(tok) else []
+    where `tok` has them, and `fim_order`, the order the model was trained to read them in)."""
+    fim = tok is not None and has_fim(tok)
+    extra = FIM_TOKENS if fim else []
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": END,
@@ -79,14 +80,15 @@ def tokenizer_config(tok=None) -> dict:
         "additional_special_tokens": SPECIAL_TOKENS[3:] + extra,
         "model_max_length": MODEL_MAX_LENGTH,
         "clean_up_tokenization_spaces": False,
+        **({"fim_order": fim_order} if fim and fim_order else {}),
     }
 
 
-def save_tokenizer(tok, folder: str | Path) -> Path:
+def save_tokenizer(tok, folder: str | Path, fim_order: str | None = None) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tok), indent=2) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tok, fim_order), indent=2) + "\n")
     return folder
 
 

@@ -118,18 +118,18 @@ def _encode_plain(fmt: EditFormat, texts: list[str], max_len: int) -> list:
     return out
 
 
-def _encode_fim(fmt: EditFormat, records: list[dict], max_len: int, seed: int) -> list:
-    """Fill-in-the-middle examples (fim.py) from the plain units, one cursor per unit: those over max_len lose
-    their context cells, then are dropped."""
+def _encode_fim(fmt: EditFormat, records: list[dict], max_len: int, seed: int, order: str) -> list:
+    """Fill-in-the-middle examples (fim.py) from the plain units, one cursor per unit, prompts in `order`: those
+    over max_len lose their context cells, then are dropped."""
     from . import fim
 
     out = []
     exs = fim.examples(records, seed)
     for a in range(0, len(exs), 512):
         part = exs[a:a + 512]
-        for e, (ids, mask) in zip(part, fim.encode(fmt, part)):
+        for e, (ids, mask) in zip(part, fim.encode(fmt, part, order)):
             if len(ids) > max_len and e.context:
-                ids, mask = fim.encode(fmt, [fim.FimExample(e.prefix, e.middle, e.suffix, "", e.kind)])[0]
+                ids, mask = fim.encode(fmt, [fim.FimExample(e.prefix, e.middle, e.suffix, "", e.kind)], order)[0]
             if len(ids) <= max_len:
                 out.append((ids, mask))
     return out
@@ -139,9 +139,9 @@ FIM_LAYOUT = 1  # bump when fim.py draws or encodes differently: the cached exam
 
 
 def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_len: int, cache_dir: Path | None = None,
-                  log=print, seed: int = 0) -> Examples:
+                  log=print, seed: int = 0, fim_order: str = "psm") -> Examples:
     """Encoded `kind` ("edit" | "plain" | "fim") examples of `split`, cached in cache_dir (default data_dir/cache) by
-    tokenizer, source file and max_len (and for fim, the seed that draws the cursors)."""
+    tokenizer, source file and max_len (and for fim, the seed that draws the cursors and the prompts' order)."""
     data_dir = Path(data_dir)
     name = f"{split}.jsonl" if kind == "edit" else f"plain_{split}.jsonl"  # fim: cursors drawn in the plain units
     src = data_dir / name if (data_dir / name).exists() else data_dir / (name + ".gz")
@@ -150,7 +150,7 @@ def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_le
     st = src.stat()
     layout = "families"  # caches written before examples carried their family are encoded again
     if kind == "fim":
-        layout += f"|fim{FIM_LAYOUT}|{seed}"
+        layout += f"|fim{FIM_LAYOUT}|{seed}" + (f"|{fim_order}" if fim_order != "psm" else "")  # psm: caches of before
     key = hashlib.sha1(f"{layout}|{fmt.tok.to_str()}|{src.name}|{st.st_size}|{st.st_mtime_ns}|{max_len}".encode())
     key = key.hexdigest()
     cache = Path(cache_dir or data_dir / "cache") / f"{kind}-{split}-{key[:12]}.npz"
@@ -161,7 +161,7 @@ def load_examples(data_dir: Path, fmt: EditFormat, kind: str, split: str, max_le
     if kind == "edit":
         ex = Examples.build(*_encode_tasks(fmt, [EditTask.from_dict(r) for r in records], max_len))
     elif kind == "fim":
-        ex = Examples.build(_encode_fim(fmt, records, max_len, seed), families=None)
+        ex = Examples.build(_encode_fim(fmt, records, max_len, seed, fim_order), families=None)
     else:
         ex = Examples.build(_encode_plain(fmt, [r["text"] for r in records], max_len))
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -473,12 +473,14 @@ def _fit(cfg: TrainConfig, data_dir, out_dir, resume: bool, stop_after: int | No
     special = special_ids(tok)
     pad = special["<|pad|>"]
     vocab = tok.get_vocab_size(with_added_tokens=True)
-    save_tokenizer(tok, out_dir / "tokenizer")
+    save_tokenizer(tok, out_dir / "tokenizer", cfg.fim_order)
 
     kinds = sorted({p.kind for p in cfg.phases})
     cache = out_dir / "cache"
-    train = {k: load_examples(data_dir, fmt, k, "train", cfg.max_len, cache, log, cfg.seed) for k in kinds}
-    val = {k: load_examples(data_dir, fmt, k, "validation", cfg.max_len, cache, log, cfg.seed) for k in kinds}
+    train = {k: load_examples(data_dir, fmt, k, "train", cfg.max_len, cache, log, cfg.seed, cfg.fim_order)
+             for k in kinds}
+    val = {k: load_examples(data_dir, fmt, k, "validation", cfg.max_len, cache, log, cfg.seed, cfg.fim_order)
+           for k in kinds}
     batcher = Batcher(cfg, train)
 
     model = build_model(cfg, vocab, special).to(device)
