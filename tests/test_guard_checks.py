@@ -305,3 +305,55 @@ def test_a_result_the_compiler_refuses_is_refused():
     assert "no binding for nonlocal 'name'" in parse_error(dropped)
     assert judge(original, dropped, "rename_variable")[0] is False
     assert parse_error("await asyncio.sleep(0)\n") is None  # IPython runs top-level await
+
+
+# -- type hints the function's own arithmetic contradicts ------------------------------------------------------------
+
+SCALARS = {"int": 7, "float": 0.75, "complex": 0.5j, "bool": True, "str": "xyz", "bytes": b"xyz"}  # bool: its one non-zero
+BODIES = ["return a * b", "return a + b", "return a / b", "return -a", "return a % b", "return a < b",
+          "return a * 2", "return a + 'x'", "return a * 9 / 5 + 32", "return a // b + 1", "return ~a",
+          "return a - b", "return a & b"]
+
+
+def pythons_verdict(params: str, ret: str, body: str) -> bool:
+    """Python's own: the annotated function called with other values of the hinted types than the check's
+    (SCALARS) runs without a TypeError, and returns what the return hint accepts (int where float is hinted)."""
+    namespace = {}  # compiled without this module's `from __future__ import annotations`: hints are classes
+    exec(compile(f"def f({params}) -> {ret}:\n    {body}\n", "<f>", "exec", dont_inherit=True), namespace)
+    hints = namespace["f"].__annotations__
+    try:
+        value = namespace["f"](*(SCALARS[h.__name__] for name, h in hints.items() if name != "return"))
+    except TypeError:
+        return False
+    accepts = {float: (int, float), complex: (int, float, complex)}.get(hints["return"], hints["return"])
+    return isinstance(value, accepts)
+
+
+@pytest.mark.parametrize("body", BODIES)
+@pytest.mark.parametrize("hints", [("int", "int", "int"), ("float", "float", "float"), ("float", "float", "int"),
+                                   ("str", "str", "str"), ("str", "int", "str"), ("bytes", "bytes", "bytes"),
+                                   ("int", "int", "float"), ("str", "str", "int"), ("bool", "bool", "int")],
+                         ids="-".join)
+def test_new_hints_must_fit_what_the_code_does(hints, body):
+    a, b, ret = hints
+    params = f"a: {a}, b: {b}"
+    ok, error = check(f"def f(a, b):\n    {body}\n", f"def f({params}) -> {ret}:\n    {body}\n")
+    assert ok == pythons_verdict(params, ret, body), error
+    if not ok:
+        assert error.startswith("line 2: ") and error.endswith("a type hint must fit what the code does")
+
+
+def test_what_the_hint_check_leaves_unjudged():
+    before = "def f(a, b):\n    a = float(a)\n    return a * b\n"
+    assert check(before, before.replace("(a, b)", "(a: str, b: float) -> float")) == (True, None)  # reassigned
+    before = "def f(a):\n    return len(a) * 2.5\n"
+    assert check(before, before.replace("f(a)", "f(a: str) -> int")) == (True, None)  # a call: not evaluated
+    before = "def f(a):\n    def g(a):\n        return a * a\n    return g\n"
+    assert check(before, before.replace("f(a)", "f(a: str)")) == (True, None)  # g's a is its own
+    before = "def f(a: str, b: str) -> int:\n    return a * b\n"
+    assert check(before, before + "\n\nx: int = 1\n") == (True, None)  # hints the original had: the user's
+    before = "def f(a, n):\n    return a * n\n"
+    assert check(before, before.replace("(a, n)", "(a: str, n: int) -> str")) == (True, None)
+    ok, error = check("def area(w, h):\n    return w*h\n", "def area(w: bytes, h: bytes) -> bytes:\n    return w*h\n")
+    assert error == ("line 2: 'w * h' cannot run with the hints w: bytes, h: bytes (can't multiply sequence by "
+                     "non-int of type 'bytes'): a type hint must fit what the code does")

@@ -2,6 +2,7 @@
 naming what is wrong, or None.
 
     hint_error(original, result)                                            # a new type hint that is not a type
+    hint_contradiction(original, result)                 # new hints the function's own arithmetic contradicts
     unbound_error(original, result, context=earlier_cells, names=user_ns)  # names the edit reads, nothing binds
     fix_scope_error(original, result, "fix_syntax_error", context, names)  # a fix that rewrites other lines
 
@@ -15,12 +16,13 @@ import ast
 import builtins
 import difflib
 import io
+import operator
 import re
 import symtable
 import tokenize
 import warnings
 
-__all__ = ["unbound_error", "unbound_names", "hint_error", "fix_scope_error"]
+__all__ = ["unbound_error", "unbound_names", "hint_error", "hint_contradiction", "fix_scope_error"]
 
 # what a notebook's namespace holds without any cell binding it: IPython's own names and output history (_3, _i3)
 IPYTHON = frozenset({"get_ipython", "display", "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh",
@@ -165,6 +167,132 @@ def hint_error(original: str, result: str) -> str | None:
         if not _type_expr(node):
             return f"line {node.lineno}: {text!r} is not a type ({what}): a type hint must name a type"
     return None
+
+
+# one value of each builtin scalar type a hint may name: what an operation on values of that type does is what
+# Python does with these (the numeric tower: an int is accepted where float or complex is hinted, as PEP 484 says)
+_SAMPLES = {"int": 3, "float": 2.5, "complex": 1.5j, "bool": True, "str": "ab", "bytes": b"ab"}
+_ACCEPTS = {"float": (int, float), "complex": (int, float, complex)}
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+              ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
+              ast.BitXor: operator.xor, ast.BitAnd: operator.and_, ast.USub: operator.neg, ast.UAdd: operator.pos,
+              ast.Invert: operator.invert, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+              ast.GtE: operator.ge}
+
+
+def hint_contradiction(original: str, result: str) -> str | None:
+    """"line N: ..." where a function whose hints the edit added or changed cannot do what its own code does with
+    them: an operation on parameters hinted as builtin scalars (int, float, complex, bool, str, bytes) and
+    constants that raises TypeError for values of those types (`w * h` with w, h: str), or a return of such an
+    operation whose type its return hint does not accept (float where it says int). Only expressions made of
+    those parameters (never reassigned in the function), constants and operators are judged, with one value of
+    each type: what Python does with them; anything else (calls, attributes, other hints) is not judged."""
+    had = _hints(original)
+    for node in ast.walk(ast.parse(result)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        a = node.args
+        hints = [arg.annotation for arg in a.posonlyargs + a.args + [a.vararg] + a.kwonlyargs + [a.kwarg]
+                 if arg is not None and arg.annotation is not None] + [node.returns] * (node.returns is not None)
+        if had is not None and all(ast.unparse(h) in had for h in hints):
+            continue  # the edit added or changed none of its hints
+        error = _contradiction(node)
+        if error:
+            return error
+    return None
+
+
+def _contradiction(fn) -> str | None:
+    a = fn.args
+    params = {arg.arg: arg.annotation.id for arg in a.posonlyargs + a.args + a.kwonlyargs
+              if isinstance(arg.annotation, ast.Name) and arg.annotation.id in _SAMPLES}
+    body = list(_own_nodes(fn))
+    assigned = {n.id for n in body if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    assigned |= {name for n in body if isinstance(n, (ast.Global, ast.Nonlocal)) for name in n.names}
+    assigned |= {n.name for n in body if isinstance(n, ast.ExceptHandler) and n.name}
+    assigned |= {(a.asname or a.name).split(".")[0] for n in body if isinstance(n, (ast.Import, ast.ImportFrom))
+                 for a in n.names}
+    values = {name: _SAMPLES[hint] for name, hint in params.items() if name not in assigned}
+    if not values:
+        return None
+    for node in body:
+        if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Compare)):
+            try:
+                _value(node, values)
+            except TypeError as err:
+                used = ", ".join(f"{n}: {params[n]}" for n in values if n in _names(node))
+                return (f"line {node.lineno}: {ast.unparse(node)!r} cannot run with the hints {used} ({err}): a "
+                        "type hint must fit what the code does")
+            except _Unjudged:
+                pass
+        elif isinstance(node, ast.Return) and node.value is not None and isinstance(fn.returns, ast.Name) \
+                and fn.returns.id in _SAMPLES:
+            try:
+                got = type(_value(node.value, values))
+            except (TypeError, _Unjudged):
+                continue
+            hint = fn.returns.id
+            if not issubclass(got, _ACCEPTS.get(hint, (type(_SAMPLES[hint]),))):
+                used = ", ".join(f"{n}: {params[n]}" for n in values if n in _names(node.value))
+                return (f"line {node.lineno}: {fn.name} returns a {got.__name__} here ({ast.unparse(node.value)!r}"
+                        f"{' with ' + used if used else ''}), but its return hint says {hint}: a type hint must "
+                        "fit what the code does")
+    return None
+
+
+class _Unjudged(Exception):
+    """An expression the check does not evaluate."""
+
+
+def _value(node, values):
+    """The value of an expression of parameters (values), constants and operators, as Python computes it."""
+    if isinstance(node, ast.Name) and node.id in values:
+        return values[node.id]
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, complex, str, bytes)):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _value(node.left, values), _value(node.right, values)
+        return _computed(_OPERATORS[type(node.op)], left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return _computed(_OPERATORS[type(node.op)], _value(node.operand, values))
+    if isinstance(node, ast.Compare) and all(type(op) in _OPERATORS for op in node.ops):
+        operands = [_value(node.left, values)] + [_value(c, values) for c in node.comparators]
+        return all(_computed(_OPERATORS[type(op)], x, y) for op, x, y in zip(node.ops, operands, operands[1:]))
+    raise _Unjudged
+
+
+def _computed(op, *args):
+    """op(*args); an error other than a TypeError (a sample divided by zero, a huge power) judges nothing."""
+    if op is operator.pow or op is operator.lshift:
+        if any(isinstance(a, (str, bytes)) for a in args):
+            return op(*args)  # raises the TypeError, cheaply
+        raise _Unjudged  # a constant exponent may be huge
+    if op is operator.mul and any(isinstance(a, (str, bytes)) for a in args) \
+            and any(isinstance(a, int) and abs(a) > 1_000 for a in args):
+        raise _Unjudged  # "ab" * 10**9 is valid, and large
+    try:
+        return op(*args)
+    except TypeError:
+        raise
+    except Exception:
+        raise _Unjudged from None
+
+
+def _names(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _own_nodes(fn):
+    """The nodes of a function's own scope: its body without nested functions, lambdas, classes and
+    comprehensions (their names are their own)."""
+    todo = list(fn.body)
+    while todo:
+        node = todo.pop()
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp,
+                                 ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            yield node
+            todo.extend(ast.iter_child_nodes(node))
 
 
 def _hints(code: str) -> set[str] | None:

@@ -94,7 +94,8 @@ def judge(original: str, result: str, family=None, *, context=(), names=()) -> t
         return False, (f"changes what the code does: {fam.name} may only change what it is about, but the "
                        f"result's AST differs from the original's beyond that"), True
     context, names = [context] if isinstance(context, str) else list(context), set(names)
-    error = (checks.hint_error(original, result) or checks.unbound_error(original, result, context, names)
+    error = (checks.hint_error(original, result) or checks.hint_contradiction(original, result)
+             or checks.unbound_error(original, result, context, names)
              or checks.fix_scope_error(original, result, fam and fam.name, context, names))
     return error is None, error, same is True
 
