@@ -382,6 +382,12 @@ def test_remove_unused_imports_against_the_names_read():
     ("import os\n__all__ = ['os']\n", {}, None),
     ("import pandas as pd\nimport numpy as np\n", {"used_elsewhere": {"pd"}}, "import pandas as pd\n"),
     ("from pathlib import Path\ndef f(p: 'Path'):\n    pass\n", {}, None),
+    # a forward reference outside an annotation (a type alias), under TYPE_CHECKING: pydantic.v1's schema module
+    ("from typing import TYPE_CHECKING, Type, Union\nif TYPE_CHECKING:\n    from m import Base\n    from m import X\n"
+     "Alias = Union[Type['Base'], int]\n", {},
+     "from typing import TYPE_CHECKING, Type, Union\nif TYPE_CHECKING:\n    from m import Base\n"
+     "Alias = Union[Type['Base'], int]\n"),
+    ("import os\nx = 'os.path'\n", {}, None),  # a string that spells a name keeps its import: the safe side
     ("from m import *\n", {}, None),
     ("import os; import sys; print(os)\n", {}, "import os; print(os)\n"),
     ("import json\n\n# load\nx = 1\n", {}, "# load\nx = 1\n"),

@@ -42,7 +42,8 @@ def remove_unused_imports(code: str, *, used_elsewhere: Iterable[str] = ()) -> s
     """The cell without the imported names it never reads.
 
     Kept whatever the cell does: `from __future__` imports, star imports, names given to `__all__` or listed in
-    `used_elsewhere`, and imports inside a `try` (they usually test that a module is available)."""
+    `used_elsewhere`, names a string spells as a type (forward references), and imports inside a `try` (they
+    usually test that a module is available)."""
     keep = set(used_elsewhere)
     return prune_imports(code, lambda module, name: name not in keep)
 
@@ -56,7 +57,7 @@ def prune_imports(code: str, removable: Callable[[str, str], bool], module: cst.
     """The cell without the imported names it never reads for which removable(module, bound name) is true.
     module: `code` already parsed, when the caller has it."""
     analysis = Analysis(code)
-    removable = _also_not_exported(removable, {c.value for c in analysis.exported})
+    removable = _also_not_exported(removable, {c.value for c in analysis.exported} | _spelt_in_strings(code))
     unused: list[set[int]] = []  # per import statement, in source order: the indices of its unused names
     for stmt, scope, in_try in analysis.imports:
         unused.append(set() if in_try else {i for i, alias in enumerate(stmt.names)
@@ -69,6 +70,26 @@ def prune_imports(code: str, removable: Callable[[str, str], bool], module: cst.
     if len(found.nodes) != len(unused):
         raise RefactorError("the cell's imports could not be matched up: left as they are")
     return module.visit(_Prune({id(node): drop for node, drop in zip(found.nodes, unused) if drop})).code
+
+
+_TYPE_NODES = (ast.Expression, ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List, ast.Constant,
+               ast.BinOp, ast.BitOr, ast.Load)
+
+
+def _spelt_in_strings(code: str) -> set[str]:
+    """Names that a string spells as a type, anywhere in the cell: forward references (`Type['BaseModel']` in a
+    type alias, `'np.ndarray'` in a hint, a TYPE_CHECKING import's only use) that the compiler's scopes do not
+    see as reads. A string that merely looks like one keeps an import that could go: the safe side."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and 0 < len(node.value) <= 200:
+            try:
+                spelt = ast.parse(node.value.strip(), mode="eval")
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue
+            if all(isinstance(n, _TYPE_NODES) for n in ast.walk(spelt)):
+                found |= {n.id for n in ast.walk(spelt) if isinstance(n, ast.Name)}
+    return found
 
 
 def _also_not_exported(removable, exported: set[str]):
