@@ -151,6 +151,10 @@ def test_verdict_says_whether_the_meaning_was_checked(comms):
     checked = LiveEdit("rename", ORIGINAL, widgets=True)
     checked.finish(dataclasses.replace(result(), checked=True), "replaced the cell")
     assert checked.view.verdict == "parses, same meaning: replaced the cell" and checked.view.checked
+    words = LiveEdit("add a docstring", ORIGINAL, widgets=True)  # the same meaning, but the words are the edit
+    words.finish(dataclasses.replace(result(), checked=True, family_hint="add_docstrings"), "replaced the cell")
+    assert words.view.verdict == "parses, same meaning; its words not checked: replaced the cell"
+    assert not words.view.checked  # amber, not green
     exact = LiveEdit("rename", ORIGINAL, widgets=True)
     exact.finish(dataclasses.replace(result(), checked=True, style="exact", stats=None,
                                      text="exact refactor: rename x -> y", seconds=0.001), "replaced the cell")
