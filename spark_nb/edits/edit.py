@@ -30,6 +30,9 @@ HEARTBEAT_S = 0.05  # a remote stream's longest step without a token (notebook/r
 _ENGINES: dict[tuple, Any] = {}  # (resolved path, wafer, dtype) -> Engine: loading the same model twice reuses it
 
 
+WORDS = ("add_docstrings", "add_comments")  # families whose change is words: the guard checks the code around them
+
+
 @dataclass(frozen=True)
 class EditResult:
     code: str  # the edited cell when ok, else the original, untouched
@@ -51,6 +54,12 @@ class EditResult:
     @property
     def changed(self) -> bool:
         return self.ok and self.code != self.original
+
+    @property
+    def judged(self) -> bool:
+        """The guard judged the whole edit: a program made it, or the model's result means what the cell meant and
+        its change is not words (a docstring's or a comment's words are the edit itself, and no check reads them)."""
+        return self.style == "exact" or (self.checked and self.family_hint not in WORDS)
 
 
 def get_engine(model=None, wafer="wse3", dtype="int8"):

@@ -92,21 +92,12 @@ def unified_diff(original: str, code: str) -> str:
     return "".join(ln if ln.endswith("\n") else ln + "\n" for ln in lines)
 
 
-PROSE = ("add_docstrings", "add_comments")  # families whose change is words: the guard checks the code around them
-
-
-def _judged(result) -> bool:
-    """The guard judged the whole edit (green): a program made it, or the model's result means what the cell
-    meant and its change is not words (a docstring's or a comment's words are the edit, and no check reads them)."""
-    return result.style == "exact" or (result.checked and result.family_hint not in PROSE)
-
-
 def _verdict(result, applied: str) -> str:
     if result is None:
         return f"{applied}"
     # a program's edit; the model's with its meaning compared (a refactor), its words unread where they are the
     # change; or the model's, only parsed
-    kind = ("exact refactor" if result.style == "exact" else "parses, same meaning" if _judged(result)
+    kind = ("exact refactor" if result.style == "exact" else "parses, same meaning" if result.judged
             else "parses, same meaning; its words not checked" if result.checked else "parses; not checked")
     if result.ok and result.code == result.original:
         return f"{kind}, no change"
@@ -309,7 +300,7 @@ class LiveEdit:
             self.view.diff = unified_diff(self.original, shown)
             self.view.verdict = _verdict(result, applied)
             self.view.ok = bool(result is not None and result.ok)
-            self.view.checked = bool(result is not None and _judged(result))
+            self.view.checked = bool(result is not None and result.judged)
             self.view.exact = bool(result is not None and result.style == "exact")
             self.view.summary = summary_line(result)
             if stats is not None:
