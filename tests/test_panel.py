@@ -47,7 +47,7 @@ def test_presets_say_which_edits_a_program_makes_exactly():
     filled in), "model" elsewhere: f-strings and logging only where the cell has something to convert."""
     exact = {label for label, _, _, how in presets_for(None, PRINTS) if how == "exact"}
     assert exact == {"rename variable", "rename function", "to fstring", "remove debug", "print to logging",
-                     "sort imports", "extract constant"}
+                     "sort imports", "extract constant", "remove comments"}
     plain = {label: how for label, _, _, how in presets_for(None, CODE)}
     assert plain["to fstring"] == plain["print to logging"] == plain["add docstrings"] == "model"
     assert plain["sort imports"] == plain["remove debug"] == "exact"
