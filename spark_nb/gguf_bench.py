@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 from . import bench
 
 PROMPT = 512  # llama-bench's pp512
+POLL_S = 0.02  # how often llama-bench's peak resident memory is read while it runs
 GENERATE = 64  # llama-bench's tg64
 REPEATS = 3
 DTYPE = "int8"  # the one low-bit layout spark-nb computes a whole model in today
@@ -81,15 +81,32 @@ def llama_bench(binary: str, path: Path, threads: int, prompt: int, generate: in
                 decode_threads=int(best["decode"]["n_threads"]), peak_resident_bytes=peak)
 
 
-def _run_measured(command: list[str]) -> tuple[int, str, str, int]:
-    """(exit code, stdout, stderr, peak resident bytes) of a command: the peak from the kernel's own account of
-    this child alone (os.wait4; RUSAGE_CHILDREN would be the largest of every child this process waited for)."""
+def _run_measured(command: list[str]) -> tuple[int, str, str, int | None]:
+    """(exit code, stdout, stderr, peak resident bytes or None) of a command. The peak is the child's own high
+    water mark (VmHWM in Linux's /proc), read every POLL_S while it runs the command: not its rusage, whose maxrss
+    starts from this process's own at the fork (a test suite's 1.4 GB)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        peak = None
+        while child.poll() is None:
+            peak = _high_water(child.pid, command[0]) or peak
+            time.sleep(POLL_S)
         out.seek(0), err.seek(0)
-        return child.returncode, out.read(), err.read(), usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        return child.returncode, out.read(), err.read(), peak
+
+
+def _high_water(pid: int, program: str) -> int | None:
+    """Process pid's peak resident bytes so far, once it runs `program` (before its exec it is still this
+    process), or None."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if os.fsencode(program) not in f.read().split(b"\0"):
+                return None
+        with open(f"/proc/{pid}/status") as f:
+            kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+        return int(kb) * 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
 
 
 def _resident_bytes() -> int | None:
@@ -186,5 +203,6 @@ def format_table(result: dict) -> str:
         lines.append(f"resident: spark-nb {ours['resident_bytes'] / 1e6:,.0f} MB over its imports "
                      f"({ours['resident_bytes'] / size:.2f}x the file; the process {ours['process_resident_bytes'] / 1e6:,.0f} MB)"
                      + (f", llama.cpp's process at its peak {theirs['peak_resident_bytes'] / 1e6:,.0f} MB "
-                        f"({theirs['peak_resident_bytes'] / size:.2f}x)" if theirs else ""))
+                        f"({theirs['peak_resident_bytes'] / size:.2f}x)" if theirs and theirs["peak_resident_bytes"]
+                        else ""))
     return "\n".join(lines)
