@@ -338,6 +338,9 @@ def test_new_hints_must_fit_what_the_code_does(hints, body):
     a, b, ret = hints
     params = f"a: {a}, b: {b}"
     ok, error = check(f"def f(a, b):\n    {body}\n", f"def f({params}) -> {ret}:\n    {body}\n")
+    if "%" in body and a in ("str", "bytes"):  # %-formatting: Python's verdict depends on the text, not the type
+        assert ok, error
+        return
     assert ok == pythons_verdict(params, ret, body), error
     if not ok:
         assert error.startswith("line 2: ") and error.endswith("a type hint must fit what the code does")
@@ -352,6 +355,8 @@ def test_what_the_hint_check_leaves_unjudged():
     assert check(before, before.replace("f(a)", "f(a: str)")) == (True, None)  # g's a is its own
     before = "def f(a: str, b: str) -> int:\n    return a * b\n"
     assert check(before, before + "\n\nx: int = 1\n") == (True, None)  # hints the original had: the user's
+    before = "def f(fmt, n):\n    return fmt % n\n"  # %-formatting depends on the format's text
+    assert check(before, before.replace("(fmt, n)", "(fmt: str, n: int) -> str")) == (True, None)
     before = "def f(a, n):\n    return a * n\n"
     assert check(before, before.replace("(a, n)", "(a: str, n: int) -> str")) == (True, None)
     ok, error = check("def area(w, h):\n    return w*h\n", "def area(w: bytes, h: bytes) -> bytes:\n    return w*h\n")

@@ -268,6 +268,8 @@ def _computed(op, *args):
         if any(isinstance(a, (str, bytes)) for a in args):
             return op(*args)  # raises the TypeError, cheaply
         raise _Unjudged  # a constant exponent may be huge
+    if op is operator.mod and isinstance(args[0], (str, bytes)):
+        raise _Unjudged  # %-formatting: whether it works depends on the string's own text, not its type
     if op is operator.mul and any(isinstance(a, (str, bytes)) for a in args) \
             and any(isinstance(a, int) and abs(a) > 1_000 for a in args):
         raise _Unjudged  # "ab" * 10**9 is valid, and large
