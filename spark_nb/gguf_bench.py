@@ -122,6 +122,9 @@ def spark_nb(path: Path, dtype: str, prompt: int, generate: int, repeats: int, p
     """spark-nb's prefill and decode on the file, the same shapes as llama-bench's (module docstring)."""
     from .engine import Engine
 
+    from .engine.engine import return_freed_memory
+
+    return_freed_memory()  # as a load does at its end: what was freed before is not counted against the model
     before = _resident_bytes()  # the imports' (Python, numpy, numba, tokenizers): not the model's
     t0 = time.perf_counter()
     engine = Engine.load(path, dtype=dtype, context=prompt + generate + 8)

@@ -72,7 +72,7 @@ class Stream:
         self._events.close()
 
 
-def _return_freed_memory() -> None:
+def return_freed_memory() -> None:
     """Hand the C heap's free pages back to the system: glibc keeps what a load freed (a GGUF reader's ~700,000
     metadata views, the layers read one by one, the probes' buffers) in the process: 20 MB of the 0.5B GGUF's."""
     try:
@@ -179,7 +179,7 @@ class Engine:
         engine.name = path.name if Path(given).expanduser() == path else str(given)
         if kept and (known is None or engine._reprobed):
             tile_cache.remember(path, spec, dtype, key, engine._found())
-        _return_freed_memory()
+        return_freed_memory()
         return engine
 
     def __repr__(self) -> str:
