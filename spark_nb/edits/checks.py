@@ -192,10 +192,7 @@ def hint_contradiction(original: str, result: str) -> str | None:
     for node in ast.walk(ast.parse(result)):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        a = node.args
-        hints = [arg.annotation for arg in a.posonlyargs + a.args + [a.vararg] + a.kwonlyargs + [a.kwarg]
-                 if arg is not None and arg.annotation is not None] + [node.returns] * (node.returns is not None)
-        if had is not None and all(ast.unparse(h) in had for h in hints):
+        if had is not None and all(ast.unparse(h) in had for h, _ in _function_hints(node)):
             continue  # the edit added or changed none of its hints
         error = _contradiction(node)
         if error:
@@ -297,6 +294,16 @@ def _own_nodes(fn):
             todo.extend(ast.iter_child_nodes(node))
 
 
+def _function_hints(fn):
+    """(annotation, what it annotates) for a function's own parameters and return."""
+    a = fn.args
+    for arg in a.posonlyargs + a.args + [a.vararg] + a.kwonlyargs + [a.kwarg]:
+        if arg is not None and arg.annotation is not None:
+            yield arg.annotation, f"annotation of parameter {arg.arg} of {fn.name}"
+    if fn.returns is not None:
+        yield fn.returns, f"return annotation of {fn.name}"
+
+
 def _hints(code: str) -> set[str] | None:
     try:
         return {ast.unparse(node) for node, _ in _annotations(ast.parse(code))}
@@ -308,12 +315,7 @@ def _annotations(tree):
     """(annotation, what it annotates) for every parameter, return and annotated assignment."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            a = node.args
-            for arg in a.posonlyargs + a.args + [a.vararg] + a.kwonlyargs + [a.kwarg]:
-                if arg is not None and arg.annotation is not None:
-                    yield arg.annotation, f"annotation of parameter {arg.arg} of {node.name}"
-            if node.returns is not None:
-                yield node.returns, f"return annotation of {node.name}"
+            yield from _function_hints(node)
         elif isinstance(node, ast.AnnAssign):
             yield node.annotation, f"annotation of {ast.unparse(node.target)}"
 
