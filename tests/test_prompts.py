@@ -73,6 +73,18 @@ def test_a_cell_with_backticks_gets_a_longer_fence_in_the_prompt_and_the_answer(
         == "s = '```'  # three\n"
 
 
+def test_a_shorter_closing_fence_ends_the_block_only_as_the_last_line_of_a_finished_answer():
+    cell = 'def f():\n    """\n    ```\n    f()\n    ```\n    """\n'
+    answer = answer_start(cell) + cell + "```\n"
+    assert answer.startswith("````python\n")
+    assert extract_code(answer) is None  # CommonMark: three backticks do not close four
+    assert extract_code(answer, ended=True) == cell  # ... but the model has stopped, and that was its last line
+    assert extract_code(answer + "\n  \n", ended=True) == cell
+    assert extract_code(answer + "I added nothing.\n", ended=True) is None  # prose after it: not the answer's end
+    top = 's = """\n```\nx\n"""\n'  # a column-0 fence inside a string, mid-answer: never taken as the end
+    assert extract_code(answer_start(top) + top, ended=True) is None
+
+
 def test_extraction_takes_the_first_complete_block_after_the_opened_fence():
     assert extract_code("```python\nx = 1\n```\nThen:\n```python\ny = 2\n```\n") == "x = 1\n"
     assert extract_code("```python\nx = 1\n") is None  # cut off before the closing fence
@@ -96,3 +108,16 @@ def test_chat_driver_stops_at_the_closing_fence_and_takes_the_users_cell(chat_fo
     prompts = scripted(engine, "" if open_answer else "I cannot.")  # nothing usable: the example is not taken
     r = edit(CELL, "add a docstring", model=engine)
     assert not r.ok and r.code == CELL and r.proposed is None and "no complete fenced code block" in r.error
+
+
+def test_a_finished_answer_closed_with_three_backticks_after_a_longer_fence_is_taken(chat_folder, monkeypatch):
+    monkeypatch.setattr(prompt, "OPEN_ANSWER", True)
+    engine = Engine.load(chat_folder, dtype="fp32", context=1024)
+    cell = 'def f(n):\n    """\n    ```\n    f(1)\n    ```\n    """\n    return n\n'
+    target = cell.replace("def f(n):", "def f(n: int) -> int:")
+    scripted(engine, target + "```\n")  # then eos: the model ended its answer with a three-backtick fence
+    r = spark_nb.edit(cell, "add type hints", model=engine, speculative=False, exact=False, family="add_type_hints")
+    assert r.ok and r.code == target
+    scripted(engine, target + "```\nI added type hints.\n")  # prose after it: the block never closed
+    r = spark_nb.edit(cell, "add type hints", model=engine, speculative=False, exact=False)
+    assert not r.ok and r.code == cell and "no complete fenced code block" in r.error

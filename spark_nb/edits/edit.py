@@ -351,7 +351,7 @@ def _drive_chat(engine, code, instruction, context, max_new_tokens, temperature,
     finally:
         stream.cancel()  # steps dropped midway (an interrupted cell) end the request too, a server's at once
     text = start + done.text if done is not None else text
-    proposed = None if stopped else prompt.extract_code(text)
+    proposed = None if stopped else prompt.extract_code(text, ended=done is not None and done.reason == "eos")
     error = None
     if stopped:
         error = f"stopped after {_tokens(n)}"

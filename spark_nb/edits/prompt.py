@@ -125,13 +125,18 @@ def chat_prompt(tokenizer, code: str, instruction: str, context: Sequence[str] =
 _OPEN = re.compile(r"^(?P<indent>[ \t]{0,3})(?P<fence>`{3,}|~{3,})[^\n`]*\n", re.M)
 
 
-def extract_code(text: str) -> str | None:
+def extract_code(text: str, ended: bool = False) -> str | None:
     """The body of the first complete fenced block in text (CommonMark fences: ``` or ~~~, 3 or more, closed by
-    at least as many of the same), or None when there is none."""
+    at least as many of the same), or None when there is none. `ended`: the model stopped by itself (not cut
+    off), so a shorter fence as its answer's last line closes the block too: a cell holding ``` gets a longer
+    fence in the prompt, and small models close it with three (Qwen2.5-Coder-1.5B on a docstring's example)."""
     for m in _OPEN.finditer(text):
         fence = m.group("fence")
         close = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.M)
         end = close.search(text, m.end())
+        if end is None and ended:
+            last = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{3,}}[ \t]*\s*\Z", re.M)
+            end = last.search(text, m.end())
         if end is None:
             return None  # an unclosed block: the output was cut off
         return text[m.end() : end.start()]
