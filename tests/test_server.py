@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from live_server import running
-from spark_nb.server.complete import FIM, Boundary, fim_order, has_fim, held, past_held, prompt
+from spark_nb.server.complete import FIM, Boundary, Suggestion, fim_order, has_fim, held, past_held, prompt
 from spark_nb.server.engines import Engines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +68,20 @@ def test_boundary_blank_line_dedent_and_single_line():
     total = Boundary.at("total = sum(", "), 2)\n")
     assert total.shown("values") == (6, False) and total.shown("values)") == (6, False)  # `)` may begin `), 2)`
     assert total.shown("values) + 1") == (11, False) and total.shown("values), 2)") == (6, True)
+
+
+def test_a_suggestion_shows_what_follows_the_held_indentation_up_to_its_boundary():
+    pieces = ["   ", " return", " sum(xs", ")\n", "\n", "print(1)"]  # the model writes the held "    " itself
+    s = Suggestion(_Tok(), "def f(xs):\n    ")
+    assert s.text == "def f(xs):\n"  # the prompt stops at the line break
+    steps = [s.add(p) for p in pieces[:5]]
+    assert steps == [("", False), ("return", False), (" sum(xs", False), (")", False), ("", True)]
+    assert s.shown == "return sum(xs)"  # the new line held back, then a blank line ends it, never shown
+    elsewhere = Suggestion(_Tok(), "def f(xs):\n    ")
+    assert elsewhere.add("\n") == ("", True) and elsewhere.shown == ""  # no indentation first: nothing to suggest
+    tail = Suggestion(_Tok(), "total = sum(", "), 2)\n")
+    assert [tail.add(p) for p in ("values", ")", ", 2)")] == [("values", False), ("", False), ("", True)]
+    assert tail.shown == "values"  # `)` held back as the possible start of the rest, which it was
 
 
 # -- Engines, in process --------------------------------------------------------------------------------------

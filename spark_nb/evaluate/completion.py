@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..server.complete import Boundary, fim_order, held, past_held, prompt
+from ..server.complete import Suggestion, fim_order
 from ..train import fim
 
 __all__ = ["completion", "completion_cases", "score_suggestion", "suggest", "format_completion", "test_units"]
@@ -91,31 +91,18 @@ def score_suggestion(suggestion: str, middle: str) -> dict:
 def suggest(engine, case: fim.FimExample, max_tokens: int = MAX_TOKENS, style: str = "auto") -> tuple[str, int]:
     """(the suggestion as the server shows it, tokens generated). style: "auto" (the server's choice), or
     "continuation" (the text before the cursor only, even for a FIM model)."""
-    tok = engine.tokenizer
-    if style == "continuation":
-        text = prompt(_NoFim(), case.prefix, case.suffix, case.context)
-    else:
-        text = prompt(tok, case.prefix, case.suffix, case.context)
-    text, indent = held(text)
-    boundary = Boundary.at(case.prefix, case.suffix)
-    written, n = "", 0
-    stream = engine.stream(text, max_new_tokens=max_tokens)
+    tokenizer = _NoFim() if style == "continuation" else engine.tokenizer
+    suggestion = Suggestion(tokenizer, case.prefix, case.suffix, case.context)
+    n = 0
+    stream = engine.stream(suggestion.text, max_new_tokens=max_tokens)
     for event in stream:
         if hasattr(event, "reason"):
             break
         n += 1
-        written += event.text
-        out = past_held(written, indent)
-        if out is None:  # the model did not write the cursor's indentation first: nothing to suggest
+        if suggestion.add(event.text)[1]:
             stream.cancel()
-            return "", n
-        upto, ended = boundary.shown(out)
-        if ended:
-            stream.cancel()
-            return out[:upto], n
-    out = past_held(written, indent) or ""
-    upto, _ = boundary.shown(out)  # at the end of the stream, what is held back (whitespace) is never shown
-    return out[:upto], n
+            break
+    return suggestion.shown, n
 
 
 class _NoFim:

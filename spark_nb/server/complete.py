@@ -136,3 +136,31 @@ class Boundary:
             if end < 0:
                 return len(text), False
             start = end
+
+
+class Suggestion:
+    """One suggestion as the model writes it, for the server to show and the evaluation to score alike: the
+    prompt to run (`held` applied), then each piece of the model's text checked past the held indentation and cut
+    where its Boundary ends it.
+
+        s = Suggestion(tokenizer, prefix, suffix, context)   # s.text: the prompt to run
+        new, ended = s.add(piece)                             # new: what may be shown now and was not before
+        s.shown                                               # all that was shown; held-back whitespace never is
+    """
+
+    def __init__(self, tokenizer, prefix: str, suffix: str = "", context: str = ""):
+        self.text, self._indent = held(prompt(tokenizer, prefix, suffix, context))
+        self._boundary = Boundary.at(prefix, suffix)
+        self._written, self.shown = "", ""
+
+    def add(self, piece: str) -> tuple[str, bool]:
+        """The model wrote `piece`: (the text that may be shown now and was not, whether the suggestion ended)."""
+        self._written += piece
+        after = past_held(self._written, self._indent)
+        if after is None:  # the model left the cursor's line (a blank line, a dedent): nothing more
+            return "", True
+        upto, ended = self._boundary.shown(after)
+        new = after[len(self.shown):upto]
+        self.shown += new
+        return new, ended
+

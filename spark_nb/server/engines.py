@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .complete import Boundary, held, past_held, prompt
+from .complete import Suggestion
 
 FAILED_RETRY_S = 10.0  # a model that failed to load is tried again after this long, not on every keystroke
 
@@ -134,27 +134,23 @@ def _decode(engine, job: Job, prefix, suffix, context, max_tokens, post) -> None
         post(_done(job.id, "cancelled", None))
         return
     try:
-        text, indent = held(prompt(engine.tokenizer, prefix, suffix, context))
-        stream = engine.stream(text, max_new_tokens=max_tokens)
+        suggestion = Suggestion(engine.tokenizer, prefix, suffix, context)
+        stream = engine.stream(suggestion.text, max_new_tokens=max_tokens)
     except Exception as e:  # a prompt too long for the context, a bad argument: one message, the socket lives on
         post({"type": "error", "id": job.id, "message": f"spark-nb: {e}"})
         return
     job._stream = stream
     if job.cancelled.is_set():
         stream.cancel()
-    boundary = Boundary.at(prefix, suffix)
-    written, sent, reason, stats = "", 0, "length", None  # the model's text; how much of the suggestion went
+    reason, stats = "length", None
     try:
         for event in stream:
             if hasattr(event, "reason"):  # Done: what is still held back is whitespace, never shown
                 stats, reason = event.stats, reason if reason == "boundary" else event.reason
                 break
-            written += event.text
-            suggestion = past_held(written, indent)  # None: the model left the cursor's line; nothing more
-            upto, ended = boundary.shown(suggestion) if suggestion is not None else (sent, True)
-            if upto > sent:
-                post({"type": "token", "id": job.id, "text": suggestion[sent:upto]})
-                sent = upto
+            new, ended = suggestion.add(event.text)
+            if new:
+                post({"type": "token", "id": job.id, "text": new})
                 time.sleep(0)  # hand the GIL to the IOLoop now, not at the next switch interval (5 ms)
             if ended:
                 stream.cancel()
