@@ -56,12 +56,16 @@ def test_prompt_follows_the_models_fim_order():
 
 
 def test_boundary_blank_line_dedent_and_single_line():
-    body = Boundary.at("def f(xs):\n    total = ", "")
-    assert body.shown("sum(xs)") == (7, False)
-    assert body.shown("sum(xs)\n    ") == (7, False)  # a new line's indentation is held back until known
-    assert body.shown("sum(xs)\n    return total") == (24, False)
-    assert body.shown("sum(xs)\n    return total\n\n") == (24, True)  # a blank line ends it
-    assert body.shown("sum(xs)\n    return total\ndef g") == (24, True)  # ... and so does a dedent
+    body = Boundary.at("def f(xs):\n    ", "")  # a line's start: the lines of the block after it too
+    assert body.shown("total = 0") == (9, False)
+    assert body.shown("total = 0\n    ") == (9, False)  # a new line's indentation is held back until known
+    assert body.shown("total = 0\n    return total") == (26, False)
+    assert body.shown("total = 0\n    return total\n\n") == (26, True)  # a blank line ends it
+    assert body.shown("total = 0\n    return total\ndef g") == (26, True)  # ... and so does a dedent
+    opened = Boundary.at("def f(xs):", "")  # after a block's colon: its body
+    assert opened.shown("\n    return xs\n\n") == (14, True)
+    value = Boundary.at("def f(xs):\n    total = ", "")  # inside a line, nothing after it: that line only
+    assert value.shown("sum(xs)") == (7, False) and value.shown("sum(xs)\n    return total") == (7, True)
     mid = Boundary.at("print(", ")")  # text after the cursor on its line: that line only
     assert mid.shown("x") == (1, False) and mid.shown("x, y\nz") == (4, True)
     assert mid.shown("values)") == (6, True)  # the model writes the rest of the line again: it ends there
@@ -138,18 +142,18 @@ def _collect(engines, jobs):
 
 
 def test_tokens_stream_and_stop_at_the_block_end():
-    engine = _Engine(["sum", "(xs)", "\n", "    return", " total", "\n", "print", "(1)", "x"] * 3)
+    engine = _Engine(["    total", " = sum", "(xs)", "\n", "    return", " total", "\n", "print", "(1)", "x"] * 3)
     engines = Engines(load=lambda model: engine)
 
-    async def jobs(engines, send):
-        engines.complete("", 1, "def f(xs):\n    total = ", "", "import os", 48, send)
+    async def jobs(engines, send):  # a line's start in a block: the block's lines
+        engines.complete("", 1, "def f(xs):\n    ", "", "import os", 48, send)
         return {1}
 
     seen = [m for _, m in _collect(engines, jobs)]
-    assert "".join(m["text"] for m in seen if m["type"] == "token") == "sum(xs)\n    return total"
+    assert "".join(m["text"] for m in seen if m["type"] == "token") == "total = sum(xs)\n    return total"
     assert seen[-1]["type"] == "done" and seen[-1]["reason"] == "boundary"
-    assert engine.prompts == ["import os\n\ndef f(xs):\n    total = "]
-    assert engine.streams[0].made <= 8  # stopped within a token of the dedent
+    assert engine.prompts == ["import os\n\ndef f(xs):\n"]  # the line's indentation held back for the model
+    assert engine.streams[0].made <= 9  # stopped within a token of the dedent
 
 
 def test_a_prompt_never_ends_in_a_lines_indentation():

@@ -18,9 +18,12 @@ line 0.7 % against continuation's 6.3 % after the same fine-tune). An SPM prompt
 `held` applies as to a continuation, and typing only appends to it (the suffix is not prefilled at each keystroke).
 spark_nb.train.fim encodes training examples from the same `FIM_ORDERS` and `head`.
 
-A suggestion ends at a boundary a reader would choose (`Boundary`): the end of the line when the cursor has text
-after it on its line (or where the model writes that text again); otherwise a blank line, or a line that dedents
-below the cursor's line (the block ended).
+A suggestion ends at a boundary a reader would choose (`Boundary`): the end of the line when the cursor is inside a
+line, with text after it (or where the model writes that text again) or code before it that opens no block (the
+rest of a name, a call's arguments, an assignment's value: what FIM middles of those cursors are); at a line's
+start or after a block's colon, a blank line or a line that dedents below the cursor's line (the block ended).
+Mid-line suggestions had run on over the lines after (82 characters on average against 31-character middles on
+the built-in model's test cursors).
 
 A continuation or SPM prompt never ends in a line's indentation (`held`): byte-level BPE tokenizers merge a new line
 with the spaces after it (`\n` + four spaces is one token) and keep the last space for the word that follows
@@ -99,20 +102,21 @@ class Boundary:
     before the boundary, holding back a new line until its first character says whether it still belongs."""
 
     indent: int  # the cursor line's indentation
-    single_line: bool  # text follows the cursor on its line: complete that line only
-    rest: str = ""  # ... that text, stripped: where the model writes it again (`values)` before `)`), it ends
+    single_line: bool  # the cursor is inside a line (text after it, or code before it that opens no block)
+    rest: str = ""  # the text after the cursor on its line, stripped: where the model writes it again, it ends
 
     @classmethod
     def at(cls, prefix: str, suffix: str) -> "Boundary":
         line = prefix[prefix.rfind("\n") + 1:]
         rest = suffix.split("\n", 1)[0].strip()
-        return cls(len(line) - len(line.lstrip(" \t")), bool(rest), rest)
+        inside = bool(rest) or bool(line.strip()) and not line.rstrip().endswith(":")
+        return cls(len(line) - len(line.lstrip(" \t")), inside, rest)
 
     def shown(self, text: str) -> tuple[int, bool]:
         """(characters that may be shown, whether the suggestion has ended there)."""
         if self.single_line:
             line = text.split("\n", 1)[0]
-            hit = line.find(self.rest)
+            hit = line.find(self.rest) if self.rest else -1
             if hit >= 0:
                 return hit, True
             if "\n" in text:
