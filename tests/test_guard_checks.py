@@ -362,3 +362,17 @@ def test_what_the_hint_check_leaves_unjudged():
     ok, error = check("def area(w, h):\n    return w*h\n", "def area(w: bytes, h: bytes) -> bytes:\n    return w*h\n")
     assert error == ("line 2: 'w * h' cannot run with the hints w: bytes, h: bytes (can't multiply sequence by "
                      "non-int of type 'bytes'): a type hint must fit what the code does")
+
+
+@pytest.mark.parametrize("body, arg", [("return x", 1), ("return x + 1", 1), ("return", 1), ("return None", 1),
+                                       ("if x:\n        return [x]\n    return None", 1), ("print(x)", 1),
+                                       ("def g():\n        return x\n    g()", 1), ("return (lambda: x)", 1)])
+def test_a_none_return_hint_must_fit_what_the_function_returns(body, arg):
+    namespace = {}
+    exec(f"def f(x):\n    {body}\n", namespace)
+    returns_value = namespace["f"](arg) is not None  # Python's own: what the function returns for this argument
+    before = f"def f(x):\n    {body}\n"
+    ok, error = check(before, before.replace("f(x)", "f(x: int) -> None"))
+    assert ok == (not returns_value), error
+    if not ok:
+        assert error.startswith("line ") and "but its return hint says None" in error

@@ -184,8 +184,9 @@ _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.m
 def hint_contradiction(original: str, result: str) -> str | None:
     """"line N: ..." where a function whose hints the edit added or changed cannot do what its own code does with
     them: an operation on parameters hinted as builtin scalars (int, float, complex, bool, str, bytes) and
-    constants that raises TypeError for values of those types (`w * h` with w, h: str), or a return of such an
-    operation whose type its return hint does not accept (float where it says int). Only expressions made of
+    constants that raises TypeError for values of those types (`w * h` with w, h: str), a return of such an
+    operation whose type its return hint does not accept (float where it says int), or a value returned where the
+    return hint says None. Only expressions made of
     those parameters (never reassigned in the function), constants and operators are judged, with one value of
     each type: what Python does with them; anything else (calls, attributes, other hints) is not judged."""
     had = _hints(original)
@@ -194,9 +195,21 @@ def hint_contradiction(original: str, result: str) -> str | None:
             continue
         if had is not None and all(ast.unparse(h) in had for h, _ in _function_hints(node)):
             continue  # the edit added or changed none of its hints
-        error = _contradiction(node)
+        error = _returns_despite_none(node) or _contradiction(node)
         if error:
             return error
+    return None
+
+
+def _returns_despite_none(fn) -> str | None:
+    """A function hinted `-> None` that returns a value in its own scope (`return x`, not `return None`)."""
+    if not (isinstance(fn.returns, ast.Constant) and fn.returns.value is None):
+        return None
+    for node in _own_nodes(fn):
+        if isinstance(node, ast.Return) and node.value is not None and \
+                not (isinstance(node.value, ast.Constant) and node.value.value is None):
+            return (f"line {node.lineno}: {fn.name} returns {ast.unparse(node.value)!r} here, but its return hint "
+                    "says None: a type hint must fit what the code does")
     return None
 
 
