@@ -101,7 +101,9 @@ def test_chat_driver_stops_at_the_closing_fence_and_takes_the_users_cell(chat_fo
     prompts = scripted(engine, body if open_answer else "```python\n" + body)
     edit = functools.partial(spark_nb.edit, speculative=False, exact=False)
     r = edit(CELL, "add a docstring", model=engine, family="add_docstrings")
-    assert r.ok and r.code == target and r.text.startswith("```python\n")
+    carried = 'def add(a,b):\n    """Add two numbers."""\n    return a+b\n\n\nprint(add(1, 2))\n'  # onto the user's layout
+    assert r.ok and r.code == carried and r.proposed == carried and r.text.startswith("```python\n")
+    assert target in r.text
     assert "I added" not in r.text and "never" not in r.text  # generation stopped once the block closed
     assert prompts[0].endswith("<|im_start|>assistant\n" + answer_start(CELL))
 

@@ -23,7 +23,7 @@ import typing
 
 from . import checks
 
-__all__ = ["add_typing_imports", "drop_reimports", "ABOUT_IMPORTS"]
+__all__ = ["add_typing_imports", "drop_reimports", "with_imports", "ABOUT_IMPORTS"]
 
 _TYPING = frozenset(typing.__all__)
 # families whose change may be an import: sorting them, or the import a NameError's fix needs
@@ -36,21 +36,27 @@ def add_typing_imports(original: str, result: str, context=(), names=()) -> str:
     if not missing or not set(missing) <= _TYPING:
         return result
     try:
-        body = ast.parse(result).body
+        ast.parse(result)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return result
-    after, imports = 0, False  # the import goes after the docstring and the leading imports
-    for i, stmt in enumerate(body):
+    return with_imports(result, [f"from typing import {', '.join(sorted(set(missing)))}"])
+
+
+def with_imports(code: str, statements: list[str]) -> str:
+    """code with the import statements after its docstring, `__future__` imports and leading imports, as an
+    IDE's quick fix puts them: joining an import block, or standing apart from the code by a blank line."""
+    after, imports = 0, False
+    for i, stmt in enumerate(ast.parse(code).body):
         docstring = i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
             and isinstance(stmt.value.value, str)
         if not (docstring or isinstance(stmt, (ast.Import, ast.ImportFrom))):
             break
         after, imports = stmt.end_lineno, not docstring
-    lines = result.splitlines(keepends=True)
+    lines = code.splitlines(keepends=True)
     if after and not lines[after - 1].endswith("\n"):
         lines[after - 1] += "\n"
-    new = [f"from typing import {', '.join(sorted(set(missing)))}\n"] + ([] if imports else ["\n"])  # joins an
-    return "".join(lines[:after] + new + lines[after:])  # import block, or stands apart from the code
+    new = [s + "\n" for s in statements] + ([] if imports else ["\n"])
+    return "".join(lines[:after] + new + lines[after:])
 
 
 def drop_reimports(original: str, result: str) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import guard, prompt
 from .answer_imports import ABOUT_IMPORTS, add_typing_imports, drop_reimports
+from .asked import asked_change
 from .exact import exact_edit
 from .recognise import recognise
 
@@ -166,6 +167,7 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     checked = False
     if proposed is not None:
         judged_as = hint if family is None else (family or None)
+        proposed = asked_change(judged_as, code, proposed)  # hints or docstrings alone, not the answer's other changes
         if judged_as and judged_as not in ABOUT_IMPORTS:  # `import numpy as np` above a cell that used np
             proposed = drop_reimports(code, proposed)
         if judged_as == "add_type_hints":  # hints whose typing import was all the answer lacked
