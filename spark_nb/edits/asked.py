@@ -41,16 +41,18 @@ class _Keys:
 
     def __init__(self):
         self.path: list[str] = []
+        self.keys: list[tuple] = []  # of the classes and defs being visited, innermost last
         self.seen: Counter = Counter()
 
     def enter(self, name: str) -> tuple:
         self.path.append(name)
-        key = tuple(self.path)
-        self.seen[key] += 1
-        return key, self.seen[key]
+        self.seen[tuple(self.path)] += 1
+        self.keys.append((tuple(self.path), self.seen[tuple(self.path)]))
+        return self.keys[-1]
 
-    def leave(self) -> None:
+    def leave(self) -> tuple:
         self.path.pop()
+        return self.keys.pop()
 
 
 def _docstring(body) -> cst.SimpleStatementLine | None:
@@ -128,16 +130,14 @@ class _Carry(cst.CSTTransformer):
         self.keys.enter("class " + node.name.value)
 
     def leave_ClassDef(self, original, updated):
-        key = (tuple(self.keys.path), self.keys.seen[tuple(self.keys.path)])
-        self.keys.leave()
+        key = self.keys.leave()
         return updated.with_changes(body=self._docstring_of(key, updated.body))
 
     def visit_FunctionDef(self, node):
         self.keys.enter("def " + node.name.value)
 
     def leave_FunctionDef(self, original, updated):
-        key = (tuple(self.keys.path), self.keys.seen[tuple(self.keys.path)])
-        self.keys.leave()
+        key = self.keys.leave()
         theirs = self.answer.defs.get(key)
         if theirs is None:
             return updated
