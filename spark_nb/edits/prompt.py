@@ -135,7 +135,7 @@ def extract_code(text: str, ended: bool = False) -> str | None:
         close = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.M)
         end = close.search(text, m.end())
         if end is None and ended:
-            last = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{3,}}[ \t]*\s*\Z", re.M)
+            last = re.compile(rf"^[ \t]{{0,3}}{re.escape(fence[0])}{{3,}}\s*\Z", re.M)
             end = last.search(text, m.end())
         if end is None:
             return None  # an unclosed block: the output was cut off

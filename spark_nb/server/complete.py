@@ -167,4 +167,3 @@ class Suggestion:
         new = after[len(self.shown):upto]
         self.shown += new
         return new, ended
-
