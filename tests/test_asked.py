@@ -195,3 +195,78 @@ def test_the_edit_applies_the_carried_hints_alone(chat_folder, monkeypatch):
     scripted(engine, "def area(w: str, h: str) -> str:\n    return w * h\n\n\nprint(area(3, 4))\n```\n")
     r = spark_nb.edit(cell, "add type hints", model=engine, speculative=False, exact=False)
     assert not r.ok and "cannot run with the hints" in r.error and r.code == cell  # carried, and still judged
+
+
+def comments(code: str) -> list[tuple[str, str]]:
+    """(comment, the code line it belongs to: its own line's code, or the next code line below it), by tokenize."""
+    import io
+    import tokenize
+
+    lines = code.splitlines()
+    found = [(t.string, t.start[0] - 1) for t in tokenize.generate_tokens(io.StringIO(code).readline)
+             if t.type == tokenize.COMMENT]
+
+    def owner(row):
+        own = lines[row][: lines[row].index("#")].strip()
+        if own:
+            return own
+        return next(line.split("#")[0].strip() for line in lines[row + 1:] if line.split("#")[0].strip())
+    return [(text, owner(row)) for text, row in found]
+
+
+def test_comments_are_carried_onto_the_code_lines_they_were_written_for():
+    cell = '''def plot_distribution(series, title, bins=40):
+    """Histogram of a series with its mean marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))  # one axes
+    ax.hist(series.dropna(), bins=bins, color="grey")
+    ax.axvline(series.mean(), color="red", linestyle="--", label="mean")
+    ax.legend()
+    return fig
+
+
+plot_distribution(df["total"], "Order totals")
+'''
+    answer = '''def plot_distribution(series, title, bins=40):
+    # add the values up, then divide by how many there are
+    total = sum(series.dropna())
+    fig, ax = plt.subplots(figsize=(7, 4))  # a figure
+    # create a histogram of the series
+    ax = plt.hist(series.dropna(), bins=bins, color="grey")
+    # a vertical line at the mean
+    ax.axvline(series.mean(), color="red", linestyle="--", label="mean")
+    ax.legend()  # and its legend
+    return fig
+
+
+# plot the order totals
+plot_distribution(df["total"], "Order totals")
+'''
+    result = asked_change("add_comments", cell, answer)
+    assert ast.dump(ast.parse(result)) == ast.dump(ast.parse(cell))  # the user's code, as it was
+    theirs = set(comments(answer))
+    assert set(comments(result)) - set(comments(cell)) <= theirs  # each new comment on the line it was written for
+    assert sorted(comments(result)) == sorted([
+        ("# one axes", "fig, ax = plt.subplots(figsize=(7, 4))"),  # the user's own, not replaced
+        ("# a vertical line at the mean", 'ax.axvline(series.mean(), color="red", linestyle="--", label="mean")'),
+        ("# and its legend", "ax.legend()"),
+        ("# plot the order totals", 'plot_distribution(df["total"], "Order totals")')])
+    assert "    # a vertical line at the mean\n    ax.axvline" in result  # at the line's indentation
+
+
+def test_a_comment_never_goes_into_a_string_or_after_a_backslash():
+    cell = 's = """\nx = 1\n"""\ntotal = 1 + \\\n    2\nx = 1\n'
+    answer = 's = """\nx = 1  # not a comment: the string\'s text\n"""\ntotal = 1 + \\\n    2  # two\nx = 1  # one\n'
+    result = asked_change("add_comments", cell, answer)
+    assert ast.dump(ast.parse(result)) == ast.dump(ast.parse(cell))
+    assert comments(result) == [("# one", "x = 1")]
+    assert asked_change("add_comments", cell, answer.replace("x = 1  # one", "x = 1")) == \
+        answer.replace("x = 1  # one", "x = 1")  # nothing that can be carried: the answer, for the guard
+
+
+def test_the_edit_applies_the_carried_comments_alone(chat_folder, monkeypatch):
+    monkeypatch.setattr(prompt, "OPEN_ANSWER", True)
+    engine = Engine.load(chat_folder, dtype="fp32", context=1024)
+    cell = "total = sum(xs)\nprint(total / len(xs))\n"
+    scripted(engine, "# add them up\ntotal = sum(xs)\n# the mean\nprint(f'{total / len(xs)}')\n```\n")
+    r = spark_nb.edit(cell, "add comments", model=engine, speculative=False, exact=False)
+    assert r.ok and r.code == "# add them up\ntotal = sum(xs)\nprint(total / len(xs))\n", r.error

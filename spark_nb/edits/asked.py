@@ -3,8 +3,9 @@ answer onto the user's own cell.
 
     asked_change("add_type_hints", original, answer)  ->  the original with the answer's new hints, nothing else
     asked_change("add_docstrings", original, answer)  ->  the original with the answer's new docstrings
+    asked_change("add_comments", original, answer)    ->  the original with the answer's new comments
 
-Asked for type hints or docstrings, models rewrite more than they were asked: Qwen2.5-Coder-1.5B added `import
+Asked for type hints, docstrings or comments, models rewrite more than they were asked: Qwen2.5-Coder-1.5B added `import
 pandas as pd` and a made-up `monthly = pd.read_csv(...)` above hinted code, swapped `collections.deque` for an
 imported `deque`, reworded a docstring while hinting its function, wrapped a method in a class it invented (5 of
 its 16 type-hint answers in one run). The guard refuses such an answer whole, and it should: the extra changes are
@@ -16,15 +17,23 @@ carried over alone:
   the same order; only where the cell had none (a hint the cell has is the user's);
 - docstrings: the first statement of a module, class or def body, where the cell's had none;
 - with the hints, the answer's new top-level imports that bind only names the carried hints read and the cell
-  does not bind (`from collections import deque` for `-> deque[str]`).
+  does not bind (`from collections import deque` for `-> deque[str]`);
+- comments: on the code lines the answer kept as they were (difflib's matching of code lines, comments aside), a
+  comment at a line's end where the cell's line has none, and the comment lines just above such a line, at its
+  indentation; never inside a string over several lines or after a backslash (Qwen2.5-Coder-0.5B rewrote a
+  `plt.hist` call and invented a `total = sum(...)` line while commenting a plotting function: its comments on
+  the lines it kept are carried, the rest is not).
 
 Everything else stays as the user wrote it: code, defaults, comments, layout. The result is judged by the guard
 like any answer (the hints' own check, names nothing defines), so a wrong hint is still refused. An answer none of
-whose hints or docstrings can be carried is left as it was, for the guard to judge.
+whose hints, docstrings or comments can be carried is left as it was, for the guard to judge.
 """
 from __future__ import annotations
 
 import ast
+import difflib
+import io
+import tokenize
 from collections import Counter
 
 import libcst as cst
@@ -181,26 +190,92 @@ class _Carry(cst.CSTTransformer):
         return updated.with_changes(body=[theirs.with_changes(leading_lines=()), *updated.body])
 
 
-CARRIED = {"add_type_hints": dict(hints=True, docstrings=False), "add_docstrings": dict(hints=False, docstrings=True)}
+def _carried_by_libcst(original: str, answer: str, hints: bool, docstrings: bool) -> str | None:
+    """The original with the answer's new hints or docstrings (None: nothing to carry)."""
+    try:
+        ours, theirs = cst.parse_module(original), cst.parse_module(answer)
+    except (cst.ParserSyntaxError, RecursionError, MemoryError):
+        return None
+    collected = _Collect()
+    theirs.visit(collected)
+    carry = _Carry(collected, hints, docstrings)
+    carried = ours.visit(carry)
+    if not carry.carried:
+        return None
+    return _with_their_imports(original, carried.code, answer) if hints else carried.code
+
+
+def _comments(code: str) -> tuple[list[tuple[str, str]], set[int]] | None:
+    """Each line of code as (its code, its comment: the text from `#`, "" where it has none), and the lines a
+    comment cannot go on or above (inside a string over several lines, or joined to the line before by a
+    backslash); None when Python's tokenizer refuses the code."""
+    lines = code.splitlines()
+    comment, fixed = {}, set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type == tokenize.COMMENT:
+                comment[tok.start[0] - 1] = tok.start[1]
+            elif tok.start[0] < tok.end[0]:  # a string over several lines
+                fixed.update(range(tok.start[0], tok.end[0]))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    fixed |= {i for i, line in enumerate(lines) if line.endswith("\\") or i and lines[i - 1].endswith("\\")}
+    return [(line[:comment[i]].rstrip(), line[comment[i]:]) if i in comment else (line.rstrip(), "")
+            for i, line in enumerate(lines)], fixed
+
+
+def _carried_comments(original: str, answer: str) -> str | None:
+    """The original with the answer's new comments on the lines whose code both have alike (difflib's matching of
+    the code lines, comments aside): a comment at a line's end where the original's line has none, and the comment
+    lines just above a matched line (nothing but comments between them) that the original has not there already,
+    at that line's indentation. None: nothing to carry."""
+    read = _comments(original), _comments(answer)
+    if None in read:
+        return None
+    (ours, fixed), (theirs, _) = read
+    mine = [i for i, (code, _) in enumerate(ours) if code.strip() and i not in fixed]
+    their = [j for j, (code, _) in enumerate(theirs) if code.strip()]
+    matcher = difflib.SequenceMatcher(None, [ours[i][0] for i in mine], [theirs[j][0] for j in their], autojunk=False)
+    lines = original.splitlines()
+    above: dict[int, list[str]] = {}
+    for a, b, size in matcher.get_matching_blocks():
+        for i, j in zip(mine[a : a + size], their[b : b + size]):
+            if theirs[j][1] and not ours[i][1]:
+                lines[i] = ours[i][0] + "  " + theirs[j][1]
+            block, k = [], j - 1
+            while k >= 0 and not theirs[k][0].strip() and theirs[k][1]:  # their comment lines right above
+                block.insert(0, theirs[k][1])
+                k -= 1
+            had, k = set(), i - 1
+            while k >= 0 and not ours[k][0].strip() and ours[k][1]:
+                had.add(ours[k][1])
+                k -= 1
+            indent = ours[i][0][: len(ours[i][0]) - len(ours[i][0].lstrip())]
+            above[i] = [indent + c for c in block if c not in had]
+    carried = [new for i, line in enumerate(lines) for new in [*above.get(i, []), line]]
+    if carried == original.splitlines():
+        return None
+    return "\n".join(carried) + ("\n" if original.endswith("\n") else "")
+
+
+# the families whose change has places a program can find, and how it is carried
+CARRIED = {"add_type_hints": lambda original, answer: _carried_by_libcst(original, answer, True, False),
+           "add_docstrings": lambda original, answer: _carried_by_libcst(original, answer, False, True),
+           "add_comments": _carried_comments}
 
 
 def asked_change(family: str | None, original: str, answer: str) -> str:
     """The original with the answer's change in the family's places (CARRIED), or the answer as it was when the
     family has no such places, either text does not parse, or nothing could be carried."""
-    places = CARRIED.get(family)
-    if places is None or answer == original:
+    carry = CARRIED.get(family)
+    if carry is None or answer == original:
         return answer
     try:
-        ours, theirs = cst.parse_module(original), cst.parse_module(answer)
-    except (cst.ParserSyntaxError, RecursionError, MemoryError):
+        ast.parse(original), ast.parse(answer)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return answer
-    collected = _Collect()
-    theirs.visit(collected)
-    carry = _Carry(collected, **places)
-    carried = ours.visit(carry)
-    if not carry.carried:
-        return answer
-    return _with_their_imports(original, carried.code, answer) if places["hints"] else carried.code
+    carried = carry(original, answer)
+    return answer if carried is None else carried
 
 
 def _with_their_imports(original: str, carried: str, answer: str) -> str:
