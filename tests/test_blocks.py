@@ -123,7 +123,9 @@ def check_block_matmul(raw, kind, tokens, rng):
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
-@pytest.mark.parametrize("tokens", [1, 4, 17])  # decode, a verified draft, a prompt (8 + 8 + 1, or 4 x 4 + 1)
+# decode, a verified draft, prompts (blocks of 32: 8 + 8 + 1 and 8 x 8 + 2 x 1; the K-quants: 17 in one call, and
+# K_TOKENS + 2 in two)
+@pytest.mark.parametrize("tokens", [1, 4, 17, qk.K_TOKENS + 2])
 def test_block_matmul(file_blocks, kind, tokens):
     check_block_matmul(file_blocks[kind], kind, tokens, np.random.default_rng(tokens))
 
@@ -151,7 +153,7 @@ from gguf_files import random_blocks
 assert not quant_kernels.HOST_VNNI_VL, "vpdpbusd is on"
 rng = np.random.default_rng(0)
 for kind in t.KINDS:
-    t.check_block_matmul(random_blocks(t.ROWS, t.width(kind), kind, rng), kind, 13, rng)  # 8 + 4 + 1 tokens a call
+    t.check_block_matmul(random_blocks(t.ROWS, t.width(kind), kind, rng), kind, 13, rng)  # 8 + 4 + 1 tokens a call (the K-quants: 13 in one)
 print("portable ok")
 """
 

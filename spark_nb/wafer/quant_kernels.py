@@ -19,8 +19,15 @@ each row's block is decoded in vector registers straight from the file's bytes a
 host lacks AVX-512 VNNI: the same integers either way), the eight rows' sums reduced together
 into one vector, and the float steps run with the eight rows as lanes (blocks of 32 two at a time: a 64-byte
 vector and one reduction for both). x's vectors for a block are loaded once for the eight rows, a row's blocks
-decoded once for four or eight tokens in flight, and the eight rows' bytes stay in L1 for every token. `matmul_reference`
+decoded once for all the tokens in flight, and the eight rows' bytes stay in L1 for every token. `matmul_reference`
 is the NumPy twin (the same integers, the same float32 steps, vectorised over rows and tokens).
+
+Blocks of 32 carry eight or four tokens, unrolled. The K-quants with more than one token carry up to K_TOKENS in
+a loop at run time over the super-block the eight rows decoded once (_quads: four rows a vector, each 16 bytes of
+x broadcast to meet them, so a row's sums end in four lanes): the decoded block stays in registers, else L1, where
+unrolled tokens spilled it. A lone token keeps the row-a-vector layout (no transposes to pay for one token). The
+msum is two vpdpwssd of the eight rows' mins against the token's group sums (_msums). All of these only regroup
+exact integer sums: the floats are the steps above, in their order, so the bits are the same on every path.
 """
 from __future__ import annotations
 
@@ -80,17 +87,24 @@ class _Emit:
     def dot(self, u, x, init):
         """init + the sums of four products u x (u unsigned bytes, x signed) per int32 lane: vpdpbusd, or the same
         integers from int32 products where the host lacks it."""
-        b, n = self.b, u.type.count
-        quads = ir.VectorType(I32, n // 4)
+        return self._lane_dot("vpdpbusd", self.b.zext, u, x, init)
+
+    def word_dot(self, a, x, acc):
+        """acc + per int32 lane the sum of its two int16 lanes' products a x: vpdpwssd, or the same integers from
+        int32 products where the host lacks it."""
+        return self._lane_dot("vpdpwssd", self.b.sext, a, x, acc)
+
+    def _lane_dot(self, name, widen, a, x, acc):  # acc + a x summed per int32 lane: `name`, or int32 products
+        b, n, lanes = self.b, a.type.count, acc.type
         if HOST_VNNI_VL:
-            dpbusd = cgutils.get_or_insert_function(b.module, ir.FunctionType(quads, [quads] * 3),
-                                                    f"llvm.x86.avx512.vpdpbusd.{8 * n}")
-            return b.call(dpbusd, [init, b.bitcast(u, quads), b.bitcast(x, quads)])
-        wide = ir.VectorType(I32, n)
-        products = b.mul(b.zext(u, wide), b.sext(x, wide))
-        for k in range(4):
-            init = b.add(init, self.pick(products, products, range(k, n, 4)))
-        return init
+            f = cgutils.get_or_insert_function(b.module, ir.FunctionType(lanes, [lanes] * 3),
+                                               f"llvm.x86.avx512.{name}.{32 * lanes.count}")
+            return b.call(f, [acc, b.bitcast(a, lanes), b.bitcast(x, lanes)])
+        products = b.mul(widen(a, ir.VectorType(I32, n)), b.sext(x, ir.VectorType(I32, n)))
+        per = n // lanes.count
+        for k in range(per):
+            acc = b.add(acc, self.pick(products, products, range(k, n, per)))
+        return acc
 
     def scaled_dot(self, u, x, scale, acc, bias):
         """acc + per int32 lane k the sum over the byte pairs 2k, 2k + 1 (4k .. 4k + 3) of each pair's products
@@ -98,21 +112,19 @@ class _Emit:
         is at most 2 * 32 * 128 here: no saturation), or the same integers from int32 products where the host lacks
         them."""
         b, n = self.b, u.type.count
-        lanes, pairs = ir.VectorType(I32, n // 4), ir.VectorType(I16, n // 2)
+        pairs = ir.VectorType(I16, n // 2)
         if HOST_VNNI_VL:
             maddubs = cgutils.get_or_insert_function(b.module, ir.FunctionType(pairs, [u.type, x.type]),
                                                      f"llvm.x86.avx512.pmaddubs.w.{8 * n}")
-            dpwssd = cgutils.get_or_insert_function(b.module, ir.FunctionType(lanes, [lanes] * 3),
-                                                    f"llvm.x86.avx512.vpdpwssd.{8 * n}")
             two = b.call(maddubs, [u, x])
             if bias:  # the same for every row: computed once
                 two = b.sub(two, b.call(maddubs, [self.vec([bias] * n), x]))
-            return b.call(dpwssd, [acc, b.bitcast(two, lanes), b.bitcast(scale, lanes)])
-        wide = ir.VectorType(I32, n)
-        products = b.mul(b.sub(b.zext(u, wide), self.vec([bias] * n, I32)), b.sext(x, wide))
-        two = b.add(self.pick(products, products, range(0, n, 2)), self.pick(products, products, range(1, n, 2)))
-        two = b.mul(two, b.sext(scale, ir.VectorType(I32, n // 2)))
-        return b.add(acc, b.add(self.pick(two, two, range(0, n // 2, 2)), self.pick(two, two, range(1, n // 2, 2))))
+        else:
+            wide = ir.VectorType(I32, n)
+            products = b.mul(b.sub(b.zext(u, wide), self.vec([bias] * n, I32)), b.sext(x, wide))
+            two = b.trunc(b.add(self.pick(products, products, range(0, n, 2)),
+                                self.pick(products, products, range(1, n, 2))), pairs)  # exact: see above
+        return self.word_dot(two, scale, acc)
 
     def bias_init(self, x, bias):
         """The dot's init that subtracts bias * x: (u - bias) x for u holding a weight plus bias."""
@@ -139,15 +151,19 @@ def _x_vectors(e, kind, count, x, xsums):
     # Q4_K, Q5_K: 64 bytes of nibbles hold groups 4j and 4j + 2 (low), 4j + 1 and 4j + 3 (high)
     Xs = [e.concat(e.load(x, e.const(32 * g), 32), e.load(x, e.const(32 * (g + 2)), 32)) for g in (0, 1, 4, 5)]
     zero = e.vec([0] * 16, I32)
-    group_sums = e.load(xsums, e.const(0), 8, I32)
-    return Xs, [zero] * 4, e.pick(e.vec([0] * 8, I32), group_sums, range(16))  # lanes 8..15: the x sums
+    sums = e.b.trunc(e.load(xsums, e.const(0), 8, I32), ir.VectorType(I16, 8))  # |a group's sum| <= 32 * 128
+    # int16 pairs for _msums: lane 8 h + k of the first holds groups 2h, 2h + 1 (every row k), of the second
+    # 4 + 2h, 5 + 2h
+    return Xs, [zero] * 4, [e.pick(sums, sums, [base + 2 * h + o for h in (0, 1) for _ in range(ROWS) for o in (0, 1)])
+                            for base in (0, 4)]
 
 
 def _row_block(e, kind, count, w):
     """One row's block at w (i8*), or `count` blocks of 32 from w, decoded for every token in flight: (pieces, scmn,
-    [d's bits], [dmin's bits] or None). A piece (u, i, scale) is weights plus bias as unsigned bytes that meet the
-    x vector i of _x_vectors, and the integer scales of its lanes' groups (None: one block's, applied as d); scmn:
-    the K-quants' scales and mins in lanes 0..7 and 8..15 (else None)."""
+    [d's bits], [dmin's bits] or None, the K-quants' group scales as int16 lanes or None). A piece (u, i, scale) is
+    weights plus bias as unsigned bytes that meet the x vector i of _x_vectors, and the integer scales of its lanes'
+    groups (None: one block's, applied as d); scmn: the K-quants' scales and mins as bytes in lanes 0..7 and 8..15
+    (else None)."""
     b = e.b
     low4 = e.vec([15] * 64)
     if kind in (Q8_0, Q4_0, Q5_0):
@@ -159,7 +175,7 @@ def _row_block(e, kind, count, w):
 
         d = [e.load(w, e.const(nbytes * k), 1, I16) for k in range(count)]
         if kind == Q8_0:
-            return [(b.xor(joined(2, 32), e.vec([0x80] * 32 * count)), 0, None)], None, d, None  # w + 128
+            return [(b.xor(joined(2, 32), e.vec([0x80] * 32 * count)), 0, None)], None, d, None, None  # w + 128
         nib = joined(2 if kind == Q4_0 else 6, 16)
         n = 16 * count  # block k's weights 0..15 are its nibbles' low halves, 16..31 their high halves
         u = e.pick(b.and_(nib, e.vec([15] * n)), b.lshr(nib, e.vec([4] * n)),
@@ -170,7 +186,7 @@ def _row_block(e, kind, count, w):
             fifth = b.select(b.bitcast(bits, ir.VectorType(ir.IntType(1), 32 * count)), e.vec([16] * 32 * count),
                              e.vec([0] * 32 * count))
             u = b.or_(u, fifth)
-        return [(u, 0, None)], None, d, None
+        return [(u, 0, None)], None, d, None, None
     pieces = []
     if kind == Q6_K:
         sc = b.sext(e.load(w, e.const(192), 16), ir.VectorType(I16, 16))
@@ -183,7 +199,7 @@ def _row_block(e, kind, count, w):
             u_b = b.or_(b.lshr(ql, e.vec([4] * 64)), b.shl(b.and_(b.lshr(qh, e.vec([4] * 64)), three), e.vec([4] * 64)))
             for part, u in enumerate((u_a, u_b)):  # int16 lane k: 2 weights of group 8h + 4 part + k // 8
                 pieces.append((u, 2 * h + part, e.pick(sc, sc, [8 * h + 4 * part + k // 8 for k in range(32)])))
-        return pieces, None, [e.load(w, e.const(208), 1, I16)], None
+        return pieces, None, [e.load(w, e.const(208), 1, I16)], None, sc
     # Q4_K, Q5_K: 12 bytes of six-bit scales and mins (gguf's get_scale_min), lanes 0..7 sc, 8..15 mn
     s = e.load(w, e.const(4), 16)
     a = e.pick(s, s, [0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11])
@@ -201,7 +217,7 @@ def _row_block(e, kind, count, w):
             if qh is not None:  # bit g of qh's 32 bytes is group g's fifth bits
                 u = b.or_(u, e.bit_set(e.concat(qh, qh), [1 << g] * 32 + [1 << (g + 2)] * 32, 16))
             pieces.append((u, 2 * j + part, e.pick(sc, sc, [g] * 16 + [g + 2] * 16)))  # int16 lanes: a pair each
-    return pieces, b.zext(scmn, ir.VectorType(I32, 16)), [e.load(w, e.const(0), 1, I16)], [e.load(w, e.const(2), 1, I16)]
+    return pieces, scmn, [e.load(w, e.const(0), 1, I16)], [e.load(w, e.const(2), 1, I16)], sc
 
 
 def _isum(e, kind, pieces, Xs, inits):
@@ -213,6 +229,79 @@ def _isum(e, kind, pieces, Xs, inits):
     for u, at, scale in pieces:  # the K-quants: scaled in the dot, summed in place (Q6_K's weights biased by 32)
         total = e.scaled_dot(u, Xs[at], scale, total, 32 if kind == Q6_K else 0)
     return total
+
+
+def _mins(e, scmns):
+    """The eight rows' mins (scmns[k]: row k's _row_block scmn) as the two int16 pair vectors _msums takes."""
+    halves = [e.concat(e.concat(*scmns[h : h + 2]), e.concat(*scmns[h + 2 : h + 4])) for h in (0, 4)]
+    every = e.concat(*halves)  # row k's min of group g at byte 16 k + 8 + g
+    return [e.b.zext(e.pick(every, every, [16 * k + 8 + base + 2 * h + o for h in (0, 1) for k in range(ROWS)
+                                            for o in (0, 1)]), ir.VectorType(I16, 32)) for base in (0, 4)]
+
+
+def _msums(e, mins, xs):
+    """<8 x i32>, lane k row k's msum: the eight rows' mins (_mins) times one token's group sums (_x_vectors' pair
+    vectors), two vpdpwssd (a product at most 63 * 32 * 128: exact) and one add of the halves, rather than a
+    multiply and a sum of each row's lanes."""
+    total = e.word_dot(mins[1], xs[1], e.word_dot(mins[0], xs[0], e.vec([0] * 16, I32)))
+    return e.b.add(e.pick(total, total, range(ROWS)), e.pick(total, total, range(ROWS, 2 * ROWS)))
+
+
+def _x_quarter(kind, at, m):
+    """The offset in the block's x of the 16 values that quarter m (bytes 16 m .. 16 m + 15) of a K-quant piece
+    meeting x vector `at` (_x_vectors) meets, and the group (_row_block's int16 scale lane) they all belong to."""
+    if kind == Q6_K:
+        return 64 * at + 16 * m, 8 * (at // 2) + 4 * (at % 2) + m
+    g = (0, 1, 4, 5)[at] + 2 * (m // 2)
+    return 32 * g + 16 * (m % 2), g
+
+
+def _quads(e, kind, rows):
+    """The eight rows' decoded K-quant block (_row_block) laid out four rows a vector: for rows 4 h .. 4 h + 3, per
+    piece and quarter m, (u, at, m, scale) with u the four rows' quarter m of the piece side by side (16 bytes a
+    row) and scale their groups' int16 scales. A token's quarter of x, broadcast, meets both quads' vectors, and a
+    row's sums end in 4 lanes, not 16 (fewer shuffles to sum rows), for 8 transposing shuffles a piece, once for
+    all tokens in flight."""
+    quads = []
+    for h in range(2):
+        four = rows[4 * h : 4 * h + 4]
+        every = e.concat(e.concat(four[0][4], four[1][4]), e.concat(four[2][4], four[3][4]))  # row k's at 16 k
+        quad = []
+        for pieces in zip(*(pieces for pieces, *_ in four)):
+            at = pieces[0][1]
+            u = [piece[0] for piece in pieces]
+
+            def quarters(a, b, first, second):  # 16-byte quarters first of a, first of b, second of a, second of b
+                return e.pick(a, b, [64 * side + 16 * q + j for q, side in ((first, 0), (first, 1), (second, 0),
+                                                                             (second, 1)) for j in range(16)])
+            low = [quarters(u[0], u[1], 0, 1), quarters(u[2], u[3], 0, 1)]
+            high = [quarters(u[0], u[1], 2, 3), quarters(u[2], u[3], 2, 3)]
+            for m in range(4):
+                a, b = (low, high)[m // 2]
+                v = e.pick(a, b, [64 * side + 32 * (m % 2) + j for side in (0, 1) for j in range(32)])
+                group = _x_quarter(kind, at, m)[1]
+                quad.append((v, at, m, e.pick(every, every, [16 * k + group for k in range(4) for _ in range(8)])))
+        quads.append(quad)
+    return quads
+
+
+def _quad_isums(e, kind, quads, x):
+    """<8 x i32>, lane k row k's isum, from the eight rows' _quads and one token's x (i8* at the block's first
+    value): each quarter of x broadcast to a vector, four sums a quad (one per quarter) summed, then the rows'
+    four lanes."""
+    totals = []
+    for quad in quads:
+        sums = [e.vec([0] * 16, I32)] * 4
+        for v, at, m, scale in quad:
+            xq = e.load(x, e.const(_x_quarter(kind, at, m)[0]), 16)
+            sums[m] = e.scaled_dot(v, e.concat(e.concat(xq, xq), e.concat(xq, xq)), scale, sums[m],
+                                   32 if kind == Q6_K else 0)
+        totals.append(e.b.add(e.b.add(sums[0], sums[1]), e.b.add(sums[2], sums[3])))  # lane 4 k + j: row k's
+    b = e.b
+    pairs = [e.pick(*totals, [16 * h + 4 * k + j for h in (0, 1) for k in range(4) for j in half])
+             for half in ((0, 1), (2, 3))]
+    two = b.add(*pairs)  # lane 2 k + j: row k's
+    return b.add(e.pick(two, two, range(0, 16, 2)), e.pick(two, two, range(1, 16, 2)))
 
 
 def _halves(e, bits):
@@ -237,7 +326,7 @@ def _row_sums(e, vectors, parts=1):
 
 if config.DISABLE_JIT:
 
-    def _block_rows(y, tiles, values, scales, xsums, r, i, t, code, tokens):
+    def _block_rows(y, tiles, values, scales, xsums, r, i, t, code, capacity, tokens):
         """_block_rows in NumPy (each float step as the IR takes it)."""
         kind, tm = BLOCK_KINDS[code], tiles.shape[2]
         blocks = tiles.shape[3] // NBYTES[code]
@@ -257,15 +346,17 @@ if config.DISABLE_JIT:
 else:
 
     @intrinsic
-    def _block_rows(typingctx, y, tiles, values, scales, xsums, r, i, t, code, tokens):
+    def _block_rows(typingctx, y, tiles, values, scales, xsums, r, i, t, code, capacity, tokens):
         """y[t..t+tokens-1, row..row+7] for rows i..i+7 of PE row r (row = r tm + i, those the matrix has) of block
         tiles of format `code`, x in values/scales (kernels.quantize_slices, tn the tiles' width) and xsums
-        (prepare_blocks): the module docstring's steps, the eight rows as lanes. `tokens`, a compile-time 1, 4 or 8:
-        each row's block is decoded once for them all, and each token's numbers formed as if it came alone."""
-        if not isinstance(tokens, types.IntegerLiteral):
+        (prepare_blocks): the module docstring's steps, the eight rows as lanes. `capacity`, a compile-time 1, 4 or
+        8 (blocks of 32: as many tokens, unrolled) or K_TOKENS (the K-quants: up to that many, `tokens` of them, in
+        a loop): each row's block is decoded once for them all, and each token's numbers formed as if it came
+        alone."""
+        if not isinstance(capacity, types.IntegerLiteral):
             return None
-        count = tokens.literal_value
-        sig = types.none(y, tiles, values, scales, xsums, r, i, t, code, tokens)
+        count = capacity.literal_value
+        sig = types.none(y, tiles, values, scales, xsums, r, i, t, code, capacity, tokens)
 
         def codegen(context, builder, signature, args):
             e = _Emit(context, builder)
@@ -273,10 +364,12 @@ else:
             done = builder.append_basic_block("rows_done")
             switch = builder.switch(args[8], done)
             for kind in range(len(BLOCK)):  # the format's own code
+                if count > 1 and (count == K_TOKENS) != (BLOCK[kind] != 32):  # never called so
+                    continue
                 case = builder.append_basic_block(f"format_{kind}")
                 switch.add_case(ir.Constant(args[8].type, kind), case)
                 builder.position_at_end(case)
-                _emit_rows(e, kind, count, *arrays, *args[5:8])
+                _emit_rows(e, kind, count, *arrays, *args[5:8], args[10])
                 builder.branch(done)
             builder.position_at_end(done)
             return context.get_dummy_value()
@@ -284,7 +377,7 @@ else:
         return sig, codegen
 
 
-def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t):
+def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t, n):
     """_block_rows' IR for one format."""
     b, const = e.b, e.const
     block, nbytes = BLOCK[kind], NBYTES[kind]
@@ -302,13 +395,25 @@ def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t):
     sums_data, meta_data = b.bitcast(sums_arr.data, i8p), b.bitcast(xs_arr.data, i8p)
     prefetch = cgutils.get_or_insert_function(b.module, ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32]),
                                               "llvm.prefetch.p0i8")
-    token = [b.add(t, const(j)) for j in range(tokens)]
-    acc = [cgutils.alloca_once_value(b, ir.Constant(f8, [0.0] * ROWS)) for _ in token]
-    s = [cgutils.alloca_once(b, f8) for _ in token]
+    looped = tokens > 1 and block != 32  # _quads, the tokens a loop at run time
+    acc_all, s_all = (cgutils.alloca_once(b, ir.ArrayType(f8, tokens)) for _ in range(2))
+
+    def each(body):  # body(token, its s, its acc) for the tokens in flight, unrolled or (looped) in a loop of n
+        def one(j):
+            body(b.add(t, j), *(b.gep(a, [const(0), j], inbounds=True) for a in (s_all, acc_all)))
+
+        if looped:
+            with cgutils.for_range(b, n) as token_loop:
+                one(token_loop.index)
+        else:
+            for j in range(tokens):
+                one(const(j))
+
+    zero = ir.Constant(f8, [0.0] * ROWS)
+    each(lambda tj, sj, aj: b.store(zero, aj))
     with cgutils.for_range(b, slices) as slice_loop:  # the reduction along the PE row, in order
         c = slice_loop.index
-        for sj in s:
-            b.store(ir.Constant(f8, [0.0] * ROWS), sj)
+        each(lambda tj, sj, aj: b.store(zero, sj))
         tile = b.add(b.add(b.mul(r, w_stride[0]), b.mul(c, w_stride[1])), b.mul(i, w_stride[2]))
 
         def step(k, count):  # s after `count` blocks from block k, in order
@@ -321,21 +426,29 @@ def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t):
                                       const(1, I32)])
             rows = [_row_block(e, kind, count, b.gep(w_data, [b.add(first, b.mul(w_stride[2], const(row)))]))
                     for row in range(ROWS)]
-            d = _halves(e, [bits for _, _, d, _ in rows for bits in d])  # row by row, a row's blocks in order
-            dmin = None if rows[0][1] is None else _halves(e, [bits for _, _, _, dmin in rows for bits in dmin])
-            for tj, sj in zip(token, s):
+            d = _halves(e, [bits for _, _, d, _, _ in rows for bits in d])  # row by row, a row's blocks in order
+            dmin = None if rows[0][1] is None else _halves(e, [bits for _, _, _, dmin, _ in rows for bits in dmin])
+            mins = None if rows[0][1] is None else _mins(e, [scmn for _, scmn, _, _, _ in rows])
+            quads = _quads(e, kind, rows) if looped else None
+
+            def one(tj, sj, aj):  # token tj's s (at sj) after the block
                 x = b.gep(x_data, [b.add(b.mul(tj, x_stride), column)])
                 xsums = b.gep(sums_data, [b.add(b.mul(tj, sums_stride), b.mul(b.udiv(column, const(32)), const(4)))])
                 Xs, inits, xs = _x_vectors(e, kind, count, x, xsums)
-                isum = _row_sums(e, [_isum(e, kind, pieces, Xs, inits) for pieces, _, _, _ in rows], count)
+                if quads is None:
+                    isum = _row_sums(e, [_isum(e, kind, pieces, Xs, inits) for pieces, *_ in rows], count)
+                else:
+                    isum = _quad_isums(e, kind, quads, x)
                 product = b.fmul(d, b.sitofp(isum, d.type))
                 total = b.load(sj)
                 for h in range(count):  # block k + h of every row
                     total = b.fadd(total, e.pick(product, product, range(h, ROWS * count, count)))
                 if dmin is not None:
-                    msum = _row_sums(e, [b.mul(scmn, xs) for _, scmn, _, _ in rows])
+                    msum = _msums(e, mins, xs)
                     total = b.fsub(total, b.fmul(dmin, b.sitofp(msum, f8)))
                 b.store(total, sj)
+
+            each(one)  # looped: the decoded block stays where it is (registers, else L1) for every token
 
         pair = 2 if block == 32 else 1  # blocks of 32 two at a time: 64-byte vectors, half the reductions
         with cgutils.for_range(b, b.udiv(blocks, const(pair))) as block_loop:
@@ -343,11 +456,14 @@ def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t):
         if pair == 2:
             with b.if_then(b.icmp_unsigned("!=", b.urem(blocks, const(2)), const(0))):
                 step(b.sub(blocks, const(1)), 1)
-        for tj, sj, aj in zip(token, s, acc):
+
+        def scaled(tj, sj, aj):
             x_scale = e.load(meta_data, b.add(b.mul(tj, meta_stride), b.mul(c, const(4))), 1, ir.FloatType())
             spread = b.shuffle_vector(b.insert_element(ir.Constant(f8, None), x_scale, const(0, I32)),
                                       ir.Constant(f8, None), e.vec([0] * ROWS, I32))
             b.store(b.fadd(b.load(aj), b.fmul(b.load(sj), spread)), aj)
+
+        each(scaled)
     row = b.add(b.mul(r, tm), i)
     left = b.sub(cgutils.unpack_tuple(b, y_arr.shape, 2)[1], row)  # rows the matrix has from row
     mask = ir.Constant(ir.VectorType(ir.IntType(1), ROWS), None)
@@ -355,9 +471,12 @@ def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t):
         mask = b.insert_element(mask, b.icmp_signed(">", left, const(k)), const(k, I32))
     store = cgutils.get_or_insert_function(b.module, ir.FunctionType(ir.VoidType(), [f8, f8.as_pointer(), I32, mask.type]),
                                            f"llvm.masked.store.v{ROWS}f32.p0v{ROWS}f32")
-    for tj, aj in zip(token, acc):
+
+    def written(tj, sj, aj):
         y_row = b.gep(b.bitcast(y_arr.data, i8p), [b.add(b.mul(tj, y_stride), b.mul(row, const(4)))])
         b.call(store, [b.load(aj), b.bitcast(y_row, f8.as_pointer()), const(4, I32), mask])
+
+    each(written)
 
 
 def group_sums(tokens: int, width: int) -> np.ndarray:
@@ -387,18 +506,23 @@ def block_units(tiles) -> int:
 
 # tokens a _block_rows call carries: each row's block is decoded once for them all. Blocks of 32 weights (Q8_0, Q4_0,
 # Q5_0) take eight, 1.14-1.27x the speed of four on 64 tokens (the 0.5B's Q5_0 attn_q and ffn_gate, random Q8_0 and
-# Q4_0 of those shapes; one thread, load 0.7-1.2); the K-quants four: eight ran at 0.84-0.95x and sixteen at
-# 0.64-0.85x four's speed (their decoded super-blocks and the tokens' sums no longer fit the vector registers)
+# Q4_0 of those shapes; one thread, load 0.7-1.2), unrolled. The K-quants, unrolled, ran eight tokens at 0.84-0.95x
+# and sixteen at 0.64-0.85x four's speed (the decoded super-blocks and the tokens' sums spilled from the vector
+# registers, reloaded token by token); in _quads' loop at run time they take up to K_TOKENS: on 64 tokens, the
+# 1.5B's layer-0 attn_q, ffn_gate (Q4_K) and ffn_down (Q6_K), block_matmul_rows over the whole matrix on one thread,
+# both kernels in turns (min of 3 a round, median of 9 rounds), load 2.3-2.6, 16 a call ran at 1.35x/1.46x/1.45x
+# the speed of the unrolled four, 32 at 1.44x/1.55x/1.55x, 64 at 1.50x/1.63x/1.65x
 WIDE_TOKENS, TOKENS = 8, 4
+K_TOKENS = 64
 
 
 @njit(**JIT)
 def block_matmul_rows(tiles, code, y, q, xsums, first, end):
     """y[T, rows of units first..end-1] (block_units) for the matrix in block tiles[gr, gc, tm, bytes], x prepared
-    in q (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks): tokens eight or four
-    at a time (WIDE_TOKENS, TOKENS: four took Q4_K 0.54x, Q6_K 0.67x, Q5_0 0.44-0.46x, Q8_0 0.39x the time of four
-    tokens one by one on the 1.5B's attn_q and ffn_down, the 0.5B's attn_q, ffn_gate and output, load 1.6-2.4),
-    the rest one by one, each unit's bytes staying in L1 for all."""
+    in q (quantize_slices with tn = the tiles' width in weights) and xsums (prepare_blocks): blocks of 32 eight or
+    four tokens at a time (WIDE_TOKENS, TOKENS: four took Q5_0 0.44-0.46x, Q8_0 0.39x the time of four tokens one by
+    one on the 0.5B's attn_q, ffn_gate and output, load 1.6-2.4), the rest one by one; the K-quants up to K_TOKENS a
+    call, a lone token (decode, or one left over) alone: each unit's bytes staying in L1 for all."""
     per_row = tiles.shape[2] // ROWS
     T = y.shape[0]
     wide = BLOCK[code] == 32
@@ -407,15 +531,23 @@ def block_matmul_rows(tiles, code, y, q, xsums, first, end):
         if r * tiles.shape[2] + i >= y.shape[1]:
             continue
         t = 0
-        if wide:
-            while t + WIDE_TOKENS <= T:
-                _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, WIDE_TOKENS)
-                t += WIDE_TOKENS
+        if not wide:
+            while t < T:
+                n = min(K_TOKENS, T - t)
+                if n > 1:
+                    _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, K_TOKENS, n)
+                else:
+                    _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, 1, 1)
+                t += n
+            continue
+        while t + WIDE_TOKENS <= T:
+            _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, WIDE_TOKENS, WIDE_TOKENS)
+            t += WIDE_TOKENS
         while t + TOKENS <= T:
-            _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, TOKENS)
+            _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, TOKENS, TOKENS)
             t += TOKENS
         while t < T:
-            _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, 1)
+            _block_rows(y, tiles, q.values, q.scales, xsums, r, i, t, code, 1, 1)
             t += 1
 
 
