@@ -24,8 +24,9 @@ is the NumPy twin (the same integers, the same float32 steps, vectorised over ro
 
 Blocks of 32 carry eight or four tokens, unrolled. The K-quants with more than one token carry up to K_TOKENS in
 a loop at run time over the super-block the eight rows decoded once (_quads: four rows a vector, each 16 bytes of
-x broadcast to meet them, so a row's sums end in four lanes): the decoded block stays in registers, else L1, where
-unrolled tokens spilled it. A lone token keeps the row-a-vector layout (no transposes to pay for one token). The
+x broadcast to meet them, so a row's sums end in four lanes; a group's products summed on vpdpbusd, two groups'
+sums packed to int16 and scaled on vpdpwssd): the decoded block stays in registers, else L1, where unrolled
+tokens spilled it. A lone token keeps the row-a-vector layout (no transposes to pay for one token). The
 msum is two vpdpwssd of the eight rows' mins against the token's group sums (_msums). All of these only regroup
 exact integer sums: the floats are the steps above, in their order, so the bits are the same on every path.
 """
@@ -125,6 +126,18 @@ class _Emit:
             two = b.trunc(b.add(self.pick(products, products, range(0, n, 2)),
                                 self.pick(products, products, range(1, n, 2))), pairs)  # exact: see above
         return self.word_dot(two, scale, acc)
+
+    def pack(self, a, b):
+        """<32 x i16>: per 128 bits k, a's int32 lanes 4k .. 4k + 3 then b's, as int16 (they must fit: no
+        saturation): vpackssdw, or truncation and a shuffle where the host lacks AVX-512 VNNI."""
+        words = ir.VectorType(I16, 32)
+        if HOST_VNNI_VL:
+            packs = cgutils.get_or_insert_function(self.b.module, ir.FunctionType(words, [a.type, b.type]),
+                                                   "llvm.x86.avx512.packssdw.512")
+            return self.b.call(packs, [a, b])
+        halves = ir.VectorType(I16, 16)
+        return self.pick(self.b.trunc(a, halves), self.b.trunc(b, halves),
+                         [16 * side + 4 * k + j for k in range(4) for side in (0, 1) for j in range(4)])
 
     def bias_init(self, x, bias):
         """The dot's init that subtracts bias * x: (u - bias) x for u holding a weight plus bias."""
@@ -257,47 +270,74 @@ def _x_quarter(kind, at, m):
 
 
 def _quads(e, kind, rows):
-    """The eight rows' decoded K-quant block (_row_block) laid out four rows a vector: for rows 4 h .. 4 h + 3, per
-    piece and quarter m, (u, at, m, scale) with u the four rows' quarter m of the piece side by side (16 bytes a
-    row) and scale their groups' int16 scales. A token's quarter of x, broadcast, meets both quads' vectors, and a
+    """The eight rows' decoded K-quant block (_row_block) laid out four rows a vector, for rows 4 h .. 4 h + 3 a
+    pair (u, scales): u[at, m] the four rows' quarter m (bytes 16 m .. 16 m + 15) of the piece meeting x vector at,
+    side by side (16 bytes a row), and their groups' int16 scales: Q6_K's per (at, m) (a quarter is a group of 16),
+    Q4_K's and Q5_K's per at, for _quad_isums' packed pairs of groups (a row's 8 lanes, 4 of group g of quarters 0
+    and 1, 4 of g + 2 of quarters 2 and 3). A token's quarter of x, broadcast, meets both quads' vectors, and a
     row's sums end in 4 lanes, not 16 (fewer shuffles to sum rows), for 8 transposing shuffles a piece, once for
     all tokens in flight."""
     quads = []
     for h in range(2):
         four = rows[4 * h : 4 * h + 4]
         every = e.concat(e.concat(four[0][4], four[1][4]), e.concat(four[2][4], four[3][4]))  # row k's at 16 k
-        quad = []
+        u, scales = {}, {}
         for pieces in zip(*(pieces for pieces, *_ in four)):
             at = pieces[0][1]
-            u = [piece[0] for piece in pieces]
+            rows_u = [piece[0] for piece in pieces]
 
             def quarters(a, b, first, second):  # 16-byte quarters first of a, first of b, second of a, second of b
                 return e.pick(a, b, [64 * side + 16 * q + j for q, side in ((first, 0), (first, 1), (second, 0),
                                                                              (second, 1)) for j in range(16)])
-            low = [quarters(u[0], u[1], 0, 1), quarters(u[2], u[3], 0, 1)]
-            high = [quarters(u[0], u[1], 2, 3), quarters(u[2], u[3], 2, 3)]
+            low = [quarters(rows_u[0], rows_u[1], 0, 1), quarters(rows_u[2], rows_u[3], 0, 1)]
+            high = [quarters(rows_u[0], rows_u[1], 2, 3), quarters(rows_u[2], rows_u[3], 2, 3)]
             for m in range(4):
                 a, b = (low, high)[m // 2]
-                v = e.pick(a, b, [64 * side + 32 * (m % 2) + j for side in (0, 1) for j in range(32)])
-                group = _x_quarter(kind, at, m)[1]
-                quad.append((v, at, m, e.pick(every, every, [16 * k + group for k in range(4) for _ in range(8)])))
-        quads.append(quad)
+                u[at, m] = e.pick(a, b, [64 * side + 32 * (m % 2) + j for side in (0, 1) for j in range(32)])
+            for pair in _quarter_pairs(kind):
+                groups = [_x_quarter(kind, at, m)[1] for m in (pair[0], pair[len(pair) // 2])]
+                scales[at, pair[0]] = e.pick(every, every, [16 * k + groups[w // 4] for k in range(4) for w in range(8)])
+        quads.append((u, scales))
     return quads
+
+
+def _quarter_pairs(kind):
+    """The quarters (m) whose int32 sums _quad_isums packs together: Q4_K's and Q5_K's groups of 32 are two
+    quarters, summed in one int32 vector first ((0, 1) then (2, 3), groups g and g + 2); Q6_K's groups of 16 one
+    quarter each ((0,) with (1,), (2,) with (3,))."""
+    return ((0, 1, 2, 3),) if kind != Q6_K else ((0, 1), (2, 3))
 
 
 def _quad_isums(e, kind, quads, x):
     """<8 x i32>, lane k row k's isum, from the eight rows' _quads and one token's x (i8* at the block's first
-    value): each quarter of x broadcast to a vector, four sums a quad (one per quarter) summed, then the rows'
-    four lanes."""
-    totals = []
-    for quad in quads:
-        sums = [e.vec([0] * 16, I32)] * 4
-        for v, at, m, scale in quad:
-            xq = e.load(x, e.const(_x_quarter(kind, at, m)[0]), 16)
-            sums[m] = e.scaled_dot(v, e.concat(e.concat(xq, xq), e.concat(xq, xq)), scale, sums[m],
-                                   32 if kind == Q6_K else 0)
-        totals.append(e.b.add(e.b.add(sums[0], sums[1]), e.b.add(sums[2], sums[3])))  # lane 4 k + j: row k's
+    value), each quarter of x broadcast to a vector: a group's quarters on vpdpbusd into one int32 vector (a lane's
+    sum at most 8 * 31 * 128 (Q4_K, Q5_K) or 4 * 32 * 128 (Q6_K, less its bias of 32) < 2**15), two groups packed
+    into int16 lanes (vpackssdw: exact, a row's 128 bits each) and scaled on vpdpwssd: 1.25 multiplies a 64 bytes
+    of weights (Q6_K 1.5, and its bias's vpdpbusd a piece shared by the eight rows) where vpmaddubsw and vpdpwssd
+    took 2. Then the rows' four lanes summed."""
     b = e.b
+    zero = e.vec([0] * 16, I32)
+    xq, inits = {}, {}
+    for at in range(4):
+        # Q6_K's bias: -32 times the sums of x's fours, one vpdpbusd for a piece's quarters, each broadcast
+        biases = e.bias_init(e.load(x, e.const(64 * at), 64), 32) if kind == Q6_K else zero
+        for m in range(4):
+            quarter = e.load(x, e.const(_x_quarter(kind, at, m)[0]), 16)
+            xq[at, m] = e.concat(e.concat(quarter, quarter), e.concat(quarter, quarter))
+            inits[at, m] = e.pick(biases, biases, [4 * m + j for _ in range(4) for j in range(4)])
+    totals = []
+    for u, scales in quads:
+        sums = [zero] * 4
+        for at in range(4):
+            for pair in _quarter_pairs(kind):
+                groups = []
+                for half in (pair[: len(pair) // 2], pair[len(pair) // 2 :]):
+                    total = inits[at, half[0]]
+                    for m in half:
+                        total = e.dot(u[at, m], xq[at, m], total)
+                    groups.append(total)
+                sums[pair[0] + at % 2] = e.word_dot(e.pack(*groups), scales[at, pair[0]], sums[pair[0] + at % 2])
+        totals.append(b.add(b.add(sums[0], sums[1]), b.add(sums[2], sums[3])))  # lane 4 k + j: row k's
     pairs = [e.pick(*totals, [16 * h + 4 * k + j for h in (0, 1) for k in range(4) for j in half])
              for half in ((0, 1), (2, 3))]
     two = b.add(*pairs)  # lane 2 k + j: row k's
