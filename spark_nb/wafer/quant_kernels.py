@@ -296,7 +296,8 @@ def _quads(e, kind, rows):
                 u[at, m] = e.pick(a, b, [64 * side + 32 * (m % 2) + j for side in (0, 1) for j in range(32)])
             for pair in _quarter_pairs(kind):
                 groups = [_x_quarter(kind, at, m)[1] for m in (pair[0], pair[len(pair) // 2])]
-                scales[at, pair[0]] = e.pick(every, every, [16 * k + groups[w // 4] for k in range(4) for w in range(8)])
+                lanes = [16 * k + groups[w // 4] for k in range(4) for w in range(8)]  # row k's 8 int16 lanes
+                scales[at, pair[0]] = e.pick(every, every, lanes)
         quads.append((u, scales))
     return quads
 
@@ -550,8 +551,11 @@ def block_units(tiles) -> int:
 # and sixteen at 0.64-0.85x four's speed (the decoded super-blocks and the tokens' sums spilled from the vector
 # registers, reloaded token by token); in _quads' loop at run time they take up to K_TOKENS: on 64 tokens, the
 # 1.5B's layer-0 attn_q, ffn_gate (Q4_K) and ffn_down (Q6_K), block_matmul_rows over the whole matrix on one thread,
-# both kernels in turns (min of 3 a round, median of 9 rounds), load 2.3-2.6, 16 a call ran at 1.35x/1.46x/1.45x
-# the speed of the unrolled four, 32 at 1.44x/1.55x/1.55x, 64 at 1.50x/1.63x/1.65x
+# both kernels in turns (min of 3 a round, median of 9-11 rounds), load 1.6-2.6, 16 a call ran at 1.35x/1.46x/1.45x
+# the speed of the unrolled four, 32 at 1.44x/1.55x/1.55x, 64 at 1.50x/1.63x/1.65x (all before _quad_isums' packed
+# sums, which took 64 to 1.85x/1.91x/1.82x). With those, 128 ran no faster on 256 tokens (0.97-1.01x), and two
+# tokens a pass of the loop (each decoded vector met by both in turn, to load it once) at 0.90x/0.90x/0.69x one's
+# speed: the pair's sums and x vectors spilled the decoded block again
 WIDE_TOKENS, TOKENS = 8, 4
 K_TOKENS = 64
 
