@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import numba
 import pytest
 from gguf import GGMLQuantizationType as T
 from store_layouts import tiny_folder, tiny_gguf
@@ -113,16 +114,20 @@ def test_eviction(cache, tmp_path, monkeypatch):
         tile_cache._entry(tile_cache.identity(p, spec("mini"), "int8")).name for p in (paths[0], paths[2]))
 
 
-def searches(monkeypatch):
-    """Count the placement searches, wafer layout searches and decode-thread probes (in-process memo cleared)."""
+def searches(monkeypatch, threads=None):
+    """Count the placement searches, wafer layout searches and decode-thread probes (in-process memo cleared);
+    threads: what the probe finds (default: every thread the engine has, as an idle machine finds for a model of
+    any size that is bandwidth-bound), or "measured"."""
     calls = {"place": 0, "layout": 0, "probe": 0}
 
     def counted(name, real):
         return lambda *a, **k: calls.__setitem__(name, calls[name] + 1) or real(*a, **k)
 
+    found = Engine._fastest_decode_threads if threads == "measured" else \
+        (lambda engine: engine.prefill_threads if threads is None else threads)
     monkeypatch.setattr(engine_module.layouts, "place", counted("place", engine_module.layouts.place))
     monkeypatch.setattr(cycles, "_candidates", counted("layout", cycles._candidates))
-    monkeypatch.setattr(Engine, "_fastest_decode_threads", counted("probe", Engine._fastest_decode_threads))
+    monkeypatch.setattr(Engine, "_fastest_decode_threads", counted("probe", found))
     monkeypatch.setattr(engine_module, "_load_per_core", lambda: 0.0)  # an idle machine, whatever runs beside
     cycles.wafer_layout.cache_clear()
     cycles._FOUND.clear()
@@ -175,6 +180,20 @@ def test_a_probe_from_a_machine_half_busy_is_run_again_once_idle(cache, tmp_path
     Engine.load(path, wafer="mini")
     Engine.load(path, wafer="mini")
     assert calls["probe"] == 2
+
+
+def test_a_kept_choice_of_one_thread_is_probed_again_on_an_idle_machine(cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+    path = tiny_gguf(tmp_path / "m.gguf")
+    found = {"threads": 1}  # a probe while another program held a core, the load average still low
+    calls = searches(monkeypatch, threads=None)
+    monkeypatch.setattr(Engine, "_fastest_decode_threads",
+                        lambda engine: calls.__setitem__("probe", calls["probe"] + 1) or found["threads"])
+    assert Engine.load(path, wafer="mini").decode_threads == 1
+    assert Engine.load(path, wafer="mini").decode_threads == 1 and calls["probe"] == 2  # one thread: probed again
+    found["threads"] = 2  # the other program has ended
+    assert Engine.load(path, wafer="mini").decode_threads == 2 and calls["probe"] == 3
+    assert Engine.load(path, wafer="mini").decode_threads == 2 and calls["probe"] == 3  # two threads: kept
 
 
 def test_kept_search_results_are_found_again_when_their_key_changes(cache, tmp_path, monkeypatch):

@@ -44,7 +44,8 @@ DTYPES = ("int8", "fp32", "auto")  # auto: a GGUF file's own block formats (int8
 DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
 TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
-IDLE_LOAD = 0.5  # load average per core under which the machine counts as idle: probes kept from a busier one re-run
+IDLE_LOAD = 0.5  # load average per core under which the machine counts as idle: probes kept from a busier one
+# re-run, and so do kept probes that chose one thread (Engine.__init__)
 FREE_ROWS_COST = 1.25  # a verification's rows are "free" while its forward costs at most this many decode steps
 
 
@@ -122,7 +123,11 @@ class Engine:
         # the probes again when the kept ones ran on a machine that was not idle and this one is: a step on two
         # threads, and a verification's rows, lose to one thread and one row whenever another program holds a core
         # (a probe at load 0.9 per core kept one thread and one free row for the 0.5B, which takes two and eight idle)
-        self._reprobed = bool(known) and known.get("probe_load", 0.0) >= IDLE_LOAD and _load_per_core() < IDLE_LOAD
+        # and when one thread won on a machine with more: what a busy machine measures, whatever the load average
+        # said then (it lags: a job started a minute before the probe shows as idle; the 1.5B kept one thread and
+        # decoded at 30 tok/s against 54 on two, measured at "load 0.33")
+        busy = known and (known.get("probe_load", 0.0) >= IDLE_LOAD or known["decode_threads"] < self.prefill_threads)
+        self._reprobed = bool(busy) and _load_per_core() < IDLE_LOAD
         if known and not self._reprobed:
             self.decode_threads, self._probe_load = known["decode_threads"], known.get("probe_load", 0.0)
             self.free_rows = known["free_rows"]
