@@ -43,7 +43,10 @@ from .speculation import PromptLookup
 DTYPES = ("int8", "fp32", "auto")  # auto: a GGUF file's own block formats (int8 where a model has none)
 DEFAULT_CONTEXT = 2048  # KV cache length when the model allows more; load(..., context=N) to change it
 PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratch buffers
-TWO_THREADS_WIN = 0.8  # decode on every core only when a step takes less than this share of one core's time
+# decode on every core only when a step takes less than this share of one core's time. The built-in model ties
+# (two threads 1.03-1.04x one's step time, idle); the 1.5B's bandwidth-bound step on two threads took 0.73-0.85x,
+# so 0.8 chose one thread about half the time, and decoded up to 1.3x slower for it
+TWO_THREADS_WIN = 0.9
 IDLE_LOAD = 0.5  # load average per core under which the machine counts as idle: probes kept from a busier one
 # re-run, and so do kept probes that chose one thread (Engine.__init__)
 FREE_ROWS_COST = 1.25  # a verification's rows are "free" while its forward costs at most this many decode steps
