@@ -92,7 +92,8 @@ def test_a_changed_signature_or_an_existing_hint_is_not_carried():
     result = asked_change("add_type_hints", cell, answer)
     assert stripped(result) == stripped(cell)
     assert hints(result) == {(("A", "f"), "x"): "int", (("A", "f"), "y"): "str", (("A", "f"), "return"): "int"}
-    renamed_only = "class A:\n    def f(self, z: int, y) -> int:\n        return z\n\n    def g(self, a):\n        return a\n"
+    renamed_only = ("class A:\n    def f(self, z: int, y) -> int:\n        return z\n\n"
+                    "    def g(self, a):\n        return a\n")
     assert asked_change("add_type_hints", cell, renamed_only) == renamed_only  # nothing to carry: for the guard
 
 

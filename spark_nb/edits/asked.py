@@ -49,18 +49,16 @@ class _Keys:
     occurrence of that path this is (two `def f` in one class: a property and its setter)."""
 
     def __init__(self):
-        self.path: list[str] = []
-        self.keys: list[tuple] = []  # of the classes and defs being visited, innermost last
+        self.keys: list[tuple] = []  # (path, occurrence) of the classes and defs being visited, innermost last
         self.seen: Counter = Counter()
 
     def enter(self, name: str) -> tuple:
-        self.path.append(name)
-        self.seen[tuple(self.path)] += 1
-        self.keys.append((tuple(self.path), self.seen[tuple(self.path)]))
+        path = (*self.keys[-1][0], name) if self.keys else (name,)
+        self.seen[path] += 1
+        self.keys.append((path, self.seen[path]))
         return self.keys[-1]
 
     def leave(self) -> tuple:
-        self.path.pop()
         return self.keys.pop()
 
 
@@ -113,7 +111,8 @@ class _Collect(cst.CSTVisitor):
 def _with_docstring(body, docstring: cst.SimpleStatementLine):
     """body with docstring as its first statement (a one-line suite becomes an indented block)."""
     if isinstance(body, cst.SimpleStatementSuite):
-        body = cst.IndentedBlock(body=[cst.SimpleStatementLine(body=body.body, trailing_whitespace=body.trailing_whitespace)])
+        line = cst.SimpleStatementLine(body=body.body, trailing_whitespace=body.trailing_whitespace)
+        body = cst.IndentedBlock(body=[line])
     return body.with_changes(body=[docstring.with_changes(leading_lines=()), *body.body])
 
 
