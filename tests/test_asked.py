@@ -193,6 +193,7 @@ def test_the_edit_applies_the_carried_hints_alone(chat_folder, monkeypatch):
     r = spark_nb.edit(cell, "add type hints", model=engine, speculative=False, exact=False)
     assert r.ok, r.error
     assert r.code == "def area(w: float, h: float) -> float:\n    return w * h\n\n\nprint(area(3, 4))\n"
+    assert r.carried == "type hints" and "math.prod" in r.text  # the answer as the model wrote it, for the record
     scripted(engine, "def area(w: str, h: str) -> str:\n    return w * h\n\n\nprint(area(3, 4))\n```\n")
     r = spark_nb.edit(cell, "add type hints", model=engine, speculative=False, exact=False)
     assert not r.ok and "cannot run with the hints" in r.error and r.code == cell  # carried, and still judged
@@ -271,3 +272,7 @@ def test_the_edit_applies_the_carried_comments_alone(chat_folder, monkeypatch):
     scripted(engine, "# add them up\ntotal = sum(xs)\n# the mean\nprint(f'{total / len(xs)}')\n```\n")
     r = spark_nb.edit(cell, "add comments", model=engine, speculative=False, exact=False)
     assert r.ok and r.code == "# add them up\ntotal = sum(xs)\nprint(total / len(xs))\n", r.error
+    assert r.carried == "comments"
+    scripted(engine, "# add them up\ntotal = sum(xs)\nprint(total / len(xs))\n```\n")  # nothing else changed
+    r = spark_nb.edit(cell, "add comments", model=engine, speculative=False, exact=False)
+    assert r.ok and r.code == "# add them up\ntotal = sum(xs)\nprint(total / len(xs))\n" and r.carried == ""

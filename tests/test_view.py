@@ -155,6 +155,11 @@ def test_verdict_says_whether_the_meaning_was_checked(comms):
     words.finish(dataclasses.replace(result(), checked=True, family_hint="add_docstrings"), "replaced the cell")
     assert words.view.verdict == "parses, same meaning; its words not checked: replaced the cell"
     assert not words.view.checked  # amber, not green
+    carried = LiveEdit("add type hints", ORIGINAL, widgets=True)  # the answer held more than the hints
+    carried.finish(dataclasses.replace(result(), checked=True, family_hint="add_type_hints", carried="type hints"),
+                   "replaced the cell")
+    assert carried.view.verdict == ("parses, same meaning: replaced the cell; only its type hints taken, the rest of "
+                                    "the model's answer left out")
     exact = LiveEdit("rename", ORIGINAL, widgets=True)
     exact.finish(dataclasses.replace(result(), checked=True, style="exact", stats=None,
                                      text="exact refactor: rename x -> y", seconds=0.001), "replaced the cell")

@@ -41,7 +41,7 @@ import libcst as cst
 from .answer_imports import with_imports
 from .checks import free_names
 
-__all__ = ["asked_change", "CARRIED"]
+__all__ = ["asked_change", "CARRIED", "CARRIED_WORDS"]
 
 
 class _Keys:
@@ -257,6 +257,8 @@ def _carried_comments(original: str, answer: str) -> str | None:
     return "\n".join(carried) + ("\n" if original.endswith("\n") else "")
 
 
+# what a family's carried change is called, for the verdict ("only its type hints taken")
+CARRIED_WORDS = {"add_type_hints": "type hints", "add_docstrings": "docstrings", "add_comments": "comments"}
 # the families whose change has places a program can find, and how it is carried
 CARRIED = {"add_type_hints": lambda original, answer: _carried_by_libcst(original, answer, True, False),
            "add_docstrings": lambda original, answer: _carried_by_libcst(original, answer, False, True),

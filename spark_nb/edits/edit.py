@@ -20,7 +20,7 @@ import numpy as np
 
 from . import guard, prompt
 from .answer_imports import ABOUT_IMPORTS, add_typing_imports, drop_reimports
-from .asked import asked_change
+from .asked import CARRIED_WORDS, asked_change
 from .exact import exact_edit
 from .recognise import recognise
 
@@ -50,6 +50,7 @@ class EditResult:
     stopped: bool = False  # `cancel` ended generation before the edit was complete
     settled: str | None = None  # when stopped: the decisions made so far applied, a line being written left out
     checked: bool = False  # the guard compared the meaning (a refactor family), not only the parsing; or exact
+    carried: str = ""  # what was taken alone from the model's answer ("type hints"), the rest of it left out (asked.py)
     seconds: float = 0.0  # an exact refactor's time (a model's edit has its Stats)
 
     @property
@@ -164,10 +165,11 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
                                                                   max_new_tokens, temperature, seed, on_token,
                                                                   cancel, speculative)
     hint = recognise(instruction)
-    checked = False
+    checked, carried = False, ""
     if proposed is not None:
         judged_as = hint if family is None else (family or None)
-        proposed = asked_change(judged_as, code, proposed)  # hints or docstrings alone, not the answer's other changes
+        answer, proposed = proposed, asked_change(judged_as, code, proposed)  # not the answer's other changes
+        carried = CARRIED_WORDS[judged_as] if proposed != answer else ""
         if judged_as and judged_as not in ABOUT_IMPORTS:  # `import numpy as np` above a cell that used np
             proposed = drop_reimports(code, proposed)
         if judged_as == "add_type_hints":  # hints whose typing import was all the answer lacked
@@ -179,7 +181,8 @@ def edit_steps(code: str, instruction: str, *, model=None, max_new_tokens: int |
     options = dict(speculative=speculative, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     return EditResult(code=proposed if ok else code, original=code, ok=ok, error=error, stats=stats, text=text,
                       proposed=proposed, family_hint=hint, fed_tokens=fed, style=kind,
-                      options=options, stopped=stopped, settled=settled if stopped else None, checked=checked)
+                      options=options, stopped=stopped, settled=settled if stopped else None, checked=checked,
+                      carried=carried)
 
 
 # -- the built-in format ---------------------------------------------------------------------------------------

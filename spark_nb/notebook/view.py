@@ -101,6 +101,8 @@ def _verdict(result, applied: str) -> str:
             else "parses, same meaning; its words not checked" if result.checked else "parses; not checked")
     if result.ok and result.code == result.original:
         return f"{kind}, no change"
+    if result.ok and result.carried:  # the streamed answer held more than the cell now does
+        return f"{kind}: {applied}; only its {result.carried} taken, the rest of the model's answer left out"
     if result.ok:
         return f"{kind}: {applied}"
     return f"{applied}: {result.error}"
