@@ -39,7 +39,7 @@ from collections import Counter
 import libcst as cst
 
 from .answer_imports import with_imports
-from .checks import free_names
+from .checks import free_names, function_hints
 
 __all__ = ["asked_change", "CARRIED", "CARRIED_WORDS"]
 
@@ -182,11 +182,7 @@ class _Carry(cst.CSTTransformer):
         return ours.with_changes(params=params, returns=returns)
 
     def leave_Module(self, original, updated):
-        theirs = self.answer.docstrings.get(())
-        if not self.docs or theirs is None or _docstring(updated) is not None:
-            return updated
-        self.carried += 1
-        return updated.with_changes(body=[theirs.with_changes(leading_lines=()), *updated.body])
+        return self._docstring_of((), updated)
 
 
 def _carried_by_libcst(original: str, answer: str, hints: bool, docstrings: bool) -> str | None:
@@ -281,12 +277,9 @@ def asked_change(family: str | None, original: str, answer: str) -> str:
 
 def _with_their_imports(original: str, carried: str, answer: str) -> str:
     """carried with the answer's new top-level imports that bind only names its hints read and nothing binds."""
-    try:
-        tree, theirs, ours = ast.parse(carried), ast.parse(answer), ast.parse(original)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return carried
+    tree, theirs, ours = ast.parse(carried), ast.parse(answer), ast.parse(original)  # asked_change parsed them
     hints = [h for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
-             for h in [fn.returns, *(a.annotation for a in ast.walk(fn.args) if isinstance(a, ast.arg))] if h]
+             for h, _ in function_hints(fn)]
     read = {n.id for h in hints for n in ast.walk(h) if isinstance(n, ast.Name)} & (free_names(carried) or set())
     had = {ast.dump(stmt) for stmt in ours.body}
     new = [ast.get_source_segment(answer, stmt) for stmt in theirs.body

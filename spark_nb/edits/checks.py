@@ -193,7 +193,7 @@ def hint_contradiction(original: str, result: str) -> str | None:
     for node in ast.walk(ast.parse(result)):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        if had is not None and all(ast.unparse(h) in had for h, _ in _function_hints(node)):
+        if had is not None and all(ast.unparse(h) in had for h, _ in function_hints(node)):
             continue  # the edit added or changed none of its hints
         error = _returns_despite_none(node) or _contradiction(node)
         if error:
@@ -307,7 +307,7 @@ def _own_nodes(fn):
             todo.extend(ast.iter_child_nodes(node))
 
 
-def _function_hints(fn):
+def function_hints(fn):
     """(annotation, what it annotates) for a function's own parameters and return."""
     a = fn.args
     for arg in a.posonlyargs + a.args + [a.vararg] + a.kwonlyargs + [a.kwarg]:
@@ -328,7 +328,7 @@ def _annotations(tree):
     """(annotation, what it annotates) for every parameter, return and annotated assignment."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield from _function_hints(node)
+            yield from function_hints(node)
         elif isinstance(node, ast.AnnAssign):
             yield node.annotation, f"annotation of {ast.unparse(node.target)}"
 
