@@ -60,6 +60,23 @@ def test_a_matrix_of_mixed_parts_is_its_parts_twins_bit_for_bit():
     np.testing.assert_array_equal(alone[0], y[3])
 
 
+def test_a_block_matrix_s_rows_are_gguf_s_own():
+    """The token embedding's lookups (embed_rows on a block matrix: a tied model's is its lm_head's array): every
+    row is gguf.quants.dequantize's, bit for bit, whichever part and tile column its blocks sit in."""
+    rng = np.random.default_rng(1)
+    cols, parts = 1024, [(T.Q4_K, 40), (T.Q5_0, 9), (T.Q6_K, 24)]  # PARTS: three at most
+    raws = [random_blocks(rows, cols, kind, rng) for kind, rows in parts]
+    plan = block_matrix.plan(get_spec("mini"), [k for k, _ in parts], [r for _, r in parts], cols)
+    assert all(p.gc > 1 for p in plan.parts)  # rows cut across tile columns
+    matrix = np.zeros(plan.nbytes, np.uint8)
+    block_matrix.write(matrix, plan, raws)
+    expected = np.concatenate([gguf.quants.dequantize(raw, kind) for raw, (kind, _) in zip(raws, parts)])
+    tokens = rng.permutation(len(expected))
+    out = np.empty((len(tokens), cols), np.float32)
+    embed_rows(tokens, matrix, np.zeros(0, np.float32), out)
+    assert np.array_equal(out.view(np.uint32), expected[tokens].view(np.uint32))
+
+
 @pytest.fixture(scope="module")
 def vocab():
     return byte_level_vocab()
@@ -151,8 +168,8 @@ def test_speculative_output_is_plain_greedy_and_verify_is_decode_bit_for_bit(fil
 
 
 def test_auto_keeps_a_tile_cache_entry_and_a_folder_loads_as_int8(files, tmp_path, monkeypatch):
-    """A block model's second load maps its entry (the same logits; the token embedding read-only, as the file's
-    view it was); a model folder has no block formats: auto loads it as int8, the same logits."""
+    """A block model's second load maps its entry (the same logits; a tied model's token embedding is its lm_head,
+    one array); a model folder has no block formats: auto loads it as int8, the same logits."""
     from spark_nb.model.synthetic import write_random_model
 
     from spark_nb.engine import tile_cache
@@ -168,10 +185,40 @@ def test_auto_keeps_a_tile_cache_entry_and_a_folder_loads_as_int8(files, tmp_pat
         assert isinstance(second._pass.resident.model.layers.wqkv, np.memmap) or \
             isinstance(second._pass.resident.model.layers.wqkv.base, np.memmap)
         assert (second.placement.pes_used, second.dtype) == (first.placement.pes_used, "auto")
-        embed = second._pass.resident.model.embed
-        assert not embed.flags.writeable or arch == "llama"  # llama's F16 embedding: Q8_0 rows made in memory
+        model = second._pass.resident.model
+        assert (model.embed is model.lm_head) == (arch == "llama")  # llama's is tied to its F16 embedding (Q8_0)
         np.testing.assert_array_equal(second.logits(ids), first.logits(ids))
     folder = write_random_model(tmp_path / "folder", {"family": "llama", "vocab_size": 512})
     auto, int8 = Engine.load(folder, dtype="auto", context=64), Engine.load(folder, dtype="int8", context=64)
     assert auto.dtype == "int8"
     np.testing.assert_array_equal(auto.logits(ids), int8.logits(ids))
+
+
+def _mapped_kb(folder, name: str) -> int:
+    """Resident kB of this process's mappings of files called `name` under folder (Linux's /proc/self/smaps)."""
+    total, current = 0, None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's first line: range ... [path]
+                current = fields[-1] if len(fields) > 5 else None
+            elif fields[0] == "Rss:" and current and current.startswith(f"{folder}/") and current.endswith(f"/{name}"):
+                total += int(fields[1])
+    return total
+
+
+def test_an_embedding_mapped_from_the_tile_cache_hands_its_lookups_pages_back(files, tmp_path, monkeypatch):
+    """Each embedding row a lookup reads maps the pages around it into the process: an untied embedding mapped from
+    the tile cache hands them back once RELEASE_ROWS rows have been looked up (the logits the same)."""
+    from spark_nb.engine import tile_cache
+    from spark_nb.wafer.forward import RELEASE_ROWS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(tile_cache, "MIN_PARAMS", 0)
+    first = Engine.load(files["qwen2"], dtype="auto", context=256)  # packs into the entry
+    engine = Engine.load(files["qwen2"], dtype="auto", context=256)  # maps it
+    ids = [3 + (7 * k) % 200 for k in range(RELEASE_ROWS)]
+    engine.logits(ids[:1])
+    assert _mapped_kb(tmp_path, "embed.npy") > 0  # one row looked up: its pages mapped, and kept for now
+    np.testing.assert_array_equal(engine.logits(ids), first.logits(ids))
+    assert _mapped_kb(tmp_path, "embed.npy") == 0

@@ -32,7 +32,7 @@ from ..wafer.tiles import VECTOR_BYTES, aligned_empty
 
 MIN_PARAMS = 50_000_000
 MAX_ENTRIES = 4
-FORMAT = 2  # 2: dtype auto's entries (block matrices, their formats, read-only arrays)
+FORMAT = 3  # 2: dtype auto's entries (block matrices, their formats); 3: its token embedding a block matrix
 # the code whose output an entry holds: a change to any of these files and every entry is rebuilt
 SOURCES = ("wafer/forward.py", "wafer/packing.py", "wafer/tiles.py", "wafer/block_matrix.py", "wafer/blocks.py",
            "model/quant.py", "model/config.py", "model/tokenizer.py", "model/weights.py", "model/folder.py",
@@ -75,9 +75,7 @@ def load(path: Path, spec, dtype: str):
             return None
         config = _config(meta["config"])
         tokenizer = _tokenizer(entry, meta["tokenizer"], config)
-        # mapped copy-on-write, or read-only as they were packed (auto's token embedding: a view of its file)
-        arrays = {name: np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r" if name in meta["read_only"] else "c"))
-                  for name in meta["arrays"]}
+        arrays = {name: np.asarray(np.load(entry / f"{name}.npy", mmap_mode="c")) for name in meta["arrays"]}
         kinds = None if meta["kinds"] is None else _kinds(meta["kinds"])
     except (OSError, ValueError, KeyError, TypeError):  # no entry, a partial or damaged one: build it again
         return None
@@ -151,7 +149,6 @@ def save(path: Path, spec, dtype: str, config: ModelConfig, tokenizer: Tokenizer
     arrays |= {f: getattr(decoder, f) for f in fw.Decoder._fields
                if f != "layers" and not (tied and f in ("lm_head", "lm_head_scale"))}
     meta = {"identity": ident, "config": dataclasses.asdict(config), "tied": tied, "arrays": list(arrays),
-            "read_only": [name for name, array in arrays.items() if not array.flags.writeable],
             "kinds": None if kinds is None else [[layer, name, kind.name] for (layer, name), kind in kinds.items()],
             "tokenizer": {"special_tokens": tokenizer.special_tokens, "chat_template": tokenizer.chat_template,
                           "eos_token_ids": list(tokenizer.eos_token_ids), "bos_token_id": tokenizer.bos_token_id,

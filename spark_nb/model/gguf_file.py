@@ -272,16 +272,6 @@ class _TensorReader:
         self._give_back(t.data)
         return (unpermute(raw, heads) if heads and self.permuted else raw), kind
 
-    def mapped_blocks(self, name: str) -> tuple[np.ndarray, T] | None:
-        """The (checked) matrix's bytes [rows, bytes a row] and kind, as blocks() gives them but not copied: a
-        read-only view of the mapped file, whose pages become resident only as rows are read (a token embedding is
-        looked up a few rows at a time, never multiplied); None where its format is not in wafer.blocks.FORMATS."""
-        t = self.tensors[name]
-        kind = T(t.tensor_type)
-        if kind not in FORMATS:
-            return None
-        return t.data.view(np.ndarray).reshape(int(t.shape[-1]), -1), kind
-
     def tensor(self, name: str, shape: tuple[int, ...], meaning: str, heads: int = 0) -> np.ndarray:
         self.check(name, shape, meaning)
         return self.read(name, heads)
@@ -374,7 +364,6 @@ def load_gguf(path: str | Path, dtype: str = "fp32", streamed: bool = False) -> 
         read_layer=tensor_reader.layer,
         read_rows=lambda name, start, stop: tensor_reader.read(names[name], rows=slice(start, stop)),
         read_blocks=read_blocks, read_tensor=read_tensor,
-        mapped_embedding=lambda: tensor_reader.mapped_blocks(names["embed"]),
         block_kinds=tensor_kinds({name: T(t.tensor_type) for name, t in tensors.items()}))
     if not streamed:
         weights = weights.read_all(config.n_layers)

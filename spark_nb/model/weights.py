@@ -90,9 +90,6 @@ class StreamedWeights:
     read_blocks: Callable[[int | None, str], tuple[np.ndarray, object] | None] | None = None
     read_tensor: Callable[[int, str], np.ndarray] | None = None  # (layer, field) -> a tensor in fp32 (with read_blocks)
     block_kinds: dict | None = None  # with read_blocks: wafer.blocks.gguf_kinds of the file
-    # with read_blocks: () -> the token embedding as read_blocks(None, "embed") gives it, but a read-only view of the
-    # mapped file rather than a copy (only the rows looked up become resident), or None
-    mapped_embedding: Callable[[], tuple[np.ndarray, object] | None] | None = None
 
     def layer(self, i: int) -> LayerWeights:
         return self.read_layer(i)

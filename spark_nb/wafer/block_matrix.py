@@ -13,9 +13,9 @@ so a layer's matrix is a row of a [layers, bytes] array (rows padded to the larg
 matrix through the same four steps as an int8 one (kernels.prepare_input, matmul_units, matmul_rows, unit_rows
 dispatch here on uint8): x quantized per slice of tn and its sums per group of 32 (the K-quants' min term), then
 units of eight rows, part by part, on quant_kernels.block_matmul_rows. A token's numbers are the same alone or
-among others, as the block kernels' are. The token embedding is read a row at a time, never multiplied: it stays
-in the file's own layout, rows of blocks (`embed_rows` dequantizes the rows it looks up, the values
-gguf.quants.dequantize gives).
+among others, as the block kernels' are. The token embedding is a block matrix too, read a row at a time
+(`embed_rows` dequantizes the rows it looks up from their tiles, the values gguf.quants.dequantize gives): a tied
+model's embedding is its lm_head, one array, as int8's tiles are.
 """
 from __future__ import annotations
 
@@ -229,14 +229,24 @@ def _dequantize_block(b, code, out):
 
 
 @njit(**JIT)
-def embed_rows(tokens, rows, code, out):
-    """out[t] = row tokens[t] of the token embedding as a GGUF file keeps it (rows [vocab, bytes a row] of blocks of
-    format `code`), dequantized block by block into place."""
-    block, nbytes = BLOCK[code], NBYTES[code]
+def embed_rows(tokens, matrix, out):
+    """out[t] = row tokens[t] of a block matrix (the token embedding, or a tied model's lm_head that is the same
+    array), gathered from its tiles along the row, block by block dequantized into place: a lookup touches the
+    tile rows that hold that row, nothing else."""
     for t in range(tokens.shape[0]):
-        row = rows[tokens[t]]
-        for k in range(out.shape[1] // block):
-            _dequantize_block(row[k * nbytes : (k + 1) * nbytes], code, out[t, k * block : (k + 1) * block])
+        p = 0
+        while True:  # the part holding the row
+            code, row0, rows, tiles = _part(matrix, p)
+            if tokens[t] < row0 + rows:
+                break
+            p += 1
+        block, nbytes = BLOCK[code], NBYTES[code]
+        row = tokens[t] - row0
+        r, i = row // tiles.shape[2], row % tiles.shape[2]
+        per_tile = tiles.shape[3] // nbytes  # blocks a tile row
+        for k in range(out.shape[1] // block):  # the row's block k: tile column k // per_tile
+            c, j = k // per_tile, k % per_tile
+            _dequantize_block(tiles[r, c, i, j * nbytes : (j + 1) * nbytes], code, out[t, k * block : (k + 1) * block])
 
 
 if not config.DISABLE_JIT:  # cached under the sources compiled into them (jit_cache.py)

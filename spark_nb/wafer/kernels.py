@@ -820,10 +820,10 @@ def tiled_matmul(x, tiles, scale, y, q):
 
 
 def embed_rows(tokens, tiles, scale, out):
-    """out[t] = W[tokens[t]] * scale[tokens[t]]: rows of a [vocab, d] matrix held as PE tiles; of GGUF block rows
-    (uint8 [vocab, bytes a row], `scale` [1] their format code), the rows gguf.quants.dequantize gives."""
+    """out[t] = W[tokens[t]] * scale[tokens[t]]: rows of a [vocab, d] matrix held as PE tiles; of a block matrix
+    (uint8, block_matrix.py: its scales in its blocks, `scale` unused), the rows gguf.quants.dequantize gives."""
     if tiles.dtype == np.uint8:
-        _blocks().embed_rows(tokens, tiles, scale[0], out)
+        _blocks().embed_rows(tokens, tiles, out)
     else:
         _embed_tile_rows(tokens, tiles, scale, out)
 
@@ -832,7 +832,7 @@ def embed_rows(tokens, tiles, scale, out):
 def _embed_rows_by_dtype(tokens, tiles, scale, out):
     if tiles.dtype == types.uint8:
         rows = _blocks().embed_rows
-        return lambda tokens, tiles, scale, out: rows(tokens, tiles, scale[0], out)
+        return lambda tokens, tiles, scale, out: rows(tokens, tiles, out)
     return lambda tokens, tiles, scale, out: _embed_tile_rows(tokens, tiles, scale, out)
 
 

@@ -133,9 +133,9 @@ def _each(calls: list[tuple], threads: int) -> None:
 def pack_blocks(weights, config, spec, threads: int | None = None, allocate=_in_memory) -> tuple[Decoder, dict]:
     """dtype "auto": a GGUF file's matrices kept in their block formats (block_matrix.py), a layer's stacked matrix
     of up to three parts where Wq, Wk, Wv (or Wg, Wu) differ in format; a matrix in a format without a kernel (F16,
-    Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights); the token embedding as the file's
-    rows of blocks, a view of the mapped file (block_matrix.embed_rows dequantizes the rows it looks up; a tied
-    model's lm_head is a block matrix of the same bytes), the norms and biases fp32.
+    Q4_1, ...) as Q8_0 from its fp32 values (8 bits, a scale per 32 weights); the token embedding a block matrix
+    too (block_matrix.embed_rows dequantizes the rows it looks up), a tied model's the same array as its lm_head;
+    the norms and biases fp32.
     weights: StreamedWeights with read_blocks, read_tensor and block_kinds (a GGUF file's); threads and allocate
     as pack's. Returns the Decoder and the format each matrix is kept in, as blocks.gguf_kinds names them (what
     placement.place charges)."""
@@ -143,7 +143,6 @@ def pack_blocks(weights, config, spec, threads: int | None = None, allocate=_in_
     from gguf import GGMLQuantizationType as T
 
     from . import block_matrix
-    from .blocks import FORMATS
 
     L, d, f, hd = config.n_layers, config.hidden_size, config.intermediate_size, config.head_dim
     q, kv = config.n_heads * hd, config.n_kv_heads * hd
@@ -178,25 +177,24 @@ def pack_blocks(weights, config, spec, threads: int | None = None, allocate=_in_
         if config.attention_bias:
             bqkv[l] = np.concatenate([weights.read_tensor(l, name) for name in ("bq", "bk", "bv")])
 
-    # the lm_head a block matrix (a tied model's is its token embedding's blocks); the token embedding, only ever
-    # looked up a row at a time, left where the file keeps it (its pages resident only as rows are read), or Q8_0
-    # rows in memory where its format has no kernel
+    # the lm_head and the token embedding block matrices, Q8_0 where the file's format has no kernel; a tied
+    # model's embedding is its lm_head, one array (as int8's tiles are): a lookup dequantizes the row from its tiles
     for key in ("embedding", "lm_head"):
         kept_kinds[None, key] = weights.block_kinds.get((None, key), T.Q8_0)
-    head_plan = block_matrix.plan(spec, [kept_kinds[None, "lm_head"]], [config.vocab_size], d)
-    lm_head = allocate("lm_head", (head_plan.nbytes,), np.uint8)
-    embed, embed_kind = (weights.mapped_embedding() if weights.mapped_embedding else None) or kept(None, "embed")
 
-    def lm_head_matrix():
-        block_matrix.write(lm_head, head_plan, [kept(None, "lm_head")[0]])
+    def vocabulary(field, key):  # field: the weights' name of the matrix, key: kept_kinds'
+        plan = block_matrix.plan(spec, [kept_kinds[None, key]], [config.vocab_size], d)
+        matrix = allocate(field, (plan.nbytes,), np.uint8)
+        return matrix, (lambda: block_matrix.write(matrix, plan, [kept(None, field)[0]]),)
 
-    parts = [(layer, l) for l in range(L)] + [(lm_head_matrix,)]
+    lm_head, head_written = vocabulary("lm_head", "lm_head")
+    embed, embed_written = (lm_head, None) if weights.tied else vocabulary("embed", "embedding")
+    parts = [(layer, l) for l in range(L)] + [part for part in (head_written, embed_written) if part]
     if threads is None:
         threads = PACK_THREADS if config.n_params >= THREADED_PARAMS else 1
     _each(parts, threads)
     no_scale = np.zeros((L, 0), np.float32)  # block matrices carry their scales in their blocks
     layers = Layers(attn_norm, stacked["wqkv"], no_scale, bqkv, stacked["wo"], no_scale, mlp_norm,
                     stacked["w_gate_up"], no_scale, stacked["w_down"], no_scale)
-    embed_code = np.array([FORMATS[embed_kind].code], np.int64)  # embed_rows' format, where int8 has its scales
-    return Decoder(embed, embed_code, layers, np.array(weights.final_norm, np.float32), lm_head,
-                   np.zeros(0, np.float32)), kept_kinds
+    return Decoder(embed, no_scale[0], layers, np.array(weights.final_norm, np.float32), lm_head,
+                   no_scale[0]), kept_kinds
