@@ -3,7 +3,8 @@ matvec (kernels.matmul_rows) on the same real matrices of a GGUF file, timed in 
 
     python bench/block_kernels.py /work/models/qwen2.5-coder-1.5b-instruct.gguf [tokens] [repeats] [threads]
 
-Each matrix of layer 0 is timed as its file keeps it (its own block format, the file's bytes) and as int8 (1 byte a
+Each matrix of layer 0, and the output matrix (the token embedding where the model ties them), is timed as its
+file keeps it (its own block format, the file's bytes) and as int8 (1 byte a
 weight, the tiles dtype="int8" packs); medians of `repeats` runs, interleaved so that load on the machine hits
 both alike. GB/s is weight bytes read per second: what bounds decode. "cached": one matrix again and again (it
 stays in the caches); "streamed": every layer's matrix of that name in turn, as decode reads them (from DRAM),
@@ -32,12 +33,16 @@ NAMES = ("attn_q", "ffn_gate", "ffn_down")  # per layer 0: the shapes a layer ha
 
 
 def matrices(path):
-    """name -> (kind, [raw bytes of each layer's matrix of that name]), for the names whose layers share a kind."""
-    found = {}
+    """name -> (kind, [raw bytes of each layer's matrix of that name]), for the names whose layers share a kind;
+    then "output", the one output matrix (a tied model's token embedding): a large part of what decode reads."""
+    found, output = {}, {}
     for t in gguf.GGUFReader(path).tensors:
         parts = t.name.split(".")
         if parts[0] == "blk" and parts[2] in NAMES and parts[3] == "weight":
             found.setdefault(parts[2], []).append((T(t.tensor_type), np.array(t.data)))
+        elif t.name in ("output.weight", "token_embd.weight"):
+            output[t.name] = (T(t.tensor_type), np.array(t.data))
+    found["output"] = [output.get("output.weight", output["token_embd.weight"])]
     for name, layers in found.items():
         kind = layers[0][0]
         if kind in blocks.FORMATS:
