@@ -242,3 +242,24 @@ def test_tiles_packed_into_the_entry_files_are_the_tiles_packed_in_memory(cache,
             np.testing.assert_array_equal(c, b)
             assert a.dtype == b.dtype and (a.ndim < 4 or a.ctypes.data % 64 == 0)  # tiles aligned
     assert not any(p.name.startswith(".writing-") for p in entry.parent.iterdir())
+
+
+def test_the_load_that_decides_a_probe_is_the_cores_work_now():
+    """A core busy right now counts at once (the load average would take a minute to show it): one spinning
+    thread, while the caller sleeps, is about one core's worth of the window."""
+    import threading
+
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        busy = engine_module._load_per_core(0.2)
+    finally:
+        stop.set()
+        spinner.join()
+    assert busy >= 0.7 / os.cpu_count()

@@ -47,8 +47,9 @@ PREFILL_CHUNK = 256  # tokens per forward call during prefill; bounds the scratc
 # (two threads 1.03-1.04x one's step time, idle); the 1.5B's bandwidth-bound step on two threads took 0.73-0.85x,
 # so 0.8 chose one thread about half the time, and decoded up to 1.3x slower for it
 TWO_THREADS_WIN = 0.9
-IDLE_LOAD = 0.5  # load average per core under which the machine counts as idle: probes kept from a busier one
+IDLE_LOAD = 0.5  # share of the cores busy under which the machine counts as idle: probes kept from a busier one
 # re-run, and so do kept probes that chose one thread (Engine.__init__)
+LOAD_WINDOW_S = 0.05  # how long _load_per_core watches the cores
 FREE_ROWS_COST = 1.25  # a verification's rows are "free" while its forward costs at most this many decode steps
 
 
@@ -126,9 +127,9 @@ class Engine:
         # the probes again when the kept ones ran on a machine that was not idle and this one is: a step on two
         # threads, and a verification's rows, lose to one thread and one row whenever another program holds a core
         # (a probe at load 0.9 per core kept one thread and one free row for the 0.5B, which takes two and eight idle)
-        # and when one thread won on a machine with more: what a busy machine measures, whatever the load average
-        # said then (it lags: a job started a minute before the probe shows as idle; the 1.5B kept one thread and
-        # decoded at 30 tok/s against 54 on two, measured at "load 0.33")
+        # and when one thread won on a machine with more: what a busy machine measures, however idle it looked
+        # (the 1.5B kept one thread and decoded at 30 tok/s against 54 on two, measured at a lagging load average
+        # of 0.33)
         busy = known and (known.get("probe_load", 0.0) >= IDLE_LOAD or known["decode_threads"] < self.prefill_threads)
         self._reprobed = bool(busy) and _load_per_core() < IDLE_LOAD
         if known and not self._reprobed:
@@ -519,8 +520,26 @@ class Superseded(RuntimeError):
     """A session was used after a newer request started on its engine."""
 
 
-def _load_per_core() -> float:
-    """The last minute's load average per core (0 where the system keeps none)."""
+def _load_per_core(window_s: float = LOAD_WINDOW_S) -> float:
+    """How busy the cores are now, per core: the share of the last `window_s` seconds they spent running anything
+    (Linux's /proc/stat, read either side of a sleep: this process sleeps meanwhile, so it is the others' work),
+    elsewhere the last minute's load average per core (0 where the system keeps none). Not the load average where
+    /proc/stat exists: it lags by a minute, so a machine a job had just left read as busy and kept a probe that
+    chose one thread (the 1.5B's bench decoded at 27.6 tok/s against 55 on two, measured at "load 0.48" a
+    minute after the 0.5B's run ended)."""
+    def busy_and_total():
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle, iowait
+        return sum(ticks) - idle, sum(ticks)
+
+    try:
+        busy0, total0 = busy_and_total()
+        time.sleep(window_s)
+        busy1, total1 = busy_and_total()
+        return (busy1 - busy0) / max(total1 - total0, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.getloadavg()[0] / (os.cpu_count() or 1)
     except (OSError, AttributeError):
