@@ -295,8 +295,12 @@ def _file_pages(array: np.ndarray) -> tuple[int, int] | None:
 
 
 def _unmap(address: int, size: int) -> None:
-    """Unmap a file's pages from the process (they stay in the page cache and map again when touched)."""
-    ctypes.CDLL(None).madvise(ctypes.c_void_p(address), ctypes.c_size_t(size), MADV_DONTNEED)
+    """Unmap a file's pages from the process (they stay in the page cache and map again when touched); nothing
+    where the C library has no madvise."""
+    try:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(address), ctypes.c_size_t(size), MADV_DONTNEED)
+    except (OSError, AttributeError):
+        pass
 
 
 @njit(**JIT)
