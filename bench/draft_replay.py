@@ -86,8 +86,7 @@ def forward_costs(engine, repeats: int = 5) -> dict[int, float]:
 
 def cost(costs: dict, rows: int) -> float:
     """A forward of `rows` rows in decode steps, interpolated between the timed row counts."""
-    known = [r for r in ROWS]
-    return float(np.interp(rows, known, [costs[r] for r in known]))
+    return float(np.interp(rows, ROWS, [costs[r] for r in ROWS]))
 
 
 def replay(prompt: list[int], answer: list[int], costs: dict, drafter=None) -> tuple[int, float]:
