@@ -89,6 +89,7 @@ def write(matrix: np.ndarray, plan: Plan, raws: list[np.ndarray]) -> None:
             for c in range(p.gc):
                 part = block_rows[:, c * p.per_tile : (c + 1) * p.per_tile]
                 tiles[r, c, : part.shape[0], : part.shape[1]] = part
+                tiles[r, c] = blocks.pack_units(tiles[r, c], p.kind)  # a tile's copy at a time: no large temporaries
         row0 += p.rows
 
 
@@ -244,9 +245,42 @@ def embed_rows(tokens, matrix, out):
         row = tokens[t] - row0
         r, i = row // tiles.shape[2], row % tiles.shape[2]
         per_tile = tiles.shape[3] // nbytes  # blocks a tile row
+        b = np.empty(nbytes, np.uint8)
         for k in range(out.shape[1] // block):  # the row's block k: tile column k // per_tile
             c, j = k // per_tile, k % per_tile
-            _dequantize_block(tiles[r, c, i, j * nbytes : (j + 1) * nbytes], code, out[t, k * block : (k + 1) * block])
+            if block == 32:  # interleaved with its unit's rows (blocks.pack_units)
+                _gather_block(tiles[r, c], i, j, code, b)
+            else:
+                b[:] = tiles[r, c, i, j * nbytes : (j + 1) * nbytes]
+            _dequantize_block(b, code, out[t, k * block : (k + 1) * block])
+
+
+@njit(**JIT)
+def _gather_block(tile, i, j, code, out):
+    """out[:nbytes] = the file's bytes of row i's block j (a block of 32) in a tile of interleaved units."""
+    nbytes = NBYTES[code]
+    unit = tile[i - i % ROWS : i - i % ROWS + ROWS].reshape(-1)
+    row, pair = i % ROWS, j - j % 2
+    count = min(2, tile.shape[1] // nbytes - pair)
+    h = j - pair
+    run = unit[pair * ROWS * nbytes : (pair + count) * ROWS * nbytes]
+    at = 2 * (count * row + h)
+    out[0], out[1] = run[at], run[at + 1]
+    weights = 2 * ROWS * count
+    if code == Q5_0:
+        at = weights + 4 * (count * row + h)
+        out[2:6] = run[at : at + 4]
+        weights += 4 * ROWS * count
+    if code == Q8_0:
+        at = weights + 32 * (count * row + h)
+        out[2:34] = run[at : at + 32]
+    elif count == 1:
+        out[nbytes - 16 :] = run[weights + 16 * row : weights + 16 * row + 16]
+    else:  # byte e of the row's 32 holds weight e of block `pair` (low nibble) and of `pair` + 1 (high)
+        row_bytes = run[weights + 32 * row : weights + 32 * row + 32]
+        for e in range(16):
+            lo, hi = (row_bytes[e] >> (4 * h)) & 15, (row_bytes[e + 16] >> (4 * h)) & 15
+            out[nbytes - 16 + e] = lo | (hi << 4)
 
 
 if not config.DISABLE_JIT:  # cached under the sources compiled into them (jit_cache.py)

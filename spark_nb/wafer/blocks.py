@@ -107,8 +107,8 @@ def block_tile_shape(spec: WaferSpec, rows: int, cols: int, kind: T) -> tuple[in
 
 def to_block_tiles(raw: np.ndarray, kind: T, tm: int, tn: int) -> np.ndarray:
     """A GGUF matrix's bytes raw[rows, bytes per row] -> tiles[gr, gc, tm, tn / block * nbytes] (uint8), the blocks
-    of W[r tm : (r+1) tm, c tn : (c+1) tn] in each, 64-byte aligned. Padding is zero bytes: a block whose scales
-    are zero, whose weights are all exactly 0."""
+    of W[r tm : (r+1) tm, c tn : (c+1) tn] in each, 64-byte aligned, each unit of eight rows interleaved
+    (pack_units). Padding is zero bytes: a block whose scales are zero, whose weights are all exactly 0."""
     f = FORMATS[kind]
     rows, width = raw.shape
     per_tile = tn // f.block * f.nbytes
@@ -116,7 +116,7 @@ def to_block_tiles(raw: np.ndarray, kind: T, tm: int, tn: int) -> np.ndarray:
     tiles = aligned_empty((gr, gc, tm, per_tile), np.uint8, zero=True)
     padded = np.zeros((gr * tm, gc * per_tile), np.uint8)
     padded[:rows, :width] = raw
-    tiles[...] = padded.reshape(gr, tm, gc, per_tile).transpose(0, 2, 1, 3)
+    tiles[...] = pack_units(padded.reshape(gr, tm, gc, per_tile).transpose(0, 2, 1, 3), kind)
     return tiles
 
 
@@ -124,7 +124,87 @@ def from_block_tiles(tiles: np.ndarray, kind: T, rows: int, cols: int) -> np.nda
     """The inverse of to_block_tiles: raw[rows, bytes per row]."""
     gr, gc, tm, per_tile = tiles.shape
     f = FORMATS[kind]
-    return tiles.transpose(0, 2, 1, 3).reshape(gr * tm, gc * per_tile)[:rows, : cols // f.block * f.nbytes]
+    raw = unpack_units(tiles, kind).transpose(0, 2, 1, 3).reshape(gr * tm, gc * per_tile)
+    return raw[:rows, : cols // f.block * f.nbytes]
+
+
+# Blocks of 32 (Q8_0, Q4_0, Q5_0) are interleaved eight rows at a time, the way the kernels meet them: a unit of
+# eight rows (UNIT) of a tile, 8 x per_tile bytes, holds its blocks two at a time (k = 0, 2, 4 ...; an odd last one
+# alone), each such run of its eight rows' blocks as
+#
+#     d        the 8 rows' scales (fp16), row by row, a row's blocks in order: one vector of halves
+#     qh       Q5_0: the 8 rows' fifth bits, a row's 32 bits of each block in order: one 64-bit lane mask a row
+#     weights  Q4_0, Q5_0: a row's two blocks' 4-bit weights, byte j holding weight j of the first (low nibble) and
+#              of the second (high); a lone block's 16 bytes as the file has them.  Q8_0: a row's 64 int8 in order
+#
+# the same bits as the file's blocks, only moved: a unit's pair is read in a few whole-vector loads (a row's
+# decoded weights then meet x in order), not sixteen 2-byte scales and eight pairs of 4-byte bit masks, and the eight
+# rows' bytes run are consecutive, streamed in order. The K-quants keep the file's rows (a super-block is 256 weights
+# of one row already).
+UNIT = 8
+INTERLEAVED = (T.Q8_0, T.Q4_0, T.Q5_0)
+
+
+def _runs(blocks_per_row: int) -> list[tuple[int, int]]:
+    """(first block, count) of each run a unit's rows are interleaved in: pairs, an odd last block alone."""
+    return [(k, min(2, blocks_per_row - k)) for k in range(0, blocks_per_row, 2)]
+
+
+def pack_units(tiles: np.ndarray, kind: T) -> np.ndarray:
+    """tiles[..., tm, per_tile] of the file's block rows (tm a multiple of UNIT) -> the same, each unit of eight rows
+    interleaved as the kernels read it (a copy; the K-quants' as they are)."""
+    if kind not in INTERLEAVED:
+        return tiles
+    f = FORMATS[kind]
+    lead, (tm, per_tile) = tiles.shape[:-2], tiles.shape[-2:]
+    units = np.ascontiguousarray(tiles).reshape(-1, UNIT, per_tile // f.nbytes, f.nbytes)  # [units, row, block, byte]
+    runs = []
+    for k, count in _runs(units.shape[2]):
+        b = units[:, :, k : k + count]  # [units, row, count, nbytes]
+        parts = [b[..., :2].reshape(len(b), -1)]  # d
+        if kind == T.Q5_0:
+            parts.append(b[..., 2:6].reshape(len(b), -1))
+        if kind == T.Q8_0:
+            parts.append(b[..., 2:].reshape(len(b), -1))
+        elif count == 1:
+            parts.append(b[..., -16:].reshape(len(b), -1))
+        else:  # weight j of each block as 4 bits (file: byte j low nibble weight j, high nibble weight j + 16)
+            nib = b[..., -16:]
+            q = np.concatenate([nib & 0x0F, nib >> 4], axis=-1)  # [units, row, 2, 32]
+            parts.append((q[:, :, 0] | (q[:, :, 1] << 4)).reshape(len(b), -1))
+        runs.append(np.concatenate(parts, axis=1))
+    return np.concatenate(runs, axis=1).reshape(*lead, tm, per_tile)
+
+
+def unpack_units(tiles: np.ndarray, kind: T) -> np.ndarray:
+    """The inverse of pack_units: tiles[..., tm, per_tile] with the file's block rows."""
+    if kind not in INTERLEAVED:
+        return tiles
+    f = FORMATS[kind]
+    lead, (tm, per_tile) = tiles.shape[:-2], tiles.shape[-2:]
+    flat = np.ascontiguousarray(tiles).reshape(-1, UNIT * per_tile)
+    blocks = np.zeros((len(flat), UNIT, per_tile // f.nbytes, f.nbytes), np.uint8)
+    at = 0
+    for k, count in _runs(blocks.shape[2]):
+        def take(size):  # the run's next `size` bytes of each row, [units, row, size]
+            nonlocal at
+            part = flat[:, at : at + UNIT * size].reshape(len(flat), UNIT, size)
+            at += UNIT * size
+            return part
+
+        b = blocks[:, :, k : k + count]
+        b[..., :2] = take(2 * count).reshape(len(flat), UNIT, count, 2)
+        if kind == T.Q5_0:
+            b[..., 2:6] = take(4 * count).reshape(len(flat), UNIT, count, 4)
+        if kind == T.Q8_0:
+            b[..., 2:] = take(32 * count).reshape(len(flat), UNIT, count, 32)
+        elif count == 1:
+            b[..., -16:] = take(16).reshape(len(flat), UNIT, 1, 16)
+        else:
+            packed = take(32)
+            q = np.stack([packed & 0x0F, packed >> 4], axis=2)  # [units, row, 2, 32]
+            b[..., -16:] = q[..., :16] | (q[..., 16:] << 4)
+    return blocks.reshape(*lead, tm, per_tile)
 
 
 def _half(b: np.ndarray) -> np.ndarray:

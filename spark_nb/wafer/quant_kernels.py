@@ -14,7 +14,9 @@ allows no contraction or reassociation):
 
 so a token's outputs are the same bits alone (decode), among k (verification) or in a prompt (prefill), and the
 same on every host: speculative decoding relies on it. The integers are formed eight rows at a time (_block_rows):
-each row's block is decoded in vector registers straight from the file's bytes and multiplied with x on vpdpbusd
+each row's block is decoded in vector registers straight from the file's bytes (blocks of 32 as blocks.pack_units
+interleaves a unit's eight rows: their scales one vector of halves, a row's fifth bits one 64-bit lane mask, its two
+blocks' nibbles one 32-byte load, split by one GFNI bit-matrix move) and multiplied with x on vpdpbusd
 (the K-quants: vpmaddubsw and vpdpwssd, the groups' scales applied in the same instruction; in int32 lanes where the
 host lacks AVX-512 VNNI: the same integers either way), the eight rows' sums reduced together
 into one vector, and the float steps run with the eight rows as lanes (blocks of 32 two at a time: a 64-byte
@@ -42,7 +44,7 @@ from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
 from . import kernels
-from .blocks import BLOCK_KINDS, FORMATS, unpack_ints
+from .blocks import BLOCK_KINDS, FORMATS, unpack_ints, unpack_units
 from .jit_cache import keyed_by_sources
 from .kernels import JIT, _lane_sums, quantize_slices
 from .reference import quantize_slices as quantize_slices_reference
@@ -58,6 +60,11 @@ ROWS = 8  # rows a _block_rows call forms: eight independent sums hide vpdpbusd'
 PREFETCH_ROWS = 2 * ROWS
 # vpdpbusd on 256- and 512-bit vectors (AVX-512 VL), where kernels.py uses it (and SPARK_NB_NO_VNNI=1 does not)
 HOST_VNNI_VL = kernels.HOST_VNNI and bool(llvmlite.binding.get_host_cpu_features().get("avx512vl"))
+# vgf2p8affineqb (GFNI) on 512-bit vectors: a byte's bits moved by an 8x8 bit matrix, one matrix per 64-bit lane
+HOST_GFNI = HOST_VNNI_VL and bool(llvmlite.binding.get_host_cpu_features().get("gfni"))
+# the matrices (a byte k of the 64-bit lane is output bit 7 - k's row) that keep a byte's low nibble, and that
+# move its high nibble down
+LOW_NIBBLE, HIGH_NIBBLE = 0x01020408 << 32, 0x10204080 << 32
 
 I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
 
@@ -171,35 +178,47 @@ def _x_vectors(e, kind, count, x, xsums):
                             for base in (0, 4)]
 
 
-def _row_block(e, kind, count, w):
-    """One row's block at w (i8*), or `count` blocks of 32 from w, decoded for every token in flight: (pieces, scmn,
-    [d's bits], [dmin's bits] or None, the K-quants' group scales as int16 lanes or None). A piece (u, i, scale) is
-    weights plus bias as unsigned bytes that meet the x vector i of _x_vectors, and the integer scales of its lanes'
-    groups (None: one block's, applied as d); scmn: the K-quants' scales and mins as bytes in lanes 0..7 and 8..15
-    (else None)."""
+def _run_row(e, kind, count, run, row):
+    """Row `row`'s `count` blocks of 32 in a unit's run at run (i8*; blocks.pack_units' layout), decoded: [(u, 0,
+    None)], u its weights plus the format's bias as unsigned bytes, in order (the first block's 32, then the
+    second's), to meet x's values in order."""
+    b = e.b
+    n = 32 * count
+    scales = ROWS * count * 2  # the run's d, then Q5_0's qh, then the weights
+    if kind == Q8_0:
+        w = e.load(run, e.const(scales + n * row), n)
+        return [(b.xor(w, e.vec([0x80] * n)), 0, None)]  # w + 128
+    weights = scales + (ROWS * count * 4 if kind == Q5_0 else 0)
+    nib = e.load(run, e.const(weights + 16 * count * row), 16 * count)
+    # a lone block as the file has it (weights 0..15 in the low nibbles, 16..31 in the high); a pair's byte j holds
+    # weight j of each block (the first's low, the second's high): the low nibbles, then the high, are in order.
+    # The nibbles twice side by side, each half's bytes moved by its own bit matrix (GFNI), else shifted by 0 and 4
+    # as 16-bit lanes and masked
+    twice = e.concat(nib, nib)
+    if HOST_GFNI:
+        matrices = b.bitcast(e.vec([LOW_NIBBLE] * (count * 2) + [HIGH_NIBBLE] * (count * 2), ir.IntType(64)),
+                             twice.type)
+        affine = cgutils.get_or_insert_function(b.module, ir.FunctionType(twice.type, [twice.type] * 2 + [I8]),
+                                                f"llvm.x86.vgf2p8affineqb.{8 * n}")
+        u = b.call(affine, [twice, matrices, e.const(0, I8)])
+    else:
+        words = b.bitcast(twice, ir.VectorType(I16, 16 * count))
+        u = b.and_(b.bitcast(b.lshr(words, e.vec([0] * 8 * count + [4] * 8 * count, I16)), twice.type),
+                   e.vec([15] * n))
+    if kind == Q5_0:  # bit j of a row's 32 (64) bits is its weight j's fifth bit: they are a lane mask (adding 16
+        # to a nibble sets its bit 4: a masked add)
+        bits = e.load(run, e.const(scales + 4 * count * row), 1, ir.IntType(n))
+        u = b.select(b.bitcast(bits, ir.VectorType(ir.IntType(1), n)), b.add(u, e.vec([16] * n)), u)
+    return [(u, 0, None)]
+
+
+def _row_block(e, kind, w):
+    """One row's K-quant block at w (i8*), decoded for every token in flight: (pieces, scmn, [d's bits], [dmin's
+    bits], the group scales as int16 lanes). A piece (u, i, scale) is weights plus bias as unsigned bytes that meet
+    the x vector i of _x_vectors, and the integer scales of its lanes' groups; scmn: the scales and mins as bytes
+    in lanes 0..7 and 8..15 (Q6_K: None)."""
     b = e.b
     low4 = e.vec([15] * 64)
-    if kind in (Q8_0, Q4_0, Q5_0):
-        nbytes = NBYTES[kind]
-
-        def joined(offset, size):  # the `count` blocks' bytes offset..offset+size-1, side by side
-            parts = [e.load(w, e.const(nbytes * k + offset), size) for k in range(count)]
-            return parts[0] if count == 1 else e.concat(*parts)
-
-        d = [e.load(w, e.const(nbytes * k), 1, I16) for k in range(count)]
-        if kind == Q8_0:
-            return [(b.xor(joined(2, 32), e.vec([0x80] * 32 * count)), 0, None)], None, d, None, None  # w + 128
-        nib = joined(2 if kind == Q4_0 else 6, 16)
-        n = 16 * count  # block k's weights 0..15 are its nibbles' low halves, 16..31 their high halves
-        u = e.pick(b.and_(nib, e.vec([15] * n)), b.lshr(nib, e.vec([4] * n)),
-                   [half * n + 16 * k + j for k in range(count) for half in (0, 1) for j in range(16)])
-        if kind == Q5_0:  # bit j of a block's 32-bit qh is its weight j's fifth bit: the qh are a lane mask
-            qh = [b.zext(e.load(w, e.const(nbytes * k + 2), 1, I32), ir.IntType(32 * count)) for k in range(count)]
-            bits = qh[0] if count == 1 else b.or_(qh[0], b.shl(qh[1], ir.Constant(qh[1].type, 32)))
-            fifth = b.select(b.bitcast(bits, ir.VectorType(ir.IntType(1), 32 * count)), e.vec([16] * 32 * count),
-                             e.vec([0] * 32 * count))
-            u = b.or_(u, fifth)
-        return [(u, 0, None)], None, d, None, None
     pieces = []
     if kind == Q6_K:
         sc = b.sext(e.load(w, e.const(192), 16), ir.VectorType(I16, 16))
@@ -375,7 +394,7 @@ if config.DISABLE_JIT:
         acc = np.zeros((tokens, ROWS), np.float32)
         for c in range(tiles.shape[1]):
             x = values[t : t + tokens, c * tn : (c + 1) * tn]
-            isum, msum, d, dmin = _block_sums(tiles[r, c, i : i + ROWS], kind, x)
+            isum, msum, d, dmin = _block_sums(unpack_units(tiles[r, c, i : i + ROWS], kind), kind, x)
             s = np.zeros_like(acc)
             for k in range(blocks):
                 s = s + d[None, :, k] * isum[:, :, k].astype(np.float32)
@@ -459,18 +478,30 @@ def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t, 
 
         def step(k, count):  # s after `count` blocks from block k, in order
             column = b.add(b.mul(c, tn), b.mul(k, const(block)))  # the block's first weight in the row
-            first = b.add(tile, b.mul(k, const(nbytes)))
-            for row in range(ROWS):  # every 64-byte line the blocks touch, PREFETCH_ROWS rows on
-                ahead = b.add(first, b.mul(w_stride[2], const(PREFETCH_ROWS + row)))
-                for offset in [*range(0, nbytes * count, 64), nbytes * count - 1]:
+            if block == 32:  # the unit's run of blocks k .. k + count - 1 (blocks.pack_units), its bytes in a row
+                run = b.add(tile, b.mul(k, const(ROWS * nbytes)))
+                spans = [(run, ROWS * nbytes * count)]
+            else:  # the file's rows: block k of each
+                first = b.add(tile, b.mul(k, const(nbytes)))
+                spans = [(b.add(first, b.mul(w_stride[2], const(row))), nbytes) for row in range(ROWS)]
+            for at, size in spans:  # every 64-byte line they touch, PREFETCH_ROWS rows on
+                ahead = b.add(at, b.mul(w_stride[2], const(PREFETCH_ROWS)))
+                for offset in [*range(0, size, 64), size - 1]:
                     b.call(prefetch, [b.gep(w_data, [b.add(ahead, const(offset))]), const(0, I32), const(3, I32),
                                       const(1, I32)])
-            rows = [_row_block(e, kind, count, b.gep(w_data, [b.add(first, b.mul(w_stride[2], const(row)))]))
-                    for row in range(ROWS)]
-            d = _halves(e, [bits for _, _, d, _, _ in rows for bits in d])  # row by row, a row's blocks in order
-            dmin = None if rows[0][1] is None else _halves(e, [bits for _, _, _, dmin, _ in rows for bits in dmin])
-            mins = None if rows[0][1] is None else _mins(e, [scmn for _, scmn, _, _, _ in rows])
-            quads = _quads(e, kind, rows) if looped else None
+            if block == 32:
+                w = b.gep(w_data, [run])
+                rows = [(_run_row(e, kind, count, w, row),) for row in range(ROWS)]
+                d = e.b.fpext(e.b.bitcast(e.load(w, const(0), ROWS * count, I16),
+                                          ir.VectorType(ir.HalfType(), ROWS * count)),
+                              ir.VectorType(ir.FloatType(), ROWS * count))  # row by row, a row's blocks in order
+                dmin = mins = quads = None
+            else:
+                rows = [_row_block(e, kind, b.gep(w_data, [at])) for at, _ in spans]
+                d = _halves(e, [bits for _, _, d, _, _ in rows for bits in d])  # row by row
+                dmin = None if rows[0][1] is None else _halves(e, [bits for _, _, _, dmin, _ in rows for bits in dmin])
+                mins = None if rows[0][1] is None else _mins(e, [scmn for _, scmn, _, _, _ in rows])
+                quads = _quads(e, kind, rows) if looped else None
 
             def one(tj, sj, aj):  # token tj's s (at sj) after the block
                 x = b.gep(x_data, [b.add(b.mul(tj, x_stride), column)])
