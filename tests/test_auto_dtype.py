@@ -60,14 +60,20 @@ def test_a_matrix_of_mixed_parts_is_its_parts_twins_bit_for_bit():
     np.testing.assert_array_equal(alone[0], y[3])
 
 
-def test_a_block_matrix_s_rows_are_gguf_s_own():
+# PARTS: three at most; blocks of 32 alone in a tile width of an odd number of them (interleaved in pairs and one
+# left alone: blocks.pack_units)
+@pytest.mark.parametrize("cols, parts", [(1024, [(T.Q4_K, 40), (T.Q5_0, 9), (T.Q6_K, 24)]),
+                                         (544, [(T.Q8_0, 17), (T.Q4_0, 9), (T.Q5_0, 24)])],
+                         ids=["k-quants", "blocks-of-32"])
+def test_a_block_matrix_s_rows_are_gguf_s_own(cols, parts):
     """The token embedding's lookups (embed_rows on a block matrix: a tied model's is its lm_head's array): every
     row is gguf.quants.dequantize's, bit for bit, whichever part and tile column its blocks sit in."""
     rng = np.random.default_rng(1)
-    cols, parts = 1024, [(T.Q4_K, 40), (T.Q5_0, 9), (T.Q6_K, 24)]  # PARTS: three at most
     raws = [random_blocks(rows, cols, kind, rng) for kind, rows in parts]
     plan = block_matrix.plan(get_spec("mini"), [k for k, _ in parts], [r for _, r in parts], cols)
     assert all(p.gc > 1 for p in plan.parts)  # rows cut across tile columns
+    if parts[0][0] == T.Q8_0:
+        assert (plan.tn // 32) % 2 == 1 and plan.tn > 32
     matrix = np.zeros(plan.nbytes, np.uint8)
     block_matrix.write(matrix, plan, raws)
     expected = np.concatenate([gguf.quants.dequantize(raw, kind) for raw, (kind, _) in zip(raws, parts)])
