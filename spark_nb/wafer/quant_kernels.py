@@ -60,11 +60,19 @@ ROWS = 8  # rows a _block_rows call forms: eight independent sums hide vpdpbusd'
 PREFETCH_ROWS = 2 * ROWS
 # vpdpbusd on 256- and 512-bit vectors (AVX-512 VL), where kernels.py uses it (and SPARK_NB_NO_VNNI=1 does not)
 HOST_VNNI_VL = kernels.HOST_VNNI and bool(llvmlite.binding.get_host_cpu_features().get("avx512vl"))
+llvmlite.binding.initialize_native_asmparser()  # numba leaves it out: _Emit.words' inline assembly needs it
 # vgf2p8affineqb (GFNI) on 512-bit vectors: a byte's bits moved by an 8x8 bit matrix, one matrix per 64-bit lane
 HOST_GFNI = HOST_VNNI_VL and bool(llvmlite.binding.get_host_cpu_features().get("gfni"))
-# the matrices (a byte k of the 64-bit lane is output bit 7 - k's row) that keep a byte's low nibble, and that
-# move its high nibble down
-LOW_NIBBLE, HIGH_NIBBLE = 0x01020408 << 32, 0x10204080 << 32
+
+
+def bit_matrix(moves):
+    """The 64-bit matrix (a byte k of the lane is output bit 7 - k's row) that moves each input bit `source` of a
+    byte to output bit `moves[source]`, clearing the others."""
+    return sum(1 << source << 8 * (7 - target) for source, target in moves.items())
+
+
+# the matrices that keep a byte's low nibble, and that move its high nibble down
+LOW_NIBBLE, HIGH_NIBBLE = bit_matrix({k: k for k in range(4)}), bit_matrix({4 + k: k for k in range(4)})
 
 I8, I16, I32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
 
@@ -153,6 +161,23 @@ class _Emit:
             return zero
         return self.b.sub(zero, self.dot(self.vec([bias] * x.type.count), x, zero))
 
+    def affine(self, v, matrices):
+        """vgf2p8affineqb: v's bytes moved by the bit matrices (bit_matrix), one a 64-bit lane in turn."""
+        b = self.b
+        f = cgutils.get_or_insert_function(b.module, ir.FunctionType(v.type, [v.type] * 2 + [I8]),
+                                           f"llvm.x86.vgf2p8affineqb.{8 * v.type.count}")
+        m = b.bitcast(self.vec(matrices, ir.IntType(64)), v.type)
+        return b.call(f, [v, m, self.const(0, I8)])
+
+    def words(self, v, lanes):
+        """<32 x i16> of v's int16 lanes (v <32 x i16>): vpermw, one instruction (as inline assembly: LLVM turns
+        the intrinsic with constant lanes back into a byte shuffle and a second sign extension); a shuffle where the
+        host lacks AVX-512."""
+        if not HOST_VNNI_VL:
+            return self.pick(v, v, lanes)
+        permute = ir.InlineAsm(ir.FunctionType(v.type, [v.type] * 2), "vpermw $2, $1, $0", "=v,v,v")
+        return self.b.call(permute, [self.vec(lanes, I16), v])
+
     def bit_set(self, byte_vector, bits, value):  # lanes whose byte has its bit set (a lane's own) -> value, else 0
         b = self.b
         hit = b.icmp_unsigned("!=", b.and_(byte_vector, self.vec(bits)), self.vec([0] * len(bits)))
@@ -196,11 +221,7 @@ def _run_row(e, kind, count, run, row):
     # as 16-bit lanes and masked
     twice = e.concat(nib, nib)
     if HOST_GFNI:
-        matrices = b.bitcast(e.vec([LOW_NIBBLE] * (count * 2) + [HIGH_NIBBLE] * (count * 2), ir.IntType(64)),
-                             twice.type)
-        affine = cgutils.get_or_insert_function(b.module, ir.FunctionType(twice.type, [twice.type] * 2 + [I8]),
-                                                f"llvm.x86.vgf2p8affineqb.{8 * n}")
-        u = b.call(affine, [twice, matrices, e.const(0, I8)])
+        u = e.affine(twice, [LOW_NIBBLE] * (count * 2) + [HIGH_NIBBLE] * (count * 2))
     else:
         words = b.bitcast(twice, ir.VectorType(I16, 16 * count))
         u = b.and_(b.bitcast(b.lshr(words, e.vec([0] * 8 * count + [4] * 8 * count, I16)), twice.type),
@@ -221,16 +242,25 @@ def _row_block(e, kind, w):
     low4 = e.vec([15] * 64)
     pieces = []
     if kind == Q6_K:
-        sc = b.sext(e.load(w, e.const(192), 16), ir.VectorType(I16, 16))
+        # the group scales in int16 lanes 16..31 (the 16 bytes before them in 0..15: one load and widening that
+        # stays inside the block)
+        wide = b.sext(e.load(w, e.const(176), 32), ir.VectorType(I16, 32))
+        sc = e.pick(wide, wide, range(16, 32))
         for h in range(2):
             ql = e.load(w, e.const(64 * h), 64)
             qh = e.load(w, e.const(128 + 32 * h), 32)
-            qh = e.concat(qh, b.lshr(qh, e.vec([2] * 32)))  # weights 0..31 read bits 0-1, 32..63 bits 2-3
-            three = e.vec([3] * 64)
-            u_a = b.or_(b.and_(ql, low4), b.shl(b.and_(qh, three), e.vec([4] * 64)))
-            u_b = b.or_(b.lshr(ql, e.vec([4] * 64)), b.shl(b.and_(b.lshr(qh, e.vec([4] * 64)), three), e.vec([4] * 64)))
+            twice = e.concat(qh, qh)  # weights 0..31 read bits 0-1 (u_a) and 4-5 (u_b), 32..63 bits 2-3 and 6-7
+            if HOST_GFNI:  # each half's two bits moved to bits 4-5 by its own bit matrix
+                high_a = e.affine(twice, [bit_matrix({0: 4, 1: 5})] * 4 + [bit_matrix({2: 4, 3: 5})] * 4)
+                high_b = e.affine(twice, [bit_matrix({4: 4, 5: 5})] * 4 + [bit_matrix({6: 4, 7: 5})] * 4)
+            else:
+                twice = b.lshr(twice, e.vec([0] * 32 + [2] * 32))
+                high_a = b.and_(b.shl(twice, e.vec([4] * 64)), e.vec([48] * 64))
+                high_b = b.and_(twice, e.vec([48] * 64))
+            u_a = b.or_(b.and_(ql, low4), high_a)
+            u_b = b.or_(b.lshr(ql, e.vec([4] * 64)), high_b)
             for part, u in enumerate((u_a, u_b)):  # int16 lane k: 2 weights of group 8h + 4 part + k // 8
-                pieces.append((u, 2 * h + part, e.pick(sc, sc, [8 * h + 4 * part + k // 8 for k in range(32)])))
+                pieces.append((u, 2 * h + part, e.words(wide, [16 + 8 * h + 4 * part + k // 8 for k in range(32)])))
         return pieces, None, [e.load(w, e.const(208), 1, I16)], None, sc
     # Q4_K, Q5_K: 12 bytes of six-bit scales and mins (gguf's get_scale_min), lanes 0..7 sc, 8..15 mn
     s = e.load(w, e.const(4), 16)
