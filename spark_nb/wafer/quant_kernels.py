@@ -170,12 +170,15 @@ class _Emit:
         return b.call(f, [v, m, self.const(0, I8)])
 
     def words(self, v, lanes):
-        """<32 x i16> of v's int16 lanes (v <32 x i16>): vpermw, one instruction (as inline assembly: LLVM turns
-        the intrinsic with constant lanes back into a byte shuffle and a second sign extension); a shuffle where the
-        host lacks AVX-512."""
+        """<32 x i16> of v's int16 lanes (v <16 x i16> or <32 x i16>): vpermw, one instruction (as inline assembly:
+        LLVM turns the intrinsic with constant lanes back into a byte shuffle and a second widening); a shuffle where
+        the host lacks AVX-512."""
         if not HOST_VNNI_VL:
             return self.pick(v, v, lanes)
-        permute = ir.InlineAsm(ir.FunctionType(v.type, [v.type] * 2), "vpermw $2, $1, $0", "=v,v,v")
+        wide = ir.VectorType(I16, 32)
+        if v.type.count == 16:  # the upper half undefined: no instruction
+            v = self.concat(v, ir.Constant(v.type, None))
+        permute = ir.InlineAsm(ir.FunctionType(wide, [wide] * 2), "vpermw $2, $1, $0", "=v,v,v")
         return self.b.call(permute, [self.vec(lanes, I16), v])
 
     def bit_set(self, byte_vector, bits, value):  # lanes whose byte has its bit set (a lane's own) -> value, else 0
@@ -278,7 +281,7 @@ def _row_block(e, kind, w):
             g = 4 * j + part  # lanes 0..7: group g, 8..15: group g + 2
             if qh is not None:  # bit g of qh's 32 bytes is group g's fifth bits
                 u = b.or_(u, e.bit_set(e.concat(qh, qh), [1 << g] * 32 + [1 << (g + 2)] * 32, 16))
-            pieces.append((u, 2 * j + part, e.pick(sc, sc, [g] * 16 + [g + 2] * 16)))  # int16 lanes: a pair each
+            pieces.append((u, 2 * j + part, e.words(sc, [g] * 16 + [g + 2] * 16)))  # int16 lanes: a pair each
     return pieces, scmn, [e.load(w, e.const(0), 1, I16)], [e.load(w, e.const(2), 1, I16)], sc
 
 
