@@ -159,10 +159,27 @@ print("portable ok")
 """
 
 
+NO_GFNI_SCRIPT = """
+import numpy as np
+from spark_nb.wafer import quant_kernels
+import test_blocks as t
+from gguf_files import random_blocks
+
+assert quant_kernels.HOST_VNNI_VL and not quant_kernels.HOST_GFNI
+rng = np.random.default_rng(0)
+for kind in t.KINDS:
+    t.check_block_matmul(random_blocks(t.ROWS, t.width(kind), kind, rng), kind, 13, rng)
+print("no-gfni ok")
+"""
+
+
 @pytest.mark.parametrize("script, env, done", [
     (NO_JIT_SCRIPT, {"NUMBA_DISABLE_JIT": "1"}, "no-jit ok"),  # every kernel as plain Python
     (PORTABLE_SCRIPT, {"SPARK_NB_NO_VNNI": "1"}, "portable ok"),  # the int32 path hosts without VNNI take
-], ids=["no-jit", "portable"])
+    # vpdpbusd without GFNI's bit-matrix moves (Cascade Lake), where this host has VNNI
+    pytest.param(NO_GFNI_SCRIPT, {"SPARK_NB_NO_GFNI": "1"}, "no-gfni ok",
+                 marks=pytest.mark.skipif(not qk.HOST_VNNI_VL, reason="the host has no AVX-512 VNNI")),
+], ids=["no-jit", "portable", "no-gfni"])
 def test_block_kernels_on_every_path(tmp_path, script, env, done):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), **env}  # each path compiles its own kernels
     result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=env,

@@ -34,6 +34,8 @@ exact integer sums: the floats are the steps above, in their order, so the bits 
 """
 from __future__ import annotations
 
+import os
+
 import llvmlite.binding
 import numpy as np
 from gguf import GGMLQuantizationType as T
@@ -61,8 +63,11 @@ PREFETCH_ROWS = 2 * ROWS
 # vpdpbusd on 256- and 512-bit vectors (AVX-512 VL), where kernels.py uses it (and SPARK_NB_NO_VNNI=1 does not)
 HOST_VNNI_VL = kernels.HOST_VNNI and bool(llvmlite.binding.get_host_cpu_features().get("avx512vl"))
 llvmlite.binding.initialize_native_asmparser()  # numba leaves it out: _Emit.words' inline assembly needs it
-# vgf2p8affineqb (GFNI) on 512-bit vectors: a byte's bits moved by an 8x8 bit matrix, one matrix per 64-bit lane
-HOST_GFNI = HOST_VNNI_VL and bool(llvmlite.binding.get_host_cpu_features().get("gfni"))
+# vgf2p8affineqb (GFNI) on 512-bit vectors: a byte's bits moved by an 8x8 bit matrix, one matrix per 64-bit lane.
+# Hosts with VNNI but no GFNI (Cascade Lake) shift and mask instead: SPARK_NB_NO_GFNI=1 takes that path (tests
+# compare it)
+HOST_GFNI = (HOST_VNNI_VL and bool(llvmlite.binding.get_host_cpu_features().get("gfni"))
+             and os.environ.get("SPARK_NB_NO_GFNI") != "1")
 
 
 def bit_matrix(moves):
