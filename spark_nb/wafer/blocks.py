@@ -138,8 +138,8 @@ def from_block_tiles(tiles: np.ndarray, kind: T, rows: int, cols: int) -> np.nda
 #              of the second (high); a lone block's 16 bytes as the file has them.  Q8_0: a row's 64 int8 in order
 #
 # the same bits as the file's blocks, only moved: a unit's pair is read in a few whole-vector loads (a row's
-# decoded weights then meet x in order), not sixteen 2-byte scales and eight pairs of 4-byte bit masks, and the eight
-# rows' bytes run are consecutive, streamed in order. The K-quants keep the file's rows (a super-block is 256 weights
+# decoded weights then meet x in order), not sixteen 2-byte scales and eight pairs of 4-byte bit masks, and a run's
+# bytes are consecutive, streamed in order. The K-quants keep the file's rows (a super-block is 256 weights
 # of one row already).
 UNIT = 8
 INTERLEAVED = (T.Q8_0, T.Q4_0, T.Q5_0)

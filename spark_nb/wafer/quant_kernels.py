@@ -217,12 +217,12 @@ def _run_row(e, kind, count, run, row):
     second's), to meet x's values in order."""
     b = e.b
     n = 32 * count
-    scales = ROWS * count * 2  # the run's d, then Q5_0's qh, then the weights
+    qh_at = 2 * ROWS * count  # the run holds the eight rows' d, then Q5_0's qh, then the weights
+    weights_at = qh_at + (4 * ROWS * count if kind == Q5_0 else 0)
     if kind == Q8_0:
-        w = e.load(run, e.const(scales + n * row), n)
+        w = e.load(run, e.const(weights_at + n * row), n)
         return [(b.xor(w, e.vec([0x80] * n)), 0, None)]  # w + 128
-    weights = scales + (ROWS * count * 4 if kind == Q5_0 else 0)
-    nib = e.load(run, e.const(weights + 16 * count * row), 16 * count)
+    nib = e.load(run, e.const(weights_at + 16 * count * row), 16 * count)
     # a lone block as the file has it (weights 0..15 in the low nibbles, 16..31 in the high); a pair's byte j holds
     # weight j of each block (the first's low, the second's high): the low nibbles, then the high, are in order.
     # The nibbles twice side by side, each half's bytes moved by its own bit matrix (GFNI), else shifted by 0 and 4
@@ -236,7 +236,7 @@ def _run_row(e, kind, count, run, row):
                    e.vec([15] * n))
     if kind == Q5_0:  # bit j of a row's 32 (64) bits is its weight j's fifth bit: they are a lane mask (adding 16
         # to a nibble sets its bit 4: a masked add)
-        bits = e.load(run, e.const(scales + 4 * count * row), 1, ir.IntType(n))
+        bits = e.load(run, e.const(qh_at + 4 * count * row), 1, ir.IntType(n))
         u = b.select(b.bitcast(bits, ir.VectorType(ir.IntType(1), n)), b.add(u, e.vec([16] * n)), u)
     return [(u, 0, None)]
 
