@@ -234,6 +234,7 @@ def embed_rows(tokens, matrix, out):
     """out[t] = row tokens[t] of a block matrix (the token embedding, or a tied model's lm_head that is the same
     array), gathered from its tiles along the row, block by block dequantized into place: a lookup touches the
     tile rows that hold that row, nothing else."""
+    buffer = np.empty(max(NBYTES), np.uint8)  # a block's bytes, gathered where its unit interleaves them
     for t in range(tokens.shape[0]):
         p = 0
         while True:  # the part holding the row
@@ -245,7 +246,7 @@ def embed_rows(tokens, matrix, out):
         row = tokens[t] - row0
         r, i = row // tiles.shape[2], row % tiles.shape[2]
         per_tile = tiles.shape[3] // nbytes  # blocks a tile row
-        b = np.empty(nbytes, np.uint8)
+        b = buffer[:nbytes]
         for k in range(out.shape[1] // block):  # the row's block k: tile column k // per_tile
             c, j = k // per_tile, k % per_tile
             if block == 32:  # interleaved with its unit's rows (blocks.pack_units)

@@ -403,11 +403,14 @@ def _quad_isums(e, kind, quads, x):
 
 
 def _halves(e, bits):
-    """fp16 bit patterns -> a <len(bits) x float> of their values (exact)."""
-    v = ir.Constant(ir.VectorType(I16, len(bits)), None)
-    for k, value in enumerate(bits):
-        v = e.b.insert_element(v, value, e.const(k, I32))
-    return e.b.fpext(e.b.bitcast(v, ir.VectorType(ir.HalfType(), len(bits))), ir.VectorType(ir.FloatType(), len(bits)))
+    """fp16 bit patterns (scalars, or one <n x i16> vector) -> a <n x float> of their values (exact)."""
+    if isinstance(bits, list):
+        v = ir.Constant(ir.VectorType(I16, len(bits)), None)
+        for k, value in enumerate(bits):
+            v = e.b.insert_element(v, value, e.const(k, I32))
+        bits = v
+    n = bits.type.count
+    return e.b.fpext(e.b.bitcast(bits, ir.VectorType(ir.HalfType(), n)), ir.VectorType(ir.FloatType(), n))
 
 
 def _row_sums(e, vectors, parts=1):
@@ -530,9 +533,7 @@ def _emit_rows(e, kind, tokens, y_arr, w_arr, x_arr, xs_arr, sums_arr, r, i, t, 
             if block == 32:
                 w = b.gep(w_data, [run])
                 rows = [(_run_row(e, kind, count, w, row),) for row in range(ROWS)]
-                d = e.b.fpext(e.b.bitcast(e.load(w, const(0), ROWS * count, I16),
-                                          ir.VectorType(ir.HalfType(), ROWS * count)),
-                              ir.VectorType(ir.FloatType(), ROWS * count))  # row by row, a row's blocks in order
+                d = _halves(e, e.load(w, const(0), ROWS * count, I16))  # row by row, a row's blocks in order
                 dmin = mins = quads = None
             else:
                 rows = [_row_block(e, kind, b.gep(w_data, [at])) for at, _ in spans]
